@@ -1,0 +1,51 @@
+"""dbos_async: durable workflows, steps and transactions on asyncio.
+
+Workflows are ``async def`` functions whose steps are checkpointed in Postgres or SQLite;
+after a crash they resume where they stopped, never re-running a finished step.
+"""
+
+from ._config import DBOSConfig
+from ._context import SetWorkflowID
+from ._dbos import DBOS
+from ._errors import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
+    DBOSConfigError,
+    DBOSConflictingWorkflowError,
+    DBOSConnectionError,
+    DBOSException,
+    DBOSMaxStepRetriesExceeded,
+    DBOSNonExistentWorkflowError,
+    DBOSQueueDeduplicatedError,
+    DBOSSerializationError,
+    DBOSUnexpectedStepError,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowError,
+    DBOSWorkflowFunctionNotFoundError,
+)
+from ._handle import WorkflowHandle
+from ._status import StepInfo, WorkflowStatus, WorkflowStatusString
+
+__all__ = [
+    "DBOS",
+    "DBOSAwaitedWorkflowCancelledError",
+    "DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded",
+    "DBOSConfig",
+    "DBOSConfigError",
+    "DBOSConflictingWorkflowError",
+    "DBOSConnectionError",
+    "DBOSException",
+    "DBOSMaxStepRetriesExceeded",
+    "DBOSNonExistentWorkflowError",
+    "DBOSQueueDeduplicatedError",
+    "DBOSSerializationError",
+    "DBOSUnexpectedStepError",
+    "DBOSWorkflowCancelledError",
+    "DBOSWorkflowError",
+    "DBOSWorkflowFunctionNotFoundError",
+    "SetWorkflowID",
+    "StepInfo",
+    "WorkflowHandle",
+    "WorkflowStatus",
+    "WorkflowStatusString",
+]

@@ -1,0 +1,141 @@
+"""Configuration: the ``DBOSConfig`` keys, their defaults and their validation."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, TypedDict
+from urllib.parse import urlsplit
+
+from ._errors import DBOSConfigError
+from ._serialization import Serializer, make_serializer
+
+__all__ = ["DBOSConfig", "Settings", "resolve_config", "validate_url"]
+
+
+class DBOSConfig(TypedDict, total=False):
+    """What ``DBOS(config)`` accepts; every key is optional."""
+
+    name: str
+    database_url: str
+    system_database_url: str
+    executor_id: str
+    application_version: str
+    serializer: Any
+    pool_size: int
+    connect_timeout: float
+
+
+_KEYS = set(DBOSConfig.__annotations__)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A configuration with every default filled in and every value checked."""
+
+    name: str
+    database_url: str
+    system_database_url: str
+    executor_id: str
+    application_version: str | None
+    serializer: Serializer
+    pool_size: int
+    connect_timeout: float
+
+
+def _redacted(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            return url.replace(f":{parts.password}@", ":***@")
+    except ValueError:
+        pass
+    return url
+
+
+def validate_url(url: object, key: str) -> str:
+    """Check a database URL, naming the config key and the URL when it is malformed."""
+    if not isinstance(url, str) or not url:
+        raise DBOSConfigError(f"config {key!r} must be a non-empty string, got {url!r}")
+    shown = _redacted(url)
+    if url.startswith("sqlite:"):
+        if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
+            raise DBOSConfigError(
+                f"config {key!r}: malformed SQLite URL {shown!r}; "
+                "expected sqlite:///relative/path.sqlite, sqlite:////absolute/path.sqlite "
+                "or sqlite:///:memory:"
+            )
+        return url
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise DBOSConfigError(f"config {key!r}: malformed database URL {shown!r}: {exc}") from None
+    scheme = parts.scheme
+    if scheme in ("postgresql+asyncpg", "postgres+asyncpg"):
+        url = "postgresql" + url[len(scheme) :]
+    elif scheme not in ("postgresql", "postgres"):
+        raise DBOSConfigError(
+            f"config {key!r}: unsupported database URL {shown!r}; expected postgresql://... "
+            "or sqlite:///..."
+        )
+    if not parts.hostname:
+        raise DBOSConfigError(f"config {key!r}: database URL {shown!r} names no host")
+    database = parts.path.lstrip("/")
+    if not database or "/" in database:
+        raise DBOSConfigError(
+            f"config {key!r}: database URL {shown!r} must name one database, "
+            "as postgresql://user@host:5432/dbname"
+        )
+    if port is not None and port <= 0:
+        raise DBOSConfigError(f"config {key!r}: database URL {shown!r} has an invalid port")
+    return url
+
+
+def resolve_config(config: DBOSConfig | dict[str, Any] | None) -> Settings:
+    """Fill in defaults (environment, then built-in) and validate every key."""
+    raw: dict[str, Any] = dict(config or {})
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise DBOSConfigError(
+            f"unknown config key(s) {', '.join(map(repr, unknown))}; "
+            f"known keys: {', '.join(sorted(_KEYS))}"
+        )
+    name = raw.get("name", "dbos_async")
+    if not isinstance(name, str) or not name:
+        raise DBOSConfigError(f"config 'name' must be a non-empty string, got {name!r}")
+    if raw.get("database_url") is not None:
+        database_url = validate_url(raw["database_url"], "database_url")
+    elif os.environ.get("DBOS_DATABASE_URL"):
+        database_url = validate_url(os.environ["DBOS_DATABASE_URL"], "DBOS_DATABASE_URL")
+    else:
+        database_url = f"sqlite:///{name}.sqlite"
+    system_url = (
+        validate_url(raw["system_database_url"], "system_database_url")
+        if raw.get("system_database_url") is not None
+        else database_url
+    )
+    executor_id = raw.get("executor_id") or os.environ.get("DBOS__VMID") or "local"
+    if not isinstance(executor_id, str):
+        raise DBOSConfigError(f"config 'executor_id' must be a string, got {executor_id!r}")
+    version = raw.get("application_version") or os.environ.get("DBOS__APPVERSION") or None
+    if version is not None and not isinstance(version, str):
+        raise DBOSConfigError(f"config 'application_version' must be a string, got {version!r}")
+    pool_size = raw.get("pool_size", 10)
+    if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 1:
+        raise DBOSConfigError(f"config 'pool_size' must be a positive integer, got {pool_size!r}")
+    timeout = raw.get("connect_timeout", 10.0)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise DBOSConfigError(
+            f"config 'connect_timeout' must be a positive number, got {timeout!r}"
+        )
+    return Settings(
+        name=name,
+        database_url=database_url,
+        system_database_url=system_url,
+        executor_id=executor_id,
+        application_version=version,
+        serializer=make_serializer(raw.get("serializer")),
+        pool_size=pool_size,
+        connect_timeout=float(timeout),
+    )

@@ -1,0 +1,104 @@
+"""Where the running code is: which workflow, which step, which SQL transaction.
+
+Held in context variables, so every asyncio task sees its own. A ``WorkflowState`` is
+shared by the tasks a workflow spawns (``asyncio.gather``): they draw step IDs from one
+counter, taken synchronously at call time, so the IDs follow call order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from .sysdb import StepRow
+
+__all__ = [
+    "SetWorkflowID",
+    "StepFrame",
+    "WorkflowState",
+    "current_sql_connection",
+    "current_step",
+    "current_workflow",
+    "take_assigned_workflow_id",
+]
+
+
+@dataclass(eq=False)
+class WorkflowState:
+    """A running workflow: its ID and name, its step counter, and (when it re-executes)
+    the steps recorded by earlier runs, loaded once."""
+
+    workflow_id: str
+    name: str
+    recorded: dict[int, StepRow] = field(default_factory=dict)
+    #: True when earlier runs may have recorded work (recovery or re-execution).
+    replaying: bool = False
+    next_step_id: int = 0
+
+    def take_step_id(self) -> int:
+        self.next_step_id += 1
+        return self.next_step_id
+
+
+@dataclass(frozen=True)
+class StepFrame:
+    """The step or transaction whose body is running (``step_id`` is None outside a
+    workflow)."""
+
+    workflow_id: str | None
+    step_id: int | None
+
+
+current_workflow: ContextVar[WorkflowState | None] = ContextVar("dbos_async_workflow", default=None)
+current_step: ContextVar[StepFrame | None] = ContextVar("dbos_async_step", default=None)
+current_sql_connection: ContextVar[Any] = ContextVar("dbos_async_sql_connection", default=None)
+
+
+class _AssignedID:
+    __slots__ = ("used", "workflow_id")
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        self.used = False
+
+
+_assigned_id: ContextVar[_AssignedID | None] = ContextVar("dbos_async_next_id", default=None)
+
+
+def take_assigned_workflow_id() -> str | None:
+    """The ID a ``SetWorkflowID`` block fixed for the next workflow, consumed once."""
+    assigned = _assigned_id.get()
+    if assigned is None or assigned.used:
+        return None
+    assigned.used = True
+    return assigned.workflow_id
+
+
+def new_workflow_id() -> str:
+    return str(uuid.uuid4())
+
+
+class SetWorkflowID:
+    """``with SetWorkflowID("id"):`` fixes the ID of the next workflow started or called
+    in the block."""
+
+    def __init__(self, workflow_id: str) -> None:
+        if not isinstance(workflow_id, str) or not workflow_id:
+            raise TypeError(f"SetWorkflowID needs a non-empty str, got {workflow_id!r}")
+        self.workflow_id = workflow_id
+        self._token: Any = None
+
+    def __enter__(self) -> SetWorkflowID:
+        self._token = _assigned_id.set(_AssignedID(self.workflow_id))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _assigned_id.reset(self._token)

@@ -1,0 +1,159 @@
+"""``@DBOS.workflow``, ``@DBOS.step`` and ``@DBOS.transaction``: validation, registration,
+and wrappers that keep the decorated function's signature (``ParamSpec``).
+
+Wrappers are plain functions returning a coroutine, so that the step ID is taken at call
+time rather than when the coroutine first runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
+
+from ._errors import DBOSConfigError
+from ._registry import FunctionInfo, describe, registry
+from ._runner import call_workflow
+from ._steps import call_step, call_transaction
+
+__all__ = ["StepDecorator", "function_info", "step", "transaction", "workflow"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ISOLATION_LEVELS = ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED")
+
+
+class StepDecorator(Protocol):
+    @overload
+    def __call__(
+        self, func: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+
+def function_info(func: object) -> FunctionInfo | None:
+    """What a decorated function was registered as (None for anything else)."""
+    info = getattr(func, "__dbos_info__", None)
+    return info if isinstance(info, FunctionInfo) else None
+
+
+def _check_called(decorator: str, name: object) -> None:
+    if callable(name):
+        raise TypeError(f"use @DBOS.{decorator}() with parentheses")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise DBOSConfigError(
+            f"@DBOS.{decorator}(name=...) must be a non-empty string, got {name!r}"
+        )
+
+
+def _require_async(decorator: str, func: Callable[..., Any]) -> None:
+    if inspect.isasyncgenfunction(func) or not inspect.iscoroutinefunction(func):
+        what = "an async generator" if inspect.isasyncgenfunction(func) else "a plain def"
+        raise TypeError(
+            f"@DBOS.{decorator}() needs an 'async def' function; "
+            f"{getattr(func, '__qualname__', func)!r} is {what}"
+        )
+
+
+def _wrap(
+    info: FunctionInfo,
+    call: Callable[[FunctionInfo, tuple[Any, ...], dict[str, Any]], Coroutine[Any, Any, Any]],
+) -> Callable[..., Coroutine[Any, Any, Any]]:
+    @functools.wraps(info.func)
+    def wrapper(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        return call(info, args, kwargs)
+
+    wrapper.__dbos_info__ = info  # type: ignore[attr-defined]
+    mark = getattr(inspect, "markcoroutinefunction", None)  # Python 3.12+
+    if mark is not None:
+        mark(wrapper)
+    return wrapper
+
+
+def workflow(
+    *, name: str | None = None, max_recovery_attempts: int = 100
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    _check_called("workflow", name)
+    if (
+        not isinstance(max_recovery_attempts, int)
+        or isinstance(max_recovery_attempts, bool)
+        or max_recovery_attempts < 0
+    ):
+        raise DBOSConfigError(
+            "@DBOS.workflow(max_recovery_attempts=...) must be a non-negative integer, "
+            f"got {max_recovery_attempts!r}"
+        )
+
+    def decorator(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        _require_async("workflow", func)
+        info = describe(
+            "workflow",
+            name or func.__qualname__,
+            func,
+            max_recovery_attempts=max_recovery_attempts,
+        )
+        registry.add_workflow(info)
+        return _wrap(info, call_workflow)
+
+    return decorator
+
+
+def step(
+    *,
+    name: str | None = None,
+    retries_allowed: bool = False,
+    max_attempts: int = 3,
+    interval_seconds: float = 1.0,
+    backoff_rate: float = 2.0,
+) -> StepDecorator:
+    _check_called("step", name)
+    if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
+        raise DBOSConfigError(f"@DBOS.step(max_attempts=...) must be >= 1, got {max_attempts!r}")
+    if not isinstance(interval_seconds, (int, float)) or interval_seconds < 0:
+        raise DBOSConfigError(
+            f"@DBOS.step(interval_seconds=...) must be >= 0, got {interval_seconds!r}"
+        )
+    if not isinstance(backoff_rate, (int, float)) or backoff_rate <= 0:
+        raise DBOSConfigError(f"@DBOS.step(backoff_rate=...) must be > 0, got {backoff_rate!r}")
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
+        if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+            raise TypeError(
+                f"@DBOS.step() cannot decorate the generator {func.__qualname__!r}; "
+                "return a value instead"
+            )
+        info = describe(
+            "step",
+            name or func.__qualname__,
+            func,
+            retries_allowed=bool(retries_allowed),
+            max_attempts=max_attempts,
+            interval_seconds=float(interval_seconds),
+            backoff_rate=float(backoff_rate),
+        )
+        return _wrap(info, call_step)
+
+    return decorator
+
+
+def transaction(
+    *, name: str | None = None, isolation_level: str = "SERIALIZABLE"
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    _check_called("transaction", name)
+    level = isolation_level.upper() if isinstance(isolation_level, str) else isolation_level
+    if level not in ISOLATION_LEVELS:
+        raise DBOSConfigError(
+            f"@DBOS.transaction(isolation_level=...) must be one of {', '.join(ISOLATION_LEVELS)}; "
+            f"got {isolation_level!r}"
+        )
+
+    def decorator(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        _require_async("transaction", func)
+        info = describe("transaction", name or func.__qualname__, func, isolation_level=level)
+        return _wrap(info, call_transaction)
+
+    return decorator

@@ -1,0 +1,183 @@
+"""The exceptions dbos_async raises.
+
+Every error the runtime raises on purpose derives from one root, except cancellation::
+
+    DBOSException
+    ├── DBOSNonExistentWorkflowError        no workflow has this ID
+    ├── DBOSConflictingWorkflowError        an ID already used by another workflow function
+    ├── DBOSUnexpectedStepError             replay found another step at this ID (determinism)
+    ├── DBOSMaxStepRetriesExceeded          a retried step failed on every attempt
+    ├── DBOSAwaitedWorkflowCancelledError   the awaited workflow was cancelled
+    ├── DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded
+    ├── DBOSQueueDeduplicatedError          a deduplication ID is already active on a queue
+    ├── DBOSWorkflowFunctionNotFoundError   no registered function has this workflow's name
+    ├── DBOSSerializationError              a value cannot be stored
+    ├── DBOSWorkflowError                   a recorded error whose type cannot be rebuilt
+    ├── DBOSConfigError                     bad configuration or decorator arguments
+    └── DBOSConnectionError                 the database cannot be reached
+
+    BaseException
+    └── DBOSWorkflowCancelledError          raised inside a cancelled workflow; an
+                                            ``except Exception`` cannot swallow it
+
+Each error keeps its constructor arguments in ``args``, so a recorded error is rebuilt as
+its own type when a workflow's outcome is read back.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DBOSAwaitedWorkflowCancelledError",
+    "DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded",
+    "DBOSConfigError",
+    "DBOSConflictingWorkflowError",
+    "DBOSConnectionError",
+    "DBOSException",
+    "DBOSMaxStepRetriesExceeded",
+    "DBOSNonExistentWorkflowError",
+    "DBOSQueueDeduplicatedError",
+    "DBOSSerializationError",
+    "DBOSUnexpectedStepError",
+    "DBOSWorkflowCancelledError",
+    "DBOSWorkflowError",
+    "DBOSWorkflowFunctionNotFoundError",
+]
+
+
+class DBOSException(Exception):
+    """Root of every error dbos_async raises (cancellation aside)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class DBOSNonExistentWorkflowError(DBOSException):
+    """No workflow with this ID exists."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} does not exist")
+        self.args = (workflow_id,)
+        self.workflow_id = workflow_id
+
+
+class DBOSConflictingWorkflowError(DBOSException):
+    """A workflow ID is already used by a different workflow function."""
+
+    def __init__(self, workflow_id: str, existing_name: str, requested_name: str) -> None:
+        super().__init__(
+            f"workflow ID {workflow_id!r} is already used by workflow {existing_name!r}; "
+            f"it cannot be reused for {requested_name!r}"
+        )
+        self.args = (workflow_id, existing_name, requested_name)
+        self.workflow_id = workflow_id
+
+
+class DBOSUnexpectedStepError(DBOSException):
+    """Re-execution called a different step than the one recorded at this step ID."""
+
+    def __init__(self, workflow_id: str, step_id: int, expected: str, recorded: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} step {step_id}: the workflow now calls {expected!r} "
+            f"but {recorded!r} was recorded there; workflow code must be deterministic"
+        )
+        self.args = (workflow_id, step_id, expected, recorded)
+        self.workflow_id = workflow_id
+        self.step_id = step_id
+
+
+class DBOSMaxStepRetriesExceeded(DBOSException):
+    """A step with retries failed on every attempt; ``errors`` holds one error per attempt."""
+
+    def __init__(self, step_name: str, max_attempts: int, errors: list[BaseException]) -> None:
+        last = f": {type(errors[-1]).__name__}: {errors[-1]}" if errors else ""
+        super().__init__(f"step {step_name!r} failed {max_attempts} times{last}")
+        self.args = (step_name, max_attempts, errors)
+        self.step_name = step_name
+        self.max_attempts = max_attempts
+        self.errors = list(errors)
+
+
+class DBOSAwaitedWorkflowCancelledError(DBOSException):
+    """The awaited workflow was cancelled."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} was cancelled")
+        self.args = (workflow_id,)
+        self.workflow_id = workflow_id
+
+
+class DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded(DBOSException):
+    """The awaited workflow was recovered too many times and was dead-lettered."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} exceeded its maximum recovery attempts and is now "
+            "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
+        )
+        self.args = (workflow_id,)
+        self.workflow_id = workflow_id
+
+
+class DBOSQueueDeduplicatedError(DBOSException):
+    """A workflow with this deduplication ID is already active on the queue."""
+
+    def __init__(self, workflow_id: str, queue_name: str, deduplication_id: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} was not enqueued: deduplication ID "
+            f"{deduplication_id!r} is already active on queue {queue_name!r}"
+        )
+        self.args = (workflow_id, queue_name, deduplication_id)
+        self.workflow_id = workflow_id
+
+
+class DBOSWorkflowFunctionNotFoundError(DBOSException):
+    """No registered workflow function has the name a stored workflow was run under."""
+
+    def __init__(self, workflow_id: str, name: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} was started as {name!r}, but no workflow function "
+            "with that name is registered in this process"
+        )
+        self.args = (workflow_id, name)
+        self.workflow_id = workflow_id
+
+
+class DBOSSerializationError(DBOSException):
+    """A value (argument, output, message) cannot be serialized or deserialized."""
+
+
+class DBOSWorkflowError(DBOSException):
+    """A recorded error whose original type cannot be rebuilt in this process."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.args = (type_name, message)
+        self.type_name = type_name
+        self.original_message = message
+
+
+class DBOSConfigError(DBOSException):
+    """Bad configuration: a malformed URL, an unknown key, an invalid decorator argument."""
+
+
+class DBOSConnectionError(DBOSException):
+    """The database could not be reached within the configured connect timeout."""
+
+
+class DBOSWorkflowCancelledError(BaseException):
+    """Raised inside a workflow that was cancelled.
+
+    It derives from ``BaseException`` so an ``except Exception`` in user code cannot
+    swallow it.
+    """
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(workflow_id)
+        self.workflow_id = workflow_id
+
+    def __str__(self) -> str:
+        return f"workflow {self.workflow_id!r} was cancelled"

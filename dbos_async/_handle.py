@@ -1,0 +1,116 @@
+"""``WorkflowHandle``: an awaitable for a workflow's outcome, here or in another process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ._errors import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
+    DBOSNonExistentWorkflowError,
+)
+from ._registry import registry
+from ._status import WorkflowStatus, WorkflowStatusString
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+    from .sysdb import WorkflowRow
+
+__all__ = ["WorkflowHandle", "outcome_of", "status_of"]
+
+R = TypeVar("R")
+
+_POLL_FIRST = 0.01
+_POLL_MAX = 0.5
+
+
+def outcome_of(runtime: Runtime, row: WorkflowRow) -> Any:
+    """The result of a finished workflow's row, or raise its error."""
+    status = row.status
+    if status == WorkflowStatusString.SUCCESS:
+        info = registry.workflows.get(row.name)
+        return runtime.codec.loads(row.output, info.return_hint if info else Any)
+    if status == WorkflowStatusString.ERROR:
+        raise runtime.codec.load_error(row.error or "null")
+    if status == WorkflowStatusString.CANCELLED:
+        raise DBOSAwaitedWorkflowCancelledError(row.workflow_id)
+    if status == WorkflowStatusString.MAX_RECOVERY_ATTEMPTS_EXCEEDED:
+        raise DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded(row.workflow_id)
+    raise AssertionError(f"workflow {row.workflow_id!r} has not finished ({status})")
+
+
+def status_of(runtime: Runtime, row: WorkflowRow) -> WorkflowStatus:
+    codec = runtime.codec
+    info = registry.workflows.get(row.name)
+    return WorkflowStatus(
+        workflow_id=row.workflow_id,
+        status=WorkflowStatusString(row.status),
+        name=row.name,
+        input=codec.loads(row.inputs),
+        output=codec.loads(row.output, info.return_hint if info else Any),
+        error=codec.load_error(row.error) if row.error is not None else None,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        queue_name=row.queue_name,
+        executor_id=row.executor_id,
+        app_version=row.application_version,
+        recovery_attempts=row.recovery_attempts,
+        parent_workflow_id=row.parent_workflow_id,
+        forked_from=row.forked_from,
+        workflow_timeout_ms=row.workflow_timeout_ms,
+        workflow_deadline_epoch_ms=row.workflow_deadline_epoch_ms,
+        priority=row.priority,
+        deduplication_id=row.deduplication_id,
+    )
+
+
+class WorkflowHandle(Generic[R]):
+    """A started workflow. ``await handle`` (or ``get_result()``) gives its result or raises
+    its error. A workflow running in this process resolves the handle directly; one running
+    elsewhere is watched in the status table until it ends."""
+
+    def __init__(self, runtime: Runtime, workflow_id: str) -> None:
+        self._runtime = runtime
+        self.workflow_id = workflow_id
+        self._local = runtime.running.get(workflow_id)
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandle({self.workflow_id!r})"
+
+    def get_workflow_id(self) -> str:
+        return self.workflow_id
+
+    async def get_result(self) -> R:
+        local = self._local or self._runtime.running.get(self.workflow_id)
+        if local is not None:
+            result: R = await asyncio.shield(local)
+            return result
+        delay = _POLL_FIRST
+        while True:
+            row = await self._runtime.sysdb.get_workflow(self.workflow_id)
+            if row is None:
+                raise DBOSNonExistentWorkflowError(self.workflow_id)
+            if WorkflowStatusString(row.status).is_terminal:
+                value: R = outcome_of(self._runtime, row)
+                return value
+            local = self._runtime.running.get(self.workflow_id)
+            if local is not None:
+                result = await asyncio.shield(local)
+                return result
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX)
+
+    get_result_async = get_result
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self.get_result().__await__()
+
+    async def get_status(self) -> WorkflowStatus:
+        row = await self._runtime.sysdb.get_workflow(self.workflow_id)
+        if row is None:
+            raise DBOSNonExistentWorkflowError(self.workflow_id)
+        return status_of(self._runtime, row)
+
+    get_status_async = get_status

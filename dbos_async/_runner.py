@@ -1,0 +1,248 @@
+"""Starting, running and recovering workflows.
+
+A workflow starts once its status row is durable; its body then runs as a task of the
+runtime. A workflow ID that exists already is never run again: its caller gets a handle
+to the recorded (or still running) workflow. Recovery claims each PENDING workflow of
+this executor with one conditional update, loads its recorded steps once, and runs the
+body again; recorded steps return their outputs without running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from ._context import (
+    WorkflowState,
+    current_sql_connection,
+    current_step,
+    current_workflow,
+    new_workflow_id,
+    take_assigned_workflow_id,
+)
+from ._errors import (
+    DBOSConflictingWorkflowError,
+    DBOSException,
+    DBOSUnexpectedStepError,
+    DBOSWorkflowFunctionNotFoundError,
+)
+from ._handle import WorkflowHandle, outcome_of
+from ._registry import FunctionInfo, registry
+from ._runtime import Runtime, get_runtime
+from ._status import WorkflowStatusString
+from .sysdb import StepRow, WorkflowRow
+
+__all__ = ["call_workflow", "recover_pending_workflows", "start_workflow"]
+
+log = logging.getLogger("dbos_async")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _placement() -> tuple[str | None, tuple[WorkflowState, int] | None]:
+    """At call time: the ID a SetWorkflowID block assigned, and, inside a workflow (not
+    inside a step), the parent and the step ID this child takes."""
+    assigned = take_assigned_workflow_id()
+    parent = current_workflow.get()
+    if parent is None or current_step.get() is not None:
+        return assigned, None
+    return assigned, (parent, parent.take_step_id())
+
+
+def start_workflow(
+    info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Coroutine[Any, Any, WorkflowHandle[Any]]:
+    """Start a workflow; the step ID (for a child) and the assigned ID are taken now."""
+    assigned, parent = _placement()
+    return _start(info, args, kwargs, assigned, parent)
+
+
+def call_workflow(
+    info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Coroutine[Any, Any, Any]:
+    """Run a workflow to completion and return its result."""
+    assigned, parent = _placement()
+
+    async def run() -> Any:
+        handle = await _start(info, args, kwargs, assigned, parent)
+        return await handle.get_result()
+
+    return run()
+
+
+async def _start(
+    info: FunctionInfo,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    assigned: str | None,
+    parent: tuple[WorkflowState, int] | None,
+) -> WorkflowHandle[Any]:
+    rt = get_runtime()
+    if parent is not None:
+        state, step_id = parent
+        recorded = state.recorded.get(step_id)
+        if recorded is not None:
+            if recorded.function_name != info.name or recorded.child_workflow_id is None:
+                raise DBOSUnexpectedStepError(
+                    state.workflow_id, step_id, info.name, recorded.function_name
+                )
+            return WorkflowHandle(rt, recorded.child_workflow_id)
+        workflow_id = assigned or f"{state.workflow_id}-{step_id}"
+    else:
+        workflow_id = assigned or new_workflow_id()
+
+    inputs = rt.codec.dump_inputs(info.name, info.signature, args, kwargs)
+    now = now_ms()
+    row = WorkflowRow(
+        workflow_id=workflow_id,
+        status=WorkflowStatusString.PENDING.value,
+        name=info.name,
+        inputs=inputs,
+        output=None,
+        error=None,
+        executor_id=rt.executor_id,
+        application_version=rt.app_version,
+        created_at=now,
+        updated_at=now,
+        parent_workflow_id=parent[0].workflow_id if parent else None,
+    )
+    existing = await rt.sysdb.insert_workflow(row)
+    if existing is not None and existing.name != info.name:
+        raise DBOSConflictingWorkflowError(workflow_id, existing.name, info.name)
+    if parent is not None:
+        state, step_id = parent
+        await rt.sysdb.record_step(
+            StepRow(
+                workflow_id=state.workflow_id,
+                function_id=step_id,
+                function_name=info.name,
+                child_workflow_id=workflow_id,
+                started_at_epoch_ms=now,
+                completed_at_epoch_ms=now_ms(),
+            )
+        )
+    if existing is None:
+        _launch(rt, info, WorkflowState(workflow_id, info.name), args, kwargs)
+    return WorkflowHandle(rt, workflow_id)
+
+
+def _launch(
+    rt: Runtime,
+    info: FunctionInfo,
+    state: WorkflowState,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    # Nobody may await a workflow started in the background; don't warn about its error.
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    rt.running[state.workflow_id] = future
+    rt.spawn(_execute(rt, info, state, args, kwargs, future))
+
+
+async def _execute(
+    rt: Runtime,
+    info: FunctionInfo,
+    state: WorkflowState,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    future: asyncio.Future[Any],
+) -> None:
+    current_workflow.set(state)
+    current_step.set(None)
+    current_sql_connection.set(None)
+    workflow_id = state.workflow_id
+    try:
+        error: BaseException | None = None
+        output: str | None = None
+        try:
+            result = await info.func(*args, **kwargs)
+            output = rt.codec.dumps(result, f"output of workflow {info.name!r}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = exc
+        if error is None:
+            finished = await rt.sysdb.finish_workflow(
+                workflow_id, WorkflowStatusString.SUCCESS.value, output, None, now_ms()
+            )
+        else:
+            finished = await rt.sysdb.finish_workflow(
+                workflow_id,
+                WorkflowStatusString.ERROR.value,
+                None,
+                rt.codec.dump_error(error),
+                now_ms(),
+            )
+        if not finished:
+            # Someone else decided this workflow's outcome first (cancelled, dead-lettered).
+            row = await rt.sysdb.get_workflow(workflow_id)
+            if row is not None and WorkflowStatusString(row.status).is_terminal:
+                try:
+                    result, error = outcome_of(rt, row), None
+                except Exception as exc:
+                    error = exc
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except asyncio.CancelledError:
+        # The runtime is shutting down: the workflow stays PENDING, to be recovered.
+        future.cancel()
+        raise
+    except BaseException as exc:
+        if not future.done():
+            future.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
+        log.error("workflow %s could not record its outcome: %r", workflow_id, exc)
+    finally:
+        if rt.running.get(workflow_id) is future:
+            del rt.running[workflow_id]
+
+
+async def recover_pending_workflows(rt: Runtime) -> list[WorkflowHandle[Any]]:
+    """Recover this executor's PENDING workflows of this application version."""
+    handles: list[WorkflowHandle[Any]] = []
+    for row in await rt.sysdb.pending_workflows(rt.executor_id, rt.app_version):
+        if row.workflow_id in rt.running:
+            continue
+        info = registry.workflows.get(row.name)
+        if info is None:
+            log.error(
+                "cannot recover: %s", DBOSWorkflowFunctionNotFoundError(row.workflow_id, row.name)
+            )
+            continue
+        claim = await rt.sysdb.claim_for_recovery(
+            row.workflow_id, row.recovery_attempts, info.options["max_recovery_attempts"], now_ms()
+        )
+        if claim is None:
+            continue
+        if claim.exceeded:
+            log.warning(
+                "workflow %s exceeded %d recovery attempts and is now %s",
+                row.workflow_id,
+                info.options["max_recovery_attempts"],
+                WorkflowStatusString.MAX_RECOVERY_ATTEMPTS_EXCEEDED.value,
+            )
+            continue
+        try:
+            args, kwargs = rt.codec.load_inputs(claim.row.inputs or "", info.signature, info.hints)
+        except DBOSException as exc:
+            log.error("cannot recover workflow %s: %s", row.workflow_id, exc)
+            continue
+        steps = await rt.sysdb.load_steps(row.workflow_id)
+        state = WorkflowState(
+            row.workflow_id,
+            info.name,
+            recorded={s.function_id: s for s in steps},
+            replaying=True,
+        )
+        _launch(rt, info, state, args, kwargs)
+        handles.append(WorkflowHandle(rt, row.workflow_id))
+    return handles

@@ -1,0 +1,96 @@
+"""The runtime behind ``DBOS``: settings, databases, codec, and workflows running here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from ._config import Settings
+from ._errors import DBOSException
+from ._registry import registry
+from ._serialization import Codec
+from .sysdb import ApplicationDatabase, SystemDatabase, open_databases
+
+__all__ = ["Runtime", "get_runtime", "set_runtime"]
+
+log = logging.getLogger("dbos_async")
+
+
+class Runtime:
+    """One process's runtime: created by ``DBOS(config)``, connected by ``launch()``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.codec = Codec(settings.serializer)
+        self.sysdb: SystemDatabase
+        self.appdb: ApplicationDatabase
+        self.sysdb, self.appdb = open_databases(
+            settings.system_database_url,
+            settings.database_url,
+            pool_size=settings.pool_size,
+            connect_timeout=settings.connect_timeout,
+        )
+        self.executor_id = settings.executor_id
+        self.app_version = settings.application_version or ""
+        self.launched = False
+        #: Outcome futures of the workflows running in this process, by workflow ID.
+        self.running: dict[str, asyncio.Future[Any]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def connect(self) -> None:
+        await self.sysdb.connect()
+        try:
+            await self.appdb.connect()
+        except BaseException:
+            await self.sysdb.close()
+            raise
+        if not self.app_version:
+            self.app_version = registry.source_hash()
+        self.launched = True
+
+    def spawn(self, coro: Any) -> asyncio.Task[None]:
+        """Run a workflow body as a task this runtime owns (and cancels on destroy)."""
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        """Stop every workflow task (they stay PENDING, to be recovered) and disconnect."""
+        self.launched = False
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        for future in self.running.values():
+            future.cancel()
+        self.running.clear()
+        try:
+            await self.appdb.close()
+        finally:
+            await self.sysdb.close()
+
+
+_current: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The launched runtime, or a clear error when there is none."""
+    if _current is None:
+        raise DBOSException("no DBOS instance: create DBOS(config) and await DBOS.launch() first")
+    if not _current.launched:
+        raise DBOSException("DBOS is not launched: await DBOS.launch() first")
+    return _current
+
+
+def current_runtime() -> Runtime | None:
+    return _current
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    global _current
+    _current = runtime

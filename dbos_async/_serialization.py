@@ -1,0 +1,318 @@
+"""Turning workflow inputs, outputs and errors into stored text and back.
+
+The default serializer writes JSON. Values JSON has no type for are written as tagged
+objects ``{"$dbos": tag, "v": ...}`` so they come back as the same type: tuples, sets,
+dicts with non-string keys, datetimes, dates, times, timedeltas, UUIDs, Decimals, bytes
+and exceptions. Pydantic models and dataclasses are written as their fields and come back
+as their type when the receiving function's annotation names it (``TypeAdapter``).
+
+Pickle is used only when the configuration asks for it (``serializer="pickle"``); a user
+object with ``serialize``/``deserialize`` methods may replace both.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import inspect
+import json
+import pickle
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import pydantic
+
+from ._errors import DBOSSerializationError, DBOSWorkflowError
+
+__all__ = ["Codec", "JSONSerializer", "PickleSerializer", "Serializer", "make_serializer"]
+
+_TAG = "$dbos"
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """What a custom serializer provides."""
+
+    def serialize(self, obj: Any) -> str: ...
+
+    def deserialize(self, data: str) -> Any: ...
+
+
+class _Unserializable(Exception):
+    def __init__(self, path: str, value: object) -> None:
+        super().__init__(f"{path}: object of type {type(value).__qualname__} is not serializable")
+
+
+def _exc_type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _to_jsonable(value: Any, path: str) -> Any:
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value) if isinstance(value, enum.Enum) else value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, list):
+        return [_to_jsonable(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if _TAG not in value and all(isinstance(k, str) for k in value):
+            return {k: _to_jsonable(v, f"{path}[{k!r}]") for k, v in value.items()}
+        return {
+            _TAG: "map",
+            "v": [
+                [_to_jsonable(k, f"{path}.key"), _to_jsonable(v, f"{path}[{k!r}]")]
+                for k, v in value.items()
+            ],
+        }
+    if isinstance(value, tuple):
+        return {_TAG: "tuple", "v": [_to_jsonable(v, f"{path}[{i}]") for i, v in enumerate(value)]}
+    if isinstance(value, (set, frozenset)):
+        tag = "set" if isinstance(value, set) else "frozenset"
+        return {_TAG: tag, "v": [_to_jsonable(v, f"{path}{{}}") for v in value]}
+    if isinstance(value, dt.datetime):
+        return {_TAG: "datetime", "v": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {_TAG: "date", "v": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {_TAG: "time", "v": value.isoformat()}
+    if isinstance(value, dt.timedelta):
+        return {_TAG: "timedelta", "v": [value.days, value.seconds, value.microseconds]}
+    if isinstance(value, uuid.UUID):
+        return {_TAG: "uuid", "v": str(value)}
+    if isinstance(value, decimal.Decimal):
+        return {_TAG: "decimal", "v": str(value)}
+    if isinstance(value, (bytes, bytearray)):
+        return {_TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, enum.Enum):
+        return _to_jsonable(value.value, path)
+    if isinstance(value, pydantic.BaseModel):
+        return _to_jsonable(value.model_dump(), path)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _to_jsonable(getattr(value, f.name), f"{path}.{f.name}")
+            for f in dataclasses.fields(value)
+        }
+    if isinstance(value, BaseException):
+        try:
+            args: Any = _to_jsonable(list(value.args), f"{path}.args")
+        except _Unserializable:
+            args = None
+        return {_TAG: "exc", "type": _exc_type_name(value), "msg": str(value), "args": args}
+    raise _Unserializable(path, value)
+
+
+def _rebuild_exception(type_name: str, message: str, args: list[Any] | None) -> BaseException:
+    module_name, _, qualname = type_name.partition(":")
+    target: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part, None) if target is not None else None
+    if args is not None and isinstance(target, type) and issubclass(target, BaseException):
+        try:
+            return target(*args)
+        except Exception:
+            pass
+    return DBOSWorkflowError(type_name.replace(":", "."), message)
+
+
+def _from_tagged(obj: dict[str, Any]) -> Any:
+    tag = obj.get(_TAG)
+    if tag is None:
+        return obj
+    v = obj.get("v")
+    decoders: dict[str, Callable[[Any], Any]] = {
+        "map": lambda v: {k: x for k, x in v},
+        "tuple": tuple,
+        "set": set,
+        "frozenset": frozenset,
+        "datetime": dt.datetime.fromisoformat,
+        "date": dt.date.fromisoformat,
+        "time": dt.time.fromisoformat,
+        "timedelta": lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+        "uuid": uuid.UUID,
+        "decimal": decimal.Decimal,
+        "bytes": base64.b64decode,
+    }
+    if tag == "exc":
+        return _rebuild_exception(obj["type"], obj["msg"], obj["args"])
+    decoder = decoders.get(tag)
+    if decoder is None:
+        raise DBOSSerializationError(f"unknown stored value tag {tag!r}")
+    return decoder(v)
+
+
+class JSONSerializer:
+    """The default serializer: JSON text with tagged values (see the module docstring)."""
+
+    def serialize(self, obj: Any) -> str:
+        return json.dumps(_to_jsonable(obj, "value"), separators=(",", ":"))
+
+    def deserialize(self, data: str) -> Any:
+        return json.loads(data, object_hook=_from_tagged)
+
+
+class PickleSerializer:
+    """Pickle, base64-encoded. Only used when the configuration asks for it."""
+
+    def serialize(self, obj: Any) -> str:
+        return base64.b64encode(pickle.dumps(obj)).decode("ascii")
+
+    def deserialize(self, data: str) -> Any:
+        return pickle.loads(base64.b64decode(data))
+
+
+def make_serializer(spec: object) -> Serializer:
+    """The serializer a ``serializer`` configuration value names."""
+    from ._errors import DBOSConfigError
+
+    if spec is None or spec == "json":
+        return JSONSerializer()
+    if spec == "pickle":
+        return PickleSerializer()
+    if isinstance(spec, Serializer) and not isinstance(spec, str):
+        return spec
+    raise DBOSConfigError(
+        f"config 'serializer' must be 'json', 'pickle' or an object with "
+        f"serialize()/deserialize(); got {spec!r}"
+    )
+
+
+_ADAPTERS: dict[Any, pydantic.TypeAdapter[Any] | None] = {}
+
+
+def _adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
+    try:
+        return _ADAPTERS[annotation]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable annotation
+        return None
+    try:
+        adapter: pydantic.TypeAdapter[Any] | None = pydantic.TypeAdapter(annotation)
+    except Exception:
+        adapter = None
+    _ADAPTERS[annotation] = adapter
+    return adapter
+
+
+def _needs_adapter(annotation: Any) -> bool:
+    return annotation not in (Any, inspect.Parameter.empty, None, object)
+
+
+def conform(value: Any, annotation: Any) -> Any:
+    """Turn a decoded value into the annotated type where one is named (models, dataclasses)."""
+    if not _needs_adapter(annotation):
+        return value
+    adapter = _adapter(annotation)
+    if adapter is None:
+        return value
+    try:
+        return adapter.validate_python(value)
+    except pydantic.ValidationError:
+        return value
+
+
+class Codec:
+    """Encodes what the runtime stores with the configured serializer.
+
+    Errors are always written as JSON (type, message and arguments), so they are readable
+    from the database whatever serializer the values use.
+    """
+
+    def __init__(self, serializer: Serializer) -> None:
+        self.serializer = serializer
+        self._json = isinstance(serializer, JSONSerializer)
+
+    def dumps(self, value: Any, what: str) -> str:
+        """Serialize one value; ``what`` names it in the error ("output of step 'f'")."""
+        try:
+            return self.serializer.serialize(value)
+        except _Unserializable as exc:
+            raise DBOSSerializationError(f"cannot serialize {what}: {exc}") from None
+        except Exception as exc:
+            raise DBOSSerializationError(
+                f"cannot serialize {what}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def loads(self, data: str | None, annotation: Any = Any) -> Any:
+        if data is None:
+            return None
+        try:
+            value = self.serializer.deserialize(data)
+        except DBOSSerializationError:
+            raise
+        except Exception as exc:
+            raise DBOSSerializationError(
+                f"cannot deserialize a stored value: {type(exc).__name__}: {exc}"
+            ) from exc
+        return conform(value, annotation) if self._json else value
+
+    def dump_inputs(
+        self, func_name: str, sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str:
+        """Serialize a call's arguments, naming the argument that cannot be serialized."""
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{func_name}(): {exc}") from None
+        try:
+            return self.serializer.serialize({"args": list(args), "kwargs": kwargs})
+        except Exception as whole:
+            for name, value in bound.arguments.items():
+                try:
+                    self.serializer.serialize(value)
+                except Exception as exc:
+                    reason = (
+                        exc if isinstance(exc, _Unserializable) else f"{type(exc).__name__}: {exc}"
+                    )
+                    raise DBOSSerializationError(
+                        f"argument {name!r} of {func_name!r} cannot be serialized: {reason}"
+                    ) from None
+            raise DBOSSerializationError(
+                f"the arguments of {func_name!r} cannot be serialized: {whole}"
+            ) from whole
+
+    def load_inputs(
+        self, data: str, sig: inspect.Signature, hints: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        raw = self.loads(data)
+        if not isinstance(raw, dict) or "args" not in raw:
+            raise DBOSSerializationError("stored workflow inputs are malformed")
+        args: list[Any] = list(raw["args"])
+        kwargs: dict[str, Any] = dict(raw.get("kwargs") or {})
+        if not self._json:
+            return tuple(args), kwargs
+        params = list(sig.parameters.values())
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        var_pos = next((p for p in params if p.kind is p.VAR_POSITIONAL), None)
+        var_kw = next((p for p in params if p.kind is p.VAR_KEYWORD), None)
+        for i, value in enumerate(args):
+            if i < len(positional):
+                args[i] = conform(value, hints.get(positional[i].name, Any))
+            elif var_pos is not None:
+                args[i] = conform(value, hints.get(var_pos.name, Any))
+        for key, value in kwargs.items():
+            if key in sig.parameters:
+                kwargs[key] = conform(value, hints.get(key, Any))
+            elif var_kw is not None:
+                kwargs[key] = conform(value, hints.get(var_kw.name, Any))
+        return tuple(args), kwargs
+
+    def dump_error(self, exc: BaseException) -> str:
+        return json.dumps(_to_jsonable(exc, "error"), separators=(",", ":"))
+
+    def load_error(self, data: str) -> BaseException:
+        try:
+            value = json.loads(data, object_hook=_from_tagged)
+        except Exception as exc:
+            raise DBOSSerializationError(f"cannot deserialize a stored error: {exc}") from exc
+        if isinstance(value, BaseException):
+            return value
+        return DBOSWorkflowError("unknown", str(value))

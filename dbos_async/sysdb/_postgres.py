@@ -1,0 +1,393 @@
+"""Postgres backend: an asyncpg pool; tables in the ``dbos_async`` schema.
+
+Writes that record workflow state are idempotent, so a call that lost its connection (a
+Postgres restart, a dropped socket, a commit whose outcome is unknown) is retried with
+backoff until the database answers again: connection loss pauses workflows, it does not
+fail them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from asyncpg.pool import PoolConnectionProxy
+
+    _Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+
+from .._errors import DBOSConnectionError
+from ._migrations import load_schema_files
+from ._protocol import RecoveryClaim, StepRow, TransactionConflict, WorkflowRow
+
+__all__ = ["PostgresApplicationDatabase", "PostgresPool", "PostgresSystemDatabase"]
+
+log = logging.getLogger("dbos_async")
+T = TypeVar("T")
+
+_MIGRATION_LOCK = 0x64626F735F61  # advisory lock key serializing schema migrations
+
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.ConnectionDoesNotExistError,
+    ConnectionError,
+    OSError,
+)
+_CONNECT_RETRYABLE: tuple[type[BaseException], ...] = (*_TRANSIENT, asyncio.TimeoutError)
+
+_COLS = (
+    "workflow_uuid, status, name, inputs, output, error, executor_id, application_version, "
+    "created_at, updated_at, recovery_attempts, queue_name, parent_workflow_id, forked_from, "
+    "workflow_timeout_ms, workflow_deadline_epoch_ms, priority, deduplication_id"
+)
+_STEP_COLS = (
+    "workflow_uuid, function_id, function_name, output, error, child_workflow_id, "
+    "started_at_epoch_ms, completed_at_epoch_ms"
+)
+
+_INSERT_WORKFLOW = (
+    "INSERT INTO dbos_async.workflow_status (" + _COLS + ") VALUES "
+    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) "
+    "ON CONFLICT (workflow_uuid) DO NOTHING RETURNING 1"
+)
+_GET_WORKFLOW = "SELECT " + _COLS + " FROM dbos_async.workflow_status WHERE workflow_uuid = $1"
+_FINISH_WORKFLOW = (
+    "UPDATE dbos_async.workflow_status SET status = $2, output = $3, error = $4, updated_at = $5 "
+    "WHERE workflow_uuid = $1 AND status = 'PENDING'"
+)
+_INSERT_STEP = (
+    "INSERT INTO dbos_async.operation_outputs (" + _STEP_COLS + ") VALUES "
+    "($1, $2, $3, $4, $5, $6, $7, $8) "
+    "ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING 1"
+)
+_GET_STEP = (
+    "SELECT " + _STEP_COLS + " FROM dbos_async.operation_outputs "
+    "WHERE workflow_uuid = $1 AND function_id = $2"
+)
+_LOAD_STEPS = (
+    "SELECT " + _STEP_COLS + " FROM dbos_async.operation_outputs "
+    "WHERE workflow_uuid = $1 ORDER BY function_id"
+)
+_PENDING = (
+    "SELECT " + _COLS + " FROM dbos_async.workflow_status "
+    "WHERE status = 'PENDING' AND executor_id = $1 AND application_version = $2 "
+    "ORDER BY created_at"
+)
+_CLAIM = (
+    "UPDATE dbos_async.workflow_status SET recovery_attempts = recovery_attempts + 1, "
+    "status = CASE WHEN recovery_attempts + 1 > $3 "
+    "THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE status END, updated_at = $4 "
+    "WHERE workflow_uuid = $1 AND status = 'PENDING' AND recovery_attempts = $2 "
+    "RETURNING " + _COLS
+)
+_INSERT_TX_OUTPUT = (
+    "INSERT INTO dbos_async.transaction_outputs (workflow_uuid, function_id, output, created_at) "
+    "VALUES ($1, $2, $3, $4)"
+)
+_GET_TX_OUTPUT = (
+    "SELECT output FROM dbos_async.transaction_outputs "
+    "WHERE workflow_uuid = $1 AND function_id = $2"
+)
+
+_ISOLATION = {
+    "SERIALIZABLE": "serializable",
+    "REPEATABLE READ": "repeatable_read",
+    "READ COMMITTED": "read_committed",
+}
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _workflow_row(r: Any) -> WorkflowRow:
+    return WorkflowRow(*r)
+
+
+def _step_row(r: Any) -> StepRow:
+    return StepRow(*r)
+
+
+class PostgresPool:
+    """One asyncpg pool, shared by the system and application databases on one URL."""
+
+    def __init__(self, url: str, size: int, connect_timeout: float) -> None:
+        self.url = url
+        self.size = size
+        self.connect_timeout = connect_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._users = 0
+        self._lock = asyncio.Lock()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("the Postgres pool is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        async with self._lock:
+            self._users += 1
+            if self._pool is None:
+                self._pool = await self._create()
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._users -= 1
+            if self._users <= 0 and self._pool is not None:
+                pool, self._pool = self._pool, None
+                await pool.close()
+
+    async def _create(self) -> asyncpg.Pool:
+        deadline = time.monotonic() + self.connect_timeout
+        delay = 0.1
+        created_db = False
+        while True:
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                return await asyncpg.create_pool(
+                    self.url, min_size=1, max_size=self.size, timeout=remaining
+                )
+            except asyncpg.InvalidCatalogNameError:
+                if created_db:
+                    raise
+                await self._create_database()
+                created_db = True
+                continue
+            except _CONNECT_RETRYABLE as exc:
+                if time.monotonic() + delay >= deadline:
+                    raise DBOSConnectionError(
+                        f"cannot reach Postgres at {_redact(self.url)} within "
+                        f"{self.connect_timeout:g}s: {type(exc).__name__}: {exc}"
+                    ) from exc
+            except asyncpg.PostgresError as exc:
+                raise DBOSConnectionError(
+                    f"cannot connect to Postgres at {_redact(self.url)}: {exc}"
+                ) from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _create_database(self) -> None:
+        parts = urlsplit(self.url)
+        name = parts.path.lstrip("/")
+        admin_url = urlunsplit(parts._replace(path="/postgres"))
+        conn = await asyncpg.connect(admin_url, timeout=self.connect_timeout)
+        try:
+            quoted = '"' + name.replace('"', '""') + '"'
+            await conn.execute("CREATE DATABASE " + quoted)
+        except asyncpg.DuplicateDatabaseError:
+            pass
+        finally:
+            await conn.close()
+
+    async def migrate(self, component: str, *, from_migrations: bool = False) -> None:
+        """Bring one component's tables up to date, one process at a time."""
+        files = load_schema_files("postgres", component)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute("CREATE SCHEMA IF NOT EXISTS dbos_async")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS dbos_async.migrations ("
+                "component TEXT NOT NULL, version INTEGER NOT NULL, applied_at BIGINT NOT NULL, "
+                "PRIMARY KEY (component, version))"
+            )
+            rows = await conn.fetch(
+                "SELECT version FROM dbos_async.migrations WHERE component = $1", component
+            )
+            applied = {r[0] for r in rows}
+            now = int(time.time() * 1000)
+            if not applied and not from_migrations:
+                await conn.execute(files.schema)
+                todo = [m.version for m in files.migrations]
+            else:
+                todo = []
+                for m in files.migrations:
+                    if m.version not in applied:
+                        await conn.execute(m.sql)
+                        todo.append(m.version)
+            await conn.executemany(
+                "INSERT INTO dbos_async.migrations (component, version, applied_at) "
+                "VALUES ($1, $2, $3)",
+                [(component, v, now) for v in todo],
+            )
+
+    async def retrying(self, op: Callable[[_Conn], Awaitable[T]]) -> T:
+        """Run an idempotent operation, retrying through connection loss."""
+        delay = 0.05
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    return await op(conn)
+            except _TRANSIENT as exc:
+                log.warning("Postgres connection lost (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+class PostgresSystemDatabase:
+    """The system database on Postgres."""
+
+    def __init__(self, pool: PostgresPool) -> None:
+        self._pg = pool
+        self.url = pool.url
+
+    async def connect(self) -> None:
+        await self._pg.open()
+        await self._pg.migrate("system")
+
+    async def close(self) -> None:
+        await self._pg.close()
+
+    async def insert_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
+        async def op(conn: _Conn) -> WorkflowRow | None:
+            inserted = await conn.fetchval(
+                _INSERT_WORKFLOW,
+                row.workflow_id,
+                row.status,
+                row.name,
+                row.inputs,
+                row.output,
+                row.error,
+                row.executor_id,
+                row.application_version,
+                row.created_at,
+                row.updated_at,
+                row.recovery_attempts,
+                row.queue_name,
+                row.parent_workflow_id,
+                row.forked_from,
+                row.workflow_timeout_ms,
+                row.workflow_deadline_epoch_ms,
+                row.priority,
+                row.deduplication_id,
+            )
+            if inserted is not None:
+                return None
+            existing = await conn.fetchrow(_GET_WORKFLOW, row.workflow_id)
+            return _workflow_row(existing) if existing is not None else None
+
+        return await self._pg.retrying(op)
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        async def op(conn: _Conn) -> WorkflowRow | None:
+            r = await conn.fetchrow(_GET_WORKFLOW, workflow_id)
+            return _workflow_row(r) if r is not None else None
+
+        return await self._pg.retrying(op)
+
+    async def finish_workflow(
+        self, workflow_id: str, status: str, output: str | None, error: str | None, now_ms: int
+    ) -> bool:
+        async def op(conn: _Conn) -> bool:
+            result = await conn.execute(
+                _FINISH_WORKFLOW, workflow_id, status, output, error, now_ms
+            )
+            return bool(result.endswith(" 1"))
+
+        return await self._pg.retrying(op)
+
+    async def record_step(self, step: StepRow) -> StepRow:
+        async def op(conn: _Conn) -> StepRow:
+            inserted = await conn.fetchval(
+                _INSERT_STEP,
+                step.workflow_id,
+                step.function_id,
+                step.function_name,
+                step.output,
+                step.error,
+                step.child_workflow_id,
+                step.started_at_epoch_ms,
+                step.completed_at_epoch_ms,
+            )
+            if inserted is not None:
+                return step
+            existing = await conn.fetchrow(_GET_STEP, step.workflow_id, step.function_id)
+            return _step_row(existing) if existing is not None else step
+
+        return await self._pg.retrying(op)
+
+    async def load_steps(self, workflow_id: str) -> list[StepRow]:
+        async def op(conn: _Conn) -> list[StepRow]:
+            return [_step_row(r) for r in await conn.fetch(_LOAD_STEPS, workflow_id)]
+
+        return await self._pg.retrying(op)
+
+    async def pending_workflows(self, executor_id: str, app_version: str) -> list[WorkflowRow]:
+        async def op(conn: _Conn) -> list[WorkflowRow]:
+            return [_workflow_row(r) for r in await conn.fetch(_PENDING, executor_id, app_version)]
+
+        return await self._pg.retrying(op)
+
+    async def claim_for_recovery(
+        self, workflow_id: str, seen_attempts: int, max_attempts: int, now_ms: int
+    ) -> RecoveryClaim | None:
+        async def op(conn: _Conn) -> RecoveryClaim | None:
+            r = await conn.fetchrow(_CLAIM, workflow_id, seen_attempts, max_attempts, now_ms)
+            if r is None:
+                return None
+            row = _workflow_row(r)
+            return RecoveryClaim(row, exceeded=row.status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+
+        return await self._pg.retrying(op)
+
+
+class PostgresApplicationDatabase:
+    """The application database on Postgres: where ``@DBOS.transaction`` bodies run."""
+
+    def __init__(self, pool: PostgresPool) -> None:
+        self._pg = pool
+        self.url = pool.url
+
+    async def connect(self) -> None:
+        await self._pg.open()
+        await self._pg.migrate("app")
+
+    async def close(self) -> None:
+        await self._pg.close()
+
+    async def run_transaction(
+        self,
+        body: Callable[[Any], Awaitable[T]],
+        isolation_level: str,
+        record: Callable[[T], tuple[str, int, str]] | None,
+    ) -> T:
+        try:
+            async with self._pg.pool.acquire() as conn:
+                async with conn.transaction(isolation=_ISOLATION[isolation_level]):  # type: ignore[arg-type]
+                    result = await body(conn)
+                    if record is not None:
+                        workflow_id, function_id, output = record(result)
+                        await conn.execute(
+                            _INSERT_TX_OUTPUT,
+                            workflow_id,
+                            function_id,
+                            output,
+                            int(time.time() * 1000),
+                        )
+                return result
+        except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError) as exc:
+            raise TransactionConflict(str(exc)) from exc
+        except _TRANSIENT as exc:
+            raise TransactionConflict(f"connection lost: {exc}") from exc
+
+    async def get_transaction_output(self, workflow_id: str, function_id: int) -> str | None:
+        async def op(conn: _Conn) -> str | None:
+            value: str | None = await conn.fetchval(_GET_TX_OUTPUT, workflow_id, function_id)
+            return value
+
+        return await self._pg.retrying(op)

@@ -1,0 +1,139 @@
+"""The storage seam: what the engine asks of a database, with no SQL in sight.
+
+Two backends implement it: ``_postgres`` (asyncpg pool) and ``_sqlite`` (aiosqlite).
+Values (inputs, outputs, errors) cross this seam already serialized, as text.
+
+Every write is keyed and safe to repeat: a workflow row by its ID, a step row by
+``(workflow_id, function_id)``. A repeated write changes nothing and returns what is stored,
+so a commit whose outcome was unknown can simply be retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+__all__ = [
+    "ApplicationDatabase",
+    "RecoveryClaim",
+    "StepRow",
+    "SystemDatabase",
+    "TransactionConflict",
+    "WorkflowRow",
+]
+
+T = TypeVar("T")
+
+
+@dataclass
+class WorkflowRow:
+    """A row of the workflow status table; ``inputs``, ``output``, ``error`` are serialized."""
+
+    workflow_id: str
+    status: str
+    name: str
+    inputs: str | None
+    output: str | None
+    error: str | None
+    executor_id: str | None
+    application_version: str | None
+    created_at: int
+    updated_at: int
+    recovery_attempts: int = 0
+    queue_name: str | None = None
+    parent_workflow_id: str | None = None
+    forked_from: str | None = None
+    workflow_timeout_ms: int | None = None
+    workflow_deadline_epoch_ms: int | None = None
+    priority: int = 0
+    deduplication_id: str | None = None
+
+
+@dataclass
+class StepRow:
+    """A recorded step: its output or its error (serialized), or the child it started."""
+
+    workflow_id: str
+    function_id: int
+    function_name: str
+    output: str | None = None
+    error: str | None = None
+    child_workflow_id: str | None = None
+    started_at_epoch_ms: int | None = None
+    completed_at_epoch_ms: int | None = None
+
+
+@dataclass
+class RecoveryClaim:
+    """The outcome of claiming a PENDING workflow for recovery."""
+
+    row: WorkflowRow
+    #: True if the claim pushed the workflow past its limit: it is now dead-lettered.
+    exceeded: bool
+
+
+class TransactionConflict(Exception):
+    """A backend's translation of a retryable failure (serialization failure, deadlock,
+    database busy); the engine retries the transaction."""
+
+
+class SystemDatabase(Protocol):
+    """The runtime's own tables: workflow status and step outputs."""
+
+    url: str
+
+    async def connect(self) -> None:
+        """Open connections, creating the database if missing, and migrate the schema."""
+
+    async def close(self) -> None: ...
+
+    async def insert_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
+        """Insert a new workflow row; if the ID exists, change nothing and return the stored
+        row, else return ``None``."""
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowRow | None: ...
+
+    async def finish_workflow(
+        self, workflow_id: str, status: str, output: str | None, error: str | None, now_ms: int
+    ) -> bool:
+        """Record the outcome of a PENDING workflow; False if it was no longer PENDING."""
+
+    async def record_step(self, step: StepRow) -> StepRow:
+        """Insert a step row unless one exists at its ID; return the stored row."""
+
+    async def load_steps(self, workflow_id: str) -> list[StepRow]:
+        """All recorded steps of a workflow, by step ID."""
+
+    async def pending_workflows(self, executor_id: str, app_version: str) -> list[WorkflowRow]:
+        """PENDING workflows of this executor and application version."""
+
+    async def claim_for_recovery(
+        self, workflow_id: str, seen_attempts: int, max_attempts: int, now_ms: int
+    ) -> RecoveryClaim | None:
+        """Count one more recovery attempt, only if the workflow is still PENDING with
+        ``seen_attempts``; one process wins. Past ``max_attempts`` the workflow becomes
+        MAX_RECOVERY_ATTEMPTS_EXCEEDED. ``None`` if another process won or it ended."""
+
+
+class ApplicationDatabase(Protocol):
+    """Where ``@DBOS.transaction`` functions run, and where their outputs are recorded."""
+
+    url: str
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def run_transaction(
+        self,
+        body: Callable[[Any], Awaitable[T]],
+        isolation_level: str,
+        record: Callable[[T], tuple[str, int, str]] | None,
+    ) -> T:
+        """Run ``body(connection)`` in one database transaction. If ``record`` is given,
+        write the ``(workflow_id, function_id, output)`` it returns in the same transaction.
+        Retryable failures are raised as ``TransactionConflict``."""
+
+    async def get_transaction_output(self, workflow_id: str, function_id: int) -> str | None:
+        """The output a committed transaction recorded, or ``None``."""

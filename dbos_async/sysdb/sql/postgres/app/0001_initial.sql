@@ -1,0 +1,8 @@
+-- Outputs of committed @DBOS.transaction functions, written in the same transaction.
+CREATE TABLE dbos_async.transaction_outputs (
+    workflow_uuid TEXT NOT NULL,
+    function_id INTEGER NOT NULL,
+    output TEXT,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (workflow_uuid, function_id)
+);

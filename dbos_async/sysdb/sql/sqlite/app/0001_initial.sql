@@ -1,0 +1,8 @@
+-- Outputs of committed @DBOS.transaction functions, written in the same transaction.
+CREATE TABLE dbos_transaction_outputs (
+    workflow_uuid TEXT NOT NULL,
+    function_id INTEGER NOT NULL,
+    output TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (workflow_uuid, function_id)
+);

@@ -1,0 +1,40 @@
+-- The runtime's workflow status and step output tables.
+CREATE TABLE dbos_workflow_status (
+    workflow_uuid TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    name TEXT NOT NULL,
+    inputs TEXT,
+    output TEXT,
+    error TEXT,
+    executor_id TEXT,
+    application_version TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    recovery_attempts INTEGER NOT NULL DEFAULT 0,
+    queue_name TEXT,
+    parent_workflow_id TEXT,
+    forked_from TEXT,
+    workflow_timeout_ms INTEGER,
+    workflow_deadline_epoch_ms INTEGER,
+    priority INTEGER NOT NULL DEFAULT 0,
+    deduplication_id TEXT
+);
+
+CREATE INDEX dbos_workflow_status_pending_idx
+    ON dbos_workflow_status (executor_id, application_version)
+    WHERE status = 'PENDING';
+
+CREATE INDEX dbos_workflow_status_created_at_idx ON dbos_workflow_status (created_at);
+
+CREATE TABLE dbos_operation_outputs (
+    workflow_uuid TEXT NOT NULL
+        REFERENCES dbos_workflow_status (workflow_uuid) ON DELETE CASCADE,
+    function_id INTEGER NOT NULL,
+    function_name TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    child_workflow_id TEXT,
+    started_at_epoch_ms INTEGER,
+    completed_at_epoch_ms INTEGER,
+    PRIMARY KEY (workflow_uuid, function_id)
+);
