@@ -1,0 +1,107 @@
+"""Fixtures: every test that takes ``db_url`` (or ``dbos``) runs on SQLite and on a fresh
+Postgres database cloned from a migrated template.
+
+Postgres is at ``DBOS_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432``).
+Without it, Postgres tests skip, except under ``CI=true``, where they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from dbos_async import DBOS
+
+PG_SERVER = os.environ.get("DBOS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+TEMPLATE = "dbos_async_test_template"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pg_url(database: str) -> str:
+    return f"{PG_SERVER}/{database}"
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(pg_url("postgres"), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _build_template() -> None:
+    from dbos_async.sysdb._postgres import PostgresPool
+
+    await _admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+    await _admin(f"CREATE DATABASE {TEMPLATE}")
+    pool = PostgresPool(pg_url(TEMPLATE), 2, 5.0)
+    await pool.open()
+    try:
+        await pool.migrate("system")
+        await pool.migrate("app")
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> str:
+    """Check Postgres once and build the migrated template database."""
+    try:
+        asyncio.run(_build_template())
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        if IN_CI:
+            pytest.fail(f"Postgres is required under CI=true but unreachable: {exc!r}")
+        pytest.skip(f"Postgres unreachable at {PG_SERVER}: {exc!r}")
+    return TEMPLATE
+
+
+def make_pg_database(template: str | None) -> str:
+    name = f"dbos_test_{uuid.uuid4().hex[:12]}"
+    suffix = f" TEMPLATE {template}" if template else ""
+    asyncio.run(_admin(f"CREATE DATABASE {name}{suffix}"))
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def fresh_pg(postgres_template: str) -> Iterator[str]:
+    """The URL of a new, already migrated Postgres database, dropped after the test."""
+    name = make_pg_database(postgres_template)
+    try:
+        yield pg_url(name)
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL for this test on each backend."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'dbos.sqlite'}"
+    return str(request.getfixturevalue("fresh_pg"))
+
+
+@pytest.fixture
+async def dbos(db_url: str) -> AsyncIterator[DBOS]:
+    """A launched DBOS on ``db_url``, destroyed after the test."""
+    await DBOS.destroy()
+    instance = DBOS({"database_url": db_url, "application_version": "test"})
+    await DBOS.launch()
+    try:
+        yield instance
+    finally:
+        await DBOS.destroy()
