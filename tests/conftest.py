@@ -61,15 +61,24 @@ def postgres_template() -> str:
     return TEMPLATE
 
 
-def make_pg_database(template: str | None) -> str:
+async def create_pg_database(template: str | None) -> str:
+    """Create an empty (or template-cloned) Postgres database; returns its name."""
     name = f"dbos_test_{uuid.uuid4().hex[:12]}"
     suffix = f" TEMPLATE {template}" if template else ""
-    asyncio.run(_admin(f"CREATE DATABASE {name}{suffix}"))
+    await _admin(f"CREATE DATABASE {name}{suffix}")
     return name
 
 
+async def drop_pg_database_async(name: str) -> None:
+    await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def make_pg_database(template: str | None) -> str:
+    return asyncio.run(create_pg_database(template))
+
+
 def drop_pg_database(name: str) -> None:
-    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    asyncio.run(drop_pg_database_async(name))
 
 
 @pytest.fixture
