@@ -66,7 +66,11 @@ class DBOS(metaclass=_DBOSMeta):
         set_runtime(self._runtime)
 
     async def __aenter__(self) -> DBOS:
-        await DBOS.launch()
+        try:
+            await DBOS.launch()
+        except BaseException:
+            await DBOS.destroy()
+            raise
         return self
 
     async def __aexit__(

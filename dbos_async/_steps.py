@@ -182,7 +182,8 @@ async def _run_transaction(
 
     async def body(conn: Any) -> Any:
         sql_token = current_sql_connection.set(conn)
-        step_token = current_step.set(StepFrame(state.workflow_id if state else None, step_id))
+        frame = StepFrame(state.workflow_id, step_id) if state else current_step.get()
+        step_token = current_step.set(frame or StepFrame(None, None))
         try:
             return await info.func(*args, **kwargs)
         finally:

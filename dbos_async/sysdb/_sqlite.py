@@ -8,6 +8,7 @@ within a process an ``asyncio.Lock`` gives each operation the connection to itse
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -118,17 +119,18 @@ class SQLiteConnection:
             await conn.close()
 
     async def write(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run ``op`` in one ``BEGIN IMMEDIATE`` transaction."""
+        """Run ``op`` in one ``BEGIN IMMEDIATE`` transaction; roll back on any failure."""
         async with self.lock:
             conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
             try:
+                await conn.execute("BEGIN IMMEDIATE")
                 result = await op(conn)
+                await conn.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction:
+                # aiosqlite runs statements in order, so this follows whatever was sent.
+                with contextlib.suppress(sqlite3.Error):
                     await conn.execute("ROLLBACK")
                 raise
-            await conn.execute("COMMIT")
             return result
 
     async def read(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
