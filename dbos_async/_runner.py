@@ -111,12 +111,12 @@ async def _start(
         updated_at=now,
         parent_workflow_id=parent[0].workflow_id if parent else None,
     )
-    existing = await rt.sysdb.insert_workflow(row)
+    existing = await rt.journal.insert_workflow(row)
     if existing is not None and existing.name != info.name:
         raise DBOSConflictingWorkflowError(workflow_id, existing.name, info.name)
     if parent is not None:
         state, step_id = parent
-        await rt.sysdb.record_step(
+        await rt.journal.record_step(
             StepRow(
                 workflow_id=state.workflow_id,
                 function_id=step_id,
@@ -168,11 +168,11 @@ async def _execute(
         except Exception as exc:
             error = exc
         if error is None:
-            finished = await rt.sysdb.finish_workflow(
+            finished = await rt.journal.finish_workflow(
                 workflow_id, WorkflowStatusString.SUCCESS.value, output, None, now_ms()
             )
         else:
-            finished = await rt.sysdb.finish_workflow(
+            finished = await rt.journal.finish_workflow(
                 workflow_id,
                 WorkflowStatusString.ERROR.value,
                 None,

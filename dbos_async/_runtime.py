@@ -9,6 +9,7 @@ from typing import Any
 
 from ._config import Settings
 from ._errors import DBOSException
+from ._journal import Journal
 from ._registry import registry
 from ._serialization import Codec
 from .sysdb import ApplicationDatabase, SystemDatabase, open_databases
@@ -32,6 +33,7 @@ class Runtime:
             pool_size=settings.pool_size,
             connect_timeout=settings.connect_timeout,
         )
+        self.journal = Journal(self.sysdb)
         self.executor_id = settings.executor_id
         self.app_version = settings.application_version or ""
         self.launched = False
@@ -48,6 +50,7 @@ class Runtime:
             raise
         if not self.app_version:
             self.app_version = registry.source_hash()
+        self.journal.start()
         self.launched = True
 
     def spawn(self, coro: Any) -> asyncio.Task[None]:
@@ -69,6 +72,7 @@ class Runtime:
         for future in self.running.values():
             future.cancel()
         self.running.clear()
+        await self.journal.close()
         try:
             await self.appdb.close()
         finally:

@@ -56,7 +56,7 @@ def replay_step(rt: Runtime, state: WorkflowState, step_id: int, name: str, hint
 async def _record(rt: Runtime, state: WorkflowState, row: StepRow, hint: Any) -> tuple[bool, Any]:
     """Record a step; if another run recorded this step ID first, its outcome wins:
     returns ``(True, value)`` (or raises its error) in that case."""
-    stored = await rt.sysdb.record_step(row)
+    stored = await rt.journal.record_step(row)
     if stored is row:
         return False, None
     state.recorded[row.function_id] = stored
@@ -245,7 +245,7 @@ async def _finish_transaction(
         started_at_epoch_ms=now,
         completed_at_epoch_ms=now,
     )
-    stored = await rt.sysdb.record_step(row)
+    stored = await rt.journal.record_step(row)
     state.recorded[step_id] = stored
     return replay_step(rt, state, step_id, info.name, hint)
 

@@ -103,15 +103,15 @@ def kill_after_transaction_commit() -> None:
     done, its checkpoint in the system database is not."""
     from dbos_async._runtime import get_runtime
 
-    sysdb = get_runtime().sysdb
-    original = sysdb.record_step
+    journal = get_runtime().journal
+    original = journal.record_step
 
     async def record_step(step: Any) -> Any:
         if step.function_name == "crash_insert" and armed("transaction"):
             die()
         return await original(step)
 
-    sysdb.record_step = record_step  # type: ignore[method-assign]
+    journal.record_step = record_step  # type: ignore[method-assign]
 
 
 # -- max_recovery: dies on every run ---------------------------------------------------

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 from ._protocol import (
     ApplicationDatabase,
+    FinishWorkflow,
+    InsertWorkflow,
+    RecordStep,
     RecoveryClaim,
     StepRow,
     SystemDatabase,
     TransactionConflict,
     WorkflowRow,
+    Write,
+    WriteResult,
 )
 
 __all__ = [
     "ApplicationDatabase",
+    "FinishWorkflow",
+    "InsertWorkflow",
+    "RecordStep",
     "RecoveryClaim",
     "StepRow",
     "SystemDatabase",
     "TransactionConflict",
     "WorkflowRow",
+    "Write",
+    "WriteResult",
     "open_databases",
 ]
 

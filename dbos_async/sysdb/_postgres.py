@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,7 +26,17 @@ if TYPE_CHECKING:
 
 from .._errors import DBOSConnectionError
 from ._migrations import load_schema_files
-from ._protocol import RecoveryClaim, StepRow, TransactionConflict, WorkflowRow
+from ._protocol import (
+    FinishWorkflow,
+    InsertWorkflow,
+    RecordStep,
+    RecoveryClaim,
+    StepRow,
+    TransactionConflict,
+    WorkflowRow,
+    Write,
+    WriteResult,
+)
 
 __all__ = ["PostgresApplicationDatabase", "PostgresPool", "PostgresSystemDatabase"]
 
@@ -75,6 +85,39 @@ _GET_STEP = (
     "SELECT " + _STEP_COLS + " FROM dbos_async.operation_outputs "
     "WHERE workflow_uuid = $1 AND function_id = $2"
 )
+_WRITE_BATCH = (
+    "WITH ins AS ("
+    " INSERT INTO dbos_async.workflow_status (" + _COLS + ")"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+    " $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::int[],"
+    " $12::text[], $13::text[], $14::text[], $15::bigint[], $16::bigint[], $17::int[],"
+    " $18::text[])"
+    " ON CONFLICT (workflow_uuid) DO NOTHING RETURNING workflow_uuid"
+    "), steps AS ("
+    " INSERT INTO dbos_async.operation_outputs (" + _STEP_COLS + ")"
+    " SELECT * FROM unnest($19::text[], $20::int[], $21::text[], $22::text[], $23::text[],"
+    " $24::text[], $25::bigint[], $26::bigint[])"
+    " ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING workflow_uuid, function_id"
+    "), fin AS ("
+    " UPDATE dbos_async.workflow_status AS w"
+    " SET status = f.status, output = f.output, error = f.error, updated_at = f.updated_at"
+    " FROM unnest($27::text[], $28::text[], $29::text[], $30::text[], $31::bigint[])"
+    " AS f(workflow_uuid, status, output, error, updated_at)"
+    " WHERE w.workflow_uuid = f.workflow_uuid AND w.status = 'PENDING'"
+    " RETURNING w.workflow_uuid"
+    ")"
+    " SELECT 1, workflow_uuid, NULL::int FROM ins"
+    " UNION ALL SELECT 2, workflow_uuid, function_id FROM steps"
+    " UNION ALL SELECT 3, workflow_uuid, NULL::int FROM fin"
+)
+_GET_WORKFLOWS = (
+    "SELECT " + _COLS + " FROM dbos_async.workflow_status WHERE workflow_uuid = ANY($1::text[])"
+)
+_GET_STEPS = (
+    "SELECT o." + _STEP_COLS.replace(", ", ", o.") + " FROM dbos_async.operation_outputs AS o"
+    " JOIN unnest($1::text[], $2::int[]) AS k(workflow_uuid, function_id)"
+    " ON o.workflow_uuid = k.workflow_uuid AND o.function_id = k.function_id"
+)
 _LOAD_STEPS = (
     "SELECT " + _STEP_COLS + " FROM dbos_async.operation_outputs "
     "WHERE workflow_uuid = $1 ORDER BY function_id"
@@ -121,6 +164,190 @@ def _workflow_row(r: Any) -> WorkflowRow:
 
 def _step_row(r: Any) -> StepRow:
     return StepRow(*r)
+
+
+def _is_our_insert(ours: WorkflowRow, stored: WorkflowRow) -> bool:
+    """After a retry, tell our own committed insert from another writer's row."""
+    return (
+        stored.name == ours.name
+        and stored.created_at == ours.created_at
+        and stored.executor_id == ours.executor_id
+        and stored.inputs == ours.inputs
+    )
+
+
+def _same_step(ours: StepRow, stored: StepRow) -> bool:
+    return (
+        stored.function_name == ours.function_name
+        and stored.output == ours.output
+        and stored.error == ours.error
+        and stored.child_workflow_id == ours.child_workflow_id
+    )
+
+
+def _insert_result(
+    ours: WorkflowRow, stored: WorkflowRow | None, retry: bool
+) -> WorkflowRow | None:
+    if stored is None or (retry and _is_our_insert(ours, stored)):
+        return None
+    return stored
+
+
+def _step_result(ours: StepRow, stored: StepRow | None) -> StepRow:
+    return ours if stored is None or _same_step(ours, stored) else stored
+
+
+def _finish_result(write: FinishWorkflow, stored: WorkflowRow | None, retry: bool) -> bool:
+    return (
+        retry
+        and stored is not None
+        and (stored.status, stored.output, stored.error)
+        == (write.status, write.output, write.error)
+    )
+
+
+async def _write_one(conn: _Conn, write: Write, retry: bool) -> WriteResult:
+    if isinstance(write, InsertWorkflow):
+        row = write.row
+        inserted = await conn.fetchval(
+            _INSERT_WORKFLOW,
+            row.workflow_id,
+            row.status,
+            row.name,
+            row.inputs,
+            row.output,
+            row.error,
+            row.executor_id,
+            row.application_version,
+            row.created_at,
+            row.updated_at,
+            row.recovery_attempts,
+            row.queue_name,
+            row.parent_workflow_id,
+            row.forked_from,
+            row.workflow_timeout_ms,
+            row.workflow_deadline_epoch_ms,
+            row.priority,
+            row.deduplication_id,
+        )
+        if inserted is not None:
+            return None
+        r = await conn.fetchrow(_GET_WORKFLOW, row.workflow_id)
+        return _insert_result(row, _workflow_row(r) if r is not None else None, retry)
+    if isinstance(write, RecordStep):
+        step = write.step
+        inserted = await conn.fetchval(
+            _INSERT_STEP,
+            step.workflow_id,
+            step.function_id,
+            step.function_name,
+            step.output,
+            step.error,
+            step.child_workflow_id,
+            step.started_at_epoch_ms,
+            step.completed_at_epoch_ms,
+        )
+        if inserted is not None:
+            return step
+        r = await conn.fetchrow(_GET_STEP, step.workflow_id, step.function_id)
+        return _step_result(step, _step_row(r) if r is not None else None)
+    result = await conn.execute(
+        _FINISH_WORKFLOW,
+        write.workflow_id,
+        write.status,
+        write.output,
+        write.error,
+        write.updated_at,
+    )
+    if result.endswith(" 1"):
+        return True
+    r = await conn.fetchrow(_GET_WORKFLOW, write.workflow_id)
+    return _finish_result(write, _workflow_row(r) if r is not None else None, retry)
+
+
+def _columns(rows: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
+    return [[getattr(r, n) for r in rows] for n in names]
+
+
+_WORKFLOW_FIELDS = (
+    "workflow_id",
+    "status",
+    "name",
+    "inputs",
+    "output",
+    "error",
+    "executor_id",
+    "application_version",
+    "created_at",
+    "updated_at",
+    "recovery_attempts",
+    "queue_name",
+    "parent_workflow_id",
+    "forked_from",
+    "workflow_timeout_ms",
+    "workflow_deadline_epoch_ms",
+    "priority",
+    "deduplication_id",
+)
+_STEP_FIELDS = (
+    "workflow_id",
+    "function_id",
+    "function_name",
+    "output",
+    "error",
+    "child_workflow_id",
+    "started_at_epoch_ms",
+    "completed_at_epoch_ms",
+)
+_FINISH_FIELDS = ("workflow_id", "status", "output", "error", "updated_at")
+
+
+async def _write_many(conn: _Conn, writes: Sequence[Write], retry: bool) -> list[WriteResult]:
+    inserts = [w.row for w in writes if isinstance(w, InsertWorkflow)]
+    steps = [w.step for w in writes if isinstance(w, RecordStep)]
+    finishes = [w for w in writes if isinstance(w, FinishWorkflow)]
+    done = await conn.fetch(
+        _WRITE_BATCH,
+        *_columns(inserts, _WORKFLOW_FIELDS),
+        *_columns(steps, _STEP_FIELDS),
+        *_columns(finishes, _FINISH_FIELDS),
+    )
+    inserted = {r[1] for r in done if r[0] == 1}
+    recorded = {(r[1], r[2]) for r in done if r[0] == 2}
+    finished = {r[1] for r in done if r[0] == 3}
+
+    # Rows that were there already (rare): read what is stored.
+    clashing = [r.workflow_id for r in inserts if r.workflow_id not in inserted]
+    clashing += [f.workflow_id for f in finishes if f.workflow_id not in finished]
+    stored_rows: dict[str, WorkflowRow] = {}
+    if clashing:
+        for r in await conn.fetch(_GET_WORKFLOWS, clashing):
+            stored_rows[r[0]] = _workflow_row(r)
+    missing = [s for s in steps if (s.workflow_id, s.function_id) not in recorded]
+    stored_steps: dict[tuple[str, int], StepRow] = {}
+    if missing:
+        keys = _columns(missing, ("workflow_id", "function_id"))
+        for r in await conn.fetch(_GET_STEPS, *keys):
+            stored_steps[(r[0], r[1])] = _step_row(r)
+
+    results: list[WriteResult] = []
+    for w in writes:
+        if isinstance(w, InsertWorkflow):
+            wid = w.row.workflow_id
+            results.append(
+                None if wid in inserted else _insert_result(w.row, stored_rows.get(wid), retry)
+            )
+        elif isinstance(w, RecordStep):
+            key = (w.step.workflow_id, w.step.function_id)
+            results.append(
+                w.step if key in recorded else _step_result(w.step, stored_steps.get(key))
+            )
+        else:
+            results.append(
+                w.workflow_id in finished
+                or _finish_result(w, stored_rows.get(w.workflow_id), retry)
+            )
+    return results
 
 
 class PostgresPool:
@@ -253,33 +480,16 @@ class PostgresSystemDatabase:
     async def close(self) -> None:
         await self._pg.close()
 
-    async def insert_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
-        async def op(conn: _Conn) -> WorkflowRow | None:
-            inserted = await conn.fetchval(
-                _INSERT_WORKFLOW,
-                row.workflow_id,
-                row.status,
-                row.name,
-                row.inputs,
-                row.output,
-                row.error,
-                row.executor_id,
-                row.application_version,
-                row.created_at,
-                row.updated_at,
-                row.recovery_attempts,
-                row.queue_name,
-                row.parent_workflow_id,
-                row.forked_from,
-                row.workflow_timeout_ms,
-                row.workflow_deadline_epoch_ms,
-                row.priority,
-                row.deduplication_id,
-            )
-            if inserted is not None:
-                return None
-            existing = await conn.fetchrow(_GET_WORKFLOW, row.workflow_id)
-            return _workflow_row(existing) if existing is not None else None
+    async def write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
+        attempts = 0
+
+        async def op(conn: _Conn) -> list[WriteResult]:
+            nonlocal attempts
+            retry = attempts > 0
+            attempts += 1
+            if len(writes) == 1:
+                return [await _write_one(conn, writes[0], retry)]
+            return await _write_many(conn, writes, retry)
 
         return await self._pg.retrying(op)
 
@@ -287,37 +497,6 @@ class PostgresSystemDatabase:
         async def op(conn: _Conn) -> WorkflowRow | None:
             r = await conn.fetchrow(_GET_WORKFLOW, workflow_id)
             return _workflow_row(r) if r is not None else None
-
-        return await self._pg.retrying(op)
-
-    async def finish_workflow(
-        self, workflow_id: str, status: str, output: str | None, error: str | None, now_ms: int
-    ) -> bool:
-        async def op(conn: _Conn) -> bool:
-            result = await conn.execute(
-                _FINISH_WORKFLOW, workflow_id, status, output, error, now_ms
-            )
-            return bool(result.endswith(" 1"))
-
-        return await self._pg.retrying(op)
-
-    async def record_step(self, step: StepRow) -> StepRow:
-        async def op(conn: _Conn) -> StepRow:
-            inserted = await conn.fetchval(
-                _INSERT_STEP,
-                step.workflow_id,
-                step.function_id,
-                step.function_name,
-                step.output,
-                step.error,
-                step.child_workflow_id,
-                step.started_at_epoch_ms,
-                step.completed_at_epoch_ms,
-            )
-            if inserted is not None:
-                return step
-            existing = await conn.fetchrow(_GET_STEP, step.workflow_id, step.function_id)
-            return _step_row(existing) if existing is not None else step
 
         return await self._pg.retrying(op)
 

@@ -3,24 +3,31 @@
 Two backends implement it: ``_postgres`` (asyncpg pool) and ``_sqlite`` (aiosqlite).
 Values (inputs, outputs, errors) cross this seam already serialized, as text.
 
-Every write is keyed and safe to repeat: a workflow row by its ID, a step row by
-``(workflow_id, function_id)``. A repeated write changes nothing and returns what is stored,
-so a commit whose outcome was unknown can simply be retried.
+Checkpoint writes arrive in batches (``write_batch``), gathered by the step journal from
+every workflow running in the process. Every write is keyed and safe to repeat: a
+workflow row by its ID, a step row by ``(workflow_id, function_id)``. A repeated write
+changes nothing and reports what is stored, so a commit whose outcome was unknown can
+simply be retried.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "ApplicationDatabase",
+    "FinishWorkflow",
+    "InsertWorkflow",
+    "RecordStep",
     "RecoveryClaim",
     "StepRow",
     "SystemDatabase",
     "TransactionConflict",
     "WorkflowRow",
+    "Write",
+    "WriteResult",
 ]
 
 T = TypeVar("T")
@@ -78,6 +85,38 @@ class TransactionConflict(Exception):
     database busy); the engine retries the transaction."""
 
 
+@dataclass
+class InsertWorkflow:
+    """Insert a workflow status row unless its ID exists. Result: ``None`` if inserted,
+    else the stored row."""
+
+    row: WorkflowRow
+
+
+@dataclass
+class RecordStep:
+    """Insert a step row unless one exists at its ID. Result: the stored row (``step``
+    itself when this write stored it)."""
+
+    step: StepRow
+
+
+@dataclass
+class FinishWorkflow:
+    """Record the outcome of a PENDING workflow. Result: False if it was no longer
+    PENDING."""
+
+    workflow_id: str
+    status: str
+    output: str | None
+    error: str | None
+    updated_at: int
+
+
+Write = InsertWorkflow | RecordStep | FinishWorkflow
+WriteResult = WorkflowRow | StepRow | bool | None
+
+
 class SystemDatabase(Protocol):
     """The runtime's own tables: workflow status and step outputs."""
 
@@ -88,19 +127,14 @@ class SystemDatabase(Protocol):
 
     async def close(self) -> None: ...
 
-    async def insert_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
-        """Insert a new workflow row; if the ID exists, change nothing and return the stored
-        row, else return ``None``."""
+    async def write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
+        """Commit every write in one transaction, or none of them (then raise).
+
+        No two writes of a batch share a key. Results come in the order of ``writes``.
+        A batch that is retried after an unknown outcome returns the same results.
+        """
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRow | None: ...
-
-    async def finish_workflow(
-        self, workflow_id: str, status: str, output: str | None, error: str | None, now_ms: int
-    ) -> bool:
-        """Record the outcome of a PENDING workflow; False if it was no longer PENDING."""
-
-    async def record_step(self, step: StepRow) -> StepRow:
-        """Insert a step row unless one exists at its ID; return the stored row."""
 
     async def load_steps(self, workflow_id: str) -> list[StepRow]:
         """All recorded steps of a workflow, by step ID."""

@@ -11,13 +11,22 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import aiosqlite
 
 from ._migrations import load_schema_files, split_statements
-from ._protocol import RecoveryClaim, StepRow, TransactionConflict, WorkflowRow
+from ._protocol import (
+    InsertWorkflow,
+    RecordStep,
+    RecoveryClaim,
+    StepRow,
+    TransactionConflict,
+    WorkflowRow,
+    Write,
+    WriteResult,
+)
 
 __all__ = ["SQLiteApplicationDatabase", "SQLiteConnection", "SQLiteSystemDatabase"]
 
@@ -177,6 +186,66 @@ def _step_row(r: Any) -> StepRow:
     return StepRow(*r)
 
 
+async def _write(conn: aiosqlite.Connection, write: Write) -> WriteResult:
+    """One write inside a batch's transaction. SQLite commits are never in doubt (the
+    database is local), so a conflict here is always another writer's row."""
+    if isinstance(write, InsertWorkflow):
+        row = write.row
+        cur = await conn.execute(
+            _INSERT_WORKFLOW,
+            (
+                row.workflow_id,
+                row.status,
+                row.name,
+                row.inputs,
+                row.output,
+                row.error,
+                row.executor_id,
+                row.application_version,
+                row.created_at,
+                row.updated_at,
+                row.recovery_attempts,
+                row.queue_name,
+                row.parent_workflow_id,
+                row.forked_from,
+                row.workflow_timeout_ms,
+                row.workflow_deadline_epoch_ms,
+                row.priority,
+                row.deduplication_id,
+            ),
+        )
+        if cur.rowcount == 1:
+            return None
+        cur = await conn.execute(_GET_WORKFLOW, (row.workflow_id,))
+        existing = await cur.fetchone()
+        return _workflow_row(existing) if existing is not None else None
+    if isinstance(write, RecordStep):
+        step = write.step
+        cur = await conn.execute(
+            _INSERT_STEP,
+            (
+                step.workflow_id,
+                step.function_id,
+                step.function_name,
+                step.output,
+                step.error,
+                step.child_workflow_id,
+                step.started_at_epoch_ms,
+                step.completed_at_epoch_ms,
+            ),
+        )
+        if cur.rowcount == 1:
+            return step
+        cur = await conn.execute(_GET_STEP, (step.workflow_id, step.function_id))
+        stored = await cur.fetchone()
+        return _step_row(stored) if stored is not None else step
+    cur = await conn.execute(
+        _FINISH_WORKFLOW,
+        (write.status, write.output, write.error, write.updated_at, write.workflow_id),
+    )
+    return cur.rowcount == 1
+
+
 class SQLiteSystemDatabase:
     """The system database on SQLite."""
 
@@ -191,36 +260,9 @@ class SQLiteSystemDatabase:
     async def close(self) -> None:
         await self._db.close()
 
-    async def insert_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
-        async def op(conn: aiosqlite.Connection) -> WorkflowRow | None:
-            cur = await conn.execute(
-                _INSERT_WORKFLOW,
-                (
-                    row.workflow_id,
-                    row.status,
-                    row.name,
-                    row.inputs,
-                    row.output,
-                    row.error,
-                    row.executor_id,
-                    row.application_version,
-                    row.created_at,
-                    row.updated_at,
-                    row.recovery_attempts,
-                    row.queue_name,
-                    row.parent_workflow_id,
-                    row.forked_from,
-                    row.workflow_timeout_ms,
-                    row.workflow_deadline_epoch_ms,
-                    row.priority,
-                    row.deduplication_id,
-                ),
-            )
-            if cur.rowcount == 1:
-                return None
-            cur = await conn.execute(_GET_WORKFLOW, (row.workflow_id,))
-            existing = await cur.fetchone()
-            return _workflow_row(existing) if existing is not None else None
+    async def write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
+        async def op(conn: aiosqlite.Connection) -> list[WriteResult]:
+            return [await _write(conn, w) for w in writes]
 
         return await self._db.write(op)
 
@@ -231,38 +273,6 @@ class SQLiteSystemDatabase:
             return _workflow_row(r) if r is not None else None
 
         return await self._db.read(op)
-
-    async def finish_workflow(
-        self, workflow_id: str, status: str, output: str | None, error: str | None, now_ms: int
-    ) -> bool:
-        async def op(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(_FINISH_WORKFLOW, (status, output, error, now_ms, workflow_id))
-            return cur.rowcount == 1
-
-        return await self._db.write(op)
-
-    async def record_step(self, step: StepRow) -> StepRow:
-        async def op(conn: aiosqlite.Connection) -> StepRow:
-            cur = await conn.execute(
-                _INSERT_STEP,
-                (
-                    step.workflow_id,
-                    step.function_id,
-                    step.function_name,
-                    step.output,
-                    step.error,
-                    step.child_workflow_id,
-                    step.started_at_epoch_ms,
-                    step.completed_at_epoch_ms,
-                ),
-            )
-            if cur.rowcount == 1:
-                return step
-            cur = await conn.execute(_GET_STEP, (step.workflow_id, step.function_id))
-            existing = await cur.fetchone()
-            return _step_row(existing) if existing is not None else step
-
-        return await self._db.write(op)
 
     async def load_steps(self, workflow_id: str) -> list[StepRow]:
         async def op(conn: aiosqlite.Connection) -> list[StepRow]:
