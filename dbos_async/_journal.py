@@ -128,10 +128,10 @@ class Journal:
             while self._pending:
                 await self._flush(self._take_batch())
 
-    async def _flush(self, batch: list[_Entry]) -> None:
+    async def _flush(self, batch: list[_Entry], retry: bool = False) -> None:
         writes = [w for w, _ in batch]
         try:
-            results = await self._sysdb.write_batch(writes)
+            results = await self._sysdb.write_batch(writes, retry=retry)
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()
@@ -141,8 +141,10 @@ class Journal:
                 _settle(batch[0][1], error=exc)
                 return
             log.debug("a batch of %d writes failed (%r); writing them one by one", len(batch), exc)
+            # The failed batch may have committed before failing (its reply lost): the
+            # retries say so, and the backends count equal stored rows as these writes.
             for entry in batch:
-                await self._flush([entry])
+                await self._flush([entry], retry=True)
             return
         self.batches += 1
         self.writes += len(batch)

@@ -37,6 +37,7 @@ from ._protocol import (
     Write,
     WriteResult,
 )
+from ._results import finish_result, insert_result, step_result
 
 __all__ = ["PostgresApplicationDatabase", "PostgresPool", "PostgresSystemDatabase"]
 
@@ -166,46 +167,6 @@ def _step_row(r: Any) -> StepRow:
     return StepRow(*r)
 
 
-def _is_our_insert(ours: WorkflowRow, stored: WorkflowRow) -> bool:
-    """After a retry, tell our own committed insert from another writer's row."""
-    return (
-        stored.name == ours.name
-        and stored.created_at == ours.created_at
-        and stored.executor_id == ours.executor_id
-        and stored.inputs == ours.inputs
-    )
-
-
-def _same_step(ours: StepRow, stored: StepRow) -> bool:
-    return (
-        stored.function_name == ours.function_name
-        and stored.output == ours.output
-        and stored.error == ours.error
-        and stored.child_workflow_id == ours.child_workflow_id
-    )
-
-
-def _insert_result(
-    ours: WorkflowRow, stored: WorkflowRow | None, retry: bool
-) -> WorkflowRow | None:
-    if stored is None or (retry and _is_our_insert(ours, stored)):
-        return None
-    return stored
-
-
-def _step_result(ours: StepRow, stored: StepRow | None) -> StepRow:
-    return ours if stored is None or _same_step(ours, stored) else stored
-
-
-def _finish_result(write: FinishWorkflow, stored: WorkflowRow | None, retry: bool) -> bool:
-    return (
-        retry
-        and stored is not None
-        and (stored.status, stored.output, stored.error)
-        == (write.status, write.output, write.error)
-    )
-
-
 async def _write_one(conn: _Conn, write: Write, retry: bool) -> WriteResult:
     if isinstance(write, InsertWorkflow):
         row = write.row
@@ -233,7 +194,7 @@ async def _write_one(conn: _Conn, write: Write, retry: bool) -> WriteResult:
         if inserted is not None:
             return None
         r = await conn.fetchrow(_GET_WORKFLOW, row.workflow_id)
-        return _insert_result(row, _workflow_row(r) if r is not None else None, retry)
+        return insert_result(row, _workflow_row(r) if r is not None else None, retry)
     if isinstance(write, RecordStep):
         step = write.step
         inserted = await conn.fetchval(
@@ -250,7 +211,7 @@ async def _write_one(conn: _Conn, write: Write, retry: bool) -> WriteResult:
         if inserted is not None:
             return step
         r = await conn.fetchrow(_GET_STEP, step.workflow_id, step.function_id)
-        return _step_result(step, _step_row(r) if r is not None else None)
+        return step_result(step, _step_row(r) if r is not None else None)
     result = await conn.execute(
         _FINISH_WORKFLOW,
         write.workflow_id,
@@ -262,7 +223,7 @@ async def _write_one(conn: _Conn, write: Write, retry: bool) -> WriteResult:
     if result.endswith(" 1"):
         return True
     r = await conn.fetchrow(_GET_WORKFLOW, write.workflow_id)
-    return _finish_result(write, _workflow_row(r) if r is not None else None, retry)
+    return finish_result(write, _workflow_row(r) if r is not None else None, retry)
 
 
 def _columns(rows: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
@@ -335,17 +296,16 @@ async def _write_many(conn: _Conn, writes: Sequence[Write], retry: bool) -> list
         if isinstance(w, InsertWorkflow):
             wid = w.row.workflow_id
             results.append(
-                None if wid in inserted else _insert_result(w.row, stored_rows.get(wid), retry)
+                None if wid in inserted else insert_result(w.row, stored_rows.get(wid), retry)
             )
         elif isinstance(w, RecordStep):
             key = (w.step.workflow_id, w.step.function_id)
             results.append(
-                w.step if key in recorded else _step_result(w.step, stored_steps.get(key))
+                w.step if key in recorded else step_result(w.step, stored_steps.get(key))
             )
         else:
             results.append(
-                w.workflow_id in finished
-                or _finish_result(w, stored_rows.get(w.workflow_id), retry)
+                w.workflow_id in finished or finish_result(w, stored_rows.get(w.workflow_id), retry)
             )
     return results
 
@@ -480,16 +440,18 @@ class PostgresSystemDatabase:
     async def close(self) -> None:
         await self._pg.close()
 
-    async def write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
+    async def write_batch(
+        self, writes: Sequence[Write], *, retry: bool = False
+    ) -> list[WriteResult]:
         attempts = 0
 
         async def op(conn: _Conn) -> list[WriteResult]:
             nonlocal attempts
-            retry = attempts > 0
+            retrying = retry or attempts > 0
             attempts += 1
             if len(writes) == 1:
-                return [await _write_one(conn, writes[0], retry)]
-            return await _write_many(conn, writes, retry)
+                return [await _write_one(conn, writes[0], retrying)]
+            return await _write_many(conn, writes, retrying)
 
         return await self._pg.retrying(op)
 

@@ -127,11 +127,15 @@ class SystemDatabase(Protocol):
 
     async def close(self) -> None: ...
 
-    async def write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
+    async def write_batch(
+        self, writes: Sequence[Write], *, retry: bool = False
+    ) -> list[WriteResult]:
         """Commit every write in one transaction, or none of them (then raise).
 
         No two writes of a batch share a key. Results come in the order of ``writes``.
-        A batch that is retried after an unknown outcome returns the same results.
+        ``retry`` says these writes may have committed already (an earlier attempt's
+        outcome is unknown): a stored row equal to the write's own then counts as this
+        write's, not as a conflict, so a retried batch returns what the first would have.
         """
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRow | None: ...

@@ -27,6 +27,7 @@ from ._protocol import (
     Write,
     WriteResult,
 )
+from ._results import finish_result, insert_result, step_result
 
 __all__ = ["SQLiteApplicationDatabase", "SQLiteConnection", "SQLiteSystemDatabase"]
 
@@ -186,9 +187,8 @@ def _step_row(r: Any) -> StepRow:
     return StepRow(*r)
 
 
-async def _write(conn: aiosqlite.Connection, write: Write) -> WriteResult:
-    """One write inside a batch's transaction. SQLite commits are never in doubt (the
-    database is local), so a conflict here is always another writer's row."""
+async def _write(conn: aiosqlite.Connection, write: Write, retry: bool) -> WriteResult:
+    """One write inside a batch's transaction."""
     if isinstance(write, InsertWorkflow):
         row = write.row
         cur = await conn.execute(
@@ -218,7 +218,7 @@ async def _write(conn: aiosqlite.Connection, write: Write) -> WriteResult:
             return None
         cur = await conn.execute(_GET_WORKFLOW, (row.workflow_id,))
         existing = await cur.fetchone()
-        return _workflow_row(existing) if existing is not None else None
+        return insert_result(row, _workflow_row(existing) if existing else None, retry)
     if isinstance(write, RecordStep):
         step = write.step
         cur = await conn.execute(
@@ -238,12 +238,16 @@ async def _write(conn: aiosqlite.Connection, write: Write) -> WriteResult:
             return step
         cur = await conn.execute(_GET_STEP, (step.workflow_id, step.function_id))
         stored = await cur.fetchone()
-        return _step_row(stored) if stored is not None else step
+        return step_result(step, _step_row(stored) if stored is not None else None)
     cur = await conn.execute(
         _FINISH_WORKFLOW,
         (write.status, write.output, write.error, write.updated_at, write.workflow_id),
     )
-    return cur.rowcount == 1
+    if cur.rowcount == 1:
+        return True
+    cur = await conn.execute(_GET_WORKFLOW, (write.workflow_id,))
+    stored_row = await cur.fetchone()
+    return finish_result(write, _workflow_row(stored_row) if stored_row else None, retry)
 
 
 class SQLiteSystemDatabase:
@@ -260,9 +264,11 @@ class SQLiteSystemDatabase:
     async def close(self) -> None:
         await self._db.close()
 
-    async def write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
+    async def write_batch(
+        self, writes: Sequence[Write], *, retry: bool = False
+    ) -> list[WriteResult]:
         async def op(conn: aiosqlite.Connection) -> list[WriteResult]:
-            return [await _write(conn, w) for w in writes]
+            return [await _write(conn, w, retry) for w in writes]
 
         return await self._db.write(op)
 

@@ -1,0 +1,189 @@
+"""The step journal's ordering rule, with slow and failing flushes injected."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from dbos_async import DBOS, SetWorkflowID, WorkflowStatusString
+from dbos_async._runtime import get_runtime
+from dbos_async.sysdb import FinishWorkflow, InsertWorkflow, RecordStep, Write, WriteResult
+
+events: list[tuple[str, Any]] = []
+
+
+def write_key(write: Write) -> tuple[Any, ...]:
+    if isinstance(write, InsertWorkflow):
+        return ("insert", write.row.workflow_id)
+    if isinstance(write, RecordStep):
+        return ("step", write.step.workflow_id, write.step.function_id)
+    assert isinstance(write, FinishWorkflow)
+    return ("finish", write.workflow_id)
+
+
+def wrap_write_batch(
+    monkeypatch: pytest.MonkeyPatch, before: Any = None, after: Any = None
+) -> None:
+    """Interpose on the system database's batch writes of the running DBOS."""
+    sysdb = get_runtime().sysdb
+    real = sysdb.write_batch
+
+    async def write_batch(writes: Sequence[Write], *, retry: bool = False) -> list[WriteResult]:
+        if before is not None:
+            await before(writes, retry)
+        results = await real(writes, retry=retry)
+        events.extend(("committed", write_key(w)) for w in writes)
+        if after is not None:
+            await after(writes, retry)
+        return results
+
+    monkeypatch.setattr(sysdb, "write_batch", write_batch)
+
+
+@DBOS.step()
+async def jr_step(n: int) -> int:
+    return n
+
+
+@DBOS.workflow()
+async def jr_three_steps(tag: str) -> int:
+    total = 0
+    for n in (1, 2, 3):
+        total += await jr_step(n)
+        events.append(("seen", ("step", DBOS.workflow_id, n)))
+    return total
+
+
+@DBOS.step()
+async def jr_maybe_poison(value: str) -> str:
+    return value
+
+
+@DBOS.workflow()
+async def jr_poisonable(value: str) -> str:
+    return await jr_maybe_poison(value)
+
+
+async def test_journal__step_result_waits_for_slow_commit(
+    dbos: DBOS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events.clear()
+
+    async def slow(writes: Sequence[Write], retry: bool) -> None:
+        await asyncio.sleep(0.1)
+
+    wrap_write_batch(monkeypatch, before=slow)
+    started = time.monotonic()
+    with SetWorkflowID("slow-1"):
+        assert await jr_three_steps("a") == 6
+    # insert + 3 steps + finish, each behind a slow commit.
+    assert time.monotonic() - started >= 0.5
+    for n in (1, 2, 3):
+        key = ("step", "slow-1", n)
+        assert events.index(("committed", key)) < events.index(("seen", key))
+
+
+async def test_journal__writes_of_one_workflow_keep_their_order(
+    dbos: DBOS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events.clear()
+    wrap_write_batch(monkeypatch)
+    ids = [f"order-{i}" for i in range(30)]
+    handles = []
+    for wid in ids:
+        with SetWorkflowID(wid):
+            handles.append(await DBOS.start_workflow(jr_three_steps, wid))
+    assert await asyncio.gather(*handles) == [6] * 30
+    committed = [key for kind, key in events if kind == "committed"]
+    for wid in ids:
+        mine = [k for k in committed if k[1] == wid]
+        assert mine == [
+            ("insert", wid),
+            ("step", wid, 1),
+            ("step", wid, 2),
+            ("step", wid, 3),
+            ("finish", wid),
+        ]
+
+
+async def test_journal__concurrent_workflows_share_commits(dbos: DBOS) -> None:
+    journal = get_runtime().journal
+    batches, writes = journal.batches, journal.writes
+    handles = [await DBOS.start_workflow(jr_three_steps, str(i)) for i in range(200)]
+    assert await asyncio.gather(*handles) == [6] * 200
+    new_batches = journal.batches - batches
+    new_writes = journal.writes - writes
+    assert new_writes == 200 * 5
+    # Group commit: far fewer commits than writes.
+    assert new_batches * 3 <= new_writes
+
+
+async def test_journal__lone_write_goes_out_at_once(
+    dbos: DBOS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    called: list[float] = []
+
+    async def stamp(writes: Sequence[Write], retry: bool) -> None:
+        called.append(time.monotonic())
+
+    wrap_write_batch(monkeypatch, before=stamp)
+    submitted = time.monotonic()
+    await get_runtime().journal.finish_workflow("nobody", "SUCCESS", None, None, 0)
+    assert called and called[0] - submitted < 0.02
+
+
+async def test_journal__failed_batch_fails_only_its_culprit(
+    dbos: DBOS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def poison(writes: Sequence[Write], retry: bool) -> None:
+        for w in writes:
+            if isinstance(w, RecordStep) and w.step.output and "poison" in w.step.output:
+                raise RuntimeError("poisoned write")
+
+    values = [f"ok-{i}" for i in range(20)] + ["poison"]
+    handles = []
+    for value in values:
+        with SetWorkflowID(f"p-{value}"):
+            handles.append(await DBOS.start_workflow(jr_poisonable, value))
+    wrap_write_batch(monkeypatch, before=poison)
+    results = await asyncio.gather(*handles, return_exceptions=True)
+    assert results[:-1] == values[:-1]
+    assert isinstance(results[-1], RuntimeError) and "poisoned write" in str(results[-1])
+    for value in values[:-1]:
+        status = await DBOS.get_workflow_status(f"p-{value}")
+        assert status is not None and status.status == WorkflowStatusString.SUCCESS
+    poisoned = await DBOS.get_workflow_status("p-poison")
+    assert poisoned is not None and poisoned.status == WorkflowStatusString.ERROR
+
+
+async def test_journal__batch_committed_then_failed_loses_nothing(
+    dbos: DBOS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch commits but its reply is lost (as when the connection drops during
+    COMMIT): the journal retries write by write, and nothing is lost or doubled."""
+    failed: list[int] = []
+
+    async def lose_reply(writes: Sequence[Write], retry: bool) -> None:
+        if not retry and len(writes) > 1 and len(failed) < 3:
+            failed.append(len(writes))
+            raise ConnectionResetError("reply lost after commit")
+
+    wrap_write_batch(monkeypatch, after=lose_reply)
+    ids = [f"lost-{i}" for i in range(40)]
+    handles = []
+    for wid in ids:
+        with SetWorkflowID(wid):
+            handles.append(await DBOS.start_workflow(jr_three_steps, wid))
+    assert await asyncio.gather(*handles) == [6] * 40
+    assert failed, "no multi-write batch was formed"
+    for wid in ids:
+        steps = await DBOS.list_workflow_steps(wid)
+        assert [s.function_id for s in steps] == [1, 2, 3]
+        assert [s.output for s in steps] == [1, 2, 3]
+        status = await DBOS.get_workflow_status(wid)
+        assert status is not None and status.status == WorkflowStatusString.SUCCESS
+        assert status.output == 6
