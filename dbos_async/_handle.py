@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._errors import (
@@ -75,6 +75,8 @@ class WorkflowHandle(Generic[R]):
         self._runtime = runtime
         self.workflow_id = workflow_id
         self._local = runtime.running.get(workflow_id)
+        self._task: asyncio.Task[R] | None = None
+        self._callbacks: dict[Callable[[Any], object], list[Callable[[object], None]]] = {}
 
     def __repr__(self) -> str:
         return f"WorkflowHandle({self.workflow_id!r})"
@@ -106,6 +108,47 @@ class WorkflowHandle(Generic[R]):
 
     def __await__(self) -> Generator[Any, None, R]:
         return self.get_result().__await__()
+
+    # -- the Future protocol, so asyncio.wait() accepts handles (Python 3.11+ no longer
+    # wraps awaitables in tasks there). A task awaiting the result is made on first use.
+
+    def _result_task(self) -> asyncio.Task[R]:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.get_result())
+        return self._task
+
+    def add_done_callback(self, fn: Callable[[Any], object], *, context: Any = None) -> None:
+        def call(_: object) -> None:
+            fn(self)
+
+        self._callbacks.setdefault(fn, []).append(call)
+        self._result_task().add_done_callback(call, context=context)
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        removed = 0
+        task = self._result_task()
+        for call in self._callbacks.pop(fn, []):
+            removed += task.remove_done_callback(call)
+        return removed
+
+    def done(self) -> bool:
+        return self._result_task().done()
+
+    def cancelled(self) -> bool:
+        return self._result_task().cancelled()
+
+    def cancel(self, msg: Any = None) -> bool:
+        """Stop waiting for the result here; the workflow itself is not cancelled."""
+        return self._result_task().cancel(msg)
+
+    def result(self) -> R:
+        return self._result_task().result()
+
+    def exception(self) -> BaseException | None:
+        return self._result_task().exception()
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._result_task().get_loop()
 
     async def get_status(self) -> WorkflowStatus:
         row = await self._runtime.sysdb.get_workflow(self.workflow_id)

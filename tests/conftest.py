@@ -8,6 +8,7 @@ Without it, Postgres tests skip, except under ``CI=true``, where they fail.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,9 +18,9 @@ import asyncpg
 import pytest
 
 from dbos_async import DBOS
+from dbos_async.sysdb._migrations import load_schema_files
 
 PG_SERVER = os.environ.get("DBOS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
-TEMPLATE = "dbos_async_test_template"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -35,18 +36,42 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
+def _schema_hash() -> str:
+    digest = hashlib.sha256()
+    for component in ("system", "app"):
+        files = load_schema_files("postgres", component)
+        digest.update(files.schema.encode())
+        for migration in files.migrations:
+            digest.update(migration.sql.encode())
+    return digest.hexdigest()[:10]
+
+
+TEMPLATE = f"dbos_async_test_tpl_{_schema_hash()}"
+
+
 async def _build_template() -> None:
+    """Create the migrated template once per schema version; concurrent test sessions
+    serialize on an advisory lock and reuse it."""
     from dbos_async.sysdb._postgres import PostgresPool
 
-    await _admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
-    await _admin(f"CREATE DATABASE {TEMPLATE}")
-    pool = PostgresPool(pg_url(TEMPLATE), 2, 5.0)
-    await pool.open()
+    conn = await asyncpg.connect(pg_url("postgres"), timeout=5)
     try:
-        await pool.migrate("system")
-        await pool.migrate("app")
+        await conn.execute("SELECT pg_advisory_lock(7262531)")
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", TEMPLATE)
+        if exists:
+            return
+        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}_new WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {TEMPLATE}_new")
+        pool = PostgresPool(pg_url(f"{TEMPLATE}_new"), 2, 5.0)
+        await pool.open()
+        try:
+            await pool.migrate("system")
+            await pool.migrate("app")
+        finally:
+            await pool.close()
+        await conn.execute(f"ALTER DATABASE {TEMPLATE}_new RENAME TO {TEMPLATE}")
     finally:
-        await pool.close()
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
