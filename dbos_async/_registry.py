@@ -24,9 +24,21 @@ class FunctionInfo:
     name: str
     func: Callable[..., Any]
     signature: inspect.Signature
-    hints: dict[str, Any]
     is_async: bool
     options: dict[str, Any] = field(default_factory=dict)
+    _hints: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def hints(self) -> dict[str, Any]:
+        """The resolved annotations. Resolved on first use, not at decoration, so a model
+        defined after the function (a forward reference) is found; not cached until
+        every name resolves."""
+        if self._hints is None:
+            try:
+                self._hints = typing.get_type_hints(self.func)
+            except Exception:
+                return {}
+        return self._hints
 
     @property
     def return_hint(self) -> Any:
@@ -38,16 +50,11 @@ class FunctionInfo:
 
 
 def describe(kind: str, name: str, func: Callable[..., Any], **options: Any) -> FunctionInfo:
-    try:
-        hints = typing.get_type_hints(func)
-    except Exception:
-        hints = {}
     return FunctionInfo(
         kind=kind,
         name=name,
         func=func,
         signature=inspect.signature(func),
-        hints=hints,
         is_async=inspect.iscoroutinefunction(func),
         options=options,
     )

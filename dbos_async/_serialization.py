@@ -13,6 +13,7 @@ object with ``serialize``/``deserialize`` methods may replace both.
 from __future__ import annotations
 
 import base64
+import collections.abc
 import dataclasses
 import datetime as dt
 import decimal
@@ -21,6 +22,7 @@ import inspect
 import json
 import pickle
 import sys
+import typing
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
@@ -94,15 +96,22 @@ def _to_jsonable(value: Any, path: str) -> Any:
     if isinstance(value, enum.Enum):
         return _to_jsonable(value.value, path)
     if isinstance(value, pydantic.BaseModel):
-        return _to_jsonable(value.model_dump(), path)
+        # By alias, without computed fields: what the model's own validation accepts.
+        return _to_jsonable(value.model_dump(by_alias=True, round_trip=True), path)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: _to_jsonable(getattr(value, f.name), f"{path}.{f.name}")
             for f in dataclasses.fields(value)
         }
     if isinstance(value, BaseException):
+        raw_args = list(value.args)
+        if isinstance(value, OSError) and value.filename is not None and len(raw_args) == 2:
+            # OSError keeps its file names out of .args; its constructor takes them back.
+            raw_args.append(value.filename)
+            if value.filename2 is not None:
+                raw_args.extend([None, value.filename2])
         try:
-            args: Any = _to_jsonable(list(value.args), f"{path}.args")
+            args: Any = _to_jsonable(raw_args, f"{path}.args")
         except _Unserializable:
             args = None
         return {_TAG: "exc", "type": _exc_type_name(value), "msg": str(value), "args": args}
@@ -122,16 +131,34 @@ def _rebuild_exception(type_name: str, message: str, args: list[Any] | None) -> 
     return DBOSWorkflowError(type_name.replace(":", "."), message)
 
 
+def _set_of(kind: Callable[[list[Any]], Any], items: list[Any]) -> Any:
+    """A set, or a list when its members were hashable objects (dataclasses) that came back
+    as dicts; the receiving annotation (``set[Point]``) makes it a set again."""
+    try:
+        return kind(items)
+    except TypeError:
+        return items
+
+
+def _map_of(pairs: list[list[Any]]) -> Any:
+    """A dict, or a list of ``(key, value)`` pairs when the keys came back unhashable;
+    ``conform`` rebuilds the dict from a ``dict[K, V]`` annotation."""
+    try:
+        return {k: x for k, x in pairs}
+    except TypeError:
+        return [(k, x) for k, x in pairs]
+
+
 def _from_tagged(obj: dict[str, Any]) -> Any:
     tag = obj.get(_TAG)
     if tag is None:
         return obj
     v = obj.get("v")
     decoders: dict[str, Callable[[Any], Any]] = {
-        "map": lambda v: {k: x for k, x in v},
+        "map": _map_of,
         "tuple": tuple,
-        "set": set,
-        "frozenset": frozenset,
+        "set": lambda v: _set_of(set, v),
+        "frozenset": lambda v: _set_of(frozenset, v),
         "datetime": dt.datetime.fromisoformat,
         "date": dt.date.fromisoformat,
         "time": dt.time.fromisoformat,
@@ -210,6 +237,17 @@ def conform(value: Any, annotation: Any) -> Any:
     """Turn a decoded value into the annotated type where one is named (models, dataclasses)."""
     if not _needs_adapter(annotation):
         return value
+    origin = typing.get_origin(annotation)
+    if (
+        isinstance(value, list)
+        and origin in (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+        and all(isinstance(p, tuple) and len(p) == 2 for p in value)
+    ):
+        key_hint, value_hint = typing.get_args(annotation) or (Any, Any)
+        try:
+            return {conform(k, key_hint): conform(v, value_hint) for k, v in value}
+        except TypeError:
+            return value
     adapter = _adapter(annotation)
     if adapter is None:
         return value
