@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -125,7 +126,12 @@ def resolve_config(config: DBOSConfig | dict[str, Any] | None) -> Settings:
     if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 1:
         raise DBOSConfigError(f"config 'pool_size' must be a positive integer, got {pool_size!r}")
     timeout = raw.get("connect_timeout", 10.0)
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+    if (
+        not isinstance(timeout, (int, float))
+        or isinstance(timeout, bool)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
         raise DBOSConfigError(
             f"config 'connect_timeout' must be a positive number, got {timeout!r}"
         )

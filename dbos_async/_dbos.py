@@ -92,7 +92,9 @@ class DBOS(metaclass=_DBOSMeta):
         if rt.launched:
             return
         await rt.connect()
-        await recover_pending_workflows(rt)
+        if not rt.recovered:
+            rt.recovered = True
+            await recover_pending_workflows(rt)
 
     @classmethod
     async def destroy(cls, *, destroy_registry: bool = False) -> None:

@@ -41,9 +41,12 @@ def function_info(func: object) -> FunctionInfo | None:
     return info if isinstance(info, FunctionInfo) else None
 
 
-def _check_called(decorator: str, name: object) -> None:
-    if callable(name):
-        raise TypeError(f"use @DBOS.{decorator}() with parentheses")
+def _check_called(decorator: str, func: object, name: object) -> None:
+    if func is not None:
+        raise TypeError(
+            f"use @DBOS.{decorator}() with parentheses: @DBOS.{decorator} was applied "
+            f"to {getattr(func, '__qualname__', func)!r} directly"
+        )
     if name is not None and (not isinstance(name, str) or not name):
         raise DBOSConfigError(
             f"@DBOS.{decorator}(name=...) must be a non-empty string, got {name!r}"
@@ -75,9 +78,9 @@ def _wrap(
 
 
 def workflow(
-    *, name: str | None = None, max_recovery_attempts: int = 100
+    _func: None = None, /, *, name: str | None = None, max_recovery_attempts: int = 100
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
-    _check_called("workflow", name)
+    _check_called("workflow", _func, name)
     if (
         not isinstance(max_recovery_attempts, int)
         or isinstance(max_recovery_attempts, bool)
@@ -103,6 +106,8 @@ def workflow(
 
 
 def step(
+    _func: None = None,
+    /,
     *,
     name: str | None = None,
     retries_allowed: bool = False,
@@ -110,7 +115,7 @@ def step(
     interval_seconds: float = 1.0,
     backoff_rate: float = 2.0,
 ) -> StepDecorator:
-    _check_called("step", name)
+    _check_called("step", _func, name)
     if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
         raise DBOSConfigError(f"@DBOS.step(max_attempts=...) must be >= 1, got {max_attempts!r}")
     if not isinstance(interval_seconds, (int, float)) or interval_seconds < 0:
@@ -141,9 +146,9 @@ def step(
 
 
 def transaction(
-    *, name: str | None = None, isolation_level: str = "SERIALIZABLE"
+    _func: None = None, /, *, name: str | None = None, isolation_level: str = "SERIALIZABLE"
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
-    _check_called("transaction", name)
+    _check_called("transaction", _func, name)
     level = isolation_level.upper() if isinstance(isolation_level, str) else isolation_level
     if level not in ISOLATION_LEVELS:
         raise DBOSConfigError(

@@ -37,11 +37,19 @@ class Runtime:
         self.executor_id = settings.executor_id
         self.app_version = settings.application_version or ""
         self.launched = False
+        self.recovered = False
         #: Outcome futures of the workflows running in this process, by workflow ID.
         self.running: dict[str, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._connect_lock = asyncio.Lock()
 
     async def connect(self) -> None:
+        """Connect and migrate; concurrent calls connect once."""
+        async with self._connect_lock:
+            if not self.launched:
+                await self._connect()
+
+    async def _connect(self) -> None:
         await self.sysdb.connect()
         try:
             await self.appdb.connect()
