@@ -57,8 +57,10 @@ async def main() -> None:
         print(await handle)
         status = await handle.get_status()
         steps = await DBOS.list_workflow_steps(handle.workflow_id)
-        print(f"workflow {handle.workflow_id}: {status.status}, steps: "
-              + ", ".join(f"{s.function_id}={s.function_name}" for s in steps))
+        print(
+            f"workflow {handle.workflow_id}: {status.status}, steps: "
+            + ", ".join(f"{s.function_id}={s.function_name}" for s in steps)
+        )
 
 
 if __name__ == "__main__":
