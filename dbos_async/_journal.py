@@ -102,8 +102,8 @@ class Journal:
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._pending.append((write, future))
         self._wake.set()
-        # The write goes on even if this caller is cancelled: shield it.
-        return await asyncio.shield(future)
+        # A cancelled caller cancels only its future; the write itself still goes out.
+        return await future
 
     def _take_batch(self) -> list[_Entry]:
         """Up to ``max_batch`` pending writes, in arrival order, no two with one key (a

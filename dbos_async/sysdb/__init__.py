@@ -37,7 +37,9 @@ def open_databases(
 ) -> tuple[SystemDatabase, ApplicationDatabase]:
     """Build (not yet connect) the backends for two validated URLs.
 
-    Both roles on one Postgres URL share one pool. On SQLite each role has its own
+    On Postgres each role has its own pool: the system pool skips the per-release session
+    reset (the runtime leaves no session state), the application pool keeps it, since
+    user transactions may leave some. On SQLite each role has its own
     connection (a transaction body may await while holding its connection), except
     ``:memory:``, where a second connection would see another database.
     """
@@ -49,13 +51,7 @@ def open_databases(
         sqlite_path,
     )
 
-    pools: dict[str, PostgresPool] = {}
     memory: dict[str, SQLiteConnection] = {}
-
-    def pool(url: str) -> PostgresPool:
-        if url not in pools:
-            pools[url] = PostgresPool(url, pool_size, connect_timeout)
-        return pools[url]
 
     def sqlite(url: str) -> SQLiteConnection:
         if sqlite_path(url) != ":memory:":
@@ -68,10 +64,12 @@ def open_databases(
     if system_url.startswith("sqlite:"):
         system = SQLiteSystemDatabase(sqlite(system_url))
     else:
-        system = PostgresSystemDatabase(pool(system_url))
+        system = PostgresSystemDatabase(
+            PostgresPool(system_url, pool_size, connect_timeout, reset_sessions=False)
+        )
     app: ApplicationDatabase
     if app_url.startswith("sqlite:"):
         app = SQLiteApplicationDatabase(sqlite(app_url))
     else:
-        app = PostgresApplicationDatabase(pool(app_url))
+        app = PostgresApplicationDatabase(PostgresPool(app_url, pool_size, connect_timeout))
     return system, app

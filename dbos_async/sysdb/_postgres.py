@@ -9,6 +9,7 @@ fail them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -310,16 +311,28 @@ async def _write_many(conn: _Conn, writes: Sequence[Write], retry: bool) -> list
     return results
 
 
-class PostgresPool:
-    """One asyncpg pool, shared by the system and application databases on one URL."""
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release a connection without a reset query. The runtime's own statements leave no
+    session state (no LISTEN, no session locks, no SET), so the round trip that asyncpg's
+    default reset costs on every release is saved. User transactions use a pool that
+    resets."""
 
-    def __init__(self, url: str, size: int, connect_timeout: float) -> None:
+
+class PostgresPool:
+    """One asyncpg pool with the connect, create-database and migration logic around it."""
+
+    def __init__(
+        self, url: str, size: int, connect_timeout: float, *, reset_sessions: bool = True
+    ) -> None:
         self.url = url
+        self.reset_sessions = reset_sessions
         self.size = size
         self.connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
         self._users = 0
         self._lock = asyncio.Lock()
+        self._held: _Conn | None = None
+        self._held_lock = asyncio.Lock()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -337,6 +350,7 @@ class PostgresPool:
         async with self._lock:
             self._users -= 1
             if self._users <= 0 and self._pool is not None:
+                await self._drop_held()
                 pool, self._pool = self._pool, None
                 await pool.close()
 
@@ -348,7 +362,11 @@ class PostgresPool:
             remaining = max(0.1, deadline - time.monotonic())
             try:
                 return await asyncpg.create_pool(
-                    self.url, min_size=1, max_size=self.size, timeout=remaining
+                    self.url,
+                    min_size=1,
+                    max_size=self.size,
+                    timeout=remaining,
+                    reset=None if self.reset_sessions else _keep_session,
                 )
             except asyncpg.InvalidCatalogNameError:
                 if created_db:
@@ -413,17 +431,32 @@ class PostgresPool:
                 [(component, v, now) for v in todo],
             )
 
-    async def retrying(self, op: Callable[[_Conn], Awaitable[T]]) -> T:
-        """Run an idempotent operation, retrying through connection loss."""
+    async def retrying(self, op: Callable[[_Conn], Awaitable[T]], *, held: bool = False) -> T:
+        """Run an idempotent operation, retrying through connection loss. ``held`` runs it
+        on one connection kept out of the pool (the journal's writer), saving an acquire
+        and a release per batch."""
         delay = 0.05
         while True:
             try:
-                async with self.pool.acquire() as conn:
-                    return await op(conn)
+                if not held:
+                    async with self.pool.acquire() as conn:
+                        return await op(conn)
+                async with self._held_lock:
+                    if self._held is None:
+                        self._held = await self.pool.acquire()
+                    return await op(self._held)
             except _TRANSIENT as exc:
+                if held:
+                    await self._drop_held()
                 log.warning("Postgres connection lost (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _drop_held(self) -> None:
+        conn, self._held = self._held, None
+        if conn is not None and self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
 
 
 class PostgresSystemDatabase:
@@ -453,7 +486,7 @@ class PostgresSystemDatabase:
                 return [await _write_one(conn, writes[0], retrying)]
             return await _write_many(conn, writes, retrying)
 
-        return await self._pg.retrying(op)
+        return await self._pg.retrying(op, held=True)
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
         async def op(conn: _Conn) -> WorkflowRow | None:
