@@ -33,7 +33,7 @@ from ._handle import WorkflowHandle, outcome_of
 from ._registry import FunctionInfo, registry
 from ._runtime import Runtime, get_runtime
 from ._status import WorkflowStatusString
-from .sysdb import StepRow, WorkflowRow
+from .sysdb import RecoveryRequest, StepRow, WorkflowRow
 
 __all__ = ["call_workflow", "recover_pending_workflows", "start_workflow"]
 
@@ -206,43 +206,50 @@ async def _execute(
             del rt.running[workflow_id]
 
 
+_RECOVERY_CHUNK = 500
+
+
 async def recover_pending_workflows(rt: Runtime) -> list[WorkflowHandle[Any]]:
-    """Recover this executor's PENDING workflows of this application version."""
-    handles: list[WorkflowHandle[Any]] = []
+    """Recover this executor's PENDING workflows of this application version: claim them
+    and load their recorded steps a chunk at a time, then run each again."""
+    requests: list[RecoveryRequest] = []
     for row in await rt.sysdb.pending_workflows(rt.executor_id, rt.app_version):
         if row.workflow_id in rt.running:
             continue
         info = registry.workflows.get(row.name)
         if info is None:
-            log.error(
-                "cannot recover: %s", DBOSWorkflowFunctionNotFoundError(row.workflow_id, row.name)
-            )
+            error = DBOSWorkflowFunctionNotFoundError(row.workflow_id, row.name)
+            log.error("cannot recover: %s", error)
             continue
-        claim = await rt.sysdb.claim_for_recovery(
-            row.workflow_id, row.recovery_attempts, info.options["max_recovery_attempts"], now_ms()
-        )
-        if claim is None:
-            continue
-        if claim.exceeded:
-            log.warning(
-                "workflow %s exceeded %d recovery attempts and is now %s",
+        limit = info.options["max_recovery_attempts"]
+        requests.append(RecoveryRequest(row.workflow_id, row.recovery_attempts, limit))
+    handles: list[WorkflowHandle[Any]] = []
+    for start in range(0, len(requests), _RECOVERY_CHUNK):
+        chunk = requests[start : start + _RECOVERY_CHUNK]
+        claims = await rt.sysdb.claim_for_recovery(chunk, now_ms())
+        for claim in claims:
+            if claim.exceeded:
+                log.warning(
+                    "workflow %s exceeded its %d recovery attempts and is now %s",
+                    claim.row.workflow_id,
+                    registry.workflows[claim.row.name].options["max_recovery_attempts"],
+                    WorkflowStatusString.MAX_RECOVERY_ATTEMPTS_EXCEEDED.value,
+                )
+        live = [c.row for c in claims if not c.exceeded]
+        steps = await rt.sysdb.load_steps_many([r.workflow_id for r in live]) if live else {}
+        for row in live:
+            info = registry.workflows[row.name]
+            try:
+                args, kwargs = rt.codec.load_inputs(row.inputs or "", info.signature, info.hints)
+            except DBOSException as exc:
+                log.error("cannot recover workflow %s: %s", row.workflow_id, exc)
+                continue
+            state = WorkflowState(
                 row.workflow_id,
-                info.options["max_recovery_attempts"],
-                WorkflowStatusString.MAX_RECOVERY_ATTEMPTS_EXCEEDED.value,
+                info.name,
+                recorded={s.function_id: s for s in steps.get(row.workflow_id, [])},
+                replaying=True,
             )
-            continue
-        try:
-            args, kwargs = rt.codec.load_inputs(claim.row.inputs or "", info.signature, info.hints)
-        except DBOSException as exc:
-            log.error("cannot recover workflow %s: %s", row.workflow_id, exc)
-            continue
-        steps = await rt.sysdb.load_steps(row.workflow_id)
-        state = WorkflowState(
-            row.workflow_id,
-            info.name,
-            recorded={s.function_id: s for s in steps},
-            replaying=True,
-        )
-        _launch(rt, info, state, args, kwargs)
-        handles.append(WorkflowHandle(rt, row.workflow_id))
+            _launch(rt, info, state, args, kwargs)
+            handles.append(WorkflowHandle(rt, row.workflow_id))
     return handles

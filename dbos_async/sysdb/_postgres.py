@@ -32,6 +32,7 @@ from ._protocol import (
     InsertWorkflow,
     RecordStep,
     RecoveryClaim,
+    RecoveryRequest,
     StepRow,
     TransactionConflict,
     WorkflowRow,
@@ -130,11 +131,17 @@ _PENDING = (
     "ORDER BY created_at"
 )
 _CLAIM = (
-    "UPDATE dbos_async.workflow_status SET recovery_attempts = recovery_attempts + 1, "
-    "status = CASE WHEN recovery_attempts + 1 > $3 "
-    "THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE status END, updated_at = $4 "
-    "WHERE workflow_uuid = $1 AND status = 'PENDING' AND recovery_attempts = $2 "
-    "RETURNING " + _COLS
+    "UPDATE dbos_async.workflow_status AS w SET recovery_attempts = w.recovery_attempts + 1,"
+    " status = CASE WHEN w.recovery_attempts + 1 > c.max_attempts"
+    " THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END, updated_at = $4"
+    " FROM unnest($1::text[], $2::int[], $3::int[]) AS c(workflow_uuid, seen, max_attempts)"
+    " WHERE w.workflow_uuid = c.workflow_uuid AND w.status = 'PENDING'"
+    " AND w.recovery_attempts = c.seen"
+    " RETURNING " + ", ".join("w." + c for c in _COLS.split(", "))
+)
+_LOAD_STEPS_MANY = (
+    "SELECT " + _STEP_COLS + " FROM dbos_async.operation_outputs "
+    "WHERE workflow_uuid = ANY($1::text[]) ORDER BY workflow_uuid, function_id"
 )
 _INSERT_TX_OUTPUT = (
     "INSERT INTO dbos_async.transaction_outputs (workflow_uuid, function_id, output, created_at) "
@@ -507,15 +514,30 @@ class PostgresSystemDatabase:
 
         return await self._pg.retrying(op)
 
+    async def load_steps_many(self, workflow_ids: Sequence[str]) -> dict[str, list[StepRow]]:
+        async def op(conn: _Conn) -> dict[str, list[StepRow]]:
+            found: dict[str, list[StepRow]] = {wid: [] for wid in workflow_ids}
+            for r in await conn.fetch(_LOAD_STEPS_MANY, list(workflow_ids)):
+                found[r[0]].append(_step_row(r))
+            return found
+
+        return await self._pg.retrying(op)
+
     async def claim_for_recovery(
-        self, workflow_id: str, seen_attempts: int, max_attempts: int, now_ms: int
-    ) -> RecoveryClaim | None:
-        async def op(conn: _Conn) -> RecoveryClaim | None:
-            r = await conn.fetchrow(_CLAIM, workflow_id, seen_attempts, max_attempts, now_ms)
-            if r is None:
-                return None
-            row = _workflow_row(r)
-            return RecoveryClaim(row, exceeded=row.status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+        self, claims: Sequence[RecoveryRequest], now_ms: int
+    ) -> list[RecoveryClaim]:
+        async def op(conn: _Conn) -> list[RecoveryClaim]:
+            rows = await conn.fetch(
+                _CLAIM,
+                [c.workflow_id for c in claims],
+                [c.seen_attempts for c in claims],
+                [c.max_attempts for c in claims],
+                now_ms,
+            )
+            return [
+                RecoveryClaim(row, exceeded=row.status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+                for row in map(_workflow_row, rows)
+            ]
 
         return await self._pg.retrying(op)
 

@@ -22,6 +22,7 @@ __all__ = [
     "InsertWorkflow",
     "RecordStep",
     "RecoveryClaim",
+    "RecoveryRequest",
     "StepRow",
     "SystemDatabase",
     "TransactionConflict",
@@ -69,6 +70,15 @@ class StepRow:
     child_workflow_id: str | None = None
     started_at_epoch_ms: int | None = None
     completed_at_epoch_ms: int | None = None
+
+
+@dataclass
+class RecoveryRequest:
+    """A workflow to claim for recovery, as ``pending_workflows`` saw it."""
+
+    workflow_id: str
+    seen_attempts: int
+    max_attempts: int
 
 
 @dataclass
@@ -146,12 +156,16 @@ class SystemDatabase(Protocol):
     async def pending_workflows(self, executor_id: str, app_version: str) -> list[WorkflowRow]:
         """PENDING workflows of this executor and application version."""
 
+    async def load_steps_many(self, workflow_ids: Sequence[str]) -> dict[str, list[StepRow]]:
+        """The recorded steps of several workflows at once (recovery loads them together)."""
+
     async def claim_for_recovery(
-        self, workflow_id: str, seen_attempts: int, max_attempts: int, now_ms: int
-    ) -> RecoveryClaim | None:
-        """Count one more recovery attempt, only if the workflow is still PENDING with
-        ``seen_attempts``; one process wins. Past ``max_attempts`` the workflow becomes
-        MAX_RECOVERY_ATTEMPTS_EXCEEDED. ``None`` if another process won or it ended."""
+        self, claims: Sequence[RecoveryRequest], now_ms: int
+    ) -> list[RecoveryClaim]:
+        """Count one more recovery attempt for each workflow still PENDING with the attempt
+        count its request saw: one conditional update, so only one process wins each.
+        Past its ``max_attempts`` a workflow becomes MAX_RECOVERY_ATTEMPTS_EXCEEDED.
+        Returns the claims won, in any order."""
 
 
 class ApplicationDatabase(Protocol):

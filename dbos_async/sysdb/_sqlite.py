@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +22,7 @@ from ._protocol import (
     InsertWorkflow,
     RecordStep,
     RecoveryClaim,
+    RecoveryRequest,
     StepRow,
     TransactionConflict,
     WorkflowRow,
@@ -75,6 +77,10 @@ _CLAIM = (
     "THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE status END, updated_at = ? "
     "WHERE workflow_uuid = ? AND status = 'PENDING' AND recovery_attempts = ? "
     "RETURNING " + _COLS
+)
+_LOAD_STEPS_MANY = (
+    "SELECT " + _STEP_COLS + " FROM dbos_operation_outputs "
+    "WHERE workflow_uuid IN (SELECT value FROM json_each(?)) ORDER BY workflow_uuid, function_id"
 )
 _INSERT_TX_OUTPUT = (
     "INSERT INTO dbos_transaction_outputs (workflow_uuid, function_id, output, created_at) "
@@ -294,16 +300,32 @@ class SQLiteSystemDatabase:
 
         return await self._db.read(op)
 
+    async def load_steps_many(self, workflow_ids: Sequence[str]) -> dict[str, list[StepRow]]:
+        async def op(conn: aiosqlite.Connection) -> dict[str, list[StepRow]]:
+            found: dict[str, list[StepRow]] = {wid: [] for wid in workflow_ids}
+            cur = await conn.execute(_LOAD_STEPS_MANY, (json.dumps(list(workflow_ids)),))
+            for r in await cur.fetchall():
+                found[r[0]].append(_step_row(r))
+            return found
+
+        return await self._db.read(op)
+
     async def claim_for_recovery(
-        self, workflow_id: str, seen_attempts: int, max_attempts: int, now_ms: int
-    ) -> RecoveryClaim | None:
-        async def op(conn: aiosqlite.Connection) -> RecoveryClaim | None:
-            cur = await conn.execute(_CLAIM, (max_attempts, now_ms, workflow_id, seen_attempts))
-            r = await cur.fetchone()
-            if r is None:
-                return None
-            row = _workflow_row(r)
-            return RecoveryClaim(row, exceeded=row.status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+        self, claims: Sequence[RecoveryRequest], now_ms: int
+    ) -> list[RecoveryClaim]:
+        async def op(conn: aiosqlite.Connection) -> list[RecoveryClaim]:
+            won = []
+            for c in claims:
+                cur = await conn.execute(
+                    _CLAIM, (c.max_attempts, now_ms, c.workflow_id, c.seen_attempts)
+                )
+                r = await cur.fetchone()
+                if r is not None:
+                    row = _workflow_row(r)
+                    won.append(
+                        RecoveryClaim(row, exceeded=row.status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+                    )
+            return won
 
         return await self._db.write(op)
 
