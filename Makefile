@@ -22,9 +22,14 @@ test: $(STAMP)
 
 ## lint: ruff and mypy --strict
 lint: $(STAMP)
-	$(VENV)/bin/ruff check dbos_async tests examples
-	$(VENV)/bin/ruff format --check dbos_async tests examples
+	$(VENV)/bin/ruff check dbos_async tests examples benchmarks
+	$(VENV)/bin/ruff format --check dbos_async tests examples benchmarks
 	$(VENV)/bin/mypy dbos_async
+
+## bench: dbos_async against DBOS on the local Postgres (installs the bench extra: dbos)
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) *.sqlite *.sqlite-wal *.sqlite-shm .pytest_cache .mypy_cache .ruff_cache

@@ -97,6 +97,12 @@ async def _start(
         workflow_id = assigned or new_workflow_id()
 
     inputs = rt.codec.dump_inputs(info.name, info.signature, args, kwargs)
+    if parent is None and workflow_id in rt.running:
+        # Already running here: attach, as for any existing ID (its name is checked).
+        existing_row = await rt.sysdb.get_workflow(workflow_id)
+        if existing_row is not None and existing_row.name != info.name:
+            raise DBOSConflictingWorkflowError(workflow_id, existing_row.name, info.name)
+        return WorkflowHandle(rt, workflow_id)
     now = now_ms()
     row = WorkflowRow(
         workflow_id=workflow_id,
