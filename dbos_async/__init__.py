@@ -25,11 +25,13 @@ from ._errors import (
 )
 from ._handle import WorkflowHandle
 from ._status import StepInfo, WorkflowStatus, WorkflowStatusString
+from .client import DBOSClient
 
 __all__ = [
     "DBOS",
     "DBOSAwaitedWorkflowCancelledError",
     "DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded",
+    "DBOSClient",
     "DBOSConfig",
     "DBOSConfigError",
     "DBOSConflictingWorkflowError",

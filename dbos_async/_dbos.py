@@ -3,11 +3,11 @@ class-level, so ``DBOS.start_workflow(...)`` works anywhere once ``DBOS(config)`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from . import _decorators
+from . import _decorators, _messaging
 from ._config import DBOSConfig, resolve_config
 from ._context import current_sql_connection, current_step, current_workflow
 from ._errors import DBOSException, DBOSNonExistentWorkflowError
@@ -182,3 +182,72 @@ class DBOS(metaclass=_DBOSMeta):
         ]
 
     list_workflow_steps_async = list_workflow_steps
+
+    # -- communication ---------------------------------------------------------------
+
+    @staticmethod
+    def send(
+        destination_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Coroutine[Any, Any, None]:
+        """Send a message to a workflow. From a workflow it is a step (never sent twice);
+        from outside, ``idempotency_key`` makes repeated sends deliver once."""
+        return _messaging.send(destination_id, message, topic, idempotency_key)
+
+    send_async = send
+
+    @staticmethod
+    def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any, Any, Any]:
+        """The oldest unconsumed message on ``topic`` for this workflow, waiting up to
+        ``timeout_seconds``; None on timeout. Workflows only."""
+        return _messaging.recv(topic, timeout_seconds)
+
+    recv_async = recv
+
+    @staticmethod
+    def set_event(key: str, value: Any) -> Coroutine[Any, Any, None]:
+        """Publish (or replace) this workflow's event ``key``; from a workflow or a step."""
+        return _messaging.set_event(key, value)
+
+    set_event_async = set_event
+
+    @staticmethod
+    def get_event(
+        workflow_id: str, key: str, timeout_seconds: float = 60
+    ) -> Coroutine[Any, Any, Any]:
+        """The latest value of a workflow's event, waiting for it up to
+        ``timeout_seconds``; None on timeout."""
+        return _messaging.get_event(workflow_id, key, timeout_seconds)
+
+    get_event_async = get_event
+
+    @staticmethod
+    def get_all_events(workflow_id: str) -> Coroutine[Any, Any, dict[str, Any]]:
+        """Every event a workflow has published, by key."""
+        return _messaging.get_all_events(workflow_id)
+
+    get_all_events_async = get_all_events
+
+    @staticmethod
+    def write_stream(key: str, value: Any) -> Coroutine[Any, Any, None]:
+        """Append a value to this workflow's stream ``key``; from a workflow or a step."""
+        return _messaging.write_stream(key, value)
+
+    write_stream_async = write_stream
+
+    @staticmethod
+    def close_stream(key: str) -> Coroutine[Any, Any, None]:
+        """Close this workflow's stream ``key``: its readers stop after the last value."""
+        return _messaging.close_stream(key)
+
+    close_stream_async = close_stream
+
+    @staticmethod
+    def read_stream(workflow_id: str, key: str) -> AsyncIterator[Any]:
+        """``async for value in DBOS.read_stream(id, key)``: every value in order, live;
+        ends when the stream is closed or the writing workflow has ended."""
+        return _messaging.read_stream(workflow_id, key)
+
+    read_stream_async = read_stream

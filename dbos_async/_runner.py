@@ -33,7 +33,7 @@ from ._handle import WorkflowHandle, outcome_of
 from ._registry import FunctionInfo, registry
 from ._runtime import Runtime, get_runtime
 from ._status import WorkflowStatusString
-from .sysdb import RecoveryRequest, StepRow, WorkflowRow
+from .sysdb import RecoveryRequest, StepRow, WorkflowRow, notification_key
 
 __all__ = ["call_workflow", "recover_pending_workflows", "start_workflow"]
 
@@ -193,6 +193,7 @@ async def _execute(
                     result, error = outcome_of(rt, row), None
                 except Exception as exc:
                     error = exc
+        rt.notifier.notify(notification_key("end", workflow_id, ""))
         if error is not None:
             future.set_exception(error)
         else:

@@ -10,6 +10,7 @@ from typing import Any
 from ._config import Settings
 from ._errors import DBOSException
 from ._journal import Journal
+from ._notifier import Notifier
 from ._registry import registry
 from ._serialization import Codec
 from .sysdb import ApplicationDatabase, SystemDatabase, open_databases
@@ -34,6 +35,7 @@ class Runtime:
             connect_timeout=settings.connect_timeout,
         )
         self.journal = Journal(self.sysdb)
+        self.notifier = Notifier(self.sysdb)
         self.executor_id = settings.executor_id
         self.app_version = settings.application_version or ""
         self.launched = False
@@ -59,6 +61,7 @@ class Runtime:
         if not self.app_version:
             self.app_version = registry.source_hash()
         self.journal.start()
+        await self.notifier.start()
         self.launched = True
 
     def spawn(self, coro: Any) -> asyncio.Task[None]:
@@ -81,6 +84,12 @@ class Runtime:
             future.cancel()
         self.running.clear()
         await self.journal.close()
+        try:
+            await self.notifier.stop()
+        finally:
+            await self._close_databases()
+
+    async def _close_databases(self) -> None:
         try:
             await self.appdb.close()
         finally:

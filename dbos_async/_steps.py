@@ -25,7 +25,14 @@ from ._registry import FunctionInfo
 from ._runtime import Runtime, get_runtime
 from .sysdb import StepRow, TransactionConflict
 
-__all__ = ["SLEEP_STEP_NAME", "call_step", "call_transaction", "durable_sleep"]
+__all__ = [
+    "SLEEP_STEP_NAME",
+    "call_step",
+    "call_transaction",
+    "durable_sleep",
+    "record_step_outcome",
+    "replay_step",
+]
 
 SLEEP_STEP_NAME = "DBOS.sleep"
 
@@ -51,6 +58,13 @@ def replay_step(rt: Runtime, state: WorkflowState, step_id: int, name: str, hint
     if row.error is not None:
         raise rt.codec.load_error(row.error)
     return rt.codec.loads(row.output, hint)
+
+
+async def record_step_outcome(rt: Runtime, state: WorkflowState, row: StepRow, value: Any) -> Any:
+    """Record a step that produced ``value``; if another run recorded this step ID first,
+    its outcome wins."""
+    replaced, other = await _record(rt, state, row, Any)
+    return other if replaced else value
 
 
 async def _record(rt: Runtime, state: WorkflowState, row: StepRow, hint: Any) -> tuple[bool, Any]:

@@ -58,7 +58,6 @@ NOT_YET = {
     "Queue": "queues (issue 6)",
     "SetEnqueueOptions": "queues (issue 6)",
     "SetWorkflowTimeout": "workflow timeouts (issue 5)",
-    "DBOSClient": "the client (issue 5)",
 }
 
 PUBLIC_NAMES = sorted({*API_NAMES, *ERROR_NAMES} - set(NOT_YET))

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 from .._errors import DBOSConnectionError
 from ._migrations import load_schema_files
+from ._pg_messaging import PostgresListener, PostgresMessaging
 from ._protocol import (
     FinishWorkflow,
     InsertWorkflow,
@@ -466,19 +467,32 @@ class PostgresPool:
                 await self._pool.release(conn)
 
 
-class PostgresSystemDatabase:
+class PostgresSystemDatabase(PostgresMessaging):
     """The system database on Postgres."""
 
     def __init__(self, pool: PostgresPool) -> None:
-        self._pg = pool
+        super().__init__(pool)
         self.url = pool.url
+        self._listener: PostgresListener | None = None
 
     async def connect(self) -> None:
         await self._pg.open()
         await self._pg.migrate("system")
 
     async def close(self) -> None:
+        await self.unlisten()
         await self._pg.close()
+
+    async def listen(self, on_notify: Callable[[str], None]) -> bool:
+        if self._listener is None:
+            self._listener = PostgresListener(self._pg)
+            await self._listener.start(on_notify)
+        return True
+
+    async def unlisten(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await listener.stop()
 
     async def write_batch(
         self, writes: Sequence[Write], *, retry: bool = False

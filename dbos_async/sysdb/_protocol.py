@@ -20,15 +20,19 @@ __all__ = [
     "ApplicationDatabase",
     "FinishWorkflow",
     "InsertWorkflow",
+    "MessageRow",
+    "MessagingDatabase",
     "RecordStep",
     "RecoveryClaim",
     "RecoveryRequest",
     "StepRow",
+    "StreamEntry",
     "SystemDatabase",
     "TransactionConflict",
     "WorkflowRow",
     "Write",
     "WriteResult",
+    "notification_key",
 ]
 
 T = TypeVar("T")
@@ -70,6 +74,26 @@ class StepRow:
     child_workflow_id: str | None = None
     started_at_epoch_ms: int | None = None
     completed_at_epoch_ms: int | None = None
+
+
+@dataclass
+class MessageRow:
+    """A message sent to a workflow. ``message_uuid`` makes the send idempotent."""
+
+    message_uuid: str
+    destination_id: str
+    topic: str
+    message: str
+    created_at: int
+
+
+@dataclass
+class StreamEntry:
+    """One value of a stream (``closed`` marks the end; its value is None)."""
+
+    offset: int
+    value: str | None
+    closed: bool
 
 
 @dataclass
@@ -127,8 +151,51 @@ Write = InsertWorkflow | RecordStep | FinishWorkflow
 WriteResult = WorkflowRow | StepRow | bool | None
 
 
-class SystemDatabase(Protocol):
-    """The runtime's own tables: workflow status and step outputs."""
+class MessagingDatabase(Protocol):
+    """Messages, events and streams. Each write that a workflow makes as a step carries
+    its step row, committed in the same transaction, so a re-run never repeats it."""
+
+    async def send_message(self, message: MessageRow, step: StepRow | None) -> None:
+        """Store a message unless its ``message_uuid`` was stored before (even if it was
+        consumed since). Raises ``DBOSNonExistentWorkflowError`` for an unknown
+        destination."""
+
+    async def receive_message(self, workflow_id: str, topic: str, step: StepRow) -> StepRow | None:
+        """Consume the oldest unconsumed message on the topic and record it as ``step``'s
+        output, atomically; None (and nothing written) if there is none."""
+
+    async def set_event(
+        self, workflow_id: str, key: str, value: str, step: StepRow | None
+    ) -> None: ...
+
+    async def get_event(self, workflow_id: str, key: str) -> str | None: ...
+
+    async def get_all_events(self, workflow_id: str) -> dict[str, str]: ...
+
+    async def write_stream(
+        self, workflow_id: str, key: str, value: str | None, closed: bool, step: StepRow | None
+    ) -> None:
+        """Append a value (or the closing mark) at the next offset."""
+
+    async def read_stream(
+        self, workflow_id: str, key: str, from_offset: int
+    ) -> list[StreamEntry]: ...
+
+    async def listen(self, on_notify: Callable[[str], None]) -> bool:
+        """Call ``on_notify(key)`` when another process writes something a waiter may want
+        (keys as ``notification_key`` makes them); reconnect after connection loss and
+        then call ``on_notify("*")``. False if this backend has no push notifications."""
+
+    async def unlisten(self) -> None: ...
+
+
+def notification_key(kind: str, workflow_id: str, key: str) -> str:
+    """What waiters wait on: ``kind`` is "msg" (key: topic), "event" or "stream"."""
+    return f"{kind}\x1f{workflow_id}\x1f{key}"
+
+
+class SystemDatabase(MessagingDatabase, Protocol):
+    """The runtime's own tables: workflow status, step outputs, messaging."""
 
     url: str
 

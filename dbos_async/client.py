@@ -1,0 +1,131 @@
+"""``DBOSClient``: reach workflows from a process that runs none (a web tier, a script).
+
+It connects on first use to the system database and offers what needs no registered
+workflow code: handles, status, steps, messages and events. Its handles resolve by
+watching the status table; its waiters wake through LISTEN/NOTIFY on Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from . import _messaging
+from ._config import resolve_config
+from ._errors import DBOSNonExistentWorkflowError
+from ._handle import WorkflowHandle, status_of
+from ._runtime import Runtime
+from ._status import StepInfo, WorkflowStatus
+
+__all__ = ["DBOSClient"]
+
+
+class DBOSClient:
+    """A client of the workflows stored at ``database_url`` (the system database; by
+    default the same URL DBOS would use)."""
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        system_database_url: str | None = None,
+        serializer: Any = None,
+    ) -> None:
+        config: dict[str, Any] = {"serializer": serializer}
+        if database_url is not None:
+            config["database_url"] = database_url
+        if system_database_url is not None:
+            config["system_database_url"] = system_database_url
+        self._runtime = Runtime(resolve_config(config))
+        self._lock = asyncio.Lock()
+        self._connected = False
+
+    async def _rt(self) -> Runtime:
+        async with self._lock:
+            if not self._connected:
+                await self._runtime.sysdb.connect()
+                try:
+                    await self._runtime.notifier.start()
+                except BaseException:
+                    await self._runtime.sysdb.close()
+                    raise
+                self._connected = True
+        return self._runtime
+
+    async def destroy(self) -> None:
+        """Close the client's connections."""
+        async with self._lock:
+            if self._connected:
+                self._connected = False
+                try:
+                    await self._runtime.notifier.stop()
+                finally:
+                    await self._runtime.sysdb.close()
+
+    async def __aenter__(self) -> DBOSClient:
+        await self._rt()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.destroy()
+
+    async def retrieve_workflow(
+        self, workflow_id: str, existing_workflow: bool = True
+    ) -> WorkflowHandle[Any]:
+        rt = await self._rt()
+        if existing_workflow and await rt.sysdb.get_workflow(workflow_id) is None:
+            raise DBOSNonExistentWorkflowError(workflow_id)
+        return WorkflowHandle(rt, workflow_id)
+
+    async def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
+        rt = await self._rt()
+        row = await rt.sysdb.get_workflow(workflow_id)
+        return status_of(rt, row) if row is not None else None
+
+    async def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
+        rt = await self._rt()
+        codec = rt.codec
+        return [
+            StepInfo(
+                function_id=s.function_id,
+                function_name=s.function_name,
+                output=codec.loads(s.output),
+                error=codec.load_error(s.error) if s.error is not None else None,
+                child_workflow_id=s.child_workflow_id,
+                started_at_epoch_ms=s.started_at_epoch_ms,
+                completed_at_epoch_ms=s.completed_at_epoch_ms,
+            )
+            for s in await rt.sysdb.load_steps(workflow_id)
+        ]
+
+    async def send(
+        self,
+        destination_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        rt = await self._rt()
+        await _messaging.send(destination_id, message, topic, idempotency_key, runtime=rt)
+
+    async def get_event(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        rt = await self._rt()
+        return await _messaging.get_event(workflow_id, key, timeout_seconds, runtime=rt)
+
+    async def get_all_events(self, workflow_id: str) -> dict[str, Any]:
+        rt = await self._rt()
+        return await _messaging.get_all_events(workflow_id, runtime=rt)
+
+    async def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
+        rt = await self._rt()
+        async for value in _messaging.read_stream(workflow_id, key, runtime=rt):
+            yield value
+
+    retrieve_workflow_async = retrieve_workflow
+    get_workflow_status_async = get_workflow_status
+    list_workflow_steps_async = list_workflow_steps
+    send_async = send
+    get_event_async = get_event
+    get_all_events_async = get_all_events
+    destroy_async = destroy
