@@ -176,6 +176,8 @@ Decorator = Callable[[AsyncFn], AsyncFn]
 class Handle(Protocol):
     def get_result(self) -> Awaitable[Any]: ...
 
+    def get_workflow_id(self) -> str: ...
+
 
 @dataclass(frozen=True)
 class LaunchSettings:
@@ -204,6 +206,10 @@ class Library(Protocol):
     async def destroy(self) -> None: ...
 
     async def start(self, workflow: AsyncFn, arg: int) -> Handle: ...
+
+    def send(self, destination_id: str, message: Any, topic: str) -> Awaitable[None]: ...
+
+    def recv(self, topic: str, timeout_seconds: float) -> Awaitable[Any]: ...
 
 
 async def step_one(x: int) -> int:
@@ -234,11 +240,19 @@ def expected(x: int) -> int:
     return (x + 1) * 2 - 1
 
 
+#: Message number -> the moment (perf_counter) the receiving workflow got it.
+RECEIVED: dict[int, float] = {}
+#: Set by the receiving workflow after each message it got.
+GOT_ONE = asyncio.Event()
+MSG_TOPIC = "ping"
+
+
 @dataclass(frozen=True)
 class Workload:
     three_steps: AsyncFn  # step_one, step_two, step_three
     idle: AsyncFn  # step_one, then sleep(IDLE_SLEEP_SECONDS)
     blocking: AsyncFn  # step_one, step_blocking, step_three
+    receiver: AsyncFn  # recv(MSG_TOPIC) x n, noting when each message arrived
 
 
 def define_workload(lib: Library) -> Workload:
@@ -259,10 +273,18 @@ def define_workload(lib: Library) -> Workload:
     async def blocking(x: int) -> int:
         return int(await three(await block(await one(x))))
 
+    async def receiver(n: int) -> int:
+        for _ in range(n):
+            message = int(await lib.recv(MSG_TOPIC, 30.0))
+            RECEIVED[message] = time.perf_counter()
+            GOT_ONE.set()
+        return n
+
     return Workload(
         three_steps=lib.workflow("bench_three_steps")(three_steps),
         idle=lib.workflow("bench_idle")(idle),
         blocking=lib.workflow("bench_blocking")(blocking),
+        receiver=lib.workflow("bench_receiver")(receiver),
     )
 
 
@@ -372,6 +394,29 @@ async def repeated(
     finally:
         await lib.destroy()
     return {"warmup": warmup, "runs": runs, **extra}
+
+
+async def measure_msg(lib: Library, wl: Workload, n: int) -> dict[str, float]:
+    """One workflow waits in ``recv``; ``n`` messages are sent to it from outside, one at a
+    time: the latency is from just before ``send`` to the workflow resuming with it."""
+    RECEIVED.clear()
+    handle = await lib.start(wl.receiver, n)
+    destination = handle.get_workflow_id()
+    await asyncio.sleep(0.2)  # let it reach its first recv
+    latencies: list[float] = []
+    for i in range(n):
+        GOT_ONE.clear()
+        sent = time.perf_counter()
+        await lib.send(destination, i, MSG_TOPIC)
+        await asyncio.wait_for(GOT_ONE.wait(), 30.0)
+        latencies.append((RECEIVED[i] - sent) * 1000.0)
+    if await handle.get_result() != n:
+        raise AssertionError("the receiving workflow did not get every message")
+    return {"p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99)}
+
+
+async def figure_msg(lib: Library, wl: Workload, args: WorkerArgs) -> dict[str, Any]:
+    return await repeated(lib, args, lambda: measure_msg(lib, wl, args.n))
 
 
 async def figure_seq(lib: Library, wl: Workload, args: WorkerArgs) -> dict[str, Any]:
@@ -509,6 +554,7 @@ FIGURES: dict[str, Figure] = {
     "idle": figure_idle,
     "crash": figure_crash,
     "recover": figure_recover,
+    "msg": figure_msg,
 }
 
 

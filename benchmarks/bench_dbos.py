@@ -7,6 +7,7 @@ A thin adapter; the workload and the measurements are in ``_common``.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Any
 
 import dbos
 from _common import (
@@ -53,6 +54,12 @@ class DBOSLibrary:
 
     async def start(self, workflow: AsyncFn, arg: int) -> Handle:
         return await DBOS.start_workflow_async(workflow, arg)
+
+    def send(self, destination_id: str, message: Any, topic: str) -> Awaitable[None]:
+        return DBOS.send_async(destination_id, message, topic)
+
+    def recv(self, topic: str, timeout_seconds: float) -> Awaitable[Any]:
+        return DBOS.recv_async(topic, timeout_seconds)
 
 
 LIBRARY = DBOSLibrary()

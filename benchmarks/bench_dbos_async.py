@@ -6,6 +6,7 @@ A thin adapter; the workload and the measurements are in ``_common``.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Any
 
 from _common import (
     AsyncFn,
@@ -50,6 +51,12 @@ class DBOSAsyncLibrary:
 
     async def start(self, workflow: AsyncFn, arg: int) -> Handle:
         return await DBOS.start_workflow(workflow, arg)
+
+    def send(self, destination_id: str, message: Any, topic: str) -> Awaitable[None]:
+        return DBOS.send(destination_id, message, topic)
+
+    def recv(self, topic: str, timeout_seconds: float) -> Awaitable[Any]:
+        return DBOS.recv(topic, timeout_seconds)
 
 
 LIBRARY = DBOSAsyncLibrary()

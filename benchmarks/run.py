@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--runs 5] [--only seq,conc,...] [--quick]
 
-Figures: seq, conc, commits (measured during conc), idle, recovery, floor, sqlite.
+Figures: seq, conc, commits (measured during conc), idle, recovery, msg, floor, sqlite.
 Each library runs in its own worker subprocess (bench_dbos_async.py, bench_dbos.py),
 on its own freshly created Postgres database per figure. Prints one table to stdout
 (progress goes to stderr) and writes the raw results to benchmarks/results/latest.json.
@@ -42,7 +42,7 @@ from _common import (
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RESULTS_FILE = BENCH_DIR / "results" / "latest.json"
-FIGURES = ("seq", "conc", "commits", "idle", "recovery", "floor", "sqlite")
+FIGURES = ("seq", "conc", "commits", "idle", "recovery", "floor", "sqlite", "msg")
 WORKER_TIMEOUT_SECONDS = 3600
 #: Commits of one workflow in `seq`: three step outputs and two status writes.
 COMMITS_PER_SEQ_WORKFLOW = 5
@@ -66,10 +66,11 @@ class Sizes:
     idle: int
     recovery: int
     floor: int
+    msg: int
 
 
-FULL = Sizes(seq=500, conc=2000, idle=10_000, recovery=2000, floor=2000)
-QUICK = Sizes(seq=50, conc=200, idle=500, recovery=200, floor=500)
+FULL = Sizes(seq=500, conc=2000, idle=10_000, recovery=2000, floor=2000, msg=200)
+QUICK = Sizes(seq=50, conc=200, idle=500, recovery=200, floor=500, msg=30)
 
 
 @dataclass
@@ -195,6 +196,13 @@ def figure_conc(cfg: Config, results: Results, system: System, url: str, prefix:
         results.put(system.name, "commits_per_workflow", commits)
 
 
+def figure_msg(cfg: Config, results: Results, system: System, url: str, prefix: str) -> None:
+    out = run_worker(system, "msg", url, cfg.sizes.msg, cfg)
+    results.keep_raw(system.name, f"{prefix}msg", out)
+    results.put(system.name, f"{prefix}msg_p50_ms", _column(out["runs"], "p50_ms"))
+    results.put(system.name, f"{prefix}msg_p99_ms", _column(out["runs"], "p99_ms"))
+
+
 def on_postgres(
     cfg: Config,
     results: Results,
@@ -286,6 +294,8 @@ def run_all(cfg: Config) -> Results:
         per_run(cfg, results, "idle", lambda s, u: idle_once(cfg, s, u), "idle_rss_mb")
     if "recovery" in wanted:
         per_run(cfg, results, "recovery", lambda s, u: recovery_once(cfg, s, u), "recovery_s")
+    if "msg" in wanted:
+        on_postgres(cfg, results, "msg", figure_msg)
     if "floor" in wanted:
         figure_floor(cfg, results)
     if "sqlite" in wanted:
@@ -343,6 +353,8 @@ def table_rows(sizes: Sizes) -> list[Row]:
         Row("commits_per_workflow", "commits: Postgres commits per workflow (conc)", False),
         Row("idle_rss_mb", f"idle: RSS growth, {sizes.idle} sleeping (MB)", False),
         Row("recovery_s", f"recovery: {sizes.recovery} workflows (s)", False),
+        Row("msg_p50_ms", f"msg: send-to-recv latency p50 (ms), {sizes.msg} sends", False),
+        Row("msg_p99_ms", "msg: send-to-recv latency p99 (ms)", False),
         Row("floor_p50_ms", "floor: asyncpg INSERT commit p50 (ms)", None),
         Row("seq_vs_floor", "seq p50 / (5 x floor p50)", False),
         Row("sqlite_seq_throughput", f"SQLite seq: {sizes.seq} sequential, workflows/s", True),
