@@ -5,7 +5,7 @@ after a crash they resume where they stopped, never re-running a finished step.
 """
 
 from ._config import DBOSConfig
-from ._context import SetWorkflowID
+from ._context import SetWorkflowID, SetWorkflowTimeout
 from ._dbos import DBOS
 from ._errors import (
     DBOSAwaitedWorkflowCancelledError,
@@ -46,6 +46,7 @@ __all__ = [
     "DBOSWorkflowError",
     "DBOSWorkflowFunctionNotFoundError",
     "SetWorkflowID",
+    "SetWorkflowTimeout",
     "StepInfo",
     "WorkflowHandle",
     "WorkflowStatus",

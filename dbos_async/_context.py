@@ -13,16 +13,19 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from ._errors import DBOSWorkflowCancelledError
 from .sysdb import StepRow
 
 __all__ = [
     "SetWorkflowID",
+    "SetWorkflowTimeout",
     "StepFrame",
     "WorkflowState",
     "current_sql_connection",
     "current_step",
     "current_workflow",
     "take_assigned_workflow_id",
+    "workflow_timeout_ms",
 ]
 
 
@@ -37,8 +40,15 @@ class WorkflowState:
     #: True when earlier runs may have recorded work (recovery or re-execution).
     replaying: bool = False
     next_step_id: int = 0
+    #: When the workflow is cancelled (epoch ms), inherited by its children.
+    deadline_ms: int | None = None
+    #: Set when the workflow was cancelled: its next step raises instead of running.
+    cancelled: bool = False
 
     def take_step_id(self) -> int:
+        """The next step ID; a cancelled workflow stops here, at its next step."""
+        if self.cancelled:
+            raise DBOSWorkflowCancelledError(self.workflow_id)
         self.next_step_id += 1
         return self.next_step_id
 
@@ -102,3 +112,40 @@ class SetWorkflowID:
         tb: TracebackType | None,
     ) -> None:
         _assigned_id.reset(self._token)
+
+
+_timeout_ms: ContextVar[int | None] = ContextVar("dbos_async_timeout_ms", default=None)
+
+
+def workflow_timeout_ms() -> int | None:
+    """The timeout a ``SetWorkflowTimeout`` block gives workflows started in it."""
+    return _timeout_ms.get()
+
+
+class SetWorkflowTimeout:
+    """``with SetWorkflowTimeout(seconds):`` workflows started in the block are cancelled
+    at their deadline (start + ``seconds``), after a recovery too; their child workflows
+    inherit the deadline. ``None`` lifts an outer block's timeout."""
+
+    def __init__(self, seconds: float | None) -> None:
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0
+        ):
+            raise ValueError(
+                f"SetWorkflowTimeout needs a positive number of seconds, got {seconds!r}"
+            )
+        self.seconds = seconds
+        self._token: Any = None
+
+    def __enter__(self) -> SetWorkflowTimeout:
+        ms = None if self.seconds is None else max(1, int(self.seconds * 1000))
+        self._token = _timeout_ms.set(ms)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _timeout_ms.reset(self._token)

@@ -4,16 +4,17 @@ class-level, so ``DBOS.start_workflow(...)`` works anywhere once ``DBOS(config)`
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from . import _decorators, _messaging
+from . import _decorators, _management, _messaging
 from ._config import DBOSConfig, resolve_config
 from ._context import current_sql_connection, current_step, current_workflow
 from ._errors import DBOSException, DBOSNonExistentWorkflowError
 from ._handle import WorkflowHandle, status_of
 from ._registry import registry
-from ._runner import recover_pending_workflows, start_workflow
+from ._runner import cancel_workflow, recover_pending_workflows, start_workflow
 from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
 from ._status import StepInfo, WorkflowStatus
 from ._steps import durable_sleep
@@ -182,6 +183,109 @@ class DBOS(metaclass=_DBOSMeta):
         ]
 
     list_workflow_steps_async = list_workflow_steps
+
+    # -- management ------------------------------------------------------------------
+
+    @staticmethod
+    async def list_workflows(
+        *,
+        workflow_ids: list[str] | None = None,
+        status: str | list[str] | None = None,
+        name: str | None = None,
+        start_time: str | datetime | int | None = None,
+        end_time: str | datetime | int | None = None,
+        queue_name: str | None = None,
+        parent_workflow_id: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort_desc: bool = False,
+        load_input: bool = True,
+        load_output: bool = True,
+    ) -> list[WorkflowStatus]:
+        """Workflows matching every filter given, oldest first (``sort_desc``: newest).
+        Times filter on creation: ISO 8601 strings, datetimes, or epoch ms."""
+        return await _management.list_workflows(
+            get_runtime(),
+            workflow_ids=workflow_ids,
+            status=status,
+            name=name,
+            start_time=start_time,
+            end_time=end_time,
+            queue_name=queue_name,
+            parent_workflow_id=parent_workflow_id,
+            limit=limit,
+            offset=offset,
+            sort_desc=sort_desc,
+            load_input=load_input,
+            load_output=load_output,
+        )
+
+    list_workflows_async = list_workflows
+
+    @staticmethod
+    async def list_queued_workflows(
+        queue_name: str | None = None,
+        *,
+        status: str | list[str] | None = None,
+        name: str | None = None,
+        start_time: str | datetime | int | None = None,
+        end_time: str | datetime | int | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort_desc: bool = False,
+        load_input: bool = True,
+    ) -> list[WorkflowStatus]:
+        """Workflows on queues that have not finished (ENQUEUED or PENDING)."""
+        return await _management.list_workflows(
+            get_runtime(),
+            status=status if status is not None else ["ENQUEUED", "PENDING"],
+            name=name,
+            start_time=start_time,
+            end_time=end_time,
+            queue_name=queue_name,
+            limit=limit,
+            offset=offset,
+            sort_desc=sort_desc,
+            load_input=load_input,
+            load_output=False,
+            queued_only=True,
+        )
+
+    list_queued_workflows_async = list_queued_workflows
+
+    @staticmethod
+    async def cancel_workflow(workflow_id: str) -> None:
+        """Cancel a workflow: it becomes CANCELLED at once and stops at its next step;
+        awaiting it raises DBOSAwaitedWorkflowCancelledError. A finished workflow is left
+        as it is."""
+        await cancel_workflow(get_runtime(), workflow_id)
+
+    cancel_workflow_async = cancel_workflow
+
+    @staticmethod
+    async def resume_workflow(workflow_id: str) -> WorkflowHandle[Any]:
+        """Run a CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again, here, from
+        its last completed step. Any other workflow is left as it is."""
+        return await _management.resume_workflow(get_runtime(), workflow_id, run_here=True)
+
+    resume_workflow_async = resume_workflow
+
+    @staticmethod
+    async def fork_workflow(
+        workflow_id: str, start_step: int, *, application_version: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """A new workflow (``forked_from`` set; ID from SetWorkflowID or a UUID) with the
+        same function and inputs, reusing the recorded outputs of steps before
+        ``start_step`` and running the rest again, here."""
+        return await _management.fork_workflow(
+            get_runtime(),
+            workflow_id,
+            start_step,
+            application_version=application_version,
+            run_here=True,
+        )
+
+    fork_workflow_async = fork_workflow
 
     # -- communication ---------------------------------------------------------------
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from .sysdb import MessagingDatabase
+from .sysdb import MessagingDatabase, notification_key
 
 __all__ = ["Notifier"]
+
+_CANCEL_PREFIX = notification_key("cancel", "", "")[: len("cancel") + 1]
 
 
 class Notifier:
@@ -22,6 +24,9 @@ class Notifier:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         #: True when another process's writes are pushed to us (Postgres LISTEN).
         self.push = False
+        #: Called with a workflow ID when its cancellation is announced (None: after a
+        #: reconnect, when announcements may have been missed).
+        self.on_cancel: Callable[[str | None], None] | None = None
 
     async def start(self) -> None:
         self.push = await self._db.listen(self.notify)
@@ -32,6 +37,11 @@ class Notifier:
 
     def notify(self, key: str) -> None:
         """Wake the waiters on ``key`` ("*": every waiter)."""
+        if self.on_cancel is not None:
+            if key == "*":
+                self.on_cancel(None)  # reconnected: any cancellation may have been missed
+            elif key.startswith(_CANCEL_PREFIX):
+                self.on_cancel(key[len(_CANCEL_PREFIX) :].split("\x1f")[0])
         if key == "*":
             for events in self._waiters.values():
                 for event in events:

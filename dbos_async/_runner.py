@@ -22,11 +22,15 @@ from ._context import (
     current_workflow,
     new_workflow_id,
     take_assigned_workflow_id,
+    workflow_timeout_ms,
 )
 from ._errors import (
+    DBOSAwaitedWorkflowCancelledError,
     DBOSConflictingWorkflowError,
     DBOSException,
+    DBOSNonExistentWorkflowError,
     DBOSUnexpectedStepError,
+    DBOSWorkflowCancelledError,
     DBOSWorkflowFunctionNotFoundError,
 )
 from ._handle import WorkflowHandle, outcome_of
@@ -35,7 +39,15 @@ from ._runtime import Runtime, get_runtime
 from ._status import WorkflowStatusString
 from .sysdb import RecoveryRequest, StepRow, WorkflowRow, notification_key
 
-__all__ = ["call_workflow", "recover_pending_workflows", "start_workflow"]
+__all__ = [
+    "arm_deadline",
+    "call_workflow",
+    "cancel_workflow",
+    "launch_recorded",
+    "recover_pending_workflows",
+    "start_workflow",
+    "stop_cancelled",
+]
 
 log = logging.getLogger("dbos_async")
 
@@ -97,6 +109,12 @@ async def _start(
         workflow_id = assigned or new_workflow_id()
 
     inputs = rt.codec.dump_inputs(info.name, info.signature, args, kwargs)
+    timeout_ms = workflow_timeout_ms()
+    deadline_ms = now_ms() + timeout_ms if timeout_ms is not None else None
+    if parent is not None and parent[0].deadline_ms is not None:
+        # A child never outlives its parent's deadline.
+        inherited = parent[0].deadline_ms
+        deadline_ms = inherited if deadline_ms is None else min(deadline_ms, inherited)
     if parent is None and workflow_id in rt.running:
         # Already running here: attach, as for any existing ID (its name is checked).
         existing_row = await rt.sysdb.get_workflow(workflow_id)
@@ -116,6 +134,8 @@ async def _start(
         created_at=now,
         updated_at=now,
         parent_workflow_id=parent[0].workflow_id if parent else None,
+        workflow_timeout_ms=timeout_ms,
+        workflow_deadline_epoch_ms=deadline_ms,
     )
     existing = await rt.journal.insert_workflow(row)
     if existing is not None and existing.name != info.name:
@@ -133,7 +153,8 @@ async def _start(
             )
         )
     if existing is None:
-        _launch(rt, info, WorkflowState(workflow_id, info.name), args, kwargs)
+        state = WorkflowState(workflow_id, info.name, deadline_ms=deadline_ms)
+        _launch(rt, info, state, args, kwargs)
     return WorkflowHandle(rt, workflow_id)
 
 
@@ -148,7 +169,47 @@ def _launch(
     # Nobody may await a workflow started in the background; don't warn about its error.
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
     rt.running[state.workflow_id] = future
-    rt.spawn(_execute(rt, info, state, args, kwargs, future))
+    task = rt.spawn(_execute(rt, info, state, args, kwargs, future))
+    rt.active[state.workflow_id] = (state, task)
+    if state.deadline_ms is not None:
+        arm_deadline(rt, state.workflow_id, state.deadline_ms)
+
+
+def arm_deadline(rt: Runtime, workflow_id: str, deadline_ms: int) -> None:
+    """Cancel the workflow at its deadline (at once if it has passed)."""
+    loop = asyncio.get_running_loop()
+    delay = max(0.0, deadline_ms / 1000 - time.time())
+
+    def expire() -> None:
+        if workflow_id in rt.active:
+            rt.spawn(cancel_workflow(rt, workflow_id))
+
+    loop.call_later(delay, expire)
+
+
+async def cancel_workflow(rt: Runtime, workflow_id: str) -> None:
+    """Mark a PENDING or ENQUEUED workflow CANCELLED and stop it if it runs here; other
+    processes stop theirs when they hear of it (notification or poll)."""
+    row = await rt.sysdb.cancel_workflow(workflow_id, now_ms())
+    if row is None:
+        raise DBOSNonExistentWorkflowError(workflow_id)
+    if row.status == WorkflowStatusString.CANCELLED:
+        stop_cancelled(rt, workflow_id)
+
+
+def stop_cancelled(rt: Runtime, workflow_id: str) -> None:
+    """Stop a workflow of this process that was cancelled: its awaiters get
+    DBOSAwaitedWorkflowCancelledError at once, its task is cancelled (a step it reaches
+    meanwhile raises DBOSWorkflowCancelledError)."""
+    active = rt.active.get(workflow_id)
+    if active is None:
+        return
+    state, task = active
+    state.cancelled = True
+    future = rt.running.get(workflow_id)
+    if future is not None and not future.done():
+        future.set_exception(DBOSAwaitedWorkflowCancelledError(workflow_id))
+    task.cancel()
 
 
 async def _execute(
@@ -169,7 +230,9 @@ async def _execute(
         try:
             result = await info.func(*args, **kwargs)
             output = rt.codec.dumps(result, f"output of workflow {info.name!r}")
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, DBOSWorkflowCancelledError):
+            if state.cancelled:
+                return  # cancelled by an operator or its deadline: CANCELLED is recorded
             raise
         except Exception as exc:
             error = exc
@@ -199,6 +262,8 @@ async def _execute(
         else:
             future.set_result(result)
     except asyncio.CancelledError:
+        if state.cancelled:
+            return
         # The runtime is shutting down: the workflow stays PENDING, to be recovered.
         future.cancel()
         raise
@@ -211,6 +276,8 @@ async def _execute(
     finally:
         if rt.running.get(workflow_id) is future:
             del rt.running[workflow_id]
+        if rt.active.get(workflow_id, (None,))[0] is state:
+            del rt.active[workflow_id]
 
 
 _RECOVERY_CHUNK = 500
@@ -245,18 +312,27 @@ async def recover_pending_workflows(rt: Runtime) -> list[WorkflowHandle[Any]]:
         live = [c.row for c in claims if not c.exceeded]
         steps = await rt.sysdb.load_steps_many([r.workflow_id for r in live]) if live else {}
         for row in live:
-            info = registry.workflows[row.name]
             try:
-                args, kwargs = rt.codec.load_inputs(row.inputs or "", info.signature, info.hints)
+                launch_recorded(rt, row, steps.get(row.workflow_id, []))
             except DBOSException as exc:
                 log.error("cannot recover workflow %s: %s", row.workflow_id, exc)
                 continue
-            state = WorkflowState(
-                row.workflow_id,
-                info.name,
-                recorded={s.function_id: s for s in steps.get(row.workflow_id, [])},
-                replaying=True,
-            )
-            _launch(rt, info, state, args, kwargs)
             handles.append(WorkflowHandle(rt, row.workflow_id))
     return handles
+
+
+def launch_recorded(rt: Runtime, row: WorkflowRow, steps: list[StepRow]) -> None:
+    """Run a stored workflow here again (recovery, resume, fork): recorded steps return
+    their outputs, the rest run."""
+    info = registry.workflows.get(row.name)
+    if info is None:
+        raise DBOSWorkflowFunctionNotFoundError(row.workflow_id, row.name)
+    args, kwargs = rt.codec.load_inputs(row.inputs or "", info.signature, info.hints)
+    state = WorkflowState(
+        row.workflow_id,
+        info.name,
+        recorded={s.function_id: s for s in steps},
+        replaying=True,
+        deadline_ms=row.workflow_deadline_epoch_ms,
+    )
+    _launch(rt, info, state, args, kwargs)

@@ -43,7 +43,10 @@ class Runtime:
         #: Outcome futures of the workflows running in this process, by workflow ID.
         self.running: dict[str, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The state and task of each workflow running here, by workflow ID.
+        self.active: dict[str, tuple[Any, asyncio.Task[None]]] = {}
         self._connect_lock = asyncio.Lock()
+        self.cancel_watcher: Any = None
 
     async def connect(self) -> None:
         """Connect and migrate; concurrent calls connect once."""
@@ -62,6 +65,10 @@ class Runtime:
             self.app_version = registry.source_hash()
         self.journal.start()
         await self.notifier.start()
+        from ._management import CancelWatcher  # it needs the runner, which needs us
+
+        self.cancel_watcher = CancelWatcher(self)
+        self.cancel_watcher.start()
         self.launched = True
 
     def spawn(self, coro: Any) -> asyncio.Task[None]:
@@ -83,6 +90,9 @@ class Runtime:
         for future in self.running.values():
             future.cancel()
         self.running.clear()
+        self.active.clear()
+        if self.cancel_watcher is not None:
+            await self.cancel_watcher.stop()
         await self.journal.close()
         try:
             await self.notifier.stop()

@@ -57,7 +57,6 @@ ERROR_NAMES = ["DBOSException", *DBOS_EXCEPTION_SUBCLASSES, "DBOSWorkflowCancell
 NOT_YET = {
     "Queue": "queues (issue 6)",
     "SetEnqueueOptions": "queues (issue 6)",
-    "SetWorkflowTimeout": "workflow timeouts (issue 5)",
 }
 
 PUBLIC_NAMES = sorted({*API_NAMES, *ERROR_NAMES} - set(NOT_YET))

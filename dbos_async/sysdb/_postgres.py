@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 from .._errors import DBOSConnectionError
 from ._migrations import load_schema_files
+from ._pg_management import PostgresManagement
 from ._pg_messaging import PostgresListener, PostgresMessaging
 from ._protocol import (
     FinishWorkflow,
@@ -467,7 +468,7 @@ class PostgresPool:
                 await self._pool.release(conn)
 
 
-class PostgresSystemDatabase(PostgresMessaging):
+class PostgresSystemDatabase(PostgresMessaging, PostgresManagement):
     """The system database on Postgres."""
 
     def __init__(self, pool: PostgresPool) -> None:

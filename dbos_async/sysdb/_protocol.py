@@ -20,6 +20,7 @@ __all__ = [
     "ApplicationDatabase",
     "FinishWorkflow",
     "InsertWorkflow",
+    "ManagementDatabase",
     "MessageRow",
     "MessagingDatabase",
     "RecordStep",
@@ -29,6 +30,7 @@ __all__ = [
     "StreamEntry",
     "SystemDatabase",
     "TransactionConflict",
+    "WorkflowQuery",
     "WorkflowRow",
     "Write",
     "WriteResult",
@@ -94,6 +96,23 @@ class StreamEntry:
     offset: int
     value: str | None
     closed: bool
+
+
+@dataclass
+class WorkflowQuery:
+    """Filters of ``list_workflows``; None means no filter. Times are epoch ms."""
+
+    workflow_ids: list[str] | None = None
+    statuses: list[str] | None = None
+    name: str | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    queue_name: str | None = None
+    parent_workflow_id: str | None = None
+    queued_only: bool = False
+    limit: int | None = None
+    offset: int | None = None
+    sort_desc: bool = False
 
 
 @dataclass
@@ -194,7 +213,31 @@ def notification_key(kind: str, workflow_id: str, key: str) -> str:
     return f"{kind}\x1f{workflow_id}\x1f{key}"
 
 
-class SystemDatabase(MessagingDatabase, Protocol):
+class ManagementDatabase(Protocol):
+    """What operators need: listing, cancelling, resuming and forking workflows."""
+
+    async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRow]:
+        """Workflows matching every filter, by creation time (then ID)."""
+
+    async def cancel_workflow(self, workflow_id: str, now_ms: int) -> WorkflowRow | None:
+        """Make a PENDING or ENQUEUED workflow CANCELLED (and tell other processes).
+        Returns the row as it is now (unchanged if it had ended), None if unknown."""
+
+    async def resume_workflow(
+        self, workflow_id: str, executor_id: str, now_ms: int
+    ) -> tuple[bool, WorkflowRow | None]:
+        """Make a CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow PENDING again on
+        ``executor_id``, its recovery attempts reset. Returns (changed, row now)."""
+
+    async def fork_workflow(self, source_id: str, row: WorkflowRow, start_step: int) -> None:
+        """Insert ``row`` and copy the source's step rows below ``start_step`` to it, in
+        one transaction."""
+
+    async def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
+        """Which of these workflows are CANCELLED (or no longer exist)."""
+
+
+class SystemDatabase(MessagingDatabase, ManagementDatabase, Protocol):
     """The runtime's own tables: workflow status, step outputs, messaging."""
 
     url: str

@@ -30,6 +30,7 @@ from ._protocol import (
     WriteResult,
 )
 from ._results import finish_result, insert_result, step_result
+from ._sqlite_management import SQLiteManagement
 from ._sqlite_messaging import SQLiteMessaging
 
 __all__ = ["SQLiteApplicationDatabase", "SQLiteConnection", "SQLiteSystemDatabase"]
@@ -257,7 +258,7 @@ async def _write(conn: aiosqlite.Connection, write: Write, retry: bool) -> Write
     return finish_result(write, _workflow_row(stored_row) if stored_row else None, retry)
 
 
-class SQLiteSystemDatabase(SQLiteMessaging):
+class SQLiteSystemDatabase(SQLiteMessaging, SQLiteManagement):
     """The system database on SQLite."""
 
     def __init__(self, db: SQLiteConnection) -> None:

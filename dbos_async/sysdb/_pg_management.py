@@ -1,0 +1,148 @@
+"""Postgres: listing, cancelling, resuming and forking workflows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._pg_messaging import CHANNEL
+from ._protocol import WorkflowQuery, WorkflowRow, notification_key
+
+if TYPE_CHECKING:
+    from ._postgres import PostgresPool
+
+__all__ = ["PostgresManagement"]
+
+_COLS = (
+    "workflow_uuid, status, name, inputs, output, error, executor_id, application_version, "
+    "created_at, updated_at, recovery_attempts, queue_name, parent_workflow_id, forked_from, "
+    "workflow_timeout_ms, workflow_deadline_epoch_ms, priority, deduplication_id"
+)
+_LIST_WHERE = (
+    "SELECT " + _COLS + " FROM dbos_async.workflow_status"
+    " WHERE ($1::text[] IS NULL OR workflow_uuid = ANY($1::text[]))"
+    " AND ($2::text[] IS NULL OR status = ANY($2::text[]))"
+    " AND ($3::text IS NULL OR name = $3)"
+    " AND ($4::bigint IS NULL OR created_at >= $4)"
+    " AND ($5::bigint IS NULL OR created_at <= $5)"
+    " AND ($6::text IS NULL OR queue_name = $6)"
+    " AND ($7::text IS NULL OR parent_workflow_id = $7)"
+    " AND (NOT $8::bool OR queue_name IS NOT NULL)"
+)
+_LIST_ASC = _LIST_WHERE + " ORDER BY created_at ASC, workflow_uuid ASC LIMIT $9 OFFSET $10"
+_LIST_DESC = _LIST_WHERE + " ORDER BY created_at DESC, workflow_uuid DESC LIMIT $9 OFFSET $10"
+_CANCEL = (
+    "WITH c AS (UPDATE dbos_async.workflow_status SET status = 'CANCELLED', updated_at = $2"
+    " WHERE workflow_uuid = $1 AND status IN ('PENDING', 'ENQUEUED') RETURNING 1)"
+    " SELECT pg_notify('" + CHANNEL + "', $3) FROM c"
+)
+_GET = "SELECT " + _COLS + " FROM dbos_async.workflow_status WHERE workflow_uuid = $1"
+_RESUME = (
+    "UPDATE dbos_async.workflow_status SET status = 'PENDING', recovery_attempts = 0,"
+    " executor_id = $2, updated_at = $3, output = NULL, error = NULL"
+    " WHERE workflow_uuid = $1 AND status IN ('CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')"
+    " RETURNING " + _COLS
+)
+_INSERT = (
+    "INSERT INTO dbos_async.workflow_status (" + _COLS + ") VALUES "
+    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+)
+_COPY_STEPS = (
+    "INSERT INTO dbos_async.operation_outputs (workflow_uuid, function_id, function_name,"
+    " output, error, child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)"
+    " SELECT $2, function_id, function_name, output, error, child_workflow_id,"
+    " started_at_epoch_ms, completed_at_epoch_ms FROM dbos_async.operation_outputs"
+    " WHERE workflow_uuid = $1 AND function_id < $3"
+)
+_CANCELLED_AMONG = (
+    "SELECT k.id FROM unnest($1::text[]) AS k(id)"
+    " LEFT JOIN dbos_async.workflow_status AS w ON w.workflow_uuid = k.id"
+    " WHERE w.workflow_uuid IS NULL OR w.status = 'CANCELLED'"
+)
+
+
+def _row(r: Any) -> WorkflowRow:
+    return WorkflowRow(*r)
+
+
+class PostgresManagement:
+    """The management half of the Postgres system database."""
+
+    _pg: PostgresPool
+
+    async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRow]:
+        sql = _LIST_DESC if query.sort_desc else _LIST_ASC
+
+        async def op(conn: Any) -> list[WorkflowRow]:
+            rows = await conn.fetch(
+                sql,
+                query.workflow_ids,
+                query.statuses,
+                query.name,
+                query.start_ms,
+                query.end_ms,
+                query.queue_name,
+                query.parent_workflow_id,
+                query.queued_only,
+                query.limit,
+                query.offset,
+            )
+            return [_row(r) for r in rows]
+
+        return await self._pg.retrying(op)
+
+    async def cancel_workflow(self, workflow_id: str, now_ms: int) -> WorkflowRow | None:
+        async def op(conn: Any) -> WorkflowRow | None:
+            await conn.execute(
+                _CANCEL, workflow_id, now_ms, notification_key("cancel", workflow_id, "")
+            )
+            r = await conn.fetchrow(_GET, workflow_id)
+            return _row(r) if r is not None else None
+
+        return await self._pg.retrying(op)
+
+    async def resume_workflow(
+        self, workflow_id: str, executor_id: str, now_ms: int
+    ) -> tuple[bool, WorkflowRow | None]:
+        async def op(conn: Any) -> tuple[bool, WorkflowRow | None]:
+            r = await conn.fetchrow(_RESUME, workflow_id, executor_id, now_ms)
+            if r is not None:
+                return True, _row(r)
+            r = await conn.fetchrow(_GET, workflow_id)
+            return False, _row(r) if r is not None else None
+
+        return await self._pg.retrying(op)
+
+    async def fork_workflow(self, source_id: str, row: WorkflowRow, start_step: int) -> None:
+        async def op(conn: Any) -> None:
+            async with conn.transaction():
+                await conn.execute(
+                    _INSERT,
+                    row.workflow_id,
+                    row.status,
+                    row.name,
+                    row.inputs,
+                    row.output,
+                    row.error,
+                    row.executor_id,
+                    row.application_version,
+                    row.created_at,
+                    row.updated_at,
+                    row.recovery_attempts,
+                    row.queue_name,
+                    row.parent_workflow_id,
+                    row.forked_from,
+                    row.workflow_timeout_ms,
+                    row.workflow_deadline_epoch_ms,
+                    row.priority,
+                    row.deduplication_id,
+                )
+                await conn.execute(_COPY_STEPS, source_id, row.workflow_id, start_step)
+
+        await self._pg.retrying(op)
+
+    async def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
+        async def op(conn: Any) -> list[str]:
+            return [r[0] for r in await conn.fetch(_CANCELLED_AMONG, list(workflow_ids))]
+
+        return await self._pg.retrying(op)
