@@ -1,8 +1,10 @@
 """``DBOSClient``: reach workflows from a process that runs none (a web tier, a script).
 
 It connects on first use to the system database and offers what needs no registered
-workflow code: handles, status, steps, messages and events. Its handles resolve by
-watching the status table; its waiters wake through LISTEN/NOTIFY on Postgres.
+workflow code: handles, status, steps, listing, cancelling, resuming and forking, messages
+and events. Its handles resolve by watching the status table; its waiters wake through
+LISTEN/NOTIFY on Postgres. A workflow it resumes or forks is run by that workflow's
+executor when the executor next recovers (at its launch).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from . import _messaging
+from . import _management, _messaging
 from ._config import resolve_config
 from ._errors import DBOSNonExistentWorkflowError
 from ._handle import WorkflowHandle, status_of
+from ._runner import cancel_workflow
 from ._runtime import Runtime
 from ._status import StepInfo, WorkflowStatus
 
@@ -99,6 +102,42 @@ class DBOSClient:
             for s in await rt.sysdb.load_steps(workflow_id)
         ]
 
+    async def list_workflows(self, **filters: Any) -> list[WorkflowStatus]:
+        """``DBOS.list_workflows`` with the same keyword filters."""
+        return await _management.list_workflows(await self._rt(), **filters)
+
+    async def list_queued_workflows(
+        self, queue_name: str | None = None, **filters: Any
+    ) -> list[WorkflowStatus]:
+        """``DBOS.list_queued_workflows`` with the same keyword filters."""
+        filters.setdefault("status", ["ENQUEUED", "PENDING"])
+        filters.setdefault("load_output", False)
+        return await _management.list_workflows(
+            await self._rt(), queue_name=queue_name, queued_only=True, **filters
+        )
+
+    async def cancel_workflow(self, workflow_id: str) -> None:
+        """Mark a workflow CANCELLED; the process running it stops it."""
+        await cancel_workflow(await self._rt(), workflow_id)
+
+    async def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """Make a CANCELLED or dead-lettered workflow PENDING again on its executor, which
+        runs it on from its last completed step when it next recovers (at its launch)."""
+        return await _management.resume_workflow(await self._rt(), workflow_id, run_here=False)
+
+    async def fork_workflow(
+        self, workflow_id: str, start_step: int, *, application_version: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """Create the fork (PENDING, on the source's executor), which runs it when it next
+        recovers (at its launch)."""
+        return await _management.fork_workflow(
+            await self._rt(),
+            workflow_id,
+            start_step,
+            application_version=application_version,
+            run_here=False,
+        )
+
     async def send(
         self,
         destination_id: str,
@@ -129,3 +168,8 @@ class DBOSClient:
     get_event_async = get_event
     get_all_events_async = get_all_events
     destroy_async = destroy
+    list_workflows_async = list_workflows
+    list_queued_workflows_async = list_queued_workflows
+    cancel_workflow_async = cancel_workflow
+    resume_workflow_async = resume_workflow
+    fork_workflow_async = fork_workflow
