@@ -130,7 +130,22 @@ async def _send(
     else:
         message_uuid = str(uuid.uuid4())
     row = MessageRow(message_uuid, destination_id, topic, data, _now_ms())
-    await rt.sysdb.send_message(row, step)
+    try:
+        await rt.sysdb.send_message(row, step)
+    except DBOSNonExistentWorkflowError as exc:
+        if placed is None:
+            raise
+        # The missing destination is this step's outcome: a re-run raises it again.
+        failed = StepRow(
+            placed[0].workflow_id,
+            placed[1],
+            name,
+            error=rt.codec.dump_error(exc),
+            started_at_epoch_ms=row.created_at,
+            completed_at_epoch_ms=_now_ms(),
+        )
+        await record_step_outcome(rt, placed[0], failed, None)
+        raise
     if placed is not None and step is not None:
         placed[0].recorded[step.function_id] = step
     rt.notifier.notify(notification_key("msg", destination_id, topic))
