@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from ._config import Settings
+from ._context import WorkflowState
 from ._errors import DBOSException
 from ._journal import Journal
 from ._notifier import Notifier
@@ -44,7 +45,7 @@ class Runtime:
         self.running: dict[str, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         #: The state and task of each workflow running here, by workflow ID.
-        self.active: dict[str, tuple[Any, asyncio.Task[None]]] = {}
+        self.active: dict[str, tuple[WorkflowState, asyncio.Task[None]]] = {}
         self._connect_lock = asyncio.Lock()
         self.cancel_watcher: Any = None
 
