@@ -137,8 +137,15 @@ async def test_migrations__postgres_migrated_equals_fresh(postgres_template: str
             catalogs.append(await pg_catalog(pg_url(name)))
         migrated, fresh = catalogs
         tables = {c[0] for c in fresh["columns"]}
-        assert {"migrations", "operation_outputs", "transaction_outputs", "workflow_status"} <= tables
-        assert {"notifications", "workflow_events", "streams"} <= tables
+        assert tables == {
+            "migrations",
+            "operation_outputs",
+            "transaction_outputs",
+            "workflow_status",
+            "notifications",
+            "workflow_events",
+            "streams",
+        }
         assert migrated == fresh
     finally:
         for name in names:

@@ -60,6 +60,8 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
 )
 _CONNECT_RETRYABLE: tuple[type[BaseException], ...] = (*_TRANSIENT, asyncio.TimeoutError)
+#: A held connection the pool took back after it broke raises InterfaceError on use.
+_TRANSIENT_OR_DETACHED: tuple[type[BaseException], ...] = (*_TRANSIENT, asyncpg.InterfaceError)
 
 _COLS = (
     "workflow_uuid, status, name, inputs, output, error, executor_id, application_version, "
@@ -454,8 +456,11 @@ class PostgresPool:
                     if self._held is None:
                         self._held = await self.pool.acquire()
                     return await op(self._held)
-            except _TRANSIENT as exc:
+            except _TRANSIENT_OR_DETACHED as exc:
+                if not held and isinstance(exc, asyncpg.InterfaceError):
+                    raise
                 if held:
+                    # Also when the pool took the held connection back after it broke.
                     await self._drop_held()
                 log.warning("Postgres connection lost (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
