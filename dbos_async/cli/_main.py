@@ -1,0 +1,105 @@
+"""The ``dbos-async`` entry point: parse, find the database, run one command, print.
+
+Every failure ends as one ``error:`` line on stderr (exit status 1; usage errors exit 2, as
+argparse does), and the client's connections are closed before the process exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from .._config import validate_url
+from .._errors import DBOSException
+from ..client import DBOSClient
+from ..sysdb._sqlite import sqlite_path
+from ._commands import DatabaseUrls
+from ._output import Result, redact
+from ._parser import PROG, build_parser
+
+__all__ = ["main"]
+
+ENV_URL = "DBOS_DATABASE_URL"
+
+
+class CLIError(Exception):
+    """A failure the user can fix, reported as its message alone."""
+
+
+def _database_urls(args: argparse.Namespace) -> DatabaseUrls:
+    """The URLs from the options, else the environment; never a silent default."""
+    if args.database_url is not None:
+        database = validate_url(args.database_url, "--database-url")
+    elif os.environ.get(ENV_URL):
+        database = validate_url(os.environ[ENV_URL], ENV_URL)
+    else:
+        raise CLIError(
+            f"no database URL: pass --database-url URL or set {ENV_URL} "
+            "(postgresql://user@host:5432/dbname or sqlite:///path/to/file.sqlite)"
+        )
+    system = database
+    if args.system_database_url is not None:
+        system = validate_url(args.system_database_url, "--system-database-url")
+    return DatabaseUrls(database=database, system=system)
+
+
+def _require_sqlite_file(url: str) -> None:
+    """Refuse to inspect a SQLite file that is not there: connecting would create it."""
+    if not url.startswith("sqlite:"):
+        return
+    path = sqlite_path(url)
+    if path != ":memory:" and not os.path.exists(path):
+        raise CLIError(
+            f"SQLite database {path!r} does not exist; check the URL, "
+            f"or create it with '{PROG} migrate'"
+        )
+
+
+async def _run(args: argparse.Namespace, urls: DatabaseUrls) -> Result:
+    if not args.uses_client:
+        result: Result = await args.handler(urls, args)
+        return result
+    _require_sqlite_file(urls.system)
+    client = DBOSClient(urls.database, system_database_url=urls.system)
+    try:
+        result = await args.handler(client, args)
+    finally:
+        await client.destroy()
+    return result
+
+
+def _message(exc: Exception, urls: DatabaseUrls | None) -> str:
+    if isinstance(exc, (CLIError, DBOSException, ValueError)):
+        return str(exc)
+    where = f"database {redact(urls.system)}: " if urls is not None else ""
+    return f"{where}{type(exc).__name__}: {exc}"
+
+
+def _emit(text: str) -> int:
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # e.g. piped into head: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``dbos-async`` with ``argv`` (default: the process arguments); the exit status."""
+    args = build_parser().parse_args(argv)
+    urls: DatabaseUrls | None = None
+    try:
+        urls = _database_urls(args)
+        result = asyncio.run(_run(args, urls))
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        message = " ".join(_message(exc, urls).split())
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    return _emit(result.render(args.json))

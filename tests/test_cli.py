@@ -1,0 +1,346 @@
+"""The ``dbos-async`` command line (API.md section 7 from a shell), on both backends.
+
+Workflows are run in this process with the ``dbos`` fixture; the CLI then runs as a real
+subprocess (``python -m dbos_async.cli``, or the ``dbos-async`` console script) against
+the same database, and its output is parsed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from dbos_async import (
+    DBOS,
+    DBOSAwaitedWorkflowCancelledError,
+    SetWorkflowID,
+    WorkflowStatusString,
+)
+from tests.conftest import drop_pg_database, make_pg_database, pg_url
+
+SCRIPT = Path(sys.executable).with_name("dbos-async")
+
+# -- workflows the CLI inspects ------------------------------------------------------
+
+
+@DBOS.step()
+async def cli_step(i: int) -> int:
+    return i * 10
+
+
+@DBOS.workflow()
+async def cli_three_steps(x: int) -> int:
+    total = 0
+    for i in range(1, 4):
+        total += await cli_step(x + i)
+    return total
+
+
+@DBOS.workflow()
+async def cli_fails(message: str) -> None:
+    await cli_step(0)
+    raise ValueError(message)
+
+
+@DBOS.workflow()
+async def cli_blocks() -> str:
+    await DBOS.sleep(30)
+    return "woke"
+
+
+# -- running the CLI -----------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        assert self.code == 0, self.err
+        return json.loads(self.out)
+
+
+def _env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DBOS_DATABASE_URL"}
+    env.update(extra or {})
+    return env
+
+
+async def cli(
+    *args: str,
+    url: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    script: bool = False,
+) -> Run:
+    """Run the CLI in a subprocess without blocking this process's event loop."""
+    command = [str(SCRIPT)] if script else [sys.executable, "-m", "dbos_async.cli"]
+    if url is not None:
+        command += ["--database-url", url]
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(env),
+        cwd=cwd,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return Run(proc.returncode, out.decode(), err.decode())
+
+
+def assert_error(run: Run, code: int, *fragments: str) -> None:
+    """One ``error:`` line on stderr naming ``fragments``, nothing on stdout."""
+    assert run.code == code, (run.code, run.out, run.err)
+    assert run.err.startswith("error:"), run.err
+    assert len(run.err.strip().splitlines()) == 1, run.err
+    assert "Traceback" not in run.err
+    assert run.out == ""
+    for fragment in fragments:
+        assert fragment in run.err, (fragment, run.err)
+
+
+def ids(rows: list[dict[str, Any]]) -> list[str]:
+    return [row["workflow_id"] for row in rows]
+
+
+async def run_three(workflow_id: str, x: int = 1) -> None:
+    with SetWorkflowID(workflow_id):
+        assert await cli_three_steps(x) == 10 * (3 * x + 6)
+    await asyncio.sleep(0.005)  # distinct created_at for the ordering checks
+
+
+async def run_failing(workflow_id: str) -> None:
+    with SetWorkflowID(workflow_id), pytest.raises(ValueError, match="cli boom"):
+        await cli_fails("cli boom")
+    await asyncio.sleep(0.005)
+
+
+# -- tests ---------------------------------------------------------------------------
+
+
+async def test_cli__list_json_filters_paging_and_order(dbos: DBOS, db_url: str) -> None:
+    await run_three("cli-a")
+    await run_three("cli-b")
+    await run_failing("cli-err")
+    await run_three("cli-c")
+    b_status = await DBOS.get_workflow_status("cli-b")
+    assert b_status is not None
+
+    rows = (await cli("workflow", "list", "--json", url=db_url)).json()
+    assert ids(rows) == ["cli-a", "cli-b", "cli-err", "cli-c"]
+    assert [r["status"] for r in rows] == ["SUCCESS", "SUCCESS", "ERROR", "SUCCESS"]
+    assert rows[0]["name"] == "cli_three_steps" and rows[0]["executor_id"] == "local"
+    assert isinstance(rows[0]["created_at"], int) and rows[0]["app_version"] == "test"
+    assert rows[0]["input"] is None and rows[0]["output"] is None  # not loaded by default
+
+    errors = (await cli("workflow", "list", "--status", "ERROR", "--json", url=db_url)).json()
+    assert ids(errors) == ["cli-err"]
+
+    paged = await cli(
+        "workflow", "list", "--json", "--name", "cli_three_steps", "--sort-desc",
+        "--limit", "2", "--offset", "1", url=db_url,
+    )  # fmt: skip
+    assert ids(paged.json()) == ["cli-b", "cli-a"]
+
+    start = dt.datetime.fromtimestamp(b_status.created_at / 1000, dt.UTC).isoformat()
+    since = await cli(
+        "workflow", "list", "--json", "--start-time", start, "--status", "SUCCESS",
+        "--status", "ERROR", "--load-input", "--load-output", url=db_url,
+    )  # fmt: skip
+    loaded = since.json()
+    assert ids(loaded) == ["cli-b", "cli-err", "cli-c"]
+    assert loaded[0]["input"] == {"args": [1], "kwargs": {}}
+    assert loaded[0]["output"] == 10 * (3 + 6)
+    assert loaded[1]["error"] == {"type": "ValueError", "message": "cli boom"}
+
+
+async def test_cli__table_output_via_console_script(dbos: DBOS, db_url: str) -> None:
+    await run_three("cli-table-ok")
+    await run_failing("cli-table-err")
+    assert SCRIPT.exists(), f"console script missing: {SCRIPT}"
+
+    run = await cli("workflow", "list", env={"DBOS_DATABASE_URL": db_url}, script=True)
+    assert run.code == 0, run.err
+    header, *lines = run.out.splitlines()
+    for column in ("ID", "STATUS", "NAME", "CREATED", "UPDATED", "EXECUTOR"):
+        assert column in header.split()
+    assert "RECOVERY ATTEMPTS" in header
+    assert len(lines) == 2
+    assert lines[0].split()[:3] == ["cli-table-ok", "SUCCESS", "cli_three_steps"]
+    assert lines[1].split()[:3] == ["cli-table-err", "ERROR", "cli_fails"]
+    assert header.index("STATUS") == lines[0].index("SUCCESS")  # aligned columns
+    created = lines[0].split()[3]
+    assert dt.datetime.fromisoformat(created.replace("Z", "+00:00")).tzinfo is not None
+
+
+async def test_cli__get_and_steps(dbos: DBOS, db_url: str) -> None:
+    await run_three("cli-get", x=2)
+
+    status = (await cli("workflow", "get", "cli-get", "--json", url=db_url)).json()
+    assert status["workflow_id"] == "cli-get" and status["status"] == "SUCCESS"
+    assert status["name"] == "cli_three_steps"
+    assert status["input"] == {"args": [2], "kwargs": {}}
+    assert status["output"] == 10 * (3 * 2 + 6) and status["error"] is None
+    assert status["created_at"] <= status["updated_at"]
+
+    steps = (await cli("workflow", "steps", "cli-get", "--json", url=db_url)).json()
+    assert [s["function_id"] for s in steps] == [1, 2, 3]
+    assert all(s["function_name"].endswith("cli_step") for s in steps)
+    assert [s["output"] for s in steps] == [30, 40, 50]
+
+    described = await cli("workflow", "get", "cli-get", url=db_url)
+    assert described.code == 0, described.err
+    assert "cli-get" in described.out and "SUCCESS" in described.out
+    table = await cli("workflow", "steps", "cli-get", url=db_url)
+    assert table.code == 0, table.err
+    assert table.out.splitlines()[0].split()[:2] == ["STEP", "NAME"]
+    assert [line.split()[0] for line in table.out.splitlines()[1:]] == ["1", "2", "3"]
+
+
+async def test_cli__cancel_then_resume(dbos: DBOS, db_url: str) -> None:
+    with SetWorkflowID("cli-blocked"):
+        handle = await DBOS.start_workflow(cli_blocks)
+    status = await DBOS.get_workflow_status("cli-blocked")
+    assert status is not None and status.status == WorkflowStatusString.PENDING
+
+    cancelled = await cli("workflow", "cancel", "cli-blocked", url=db_url)
+    assert cancelled.code == 0, cancelled.err
+    assert "cancelled" in cancelled.out
+    status = await DBOS.get_workflow_status("cli-blocked")
+    assert status is not None and status.status == WorkflowStatusString.CANCELLED
+    with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+        await asyncio.wait_for(handle.get_result(), 10)
+
+    resumed = (await cli("workflow", "resume", "cli-blocked", "--json", url=db_url)).json()
+    assert resumed["workflow_id"] == "cli-blocked" and resumed["status"] == "PENDING"
+    status = await DBOS.get_workflow_status("cli-blocked")
+    assert status is not None and status.status == WorkflowStatusString.PENDING
+
+
+async def test_cli__fork_and_step_out_of_range(dbos: DBOS, db_url: str) -> None:
+    await run_three("cli-fork-src")
+
+    fork = await cli(
+        "workflow", "fork", "cli-fork-src", "--step", "2", "--application-version", "v2",
+        "--json", url=db_url,
+    )  # fmt: skip
+    forked = fork.json()
+    new_id = forked["workflow_id"]
+    assert new_id != "cli-fork-src" and forked["forked_from"] == "cli-fork-src"
+    status = await DBOS.get_workflow_status(new_id)
+    assert status is not None
+    assert status.forked_from == "cli-fork-src" and status.name == "cli_three_steps"
+    assert status.status == WorkflowStatusString.PENDING and status.app_version == "v2"
+    copied = (await cli("workflow", "steps", new_id, "--json", url=db_url)).json()
+    assert [s["function_id"] for s in copied] == [1]  # steps before 2 are reused
+
+    out_of_range = await cli("workflow", "fork", "cli-fork-src", "--step", "9", url=db_url)
+    assert_error(out_of_range, 1, "cli-fork-src", "9")
+    listed = await DBOS.list_workflows(name="cli_three_steps")
+    assert len(listed) == 2  # the failed fork created nothing
+
+
+async def test_cli__queue_list(dbos: DBOS, db_url: str) -> None:
+    await run_three("cli-not-queued")
+    queued = (await cli("queue", "list", "--json", url=db_url)).json()
+    assert queued == []  # a workflow run directly is on no queue
+    named = await cli("queue", "list", "--queue", "cli-q", url=db_url)
+    assert named.code == 0, named.err
+    assert "cli-not-queued" not in named.out
+
+
+async def test_cli__unknown_workflow(dbos: DBOS, db_url: str) -> None:
+    await run_three("cli-known")
+    for command in ("get", "cancel"):
+        run = await cli("workflow", command, "cli-no-such-id", url=db_url)
+        assert_error(run, 1, "cli-no-such-id", "does not exist")
+
+
+@pytest.fixture
+def empty_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database with no tables yet: a new SQLite path, or an empty Postgres database."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'brand-new.sqlite'}"
+        return
+    request.getfixturevalue("postgres_template")  # skips (or fails in CI) without Postgres
+    name = make_pg_database(None)
+    try:
+        yield pg_url(name)
+    finally:
+        drop_pg_database(name)
+
+
+def sqlite_tables(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {r[0].removeprefix("dbos_") for r in rows}
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+async def dbos_tables(url: str) -> set[str]:
+    """The runtime's tables in a database, without the backend's prefix or schema."""
+    if url.startswith("sqlite:"):
+        return sqlite_tables(Path(url[len("sqlite:///") :]))
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'dbos_async'"
+        )
+        return {r[0] for r in rows}
+    finally:
+        await conn.close()
+
+
+async def test_cli__migrate_creates_schema(empty_url: str) -> None:
+    assert await dbos_tables(empty_url) == set()
+    run = await cli("migrate", url=empty_url)
+    assert run.code == 0, run.err
+    assert "up to date" in run.out and empty_url in run.out
+    expected = {"workflow_status", "operation_outputs", "transaction_outputs"}
+    assert expected <= await dbos_tables(empty_url)
+    again = (await cli("migrate", "--json", url=empty_url)).json()
+    assert again["up_to_date"] is True
+    assert {d["role"] for d in again["databases"]} == {"system", "application"}
+
+
+async def test_cli__missing_database_url(tmp_path: Path) -> None:
+    run = await cli("workflow", "list", cwd=tmp_path)
+    assert_error(run, 1, "--database-url", "DBOS_DATABASE_URL")
+    assert files_in(tmp_path) == []  # no default SQLite file was created
+
+
+async def test_cli__malformed_url(tmp_path: Path) -> None:
+    run = await cli("workflow", "list", url="sqlite:/not-three-slashes", cwd=tmp_path)
+    assert_error(run, 1, "sqlite:/not-three-slashes")
+    run = await cli("migrate", env={"DBOS_DATABASE_URL": "mysql://h/db"}, cwd=tmp_path)
+    assert_error(run, 1, "mysql://h/db", "DBOS_DATABASE_URL")
+    assert files_in(tmp_path) == []
+
+
+async def test_cli__missing_sqlite_file_and_usage_errors(tmp_path: Path) -> None:
+    missing = f"sqlite:///{tmp_path / 'typo.sqlite'}"
+    run = await cli("workflow", "list", url=missing)
+    assert_error(run, 1, "typo.sqlite", "does not exist")
+    assert not (tmp_path / "typo.sqlite").exists()
+    usage = await cli("workflow", "list", "--status", "BOGUS", url=missing)
+    assert_error(usage, 2, "BOGUS")
