@@ -24,7 +24,7 @@ log = logging.getLogger("dbos_async")
 class Runtime:
     """One process's runtime: created by ``DBOS(config)``, connected by ``launch()``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, create_missing: bool = True) -> None:
         self.settings = settings
         self.codec = Codec(settings.serializer)
         self.sysdb: SystemDatabase
@@ -34,6 +34,7 @@ class Runtime:
             settings.database_url,
             pool_size=settings.pool_size,
             connect_timeout=settings.connect_timeout,
+            create_missing=create_missing,
         )
         self.journal = Journal(self.sysdb)
         self.notifier = Notifier(self.sysdb)

@@ -34,13 +34,15 @@ class DBOSClient:
         *,
         system_database_url: str | None = None,
         serializer: Any = None,
+        connect_timeout: float = 10.0,
     ) -> None:
-        config: dict[str, Any] = {"serializer": serializer}
+        config: dict[str, Any] = {"serializer": serializer, "connect_timeout": connect_timeout}
         if database_url is not None:
             config["database_url"] = database_url
         if system_database_url is not None:
             config["system_database_url"] = system_database_url
-        self._runtime = Runtime(resolve_config(config))
+        # A client reads what workflows wrote: it never creates a database by mistake.
+        self._runtime = Runtime(resolve_config(config), create_missing=False)
         self._lock = asyncio.Lock()
         self._connected = False
 

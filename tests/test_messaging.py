@@ -22,6 +22,7 @@ import pytest
 from dbos_async import (
     DBOS,
     DBOSClient,
+    DBOSConnectionError,
     DBOSException,
     DBOSNonExistentWorkflowError,
     DBOSSerializationError,
@@ -766,6 +767,10 @@ async def pg_connections(db_url: str) -> int:
 
 
 async def test_client__destroy_closes_connections(db_url: str, backend: str) -> None:
+    # The database exists (a client never creates one): launch once to make it.
+    DBOS({"database_url": db_url, "application_version": "test"})
+    await DBOS.launch()
+    await DBOS.destroy()
     client = DBOSClient(db_url)
     assert await client.get_workflow_status("msg-unknown") is None
     if backend == "postgres":
@@ -778,6 +783,23 @@ async def test_client__destroy_closes_connections(db_url: str, backend: str) -> 
             await asyncio.sleep(0.05)
         assert await pg_connections(db_url) == 0
     await client.destroy()  # a second destroy is a no-op
+
+
+async def test_client__missing_database_is_an_error_not_created(
+    db_url: str, backend: str, tmp_path: Path
+) -> None:
+    if backend == "sqlite":
+        missing_url = f"sqlite:///{tmp_path / 'never-created.sqlite'}"
+    else:
+        missing_url = db_url.rsplit("/", 1)[0] + "/dbos_test_never_created"
+    client = DBOSClient(missing_url, connect_timeout=2)
+    try:
+        with pytest.raises(DBOSConnectionError, match="does not exist"):
+            await client.list_workflows()
+    finally:
+        await client.destroy()
+    if backend == "sqlite":
+        assert not (tmp_path / "never-created.sqlite").exists()
 
 
 # -- value types and spellings ------------------------------------------------------------

@@ -47,9 +47,15 @@ __all__ = [
 
 
 def open_databases(
-    system_url: str, app_url: str, *, pool_size: int, connect_timeout: float
+    system_url: str,
+    app_url: str,
+    *,
+    pool_size: int,
+    connect_timeout: float,
+    create_missing: bool = True,
 ) -> tuple[SystemDatabase, ApplicationDatabase]:
-    """Build (not yet connect) the backends for two validated URLs.
+    """Build (not yet connect) the backends for two validated URLs. ``create_missing``
+    False (clients) refuses a database that does not exist instead of creating it.
 
     On Postgres each role has its own pool: the system pool skips the per-release session
     reset (the runtime leaves no session state), the application pool keeps it, since
@@ -69,7 +75,7 @@ def open_databases(
 
     def sqlite(url: str) -> SQLiteConnection:
         if sqlite_path(url) != ":memory:":
-            return SQLiteConnection(url)
+            return SQLiteConnection(url, create_missing=create_missing)
         if url not in memory:
             memory[url] = SQLiteConnection(url)
         return memory[url]
@@ -79,11 +85,19 @@ def open_databases(
         system = SQLiteSystemDatabase(sqlite(system_url))
     else:
         system = PostgresSystemDatabase(
-            PostgresPool(system_url, pool_size, connect_timeout, reset_sessions=False)
+            PostgresPool(
+                system_url,
+                pool_size,
+                connect_timeout,
+                reset_sessions=False,
+                create_missing=create_missing,
+            )
         )
     app: ApplicationDatabase
     if app_url.startswith("sqlite:"):
         app = SQLiteApplicationDatabase(sqlite(app_url))
     else:
-        app = PostgresApplicationDatabase(PostgresPool(app_url, pool_size, connect_timeout))
+        app = PostgresApplicationDatabase(
+            PostgresPool(app_url, pool_size, connect_timeout, create_missing=create_missing)
+        )
     return system, app

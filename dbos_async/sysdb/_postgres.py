@@ -333,10 +333,17 @@ class PostgresPool:
     """One asyncpg pool with the connect, create-database and migration logic around it."""
 
     def __init__(
-        self, url: str, size: int, connect_timeout: float, *, reset_sessions: bool = True
+        self,
+        url: str,
+        size: int,
+        connect_timeout: float,
+        *,
+        reset_sessions: bool = True,
+        create_missing: bool = True,
     ) -> None:
         self.url = url
         self.reset_sessions = reset_sessions
+        self.create_missing = create_missing
         self.size = size
         self.connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
@@ -379,7 +386,12 @@ class PostgresPool:
                     timeout=remaining,
                     reset=None if self.reset_sessions else _keep_session,
                 )
-            except asyncpg.InvalidCatalogNameError:
+            except asyncpg.InvalidCatalogNameError as exc:
+                if not self.create_missing:
+                    raise DBOSConnectionError(
+                        f"database {urlsplit(self.url).path.lstrip('/')!r} does not exist at "
+                        f"{_redact(self.url)}"
+                    ) from exc
                 if created_db:
                     raise
                 await self._create_database()
@@ -483,7 +495,11 @@ class PostgresSystemDatabase(PostgresMessaging, PostgresManagement):
 
     async def connect(self) -> None:
         await self._pg.open()
-        await self._pg.migrate("system")
+        try:
+            await self._pg.migrate("system")
+        except BaseException:
+            await self._pg.close()
+            raise
 
     async def close(self) -> None:
         await self.unlisten()
@@ -571,7 +587,11 @@ class PostgresApplicationDatabase:
 
     async def connect(self) -> None:
         await self._pg.open()
-        await self._pg.migrate("app")
+        try:
+            await self._pg.migrate("app")
+        except BaseException:
+            await self._pg.close()
+            raise
 
     async def close(self) -> None:
         await self._pg.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from .._errors import DBOSConnectionError
 from ._migrations import load_schema_files, split_statements
 from ._protocol import (
     InsertWorkflow,
@@ -101,9 +103,10 @@ def sqlite_path(url: str) -> str:
 class SQLiteConnection:
     """One aiosqlite connection and the lock that serializes its use in this process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create_missing: bool = True) -> None:
         self.url = url
         self.path = sqlite_path(url)
+        self.create_missing = create_missing
         self.lock = asyncio.Lock()
         self._conn: aiosqlite.Connection | None = None
         self._users = 0
@@ -118,6 +121,10 @@ class SQLiteConnection:
         self._users += 1
         if self._conn is not None:
             return
+        missing = self.path != ":memory:" and not await asyncio.to_thread(os.path.exists, self.path)
+        if missing and not self.create_missing:
+            self._users -= 1
+            raise DBOSConnectionError(f"SQLite database {self.path!r} does not exist")
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         try:
             await conn.execute("PRAGMA busy_timeout = 30000")
@@ -267,7 +274,11 @@ class SQLiteSystemDatabase(SQLiteMessaging, SQLiteManagement):
 
     async def connect(self) -> None:
         await self._db.open()
-        await self._db.migrate("system")
+        try:
+            await self._db.migrate("system")
+        except BaseException:
+            await self._db.close()
+            raise
 
     async def close(self) -> None:
         await self._db.close()
@@ -342,7 +353,11 @@ class SQLiteApplicationDatabase:
 
     async def connect(self) -> None:
         await self._db.open()
-        await self._db.migrate("app")
+        try:
+            await self._db.migrate("app")
+        except BaseException:
+            await self._db.close()
+            raise
 
     async def close(self) -> None:
         await self._db.close()
