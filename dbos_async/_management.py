@@ -129,7 +129,7 @@ async def resume_workflow(rt: Runtime, workflow_id: str, *, run_here: bool) -> W
     if row is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
     if changed and run_here:
-        row.workflow_deadline_epoch_ms = None  # a resumed workflow starts without a deadline
+        # (The resume cleared its deadline: a resumed workflow runs without one.)
         launch_recorded(rt, row, await rt.sysdb.load_steps(workflow_id))
     return WorkflowHandle(rt, workflow_id)
 

@@ -172,17 +172,19 @@ def _launch(
     task = rt.spawn(_execute(rt, info, state, args, kwargs, future))
     rt.active[state.workflow_id] = (state, task)
     if state.deadline_ms is not None:
-        arm_deadline(rt, state.workflow_id, state.deadline_ms)
+        arm_deadline(rt, state, state.deadline_ms)
 
 
-def arm_deadline(rt: Runtime, workflow_id: str, deadline_ms: int) -> None:
-    """Cancel the workflow at its deadline (at once if it has passed)."""
+def arm_deadline(rt: Runtime, state: WorkflowState, deadline_ms: int) -> None:
+    """Cancel this run of the workflow at its deadline (at once if it has passed). A later
+    run under the same ID (resumed) is not this timer's business."""
     loop = asyncio.get_running_loop()
     delay = max(0.0, deadline_ms / 1000 - time.time())
 
     def expire() -> None:
-        if workflow_id in rt.active:
-            rt.spawn(cancel_workflow(rt, workflow_id))
+        active = rt.active.get(state.workflow_id)
+        if active is not None and active[0] is state:
+            rt.spawn(cancel_workflow(rt, state.workflow_id))
 
     loop.call_later(delay, expire)
 

@@ -39,7 +39,8 @@ _CANCEL = (
 _GET = "SELECT " + _COLS + " FROM dbos_async.workflow_status WHERE workflow_uuid = $1"
 _RESUME = (
     "UPDATE dbos_async.workflow_status SET status = 'PENDING', recovery_attempts = 0,"
-    " executor_id = $2, updated_at = $3, output = NULL, error = NULL"
+    " executor_id = $2, updated_at = $3, output = NULL, error = NULL,"
+    " workflow_deadline_epoch_ms = NULL"
     " WHERE workflow_uuid = $1 AND status IN ('CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')"
     " RETURNING " + _COLS
 )

@@ -42,7 +42,8 @@ _CANCEL = (
 _GET = "SELECT " + _COLS + " FROM dbos_workflow_status WHERE workflow_uuid = ?"
 _RESUME = (
     "UPDATE dbos_workflow_status SET status = 'PENDING', recovery_attempts = 0,"
-    " executor_id = ?, updated_at = ?, output = NULL, error = NULL"
+    " executor_id = ?, updated_at = ?, output = NULL, error = NULL,"
+    " workflow_deadline_epoch_ms = NULL"
     " WHERE workflow_uuid = ? AND status IN ('CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')"
     " RETURNING " + _COLS
 )
