@@ -13,10 +13,11 @@ from typing import Any
 from ._context import new_workflow_id, take_assigned_workflow_id
 from ._errors import DBOSNonExistentWorkflowError
 from ._handle import WorkflowHandle, status_of
+from ._registry import registry
 from ._runner import launch_recorded, stop_cancelled
 from ._runtime import Runtime
 from ._status import WorkflowStatus, WorkflowStatusString
-from .sysdb import WorkflowQuery, WorkflowRow
+from .sysdb import RecoveryRequest, WorkflowQuery, WorkflowRow, notification_key
 
 __all__ = [
     "CancelWatcher",
@@ -131,6 +132,8 @@ async def resume_workflow(rt: Runtime, workflow_id: str, *, run_here: bool) -> W
     if changed and run_here:
         # (The resume cleared its deadline: a resumed workflow runs without one.)
         launch_recorded(rt, row, await rt.sysdb.load_steps(workflow_id))
+    elif changed:
+        await rt.sysdb.announce(notification_key("run", workflow_id, ""))
     return WorkflowHandle(rt, workflow_id)
 
 
@@ -174,12 +177,39 @@ async def fork_workflow(
     await rt.sysdb.fork_workflow(workflow_id, row, start_step)
     if run_here:
         launch_recorded(rt, row, [s for s in steps if s.function_id < start_step])
+    else:
+        await rt.sysdb.announce(notification_key("run", row.workflow_id, ""))
     return WorkflowHandle(rt, row.workflow_id)
 
 
+async def take_over(rt: Runtime, workflow_id: str) -> None:
+    """Run a workflow that a client resumed or forked for this executor: claimed with the
+    recovery claim, so of several processes sharing an executor ID only one runs it."""
+    row = await rt.sysdb.get_workflow(workflow_id)
+    if (
+        row is None
+        or row.status != WorkflowStatusString.PENDING
+        or row.executor_id != rt.executor_id
+        or row.application_version != rt.app_version
+        or workflow_id in rt.active
+    ):
+        return
+    info = registry.workflows.get(row.name)
+    if info is None:
+        return
+    limit = info.options["max_recovery_attempts"]
+    claims = await rt.sysdb.claim_for_recovery(
+        [RecoveryRequest(workflow_id, row.recovery_attempts, limit)], _now_ms()
+    )
+    for claim in claims:
+        if not claim.exceeded and workflow_id not in rt.active:
+            launch_recorded(rt, claim.row, await rt.sysdb.load_steps(workflow_id))
+
+
 class CancelWatcher:
-    """Stops workflows of this process that another process cancelled: woken by
-    notifications where the backend has them, and checking on a timer regardless."""
+    """Stops workflows of this process that another process cancelled, and runs those a
+    client resumed or forked for it: woken by notifications where the backend has them;
+    cancellations are also checked on a timer."""
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
@@ -187,12 +217,23 @@ class CancelWatcher:
         self._wake = asyncio.Event()
 
     def start(self) -> None:
-        self._rt.notifier.on_cancel = self._on_cancel
+        self._rt.notifier.hooks["cancel"] = self._on_cancel
+        self._rt.notifier.hooks["run"] = self._on_run_request
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def _on_cancel(self, workflow_id: str | None) -> None:
         if workflow_id is None or workflow_id in self._rt.active:
             self._wake.set()
+
+    def _on_run_request(self, workflow_id: str | None) -> None:
+        if workflow_id is not None and workflow_id not in self._rt.active:
+            self._rt.spawn(self._take_over(workflow_id))
+
+    async def _take_over(self, workflow_id: str) -> None:
+        try:
+            await take_over(self._rt, workflow_id)
+        except Exception as exc:  # it stays PENDING for this executor's next launch
+            log.warning("could not take over workflow %s: %r", workflow_id, exc)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -11,11 +11,9 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
 
-from .sysdb import MessagingDatabase, notification_key
+from .sysdb import MessagingDatabase
 
 __all__ = ["Notifier"]
-
-_CANCEL_PREFIX = notification_key("cancel", "", "")[: len("cancel") + 1]
 
 
 class Notifier:
@@ -24,9 +22,9 @@ class Notifier:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         #: True when another process's writes are pushed to us (Postgres LISTEN).
         self.push = False
-        #: Called with a workflow ID when its cancellation is announced (None: after a
-        #: reconnect, when announcements may have been missed).
-        self.on_cancel: Callable[[str | None], None] | None = None
+        #: Called with a workflow ID when an announcement of their kind ("cancel", "run")
+        #: arrives; with None after a reconnect, when announcements may have been missed.
+        self.hooks: dict[str, Callable[[str | None], None]] = {}
 
     async def start(self) -> None:
         self.push = await self._db.listen(self.notify)
@@ -36,17 +34,19 @@ class Notifier:
         self.push = False
 
     def notify(self, key: str) -> None:
-        """Wake the waiters on ``key`` ("*": every waiter)."""
-        if self.on_cancel is not None:
-            if key == "*":
-                self.on_cancel(None)  # reconnected: any cancellation may have been missed
-            elif key.startswith(_CANCEL_PREFIX):
-                self.on_cancel(key[len(_CANCEL_PREFIX) :].split("\x1f")[0])
+        """Wake the waiters on ``key`` and call the hook of its kind; "*" (after a
+        reconnect, when anything may have been missed) wakes every waiter and hook."""
         if key == "*":
+            for each_hook in self.hooks.values():
+                each_hook(None)
             for events in self._waiters.values():
                 for event in events:
                     event.set()
             return
+        kind, _, rest = key.partition("\x1f")
+        hook = self.hooks.get(kind)
+        if hook is not None:
+            hook(rest.split("\x1f")[0])
         for event in self._waiters.get(key, ()):
             event.set()
 

@@ -4,7 +4,7 @@ It connects on first use to the system database and offers what needs no registe
 workflow code: handles, status, steps, listing, cancelling, resuming and forking, messages
 and events. Its handles resolve by watching the status table; its waiters wake through
 LISTEN/NOTIFY on Postgres. A workflow it resumes or forks is run by that workflow's
-executor when the executor next recovers (at its launch).
+executor: at once by a running process of it on Postgres, else at its next launch.
 """
 
 from __future__ import annotations
@@ -123,15 +123,17 @@ class DBOSClient:
         await cancel_workflow(await self._rt(), workflow_id)
 
     async def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
-        """Make a CANCELLED or dead-lettered workflow PENDING again on its executor, which
-        runs it on from its last completed step when it next recovers (at its launch)."""
+        """Make a CANCELLED or dead-lettered workflow PENDING again on its executor. On
+        Postgres a running process of that executor (and application version) is told and
+        runs it on from its last completed step; otherwise it runs at that executor's next
+        launch."""
         return await _management.resume_workflow(await self._rt(), workflow_id, run_here=False)
 
     async def fork_workflow(
         self, workflow_id: str, start_step: int, *, application_version: str | None = None
     ) -> WorkflowHandle[Any]:
-        """Create the fork (PENDING, on the source's executor), which runs it when it next
-        recovers (at its launch)."""
+        """Create the fork (PENDING, on the source's executor and application version unless
+        given); it runs as a resumed workflow does."""
         return await _management.fork_workflow(
             await self._rt(),
             workflow_id,

@@ -832,3 +832,32 @@ async def test_client__retrieved_handle_resolves_when_the_workflow_ends(
             await client.retrieve_workflow("mg-no-such-workflow")
     finally:
         await client.destroy()
+
+
+# -- a client's resume and fork reach a running executor (Postgres: NOTIFY) -----------------
+
+
+async def test_client_resume__running_executor_runs_it_at_once(fresh_pg: str) -> None:
+    """A client runs no workflow code: on Postgres it tells the executor, whose running
+    process claims the workflow and runs it on from its last completed step."""
+    DBOS({"database_url": fresh_pg, "application_version": "test"})
+    await DBOS.launch()
+    client = DBOSClient(fresh_pg)
+    try:
+        with SetWorkflowID("mg-client-resume"):
+            handle = await DBOS.start_workflow(mg_two_steps, "c")
+        await wait_until(lambda: counts["one"] == 1, "step one")
+        await DBOS.cancel_workflow("mg-client-resume")
+        mg_gate.set()
+        resumed = await client.resume_workflow("mg-client-resume")
+        assert await asyncio.wait_for(resumed.get_result(), 5) == "one-two-c"
+        assert (counts["one"], counts["two"]) == (1, 1)
+        assert (await status(handle.workflow_id)).status == WorkflowStatusString.SUCCESS
+
+        fork = await client.fork_workflow("mg-client-resume", 2)
+        assert await asyncio.wait_for(fork.get_result(), 5) == "one-two-c"
+        assert (counts["one"], counts["two"]) == (1, 2)
+        assert (await status(fork.workflow_id)).forked_from == "mg-client-resume"
+    finally:
+        await client.destroy()
+        await DBOS.destroy()

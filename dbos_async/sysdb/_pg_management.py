@@ -6,18 +6,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._pg_messaging import CHANNEL
-from ._protocol import WorkflowQuery, WorkflowRow, notification_key
+from ._protocol import WORKFLOW_COLUMNS, WorkflowQuery, WorkflowRow, notification_key
 
 if TYPE_CHECKING:
     from ._postgres import PostgresPool
 
 __all__ = ["PostgresManagement"]
 
-_COLS = (
-    "workflow_uuid, status, name, inputs, output, error, executor_id, application_version, "
-    "created_at, updated_at, recovery_attempts, queue_name, parent_workflow_id, forked_from, "
-    "workflow_timeout_ms, workflow_deadline_epoch_ms, priority, deduplication_id"
-)
+_COLS = WORKFLOW_COLUMNS
 _LIST_WHERE = (
     "SELECT " + _COLS + " FROM dbos_async.workflow_status"
     " WHERE ($1::text[] IS NULL OR workflow_uuid = ANY($1::text[]))"
@@ -119,24 +115,7 @@ class PostgresManagement:
             async with conn.transaction():
                 await conn.execute(
                     _INSERT,
-                    row.workflow_id,
-                    row.status,
-                    row.name,
-                    row.inputs,
-                    row.output,
-                    row.error,
-                    row.executor_id,
-                    row.application_version,
-                    row.created_at,
-                    row.updated_at,
-                    row.recovery_attempts,
-                    row.queue_name,
-                    row.parent_workflow_id,
-                    row.forked_from,
-                    row.workflow_timeout_ms,
-                    row.workflow_deadline_epoch_ms,
-                    row.priority,
-                    row.deduplication_id,
+                    *row.params(),
                 )
                 await conn.execute(_COPY_STEPS, source_id, row.workflow_id, start_step)
 

@@ -198,12 +198,21 @@ class PostgresMessaging:
         except asyncpg.ForeignKeyViolationError:
             raise DBOSNonExistentWorkflowError(workflow_id) from None
 
+    async def announce(self, key: str) -> None:
+        async def op(conn: Any) -> None:
+            await conn.execute(_ANNOUNCE, key)
+
+        await self._pg.retrying(op)
+
     async def read_stream(self, workflow_id: str, key: str, from_offset: int) -> list[StreamEntry]:
         async def op(conn: Any) -> list[StreamEntry]:
             rows = await conn.fetch(_READ_STREAM, workflow_id, key, from_offset)
             return [StreamEntry(r[0], r[1], r[2]) for r in rows]
 
         return await self._pg.retrying(op)
+
+
+_ANNOUNCE = "SELECT pg_notify('" + CHANNEL + "', $1)"
 
 
 class PostgresListener:

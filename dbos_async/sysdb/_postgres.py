@@ -30,6 +30,7 @@ from ._migrations import load_schema_files
 from ._pg_management import PostgresManagement
 from ._pg_messaging import PostgresListener, PostgresMessaging
 from ._protocol import (
+    WORKFLOW_COLUMNS,
     FinishWorkflow,
     InsertWorkflow,
     RecordStep,
@@ -63,11 +64,7 @@ _CONNECT_RETRYABLE: tuple[type[BaseException], ...] = (*_TRANSIENT, asyncio.Time
 #: A held connection the pool took back after it broke raises InterfaceError on use.
 _TRANSIENT_OR_DETACHED: tuple[type[BaseException], ...] = (*_TRANSIENT, asyncpg.InterfaceError)
 
-_COLS = (
-    "workflow_uuid, status, name, inputs, output, error, executor_id, application_version, "
-    "created_at, updated_at, recovery_attempts, queue_name, parent_workflow_id, forked_from, "
-    "workflow_timeout_ms, workflow_deadline_epoch_ms, priority, deduplication_id"
-)
+_COLS = WORKFLOW_COLUMNS
 _STEP_COLS = (
     "workflow_uuid, function_id, function_name, output, error, child_workflow_id, "
     "started_at_epoch_ms, completed_at_epoch_ms"
@@ -184,24 +181,7 @@ async def _write_one(conn: _Conn, write: Write, retry: bool) -> WriteResult:
         row = write.row
         inserted = await conn.fetchval(
             _INSERT_WORKFLOW,
-            row.workflow_id,
-            row.status,
-            row.name,
-            row.inputs,
-            row.output,
-            row.error,
-            row.executor_id,
-            row.application_version,
-            row.created_at,
-            row.updated_at,
-            row.recovery_attempts,
-            row.queue_name,
-            row.parent_workflow_id,
-            row.forked_from,
-            row.workflow_timeout_ms,
-            row.workflow_deadline_epoch_ms,
-            row.priority,
-            row.deduplication_id,
+            *row.params(),
         )
         if inserted is not None:
             return None

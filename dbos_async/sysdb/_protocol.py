@@ -13,10 +13,11 @@ simply be retried.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol, TypeVar
 
 __all__ = [
+    "WORKFLOW_COLUMNS",
     "ApplicationDatabase",
     "FinishWorkflow",
     "InsertWorkflow",
@@ -40,9 +41,18 @@ __all__ = [
 T = TypeVar("T")
 
 
+#: The workflow status table's columns, in the order of ``WorkflowRow``'s fields.
+WORKFLOW_COLUMNS = (
+    "workflow_uuid, status, name, inputs, output, error, executor_id, application_version, "
+    "created_at, updated_at, recovery_attempts, queue_name, parent_workflow_id, forked_from, "
+    "workflow_timeout_ms, workflow_deadline_epoch_ms, priority, deduplication_id"
+)
+
+
 @dataclass
 class WorkflowRow:
-    """A row of the workflow status table; ``inputs``, ``output``, ``error`` are serialized."""
+    """A row of the workflow status table; ``inputs``, ``output``, ``error`` are serialized.
+    Its fields are in the order of ``WORKFLOW_COLUMNS``."""
 
     workflow_id: str
     status: str
@@ -62,6 +72,10 @@ class WorkflowRow:
     workflow_deadline_epoch_ms: int | None = None
     priority: int = 0
     deduplication_id: str | None = None
+
+    def params(self) -> tuple[Any, ...]:
+        """The values to bind for ``WORKFLOW_COLUMNS``."""
+        return tuple(getattr(self, f.name) for f in fields(self))
 
 
 @dataclass
@@ -206,6 +220,9 @@ class MessagingDatabase(Protocol):
         then call ``on_notify("*")``. False if this backend has no push notifications."""
 
     async def unlisten(self) -> None: ...
+
+    async def announce(self, key: str) -> None:
+        """Tell the other processes' listeners about ``key`` (nothing without push)."""
 
 
 def notification_key(kind: str, workflow_id: str, key: str) -> str:

@@ -21,6 +21,7 @@ import aiosqlite
 from .._errors import DBOSConnectionError
 from ._migrations import load_schema_files, split_statements
 from ._protocol import (
+    WORKFLOW_COLUMNS,
     InsertWorkflow,
     RecordStep,
     RecoveryClaim,
@@ -39,11 +40,7 @@ __all__ = ["SQLiteApplicationDatabase", "SQLiteConnection", "SQLiteSystemDatabas
 
 T = TypeVar("T")
 
-_COLS = (
-    "workflow_uuid, status, name, inputs, output, error, executor_id, application_version, "
-    "created_at, updated_at, recovery_attempts, queue_name, parent_workflow_id, forked_from, "
-    "workflow_timeout_ms, workflow_deadline_epoch_ms, priority, deduplication_id"
-)
+_COLS = WORKFLOW_COLUMNS
 _STEP_COLS = (
     "workflow_uuid, function_id, function_name, output, error, child_workflow_id, "
     "started_at_epoch_ms, completed_at_epoch_ms"
@@ -208,26 +205,7 @@ async def _write(conn: aiosqlite.Connection, write: Write, retry: bool) -> Write
         row = write.row
         cur = await conn.execute(
             _INSERT_WORKFLOW,
-            (
-                row.workflow_id,
-                row.status,
-                row.name,
-                row.inputs,
-                row.output,
-                row.error,
-                row.executor_id,
-                row.application_version,
-                row.created_at,
-                row.updated_at,
-                row.recovery_attempts,
-                row.queue_name,
-                row.parent_workflow_id,
-                row.forked_from,
-                row.workflow_timeout_ms,
-                row.workflow_deadline_epoch_ms,
-                row.priority,
-                row.deduplication_id,
-            ),
+            row.params(),
         )
         if cur.rowcount == 1:
             return None

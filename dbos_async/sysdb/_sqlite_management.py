@@ -8,18 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from ._protocol import WorkflowQuery, WorkflowRow
+from ._protocol import WORKFLOW_COLUMNS, WorkflowQuery, WorkflowRow
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteConnection
 
 __all__ = ["SQLiteManagement"]
 
-_COLS = (
-    "workflow_uuid, status, name, inputs, output, error, executor_id, application_version, "
-    "created_at, updated_at, recovery_attempts, queue_name, parent_workflow_id, forked_from, "
-    "workflow_timeout_ms, workflow_deadline_epoch_ms, priority, deduplication_id"
-)
+_COLS = WORKFLOW_COLUMNS
 _LIST_WHERE = (
     "SELECT " + _COLS + " FROM dbos_workflow_status"
     " WHERE (:ids IS NULL OR workflow_uuid IN (SELECT value FROM json_each(:ids)))"
@@ -122,26 +118,7 @@ class SQLiteManagement:
         async def op(conn: aiosqlite.Connection) -> None:
             await conn.execute(
                 _INSERT,
-                (
-                    row.workflow_id,
-                    row.status,
-                    row.name,
-                    row.inputs,
-                    row.output,
-                    row.error,
-                    row.executor_id,
-                    row.application_version,
-                    row.created_at,
-                    row.updated_at,
-                    row.recovery_attempts,
-                    row.queue_name,
-                    row.parent_workflow_id,
-                    row.forked_from,
-                    row.workflow_timeout_ms,
-                    row.workflow_deadline_epoch_ms,
-                    row.priority,
-                    row.deduplication_id,
-                ),
+                row.params(),
             )
             await conn.execute(_COPY_STEPS, (row.workflow_id, source_id, start_step))
 

@@ -150,3 +150,6 @@ class SQLiteMessaging:
 
     async def unlisten(self) -> None:
         return None
+
+    async def announce(self, key: str) -> None:
+        return None
