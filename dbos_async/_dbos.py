@@ -12,7 +12,7 @@ from . import _decorators, _management, _messaging
 from ._config import DBOSConfig, resolve_config
 from ._context import current_sql_connection, current_step, current_workflow
 from ._errors import DBOSException, DBOSNonExistentWorkflowError
-from ._handle import WorkflowHandle, status_of
+from ._handle import WorkflowHandle, status_of, step_infos
 from ._registry import registry
 from ._runner import cancel_workflow, recover_pending_workflows, start_workflow
 from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
@@ -168,19 +168,7 @@ class DBOS(metaclass=_DBOSMeta):
     async def list_workflow_steps(workflow_id: str) -> list[StepInfo]:
         """The recorded steps of a workflow, by step ID."""
         rt = get_runtime()
-        codec = rt.codec
-        return [
-            StepInfo(
-                function_id=s.function_id,
-                function_name=s.function_name,
-                output=codec.loads(s.output),
-                error=codec.load_error(s.error) if s.error is not None else None,
-                child_workflow_id=s.child_workflow_id,
-                started_at_epoch_ms=s.started_at_epoch_ms,
-                completed_at_epoch_ms=s.completed_at_epoch_ms,
-            )
-            for s in await rt.sysdb.load_steps(workflow_id)
-        ]
+        return step_infos(rt, await rt.sysdb.load_steps(workflow_id))
 
     list_workflow_steps_async = list_workflow_steps
 

@@ -12,13 +12,13 @@ from ._errors import (
     DBOSNonExistentWorkflowError,
 )
 from ._registry import registry
-from ._status import WorkflowStatus, WorkflowStatusString
+from ._status import StepInfo, WorkflowStatus, WorkflowStatusString
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
-    from .sysdb import WorkflowRow
+    from .sysdb import StepRow, WorkflowRow
 
-__all__ = ["WorkflowHandle", "outcome_of", "status_of"]
+__all__ = ["WorkflowHandle", "outcome_of", "status_of", "step_infos"]
 
 R = TypeVar("R")
 
@@ -64,6 +64,23 @@ def status_of(runtime: Runtime, row: WorkflowRow) -> WorkflowStatus:
         priority=row.priority,
         deduplication_id=row.deduplication_id,
     )
+
+
+def step_infos(runtime: Runtime, rows: list[StepRow]) -> list[StepInfo]:
+    """Recorded step rows as ``StepInfo``, outputs deserialized and errors rebuilt."""
+    codec = runtime.codec
+    return [
+        StepInfo(
+            function_id=s.function_id,
+            function_name=s.function_name,
+            output=codec.loads(s.output),
+            error=codec.load_error(s.error) if s.error is not None else None,
+            child_workflow_id=s.child_workflow_id,
+            started_at_epoch_ms=s.started_at_epoch_ms,
+            completed_at_epoch_ms=s.completed_at_epoch_ms,
+        )
+        for s in rows
+    ]
 
 
 class WorkflowHandle(Generic[R]):

@@ -16,7 +16,7 @@ from typing import Any
 from . import _management, _messaging
 from ._config import resolve_config
 from ._errors import DBOSNonExistentWorkflowError
-from ._handle import WorkflowHandle, status_of
+from ._handle import WorkflowHandle, status_of, step_infos
 from ._runner import cancel_workflow
 from ._runtime import Runtime
 from ._status import StepInfo, WorkflowStatus
@@ -90,19 +90,7 @@ class DBOSClient:
 
     async def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
         rt = await self._rt()
-        codec = rt.codec
-        return [
-            StepInfo(
-                function_id=s.function_id,
-                function_name=s.function_name,
-                output=codec.loads(s.output),
-                error=codec.load_error(s.error) if s.error is not None else None,
-                child_workflow_id=s.child_workflow_id,
-                started_at_epoch_ms=s.started_at_epoch_ms,
-                completed_at_epoch_ms=s.completed_at_epoch_ms,
-            )
-            for s in await rt.sysdb.load_steps(workflow_id)
-        ]
+        return step_infos(rt, await rt.sysdb.load_steps(workflow_id))
 
     async def list_workflows(self, **filters: Any) -> list[WorkflowStatus]:
         """``DBOS.list_workflows`` with the same keyword filters."""
