@@ -30,6 +30,7 @@ from ._migrations import load_schema_files
 from ._pg_management import PostgresManagement
 from ._pg_messaging import PostgresListener, PostgresMessaging
 from ._protocol import (
+    STEP_COLUMNS,
     WORKFLOW_COLUMNS,
     FinishWorkflow,
     InsertWorkflow,
@@ -65,10 +66,7 @@ _CONNECT_RETRYABLE: tuple[type[BaseException], ...] = (*_TRANSIENT, asyncio.Time
 _TRANSIENT_OR_DETACHED: tuple[type[BaseException], ...] = (*_TRANSIENT, asyncpg.InterfaceError)
 
 _COLS = WORKFLOW_COLUMNS
-_STEP_COLS = (
-    "workflow_uuid, function_id, function_name, output, error, child_workflow_id, "
-    "started_at_epoch_ms, completed_at_epoch_ms"
-)
+_STEP_COLS = STEP_COLUMNS
 
 _INSERT_WORKFLOW = (
     "INSERT INTO dbos_async.workflow_status (" + _COLS + ") VALUES "
@@ -191,14 +189,7 @@ async def _write_one(conn: _Conn, write: Write, retry: bool) -> WriteResult:
         step = write.step
         inserted = await conn.fetchval(
             _INSERT_STEP,
-            step.workflow_id,
-            step.function_id,
-            step.function_name,
-            step.output,
-            step.error,
-            step.child_workflow_id,
-            step.started_at_epoch_ms,
-            step.completed_at_epoch_ms,
+            *step.params(),
         )
         if inserted is not None:
             return step

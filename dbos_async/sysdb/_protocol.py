@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Protocol, TypeVar
 
 __all__ = [
+    "STEP_COLUMNS",
     "WORKFLOW_COLUMNS",
     "ApplicationDatabase",
     "FinishWorkflow",
@@ -78,9 +79,17 @@ class WorkflowRow:
         return tuple(getattr(self, f.name) for f in fields(self))
 
 
+#: The step output table's columns, in the order of ``StepRow``'s fields.
+STEP_COLUMNS = (
+    "workflow_uuid, function_id, function_name, output, error, child_workflow_id, "
+    "started_at_epoch_ms, completed_at_epoch_ms"
+)
+
+
 @dataclass
 class StepRow:
-    """A recorded step: its output or its error (serialized), or the child it started."""
+    """A recorded step: its output or its error (serialized), or the child it started.
+    Its fields are in the order of ``STEP_COLUMNS``."""
 
     workflow_id: str
     function_id: int
@@ -90,6 +99,10 @@ class StepRow:
     child_workflow_id: str | None = None
     started_at_epoch_ms: int | None = None
     completed_at_epoch_ms: int | None = None
+
+    def params(self) -> tuple[Any, ...]:
+        """The values to bind for ``STEP_COLUMNS``."""
+        return tuple(getattr(self, f.name) for f in fields(self))
 
 
 @dataclass

@@ -21,6 +21,7 @@ import aiosqlite
 from .._errors import DBOSConnectionError
 from ._migrations import load_schema_files, split_statements
 from ._protocol import (
+    STEP_COLUMNS,
     WORKFLOW_COLUMNS,
     InsertWorkflow,
     RecordStep,
@@ -41,10 +42,7 @@ __all__ = ["SQLiteApplicationDatabase", "SQLiteConnection", "SQLiteSystemDatabas
 T = TypeVar("T")
 
 _COLS = WORKFLOW_COLUMNS
-_STEP_COLS = (
-    "workflow_uuid, function_id, function_name, output, error, child_workflow_id, "
-    "started_at_epoch_ms, completed_at_epoch_ms"
-)
+_STEP_COLS = STEP_COLUMNS
 _INSERT_WORKFLOW = (
     "INSERT INTO dbos_workflow_status (" + _COLS + ") VALUES "
     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -216,16 +214,7 @@ async def _write(conn: aiosqlite.Connection, write: Write, retry: bool) -> Write
         step = write.step
         cur = await conn.execute(
             _INSERT_STEP,
-            (
-                step.workflow_id,
-                step.function_id,
-                step.function_name,
-                step.output,
-                step.error,
-                step.child_workflow_id,
-                step.started_at_epoch_ms,
-                step.completed_at_epoch_ms,
-            ),
+            step.params(),
         )
         if cur.rowcount == 1:
             return step
