@@ -24,6 +24,7 @@ from ._errors import (
     DBOSWorkflowFunctionNotFoundError,
 )
 from ._handle import WorkflowHandle
+from ._queue import Queue, SetEnqueueOptions
 from ._status import StepInfo, WorkflowStatus, WorkflowStatusString
 from .client import DBOSClient
 
@@ -45,6 +46,8 @@ __all__ = [
     "DBOSWorkflowCancelledError",
     "DBOSWorkflowError",
     "DBOSWorkflowFunctionNotFoundError",
+    "Queue",
+    "SetEnqueueOptions",
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "StepInfo",

@@ -44,6 +44,9 @@ class WorkflowState:
     deadline_ms: int | None = None
     #: Set when the workflow was cancelled: its next step raises instead of running.
     cancelled: bool = False
+    #: The queue (and partition) it was claimed from, for per-process limits.
+    queue_name: str | None = None
+    partition_key: str | None = None
 
     def take_step_id(self) -> int:
         """The next step ID; a cancelled workflow stops here, at its next step."""

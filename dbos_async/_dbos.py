@@ -13,6 +13,7 @@ from ._config import DBOSConfig, resolve_config
 from ._context import current_sql_connection, current_step, current_workflow
 from ._errors import DBOSException, DBOSNonExistentWorkflowError
 from ._handle import WorkflowHandle, status_of, step_infos
+from ._queue import QueueWorkers
 from ._registry import registry
 from ._runner import cancel_workflow, recover_pending_workflows, start_workflow
 from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
@@ -86,16 +87,20 @@ class DBOS(metaclass=_DBOSMeta):
 
     @classmethod
     async def launch(cls) -> None:
-        """Create or migrate the schema, then recover this executor's PENDING workflows."""
+        """Create or migrate the schema, recover this executor's PENDING workflows, then
+        start the workers of the declared queues and schedules."""
         rt = current_runtime()
         if rt is None:
             raise DBOSException("no DBOS instance: create DBOS(config) before DBOS.launch()")
         if rt.launched:
             return
         await rt.connect()
+        # Count recovered queued workflows against their queues' per-process limits.
+        workers = QueueWorkers(rt)
         if not rt.recovered:
             rt.recovered = True
             await recover_pending_workflows(rt)
+        await workers.start()
 
     @classmethod
     async def destroy(cls, *, destroy_registry: bool = False) -> None:

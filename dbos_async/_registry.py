@@ -63,6 +63,9 @@ def describe(kind: str, name: str, func: Callable[..., Any], **options: Any) -> 
 class Registry:
     def __init__(self) -> None:
         self.workflows: dict[str, FunctionInfo] = {}
+        #: Declared queues (``Queue`` objects) and scheduled workflows, by name.
+        self.queues: dict[str, Any] = {}
+        self.schedules: dict[str, Any] = {}
 
     def add_workflow(self, info: FunctionInfo) -> None:
         existing = self.workflows.get(info.name)
@@ -76,6 +79,8 @@ class Registry:
 
     def clear(self) -> None:
         self.workflows.clear()
+        self.queues.clear()
+        self.schedules.clear()
 
     def source_hash(self) -> str:
         """A hash of the registered workflows' source: the default application version."""

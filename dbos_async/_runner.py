@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from ._context import (
@@ -40,9 +41,12 @@ from ._status import WorkflowStatusString
 from .sysdb import RecoveryRequest, StepRow, WorkflowRow, notification_key
 
 __all__ = [
+    "EnqueueRequest",
     "arm_deadline",
     "call_workflow",
     "cancel_workflow",
+    "enqueue_workflow",
+    "enqueued_row",
     "launch_recorded",
     "recover_pending_workflows",
     "start_workflow",
@@ -87,12 +91,73 @@ def call_workflow(
     return run()
 
 
+@dataclass(frozen=True)
+class EnqueueRequest:
+    """Where and how to enqueue a workflow instead of starting it (validated already)."""
+
+    queue_name: str
+    priority: int = 0
+    deduplication_id: str | None = None
+    partition_key: str | None = None
+    delay_seconds: float | None = None
+    #: The application version that may run it; None lets any version's workers run it.
+    app_version: str | None = None
+
+
+def enqueue_workflow(
+    info: FunctionInfo,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    request: EnqueueRequest,
+) -> Coroutine[Any, Any, WorkflowHandle[Any]]:
+    """Enqueue a workflow (ENQUEUED until a queue worker claims it); inside a workflow it
+    is a child, as for ``start_workflow``."""
+    assigned, parent = _placement()
+    return _start(info, args, kwargs, assigned, parent, request)
+
+
+def enqueued_row(
+    workflow_id: str,
+    name: str,
+    inputs: str,
+    request: EnqueueRequest,
+    *,
+    parent_workflow_id: str | None = None,
+    timeout_ms: int | None = None,
+    deadline_ms: int | None = None,
+) -> WorkflowRow:
+    """The status row of an enqueued workflow. Its timeout starts when it is claimed."""
+    now = now_ms()
+    delay = request.delay_seconds
+    return WorkflowRow(
+        workflow_id=workflow_id,
+        status=WorkflowStatusString.ENQUEUED.value,
+        name=name,
+        inputs=inputs,
+        output=None,
+        error=None,
+        executor_id=None,
+        application_version=request.app_version,
+        created_at=now,
+        updated_at=now,
+        queue_name=request.queue_name,
+        parent_workflow_id=parent_workflow_id,
+        workflow_timeout_ms=timeout_ms,
+        workflow_deadline_epoch_ms=deadline_ms,
+        priority=request.priority,
+        deduplication_id=request.deduplication_id,
+        queue_partition_key=request.partition_key,
+        delay_until_epoch_ms=now + int(delay * 1000) if delay else None,
+    )
+
+
 async def _start(
     info: FunctionInfo,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     assigned: str | None,
     parent: tuple[WorkflowState, int] | None,
+    enqueue: EnqueueRequest | None = None,
 ) -> WorkflowHandle[Any]:
     rt = get_runtime()
     if parent is not None:
@@ -110,11 +175,32 @@ async def _start(
 
     inputs = rt.codec.dump_inputs(info.name, info.signature, args, kwargs)
     timeout_ms = workflow_timeout_ms()
-    deadline_ms = now_ms() + timeout_ms if timeout_ms is not None else None
+    # An enqueued workflow's own timeout starts when a worker claims it.
+    own_deadline = timeout_ms is not None and enqueue is None
+    deadline_ms = now_ms() + timeout_ms if timeout_ms is not None and own_deadline else None
     if parent is not None and parent[0].deadline_ms is not None:
         # A child never outlives its parent's deadline.
         inherited = parent[0].deadline_ms
         deadline_ms = inherited if deadline_ms is None else min(deadline_ms, inherited)
+    if enqueue is not None:
+        row = enqueued_row(
+            workflow_id,
+            info.name,
+            inputs,
+            enqueue,
+            parent_workflow_id=parent[0].workflow_id if parent else None,
+            timeout_ms=timeout_ms,
+            deadline_ms=deadline_ms,
+        )
+        existing = await rt.sysdb.enqueue_workflow(row)
+        if existing is not None and existing.name != info.name:
+            raise DBOSConflictingWorkflowError(workflow_id, existing.name, info.name)
+        if existing is None:
+            # Wake this process's worker of the queue (others hear the NOTIFY).
+            rt.notifier.notify(notification_key("queue", enqueue.queue_name, ""))
+        if parent is not None:
+            await _record_child(rt, parent, info.name, workflow_id, row.created_at)
+        return WorkflowHandle(rt, workflow_id)
     if parent is None and workflow_id in rt.running:
         # Already running here: attach, as for any existing ID (its name is checked).
         existing_row = await rt.sysdb.get_workflow(workflow_id)
@@ -141,21 +227,28 @@ async def _start(
     if existing is not None and existing.name != info.name:
         raise DBOSConflictingWorkflowError(workflow_id, existing.name, info.name)
     if parent is not None:
-        state, step_id = parent
-        await rt.journal.record_step(
-            StepRow(
-                workflow_id=state.workflow_id,
-                function_id=step_id,
-                function_name=info.name,
-                child_workflow_id=workflow_id,
-                started_at_epoch_ms=now,
-                completed_at_epoch_ms=now_ms(),
-            )
-        )
+        await _record_child(rt, parent, info.name, workflow_id, now)
     if existing is None:
         state = WorkflowState(workflow_id, info.name, deadline_ms=deadline_ms)
         _launch(rt, info, state, args, kwargs)
     return WorkflowHandle(rt, workflow_id)
+
+
+async def _record_child(
+    rt: Runtime, parent: tuple[WorkflowState, int], name: str, child_id: str, started: int
+) -> None:
+    """Record a child's start as the parent's step, so a re-run finds the same child."""
+    state, step_id = parent
+    await rt.journal.record_step(
+        StepRow(
+            workflow_id=state.workflow_id,
+            function_id=step_id,
+            function_name=name,
+            child_workflow_id=child_id,
+            started_at_epoch_ms=started,
+            completed_at_epoch_ms=now_ms(),
+        )
+    )
 
 
 def _launch(
@@ -171,6 +264,8 @@ def _launch(
     rt.running[state.workflow_id] = future
     task = rt.spawn(_execute(rt, info, state, args, kwargs, future))
     rt.active[state.workflow_id] = (state, task)
+    for listener in rt.launch_listeners:
+        listener(state, task)
     if state.deadline_ms is not None:
         arm_deadline(rt, state, state.deadline_ms)
 
@@ -323,9 +418,11 @@ async def recover_pending_workflows(rt: Runtime) -> list[WorkflowHandle[Any]]:
     return handles
 
 
-def launch_recorded(rt: Runtime, row: WorkflowRow, steps: list[StepRow]) -> None:
-    """Run a stored workflow here again (recovery, resume, fork): recorded steps return
-    their outputs, the rest run."""
+def launch_recorded(
+    rt: Runtime, row: WorkflowRow, steps: list[StepRow], *, fresh: bool = False
+) -> None:
+    """Run a stored workflow here (recovery, resume, fork, or ``fresh`` from a queue, never
+    run before): recorded steps return their outputs, the rest run."""
     info = registry.workflows.get(row.name)
     if info is None:
         raise DBOSWorkflowFunctionNotFoundError(row.workflow_id, row.name)
@@ -334,7 +431,9 @@ def launch_recorded(rt: Runtime, row: WorkflowRow, steps: list[StepRow]) -> None
         row.workflow_id,
         info.name,
         recorded={s.function_id: s for s in steps},
-        replaying=True,
+        replaying=not fresh,
         deadline_ms=row.workflow_deadline_epoch_ms,
+        queue_name=row.queue_name,
+        partition_key=row.queue_partition_key,
     )
     _launch(rt, info, state, args, kwargs)

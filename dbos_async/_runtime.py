@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from ._config import Settings
 from ._context import WorkflowState
@@ -16,9 +17,15 @@ from ._registry import registry
 from ._serialization import Codec
 from .sysdb import ApplicationDatabase, SystemDatabase, open_databases
 
-__all__ = ["Runtime", "get_runtime", "set_runtime"]
+__all__ = ["Runtime", "Service", "get_runtime", "set_runtime"]
 
 log = logging.getLogger("dbos_async")
+
+
+class Service(Protocol):
+    """A background part of the runtime, stopped before the databases close."""
+
+    async def stop(self) -> None: ...
 
 
 class Runtime:
@@ -49,6 +56,10 @@ class Runtime:
         self.active: dict[str, tuple[WorkflowState, asyncio.Task[None]]] = {}
         self._connect_lock = asyncio.Lock()
         self.cancel_watcher: Any = None
+        #: Called with each workflow launched here and its task (queue accounting).
+        self.launch_listeners: list[Callable[[WorkflowState, asyncio.Task[None]], None]] = []
+        #: Background services (queue workers, schedulers): stopped first on close.
+        self.services: list[Service] = []
 
     async def connect(self) -> None:
         """Connect and migrate; concurrent calls connect once."""
@@ -83,6 +94,13 @@ class Runtime:
     async def close(self) -> None:
         """Stop every workflow task (they stay PENDING, to be recovered) and disconnect."""
         self.launched = False
+        for service in reversed(self.services):
+            try:
+                await service.stop()
+            except Exception as exc:
+                log.warning("could not stop %r: %r", service, exc)
+        self.services.clear()
+        self.launch_listeners.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

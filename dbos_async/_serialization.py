@@ -293,17 +293,26 @@ class Codec:
         return conform(value, annotation) if self._json else value
 
     def dump_inputs(
-        self, func_name: str, sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        func_name: str,
+        sig: inspect.Signature | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> str:
-        """Serialize a call's arguments, naming the argument that cannot be serialized."""
-        try:
-            bound = sig.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{func_name}(): {exc}") from None
+        """Serialize a call's arguments, naming the argument that cannot be serialized.
+        Without a signature (a client naming a workflow it does not have), arguments are
+        named by position or keyword."""
+        if sig is not None:
+            try:
+                arguments = dict(sig.bind(*args, **kwargs).arguments)
+            except TypeError as exc:
+                raise TypeError(f"{func_name}(): {exc}") from None
+        else:
+            arguments = {f"#{i}": value for i, value in enumerate(args)} | kwargs
         try:
             return self.serializer.serialize({"args": list(args), "kwargs": kwargs})
         except Exception as whole:
-            for name, value in bound.arguments.items():
+            for name, value in arguments.items():
                 try:
                     self.serializer.serialize(value)
                 except Exception as exc:

@@ -145,6 +145,7 @@ async def test_migrations__postgres_migrated_equals_fresh(postgres_template: str
             "notifications",
             "workflow_events",
             "streams",
+            "queues",
         }
         assert migrated == fresh
     finally:

@@ -42,7 +42,7 @@ _RESUME = (
 )
 _INSERT = (
     "INSERT INTO dbos_async.workflow_status (" + _COLS + ") VALUES "
-    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+    "(" + ", ".join(f"${i}" for i in range(1, _COLS.count(",") + 2)) + ")"
 )
 _COPY_STEPS = (
     "INSERT INTO dbos_async.operation_outputs (workflow_uuid, function_id, function_name,"

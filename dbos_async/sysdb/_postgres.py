@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,6 +30,7 @@ from .._errors import DBOSConnectionError
 from ._migrations import load_schema_files
 from ._pg_management import PostgresManagement
 from ._pg_messaging import PostgresListener, PostgresMessaging
+from ._pg_queues import PostgresQueues
 from ._protocol import (
     STEP_COLUMNS,
     WORKFLOW_COLUMNS,
@@ -68,9 +70,15 @@ _TRANSIENT_OR_DETACHED: tuple[type[BaseException], ...] = (*_TRANSIENT, asyncpg.
 _COLS = WORKFLOW_COLUMNS
 _STEP_COLS = STEP_COLUMNS
 
+#: The Postgres type of each of ``WORKFLOW_COLUMNS`` (for unnest).
+_WORKFLOW_TYPES = (
+    "text", "text", "text", "text", "text", "text", "text", "text", "bigint", "bigint", "int",
+    "text", "text", "text", "bigint", "bigint", "int", "text", "text", "bigint", "bigint",
+)  # fmt: skip
+_N = len(_WORKFLOW_TYPES)
+_VALUES = "(" + ", ".join(f"${i}" for i in range(1, _N + 1)) + ")"
 _INSERT_WORKFLOW = (
-    "INSERT INTO dbos_async.workflow_status (" + _COLS + ") VALUES "
-    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) "
+    "INSERT INTO dbos_async.workflow_status (" + _COLS + ") VALUES " + _VALUES + " "
     "ON CONFLICT (workflow_uuid) DO NOTHING RETURNING 1"
 )
 _GET_WORKFLOW = "SELECT " + _COLS + " FROM dbos_async.workflow_status WHERE workflow_uuid = $1"
@@ -90,20 +98,28 @@ _GET_STEP = (
 _WRITE_BATCH = (
     "WITH ins AS ("
     " INSERT INTO dbos_async.workflow_status (" + _COLS + ")"
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-    " $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::int[],"
-    " $12::text[], $13::text[], $14::text[], $15::bigint[], $16::bigint[], $17::int[],"
-    " $18::text[])"
-    " ON CONFLICT (workflow_uuid) DO NOTHING RETURNING workflow_uuid"
+    " SELECT * FROM unnest("
+    + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_WORKFLOW_TYPES, 1))
+    + ") ON CONFLICT (workflow_uuid) DO NOTHING RETURNING workflow_uuid"
     "), steps AS ("
     " INSERT INTO dbos_async.operation_outputs (" + _STEP_COLS + ")"
-    " SELECT * FROM unnest($19::text[], $20::int[], $21::text[], $22::text[], $23::text[],"
-    " $24::text[], $25::bigint[], $26::bigint[])"
-    " ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING workflow_uuid, function_id"
+    " SELECT * FROM unnest("
+    + ", ".join(
+        f"${_N + i}::{t}[]"
+        for i, t in enumerate(
+            ("text", "int", "text", "text", "text", "text", "bigint", "bigint"), 1
+        )
+    )
+    + ") ON CONFLICT (workflow_uuid, function_id) DO NOTHING"
+    " RETURNING workflow_uuid, function_id"
     "), fin AS ("
     " UPDATE dbos_async.workflow_status AS w"
     " SET status = f.status, output = f.output, error = f.error, updated_at = f.updated_at"
-    " FROM unnest($27::text[], $28::text[], $29::text[], $30::text[], $31::bigint[])"
+    " FROM unnest("
+    + ", ".join(
+        f"${_N + 8 + i}::{t}[]" for i, t in enumerate(("text", "text", "text", "text", "bigint"), 1)
+    )
+    + ")"
     " AS f(workflow_uuid, status, output, error, updated_at)"
     " WHERE w.workflow_uuid = f.workflow_uuid AND w.status = 'PENDING'"
     " RETURNING w.workflow_uuid"
@@ -213,26 +229,7 @@ def _columns(rows: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
     return [[getattr(r, n) for r in rows] for n in names]
 
 
-_WORKFLOW_FIELDS = (
-    "workflow_id",
-    "status",
-    "name",
-    "inputs",
-    "output",
-    "error",
-    "executor_id",
-    "application_version",
-    "created_at",
-    "updated_at",
-    "recovery_attempts",
-    "queue_name",
-    "parent_workflow_id",
-    "forked_from",
-    "workflow_timeout_ms",
-    "workflow_deadline_epoch_ms",
-    "priority",
-    "deduplication_id",
-)
+_WORKFLOW_FIELDS = tuple(f.name for f in fields(WorkflowRow))
 _STEP_FIELDS = (
     "workflow_id",
     "function_id",
@@ -456,7 +453,7 @@ class PostgresPool:
                 await self._pool.release(conn)
 
 
-class PostgresSystemDatabase(PostgresMessaging, PostgresManagement):
+class PostgresSystemDatabase(PostgresMessaging, PostgresManagement, PostgresQueues):
     """The system database on Postgres."""
 
     def __init__(self, pool: PostgresPool) -> None:

@@ -25,6 +25,9 @@ __all__ = [
     "ManagementDatabase",
     "MessageRow",
     "MessagingDatabase",
+    "QueueClaim",
+    "QueueDatabase",
+    "QueueInfo",
     "RecordStep",
     "RecoveryClaim",
     "RecoveryRequest",
@@ -46,7 +49,8 @@ T = TypeVar("T")
 WORKFLOW_COLUMNS = (
     "workflow_uuid, status, name, inputs, output, error, executor_id, application_version, "
     "created_at, updated_at, recovery_attempts, queue_name, parent_workflow_id, forked_from, "
-    "workflow_timeout_ms, workflow_deadline_epoch_ms, priority, deduplication_id"
+    "workflow_timeout_ms, workflow_deadline_epoch_ms, priority, deduplication_id, "
+    "queue_partition_key, started_at_epoch_ms, delay_until_epoch_ms"
 )
 
 
@@ -73,6 +77,11 @@ class WorkflowRow:
     workflow_deadline_epoch_ms: int | None = None
     priority: int = 0
     deduplication_id: str | None = None
+    queue_partition_key: str | None = None
+    #: When a queue worker claimed it (the limiter counts starts per period).
+    started_at_epoch_ms: int | None = None
+    #: An enqueued workflow is not claimed before this time.
+    delay_until_epoch_ms: int | None = None
 
     def params(self) -> tuple[Any, ...]:
         """The values to bind for ``WORKFLOW_COLUMNS``."""
@@ -267,8 +276,66 @@ class ManagementDatabase(Protocol):
         """Which of these workflows are CANCELLED (or no longer exist)."""
 
 
-class SystemDatabase(MessagingDatabase, ManagementDatabase, Protocol):
-    """The runtime's own tables: workflow status, step outputs, messaging."""
+@dataclass
+class QueueInfo:
+    """A queue as the processes that declared it registered it (limits as declared)."""
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    limiter_limit: int | None = None
+    limiter_period_seconds: float | None = None
+    priority_enabled: bool = False
+    partition_queue: bool = False
+
+
+@dataclass
+class QueueClaim:
+    """What a worker may claim from a queue (or one partition of it) in one poll."""
+
+    queue_name: str
+    #: The partition polled; None for a queue without partitions.
+    partition_key: str | None
+    executor_id: str
+    app_version: str
+    now_ms: int
+    #: At most this many (the worker's free capacity).
+    max_count: int
+    #: Global limits, counted across all processes: running workflows, and starts
+    #: within the last ``period_ms``.
+    concurrency: int | None = None
+    limit: int | None = None
+    period_ms: int | None = None
+
+
+class QueueDatabase(Protocol):
+    """Queues: enqueueing and claiming workflows within each queue's limits."""
+
+    async def enqueue_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
+        """Insert an ENQUEUED workflow row and wake the queue's workers. Returns None if
+        inserted, else the row already stored under its ID. Raises
+        ``DBOSQueueDeduplicatedError`` if an ENQUEUED or PENDING workflow of the queue
+        holds its deduplication ID."""
+
+    async def claim_queued(self, claim: QueueClaim) -> list[WorkflowRow]:
+        """Make up to ``claim.max_count`` ENQUEUED workflows PENDING on this executor,
+        lowest priority first then in enqueue order, skipping delayed ones and those of
+        another application version, and never past the global limits, however many
+        workers claim at once. Only one worker wins each workflow."""
+
+    async def queue_partitions(self, queue_name: str) -> list[str]:
+        """The partition keys that have ENQUEUED workflows on this queue."""
+
+    async def register_queues(self, queues: Sequence[QueueInfo], now_ms: int) -> None:
+        """Record (or update) the queues this process declares, so clients can check
+        the queue names they enqueue to."""
+
+    async def list_queues(self) -> list[QueueInfo]:
+        """Every queue some process registered, by name."""
+
+
+class SystemDatabase(MessagingDatabase, ManagementDatabase, QueueDatabase, Protocol):
+    """The runtime's own tables: workflow status, step outputs, messaging, queues."""
 
     url: str
 

@@ -36,6 +36,7 @@ from ._protocol import (
 from ._results import finish_result, insert_result, step_result
 from ._sqlite_management import SQLiteManagement
 from ._sqlite_messaging import SQLiteMessaging
+from ._sqlite_queues import SQLiteQueues
 
 __all__ = ["SQLiteApplicationDatabase", "SQLiteConnection", "SQLiteSystemDatabase"]
 
@@ -45,7 +46,7 @@ _COLS = WORKFLOW_COLUMNS
 _STEP_COLS = STEP_COLUMNS
 _INSERT_WORKFLOW = (
     "INSERT INTO dbos_workflow_status (" + _COLS + ") VALUES "
-    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "(" + ", ".join("?" * (_COLS.count(",") + 1)) + ") "
     "ON CONFLICT (workflow_uuid) DO NOTHING"
 )
 _GET_WORKFLOW = "SELECT " + _COLS + " FROM dbos_workflow_status WHERE workflow_uuid = ?"
@@ -232,7 +233,7 @@ async def _write(conn: aiosqlite.Connection, write: Write, retry: bool) -> Write
     return finish_result(write, _workflow_row(stored_row) if stored_row else None, retry)
 
 
-class SQLiteSystemDatabase(SQLiteMessaging, SQLiteManagement):
+class SQLiteSystemDatabase(SQLiteMessaging, SQLiteManagement, SQLiteQueues):
     """The system database on SQLite."""
 
     def __init__(self, db: SQLiteConnection) -> None:

@@ -45,7 +45,7 @@ _RESUME = (
 )
 _INSERT = (
     "INSERT INTO dbos_workflow_status (" + _COLS + ") VALUES "
-    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "(" + ", ".join("?" * (_COLS.count(",") + 1)) + ")"
 )
 _COPY_STEPS = (
     "INSERT INTO dbos_operation_outputs (workflow_uuid, function_id, function_name,"

@@ -17,7 +17,11 @@ CREATE TABLE dbos_async.workflow_status (
     workflow_timeout_ms BIGINT,
     workflow_deadline_epoch_ms BIGINT,
     priority INTEGER NOT NULL DEFAULT 0,
-    deduplication_id TEXT
+    deduplication_id TEXT,
+    queue_partition_key TEXT,
+    started_at_epoch_ms BIGINT,
+    delay_until_epoch_ms BIGINT,
+    enqueue_seq BIGINT
 );
 
 CREATE INDEX workflow_status_pending_idx
@@ -70,4 +74,33 @@ CREATE TABLE dbos_async.streams (
     value TEXT,
     closed BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (workflow_uuid, key, "offset")
+);
+
+CREATE SEQUENCE dbos_async.enqueue_seq;
+
+CREATE INDEX workflow_status_enqueued_idx
+    ON dbos_async.workflow_status (queue_name, priority, enqueue_seq)
+    WHERE status = 'ENQUEUED';
+
+CREATE INDEX workflow_status_queue_running_idx
+    ON dbos_async.workflow_status (queue_name, queue_partition_key)
+    WHERE status = 'PENDING' AND queue_name IS NOT NULL;
+
+CREATE INDEX workflow_status_queue_started_idx
+    ON dbos_async.workflow_status (queue_name, started_at_epoch_ms)
+    WHERE started_at_epoch_ms IS NOT NULL;
+
+CREATE UNIQUE INDEX workflow_status_deduplication_idx
+    ON dbos_async.workflow_status (queue_name, deduplication_id)
+    WHERE deduplication_id IS NOT NULL AND status IN ('ENQUEUED', 'PENDING');
+
+CREATE TABLE dbos_async.queues (
+    name TEXT PRIMARY KEY,
+    concurrency INTEGER,
+    worker_concurrency INTEGER,
+    limiter_limit INTEGER,
+    limiter_period_seconds DOUBLE PRECISION,
+    priority_enabled BOOLEAN NOT NULL,
+    partition_queue BOOLEAN NOT NULL,
+    updated_at BIGINT NOT NULL
 );

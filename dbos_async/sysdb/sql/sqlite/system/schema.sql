@@ -17,7 +17,10 @@ CREATE TABLE dbos_workflow_status (
     workflow_timeout_ms INTEGER,
     workflow_deadline_epoch_ms INTEGER,
     priority INTEGER NOT NULL DEFAULT 0,
-    deduplication_id TEXT
+    deduplication_id TEXT,
+    queue_partition_key TEXT,
+    started_at_epoch_ms INTEGER,
+    delay_until_epoch_ms INTEGER
 );
 
 CREATE INDEX dbos_workflow_status_pending_idx
@@ -70,4 +73,31 @@ CREATE TABLE dbos_streams (
     value TEXT,
     closed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (workflow_uuid, key, "offset")
+);
+
+CREATE INDEX dbos_workflow_status_enqueued_idx
+    ON dbos_workflow_status (queue_name, priority)
+    WHERE status = 'ENQUEUED';
+
+CREATE INDEX dbos_workflow_status_queue_running_idx
+    ON dbos_workflow_status (queue_name, queue_partition_key)
+    WHERE status = 'PENDING' AND queue_name IS NOT NULL;
+
+CREATE INDEX dbos_workflow_status_queue_started_idx
+    ON dbos_workflow_status (queue_name, started_at_epoch_ms)
+    WHERE started_at_epoch_ms IS NOT NULL;
+
+CREATE UNIQUE INDEX dbos_workflow_status_deduplication_idx
+    ON dbos_workflow_status (queue_name, deduplication_id)
+    WHERE deduplication_id IS NOT NULL AND status IN ('ENQUEUED', 'PENDING');
+
+CREATE TABLE dbos_queues (
+    name TEXT PRIMARY KEY,
+    concurrency INTEGER,
+    worker_concurrency INTEGER,
+    limiter_limit INTEGER,
+    limiter_period_seconds REAL,
+    priority_enabled INTEGER NOT NULL,
+    partition_queue INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
 );
