@@ -8,7 +8,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from . import _decorators, _management, _messaging
+from . import _decorators, _management, _messaging, _scheduler
 from ._config import DBOSConfig, resolve_config
 from ._context import current_sql_connection, current_step, current_workflow
 from ._errors import DBOSException, DBOSNonExistentWorkflowError
@@ -17,6 +17,7 @@ from ._queue import QueueWorkers
 from ._registry import registry
 from ._runner import cancel_workflow, recover_pending_workflows, start_workflow
 from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
+from ._scheduler import Scheduler, backfill
 from ._status import StepInfo, WorkflowStatus
 from ._steps import durable_sleep
 
@@ -101,6 +102,7 @@ class DBOS(metaclass=_DBOSMeta):
             rt.recovered = True
             await recover_pending_workflows(rt)
         await workers.start()
+        Scheduler(rt).start()
 
     @classmethod
     async def destroy(cls, *, destroy_registry: bool = False) -> None:
@@ -122,6 +124,7 @@ class DBOS(metaclass=_DBOSMeta):
     step = staticmethod(_decorators.step)
     communicator = staticmethod(_decorators.step)
     transaction = staticmethod(_decorators.transaction)
+    scheduled = staticmethod(_scheduler.scheduled)
 
     # -- running workflows -----------------------------------------------------------
 
@@ -158,6 +161,18 @@ class DBOS(metaclass=_DBOSMeta):
         return durable_sleep(seconds)
 
     sleep_async = sleep
+
+    @staticmethod
+    async def backfill_schedule(
+        func: Callable[..., Any], start: datetime, end: datetime
+    ) -> list[WorkflowHandle[Any]]:
+        """Run the slots of a ``@DBOS.scheduled`` workflow from ``start`` (inclusive) to
+        ``end`` (exclusive) that have not run: those missed while no process ran. A slot
+        that ran is not run again."""
+        get_runtime()
+        return await backfill(func, start, end)
+
+    backfill_schedule_async = backfill_schedule
 
     # -- introspection ---------------------------------------------------------------
 

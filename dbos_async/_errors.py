@@ -10,6 +10,7 @@ Every error the runtime raises on purpose derives from one root, except cancella
     ├── DBOSAwaitedWorkflowCancelledError   the awaited workflow was cancelled
     ├── DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded
     ├── DBOSQueueDeduplicatedError          a deduplication ID is already active on a queue
+    ├── DBOSQueueNotFoundError              a client named a queue no process declared
     ├── DBOSWorkflowFunctionNotFoundError   no registered function has this workflow's name
     ├── DBOSSerializationError              a value cannot be stored
     ├── DBOSWorkflowError                   a recorded error whose type cannot be rebuilt
@@ -36,6 +37,7 @@ __all__ = [
     "DBOSMaxStepRetriesExceeded",
     "DBOSNonExistentWorkflowError",
     "DBOSQueueDeduplicatedError",
+    "DBOSQueueNotFoundError",
     "DBOSSerializationError",
     "DBOSUnexpectedStepError",
     "DBOSWorkflowCancelledError",
@@ -132,6 +134,10 @@ class DBOSQueueDeduplicatedError(DBOSException):
         )
         self.args = (workflow_id, queue_name, deduplication_id)
         self.workflow_id = workflow_id
+
+
+class DBOSQueueNotFoundError(DBOSException):
+    """A client named a queue that no launched process has declared."""
 
 
 class DBOSWorkflowFunctionNotFoundError(DBOSException):

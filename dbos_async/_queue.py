@@ -184,9 +184,14 @@ class Queue:
 
 
 def check_enqueue_options(
-    queue: QueueInfo, options: SetEnqueueOptions | None, *, app_version: str | None
+    queue: QueueInfo,
+    options: SetEnqueueOptions | None,
+    *,
+    app_version: str | None,
+    fixed_version: bool = False,
 ) -> EnqueueRequest:
-    """Check enqueue options against the queue they are for."""
+    """Check enqueue options against the queue they are for. Unless ``fixed_version``,
+    an ``app_version`` of None means the running application's version."""
     opts = options or SetEnqueueOptions()
     if opts.priority is not None and opts.priority != 0 and not queue.priority_enabled:
         raise ValueError(
@@ -203,7 +208,7 @@ def check_enqueue_options(
             f"queue {queue.name!r} is not partitioned (partition_queue=False), so an "
             f"enqueue cannot set queue_partition_key={opts.queue_partition_key!r}"
         )
-    if app_version is None:
+    if app_version is None and not fixed_version:
         rt = current_runtime()
         app_version = rt.app_version if rt is not None and rt.launched else None
     return EnqueueRequest(

@@ -1,27 +1,53 @@
 """``DBOSClient``: reach workflows from a process that runs none (a web tier, a script).
 
 It connects on first use to the system database and offers what needs no registered
-workflow code: handles, status, steps, listing, cancelling, resuming and forking, messages
-and events. Its handles resolve by watching the status table; its waiters wake through
-LISTEN/NOTIFY on Postgres. A workflow it resumes or forks is run by that workflow's
-executor: at once by a running process of it on Postgres, else at its next launch.
+workflow code: enqueueing workflows by name, handles, status, steps, listing, cancelling,
+resuming and forking, messages and events. Its handles resolve by watching the status
+table; its waiters wake through LISTEN/NOTIFY on Postgres. A workflow it resumes or forks
+is run by that workflow's executor: at once by a running process of it on Postgres, else
+at its next launch. A workflow it enqueues is run by the processes that declare the
+queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Required, TypedDict
 
 from . import _management, _messaging
 from ._config import resolve_config
-from ._errors import DBOSNonExistentWorkflowError
+from ._context import SetWorkflowTimeout, new_workflow_id
+from ._errors import (
+    DBOSConflictingWorkflowError,
+    DBOSNonExistentWorkflowError,
+    DBOSQueueNotFoundError,
+)
 from ._handle import WorkflowHandle, status_of, step_infos
-from ._runner import cancel_workflow
+from ._queue import SetEnqueueOptions, check_enqueue_options
+from ._runner import cancel_workflow, enqueued_row
 from ._runtime import Runtime
 from ._status import StepInfo, WorkflowStatus
 
-__all__ = ["DBOSClient"]
+__all__ = ["DBOSClient", "EnqueueOptions"]
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """What ``DBOSClient.enqueue`` takes: ``queue_name`` and ``workflow_name`` are
+    required."""
+
+    queue_name: Required[str]
+    workflow_name: Required[str]
+    workflow_id: str
+    deduplication_id: str
+    priority: int
+    queue_partition_key: str
+    delay_seconds: float
+    workflow_timeout: float
+    app_version: str
+
+
+_ENQUEUE_KEYS = frozenset(EnqueueOptions.__annotations__)
 
 
 class DBOSClient:
@@ -74,6 +100,63 @@ class DBOSClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.destroy()
+
+    async def enqueue(
+        self, options: EnqueueOptions, *args: Any, **kwargs: Any
+    ) -> WorkflowHandle[Any]:
+        """Enqueue the workflow registered as ``options["workflow_name"]`` on
+        ``options["queue_name"]``; the processes that declare that queue run it. The
+        queue must have been declared by a launched process (its settings are checked).
+
+        Optional keys: ``workflow_id``, ``deduplication_id``, ``priority``,
+        ``queue_partition_key``, ``delay_seconds``, ``workflow_timeout`` (seconds), and
+        ``app_version`` (only workers of that application version run it; by default
+        any worker may).
+        """
+        unknown = set(options) - _ENQUEUE_KEYS
+        if unknown:
+            raise TypeError(
+                f"DBOSClient.enqueue(): unknown option(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(_ENQUEUE_KEYS))}"
+            )
+        for key in ("queue_name", "workflow_name"):
+            value = options.get(key)
+            if not isinstance(value, str) or not value:
+                raise TypeError(f"DBOSClient.enqueue() needs options[{key!r}] as a non-empty str")
+        rt = await self._rt()
+        queue_name = options["queue_name"]
+        queue = next((q for q in await rt.sysdb.list_queues() if q.name == queue_name), None)
+        if queue is None:
+            known = ", ".join(repr(q.name) for q in await rt.sysdb.list_queues()) or "none"
+            raise DBOSQueueNotFoundError(
+                f"queue {queue_name!r} is not declared by any launched DBOS process "
+                f"(declared queues: {known}); a queue exists once a process that declares "
+                "it has launched"
+            )
+        request = check_enqueue_options(
+            queue,
+            SetEnqueueOptions(
+                deduplication_id=options.get("deduplication_id"),
+                priority=options.get("priority"),
+                queue_partition_key=options.get("queue_partition_key"),
+                delay_seconds=options.get("delay_seconds"),
+            ),
+            app_version=options.get("app_version"),
+            fixed_version=True,
+        )
+        timeout = options.get("workflow_timeout")
+        timeout_ms = None
+        if timeout is not None:
+            with SetWorkflowTimeout(timeout) as block:
+                timeout_ms = None if block.seconds is None else max(1, int(block.seconds * 1000))
+        name = options["workflow_name"]
+        workflow_id = options.get("workflow_id") or new_workflow_id()
+        inputs = rt.codec.dump_inputs(name, None, args, kwargs)
+        row = enqueued_row(workflow_id, name, inputs, request, timeout_ms=timeout_ms)
+        existing = await rt.sysdb.enqueue_workflow(row)
+        if existing is not None and existing.name != name:
+            raise DBOSConflictingWorkflowError(workflow_id, existing.name, name)
+        return WorkflowHandle(rt, workflow_id)
 
     async def retrieve_workflow(
         self, workflow_id: str, existing_workflow: bool = True
@@ -153,6 +236,7 @@ class DBOSClient:
         async for value in _messaging.read_stream(workflow_id, key, runtime=rt):
             yield value
 
+    enqueue_async = enqueue
     retrieve_workflow_async = retrieve_workflow
     get_workflow_status_async = get_workflow_status
     list_workflow_steps_async = list_workflow_steps
