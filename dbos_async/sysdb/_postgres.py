@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 from .._errors import DBOSConnectionError
 from ._migrations import load_schema_files
 from ._pg_management import PostgresManagement
-from ._pg_messaging import PostgresListener, PostgresMessaging
+from ._pg_messaging import CHANNEL, PostgresListener, PostgresMessaging
 from ._pg_queues import PostgresQueues
 from ._protocol import (
     STEP_COLUMNS,
@@ -82,9 +82,14 @@ _INSERT_WORKFLOW = (
     "ON CONFLICT (workflow_uuid) DO NOTHING RETURNING 1"
 )
 _GET_WORKFLOW = "SELECT " + _COLS + " FROM dbos_async.workflow_status WHERE workflow_uuid = $1"
+# A queued workflow that ends frees a place in its queue: wake the queue's workers.
+_WAKE_QUEUE = "pg_notify('" + CHANNEL + "', 'queue' || chr(31) || queue_name || chr(31))"
 _FINISH_WORKFLOW = (
-    "UPDATE dbos_async.workflow_status SET status = $2, output = $3, error = $4, updated_at = $5 "
-    "WHERE workflow_uuid = $1 AND status = 'PENDING'"
+    "WITH f AS (UPDATE dbos_async.workflow_status"
+    " SET status = $2, output = $3, error = $4, updated_at = $5"
+    " WHERE workflow_uuid = $1 AND status = 'PENDING' RETURNING queue_name),"
+    " woke AS (SELECT " + _WAKE_QUEUE + " FROM f WHERE queue_name IS NOT NULL)"
+    " SELECT (SELECT count(*) FROM f), (SELECT count(*) FROM woke)"
 )
 _INSERT_STEP = (
     "INSERT INTO dbos_async.operation_outputs (" + _STEP_COLS + ") VALUES "
@@ -122,11 +127,14 @@ _WRITE_BATCH = (
     + ")"
     " AS f(workflow_uuid, status, output, error, updated_at)"
     " WHERE w.workflow_uuid = f.workflow_uuid AND w.status = 'PENDING'"
-    " RETURNING w.workflow_uuid"
+    " RETURNING w.workflow_uuid, w.queue_name"
+    "), woke AS (SELECT " + _WAKE_QUEUE + " FROM"
+    " (SELECT DISTINCT queue_name FROM fin WHERE queue_name IS NOT NULL) AS q"
     ")"
     " SELECT 1, workflow_uuid, NULL::int FROM ins"
     " UNION ALL SELECT 2, workflow_uuid, function_id FROM steps"
     " UNION ALL SELECT 3, workflow_uuid, NULL::int FROM fin"
+    " UNION ALL SELECT 4, NULL::text, NULL::int FROM woke"
 )
 _GET_WORKFLOWS = (
     "SELECT " + _COLS + " FROM dbos_async.workflow_status WHERE workflow_uuid = ANY($1::text[])"
@@ -211,7 +219,7 @@ async def _write_one(conn: _Conn, write: Write, retry: bool) -> WriteResult:
             return step
         r = await conn.fetchrow(_GET_STEP, step.workflow_id, step.function_id)
         return step_result(step, _step_row(r) if r is not None else None)
-    result = await conn.execute(
+    updated = await conn.fetchval(
         _FINISH_WORKFLOW,
         write.workflow_id,
         write.status,
@@ -219,7 +227,7 @@ async def _write_one(conn: _Conn, write: Write, retry: bool) -> WriteResult:
         write.error,
         write.updated_at,
     )
-    if result.endswith(" 1"):
+    if updated == 1:
         return True
     r = await conn.fetchrow(_GET_WORKFLOW, write.workflow_id)
     return finish_result(write, _workflow_row(r) if r is not None else None, retry)
