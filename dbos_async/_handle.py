@@ -63,6 +63,7 @@ def status_of(runtime: Runtime, row: WorkflowRow) -> WorkflowStatus:
         workflow_deadline_epoch_ms=row.workflow_deadline_epoch_ms,
         priority=row.priority,
         deduplication_id=row.deduplication_id,
+        queue_partition_key=row.queue_partition_key,
     )
 
 

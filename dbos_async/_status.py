@@ -51,6 +51,8 @@ class WorkflowStatus:
     workflow_deadline_epoch_ms: int | None
     priority: int
     deduplication_id: str | None
+    #: The partition of a partitioned queue it was enqueued on.
+    queue_partition_key: str | None = None
 
 
 @dataclass(frozen=True)
