@@ -13,6 +13,7 @@ from ._errors import (
 )
 from ._registry import registry
 from ._status import StepInfo, WorkflowStatus, WorkflowStatusString
+from .sysdb import notification_key
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -108,19 +109,24 @@ class WorkflowHandle(Generic[R]):
             result: R = await asyncio.shield(local)
             return result
         delay = _POLL_FIRST
-        while True:
-            row = await self._runtime.sysdb.get_workflow(self.workflow_id)
-            if row is None:
-                raise DBOSNonExistentWorkflowError(self.workflow_id)
-            if WorkflowStatusString(row.status).is_terminal:
-                value: R = outcome_of(self._runtime, row)
-                return value
-            local = self._runtime.running.get(self.workflow_id)
-            if local is not None:
-                result = await asyncio.shield(local)
-                return result
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _POLL_MAX)
+        # Woken at once if it ends in this process (a queued workflow claimed here after
+        # this handle was made); else the status table is polled.
+        with self._runtime.notifier.subscribe(
+            notification_key("end", self.workflow_id, "")
+        ) as ended:
+            while True:
+                row = await self._runtime.sysdb.get_workflow(self.workflow_id)
+                if row is None:
+                    raise DBOSNonExistentWorkflowError(self.workflow_id)
+                if WorkflowStatusString(row.status).is_terminal:
+                    value: R = outcome_of(self._runtime, row)
+                    return value
+                local = self._runtime.running.get(self.workflow_id)
+                if local is not None:
+                    result = await asyncio.shield(local)
+                    return result
+                await self._runtime.notifier.wait(ended, delay)
+                delay = min(delay * 2, _POLL_MAX)
 
     get_result_async = get_result
 
