@@ -245,9 +245,7 @@ class CancelWatcher:
     async def _run(self) -> None:
         interval = 2.0 if self._rt.notifier.push else 1.0
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
-            self._wake.clear()
+            await self._rt.notifier.wait(self._wake, interval)
             running = list(self._rt.active)
             if not running:
                 continue

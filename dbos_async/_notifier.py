@@ -76,6 +76,9 @@ class Notifier:
 
     async def wait(self, event: asyncio.Event, seconds: float) -> None:
         """Wait for ``event`` at most ``seconds``, then clear it."""
+        # Not asyncio.wait_for: on Python 3.11 it drops a cancellation that arrives as
+        # the event is set, and the waiting loop would never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await event.wait()
         event.clear()

@@ -34,7 +34,8 @@ API_NAMES = [
     "DBOSClient",
 ]
 
-#: API.md section 8, plus DBOSConnectionError (what an unreachable database raises).
+#: API.md section 8, plus DBOSConnectionError (what an unreachable database raises) and
+#: DBOSQueueNotFoundError (a client naming a queue no process declared).
 DBOS_EXCEPTION_SUBCLASSES = [
     "DBOSNonExistentWorkflowError",
     "DBOSConflictingWorkflowError",
@@ -48,6 +49,7 @@ DBOS_EXCEPTION_SUBCLASSES = [
     "DBOSWorkflowError",
     "DBOSConfigError",
     "DBOSConnectionError",
+    "DBOSQueueNotFoundError",
 ]
 ERROR_NAMES = ["DBOSException", *DBOS_EXCEPTION_SUBCLASSES, "DBOSWorkflowCancelledError"]
 
@@ -67,6 +69,7 @@ DBOS_COROUTINE_METHODS = [
     "sleep",
     "get_workflow_status",
     "list_workflow_steps",
+    "backfill_schedule",
 ]
 
 

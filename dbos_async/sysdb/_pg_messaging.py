@@ -252,7 +252,8 @@ class PostgresListener:
             # Wake up now and then to check the connection: termination is not always
             # reported when the server goes away.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), timeout=2.0)
+                async with asyncio.timeout(2.0):  # (wait_for may swallow a cancel in 3.11)
+                    await self._lost.wait()
             conn = self._conn
             if not self._lost.is_set() and conn is not None and not conn.is_closed():
                 try:
