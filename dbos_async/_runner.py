@@ -175,9 +175,8 @@ async def _start(
 
     inputs = rt.codec.dump_inputs(info.name, info.signature, args, kwargs)
     timeout_ms = workflow_timeout_ms()
-    # An enqueued workflow's own timeout starts when a worker claims it.
-    own_deadline = timeout_ms is not None and enqueue is None
-    deadline_ms = now_ms() + timeout_ms if timeout_ms is not None and own_deadline else None
+    # (An enqueued workflow's own timeout starts when a worker claims it.)
+    deadline_ms = now_ms() + timeout_ms if timeout_ms is not None and enqueue is None else None
     if parent is not None and parent[0].deadline_ms is not None:
         # A child never outlives its parent's deadline.
         inherited = parent[0].deadline_ms

@@ -640,6 +640,36 @@ async def test_timeout__counted_from_claim_not_from_enqueue(dbos: DBOS, db_url: 
     assert ended_at - enqueued_at >= delay + timeout - 0.02
 
 
+@DBOS.workflow()
+async def tq_timed_parent(child_timeout: float | None) -> str:
+    with SetWorkflowTimeout(child_timeout), SetEnqueueOptions(delay_seconds=0.3):
+        child = await Q_BASIC.enqueue(tq_timed, "child", 0.05)
+    return str(await child)
+
+
+async def test_timeout__enqueued_child_takes_the_earlier_of_parent_and_own_deadline(
+    dbos: DBOS, db_url: str
+) -> None:
+    # Own timeout shorter than what is left of the parent's: claim time + own timeout.
+    with SetWorkflowTimeout(30):
+        short = await DBOS.start_workflow(tq_timed_parent, 0.5)
+    assert await result(short) == "child"
+    parent = await status(short.workflow_id)
+    child_id = f"{short.workflow_id}-1"
+    row = (await queue_rows(db_url, "tq_basic"))[child_id]
+    assert row["workflow_deadline_epoch_ms"] == row["started_at_epoch_ms"] + 500
+    assert parent.workflow_deadline_epoch_ms is not None
+    assert row["workflow_deadline_epoch_ms"] < parent.workflow_deadline_epoch_ms
+
+    # No timeout of its own: the parent's deadline, inherited at enqueue, stays.
+    with SetWorkflowTimeout(30):
+        inherited = await DBOS.start_workflow(tq_timed_parent, None)
+    assert await result(inherited) == "child"
+    parent = await status(inherited.workflow_id)
+    row = (await queue_rows(db_url, "tq_basic"))[f"{inherited.workflow_id}-1"]
+    assert row["workflow_deadline_epoch_ms"] == parent.workflow_deadline_epoch_ms
+
+
 # -- DBOSClient.enqueue -----------------------------------------------------------------
 
 

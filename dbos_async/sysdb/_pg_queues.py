@@ -63,8 +63,8 @@ _CLAIM = (
     " FOR UPDATE SKIP LOCKED)"
     " UPDATE dbos_async.workflow_status AS w SET status = 'PENDING', executor_id = $3,"
     " application_version = $4, started_at_epoch_ms = $5, updated_at = $5,"
-    " workflow_deadline_epoch_ms ="
-    " COALESCE(w.workflow_deadline_epoch_ms, $5 + w.workflow_timeout_ms)"
+    " workflow_deadline_epoch_ms ="  # (LEAST ignores NULLs)
+    " LEAST(w.workflow_deadline_epoch_ms, $5 + w.workflow_timeout_ms)"
     " FROM picked WHERE w.workflow_uuid = picked.workflow_uuid AND w.status = 'ENQUEUED'"
     " RETURNING " + _W_COLS
 )

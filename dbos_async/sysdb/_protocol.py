@@ -321,7 +321,9 @@ class QueueDatabase(Protocol):
         """Make up to ``claim.max_count`` ENQUEUED workflows PENDING on this executor,
         lowest priority first then in enqueue order, skipping delayed ones and those of
         another application version, and never past the global limits, however many
-        workers claim at once. Only one worker wins each workflow."""
+        workers claim at once. Only one worker wins each workflow. A claimed workflow's
+        deadline becomes the earlier of the one it inherited and claim time plus its
+        timeout; its ``started_at_epoch_ms`` is the claim time."""
 
     async def queue_partitions(self, queue_name: str) -> list[str]:
         """The partition keys that have ENQUEUED workflows on this queue."""

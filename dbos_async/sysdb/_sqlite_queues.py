@@ -38,7 +38,10 @@ _STARTED = (
 _CLAIM = (
     "UPDATE dbos_workflow_status SET status = 'PENDING', executor_id = :executor,"
     " application_version = :version, started_at_epoch_ms = :now, updated_at = :now,"
-    " workflow_deadline_epoch_ms = COALESCE(workflow_deadline_epoch_ms, :now + workflow_timeout_ms)"
+    " workflow_deadline_epoch_ms = CASE"
+    " WHEN workflow_timeout_ms IS NULL THEN workflow_deadline_epoch_ms"
+    " WHEN workflow_deadline_epoch_ms IS NULL THEN :now + workflow_timeout_ms"
+    " ELSE min(workflow_deadline_epoch_ms, :now + workflow_timeout_ms) END"
     " WHERE workflow_uuid IN (SELECT workflow_uuid FROM dbos_workflow_status"
     + _IN_QUEUE
     + " AND status = 'ENQUEUED'"
