@@ -19,7 +19,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -52,6 +52,16 @@ STATS_FLUSH_WAIT_SECONDS = 11.0
 #: counted as the workflows' commits.
 IDLE_RATE_WINDOW_SECONDS = 5.0
 POLL_INTERVAL_SECONDS = 0.02
+#: The queue figure: its queue, the workflow enqueued on it (by name), and the line a
+#: drain worker prints once it is ready to launch (it then waits for GO on stdin).
+QUEUE_NAME = "bench_queue"
+QUEUED_WORKFLOW = "bench_queued"
+STEPS_PER_QUEUED_WORKFLOW = 3
+READY_LINE = "READY"
+GO_LINE = "GO"
+ENQUEUER_EXECUTOR_ID = "bench-enqueuer"
+#: A drain worker whose destroy() takes longer dumps its tasks' stacks and fails.
+DESTROY_TIMEOUT_SECONDS = 60.0
 
 
 # -- Postgres helpers ------------------------------------------------------------------
@@ -187,6 +197,23 @@ class LaunchSettings:
     pool_size: int
 
 
+class QueueClient(Protocol):
+    """The library's client: enqueues by workflow name from a process that runs none."""
+
+    def enqueue(self, queue_name: str, workflow_name: str, arg: int) -> Awaitable[Any]: ...
+
+    def close(self) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One stored workflow, as the library's own ``list_workflows`` reads it back."""
+
+    status: str
+    args: list[Any]
+    output: Any
+
+
 class Library(Protocol):
     """One durable-execution library, as the workload and the measurements see it."""
 
@@ -201,7 +228,10 @@ class Library(Protocol):
 
     def sleep(self, seconds: float) -> Awaitable[None]: ...
 
-    async def launch(self, settings: LaunchSettings) -> None: ...
+    async def launch(self, settings: LaunchSettings, queues: Sequence[str] = ()) -> None:
+        """Launch; ``queues`` are declared (no limits, the library's default polling
+        interval) and registered in the database by the time this returns."""
+        ...
 
     async def destroy(self) -> None: ...
 
@@ -210,6 +240,10 @@ class Library(Protocol):
     def send(self, destination_id: str, message: Any, topic: str) -> Awaitable[None]: ...
 
     def recv(self, topic: str, timeout_seconds: float) -> Awaitable[Any]: ...
+
+    async def client(self, url: str) -> QueueClient: ...
+
+    async def list_outcomes(self, workflow_name: str) -> list[Outcome]: ...
 
 
 async def step_one(x: int) -> int:
@@ -245,6 +279,9 @@ RECEIVED: dict[int, float] = {}
 #: Set by the receiving workflow after each message it got.
 GOT_ONE = asyncio.Event()
 MSG_TOPIC = "ping"
+#: Every argument the queued workflow was entered with in this process (a workflow body
+#: that ran twice, here or in another worker, shows up twice across the workers).
+EXECUTED: list[int] = []
 
 
 @dataclass(frozen=True)
@@ -253,6 +290,7 @@ class Workload:
     idle: AsyncFn  # step_one, then sleep(IDLE_SLEEP_SECONDS)
     blocking: AsyncFn  # step_one, step_blocking, step_three
     receiver: AsyncFn  # recv(MSG_TOPIC) x n, noting when each message arrived
+    queued: AsyncFn  # three_steps, noting its argument in EXECUTED: the queue figure's
 
 
 def define_workload(lib: Library) -> Workload:
@@ -280,11 +318,16 @@ def define_workload(lib: Library) -> Workload:
             GOT_ONE.set()
         return n
 
+    async def queued(x: int) -> int:
+        EXECUTED.append(x)
+        return int(await three(await two(await one(x))))
+
     return Workload(
         three_steps=lib.workflow("bench_three_steps")(three_steps),
         idle=lib.workflow("bench_idle")(idle),
         blocking=lib.workflow("bench_blocking")(blocking),
         receiver=lib.workflow("bench_receiver")(receiver),
+        queued=lib.workflow(QUEUED_WORKFLOW)(queued),
     )
 
 
@@ -373,9 +416,11 @@ class WorkerArgs:
     n: int
     runs: int
     pool_size: int
+    #: Which of the queue figure's drain workers this is (0, 1, ...).
+    index: int = 0
 
-    def settings(self) -> LaunchSettings:
-        return LaunchSettings(self.url, EXECUTOR_ID, APP_VERSION, self.pool_size)
+    def settings(self, executor_id: str = EXECUTOR_ID) -> LaunchSettings:
+        return LaunchSettings(self.url, executor_id, APP_VERSION, self.pool_size)
 
 
 async def repeated(
@@ -547,6 +592,206 @@ async def figure_recover(lib: Library, wl: Workload, args: WorkerArgs) -> dict[s
     return {"seconds": seconds, "launch_s": launched}
 
 
+# -- the queue figure ----------------------------------------------------------------------
+
+
+async def figure_queue_register(lib: Library, wl: Workload, args: WorkerArgs) -> dict[str, Any]:
+    """Queue, phase 1a: a short launch that declares the queue, so that the schema exists
+    and the queue is registered in the database; destroyed at once, before anything is
+    enqueued."""
+    begin = time.perf_counter()
+    await lib.launch(args.settings(ENQUEUER_EXECUTOR_ID), queues=(QUEUE_NAME,))
+    await lib.destroy()
+    return {"registration_s": time.perf_counter() - begin}
+
+
+async def figure_queue_enqueue(lib: Library, wl: Workload, args: WorkerArgs) -> dict[str, Any]:
+    """Queue, phase 1b (no DBOS launched anywhere): the library's client enqueues
+    ``args.n`` workflows by name, ``START_BATCH`` concurrent enqueues at a time; the
+    database must then show all of them ENQUEUED."""
+    client = await lib.client(args.url)
+    try:
+        await client.enqueue(QUEUE_NAME, QUEUED_WORKFLOW, 0)  # connects the client
+        begin = time.perf_counter()
+        for first in range(1, args.n, START_BATCH):
+            batch = range(first, min(first + START_BATCH, args.n))
+            await asyncio.gather(*(client.enqueue(QUEUE_NAME, QUEUED_WORKFLOW, i) for i in batch))
+        enqueue_s = time.perf_counter() - begin
+    finally:
+        await client.close()
+    conn = await asyncpg.connect(args.url)
+    try:
+        enqueued = await count_rows(
+            conn,
+            f"SELECT count(*) FROM {lib.schema}.workflow_status "
+            "WHERE name = $1 AND queue_name = $2 AND status = 'ENQUEUED'",
+            QUEUED_WORKFLOW,
+            QUEUE_NAME,
+        )
+    finally:
+        await conn.close()
+    if enqueued != args.n:
+        raise AssertionError(f"{enqueued} workflows ENQUEUED after enqueueing {args.n}")
+    return {
+        "enqueue_s": enqueue_s,
+        # The first enqueue (which connects the client) is not timed.
+        "enqueue_rate": (args.n - 1) / enqueue_s,
+    }
+
+
+def _queue_sql(schema: str) -> dict[str, str]:
+    ws, oo = f"{schema}.workflow_status", f"{schema}.operation_outputs"
+    return {
+        "unfinished": (
+            "SELECT count(*) FILTER (WHERE status IN ('ENQUEUED', 'PENDING')), count(*) "
+            f"FROM {ws} WHERE name = $1"
+        ),
+        "totals": (
+            "SELECT count(*), count(*) FILTER (WHERE status = 'SUCCESS'), "
+            "min(started_at_epoch_ms), max(started_at_epoch_ms), max(updated_at), "
+            "min(updated_at) "
+            f"FROM {ws} WHERE name = $1"
+        ),
+        # A claim stamps every row it takes with one started_at: the distinct values of
+        # an executor are its claims (two claims in the same millisecond count once).
+        "by_executor": (
+            "SELECT executor_id, count(*), count(DISTINCT started_at_epoch_ms), "
+            "min(started_at_epoch_ms), max(started_at_epoch_ms), max(updated_at) "
+            f"FROM {ws} WHERE name = $1 GROUP BY executor_id ORDER BY executor_id"
+        ),
+        "claims": (
+            "SELECT executor_id, started_at_epoch_ms, count(*) "
+            f"FROM {ws} WHERE name = $1 GROUP BY executor_id, started_at_epoch_ms "
+            "ORDER BY started_at_epoch_ms, executor_id"
+        ),
+        "steps": (
+            "SELECT c, count(*) FROM (SELECT w.workflow_uuid, count(o.function_id) AS c "
+            f"FROM {ws} w LEFT JOIN {oo} o ON o.workflow_uuid = w.workflow_uuid "
+            "WHERE w.name = $1 GROUP BY w.workflow_uuid) per_workflow GROUP BY c ORDER BY c"
+        ),
+    }
+
+
+async def queue_report(lib: Library, conn: asyncpg.Connection, n: int) -> dict[str, Any]:
+    """What the database says about the drain (read once every workflow has ended):
+    its window, the claims of each executor, and what is wrong, if anything."""
+    sql = _queue_sql(lib.schema)
+    totals = await conn.fetchrow(sql["totals"], QUEUED_WORKFLOW)
+    assert totals is not None
+    total, success, first_claim, last_claim, last_end, first_end = totals
+    executors = [
+        {
+            "executor_id": r[0],
+            "workflows": r[1],
+            "claims": r[2],
+            "first_claim_ms": r[3],
+            "last_claim_ms": r[4],
+            "last_end_ms": r[5],
+        }
+        for r in await conn.fetch(sql["by_executor"], QUEUED_WORKFLOW)
+    ]
+    claims = [
+        {"executor_id": r[0], "at_ms": r[1] - first_claim, "workflows": r[2]}
+        for r in await conn.fetch(sql["claims"], QUEUED_WORKFLOW)
+    ]
+    steps = {int(r[0]): int(r[1]) for r in await conn.fetch(sql["steps"], QUEUED_WORKFLOW)}
+    problems = []
+    if total != n or success != n:
+        problems.append(f"{success} of {total} rows SUCCESS, expected {n} of {n}")
+    if steps != {STEPS_PER_QUEUED_WORKFLOW: n}:
+        problems.append(f"step rows per workflow {steps}, expected {{3: {n}}}")
+    outcomes = await lib.list_outcomes(QUEUED_WORKFLOW)
+    args = sorted(int(o.args[0]) for o in outcomes)
+    if args != list(range(n)):
+        problems.append(f"list_workflows shows {len(args)} workflows, not 0..{n - 1} once each")
+    wrong = [o for o in outcomes if o.status != "SUCCESS" or o.output != expected(o.args[0])]
+    if wrong:
+        problems.append(f"{len(wrong)} workflows with a wrong status or output, e.g. {wrong[0]}")
+    return {
+        "rows": total,
+        "success": success,
+        "first_claim_ms": first_claim,
+        "last_claim_ms": last_claim,
+        "first_end_ms": first_end,
+        "last_end_ms": last_end,
+        "executors": executors,
+        "claims": claims,
+        "step_rows_per_workflow": steps,
+        "problems": problems,
+    }
+
+
+def _note(message: str) -> None:
+    """A progress note on stderr (the runner shows stderr's tail when a worker fails)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def dump_tasks() -> None:
+    """Every asyncio task's stack, on stderr: what a stuck worker is waiting for."""
+    tasks = asyncio.all_tasks()
+    _note(f"{len(tasks)} asyncio tasks:")
+    for task in tasks:
+        print(f"--- {task!r}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+
+
+async def _within(awaitable: Awaitable[Any], seconds: float, what: str) -> Any:
+    """Await ``awaitable``; past ``seconds``, dump every task's stack and give up."""
+    task = asyncio.ensure_future(awaitable)
+    finished, _ = await asyncio.wait({task}, timeout=seconds)
+    if not finished:
+        _note(f"{what} has not returned after {seconds:g}s")
+        dump_tasks()
+        task.cancel()
+        raise TimeoutError(f"{what} has not returned after {seconds:g}s")
+    return task.result()
+
+
+async def figure_queue_drain(lib: Library, wl: Workload, args: WorkerArgs) -> dict[str, Any]:
+    """Queue, phase 2: one of the drain workers. Prints ``READY_LINE`` and waits for
+    ``GO_LINE`` on stdin (the runner sends it once every worker is ready, so that they
+    launch together), launches with the queue declared and its own executor ID, waits
+    until the database shows every queued workflow ended, and (worker 0) reports.
+    SIGUSR1 dumps every asyncio task's stack on stderr."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
+    sql = _queue_sql(lib.schema)
+    conn = await asyncpg.connect(args.url)
+    try:
+        print(READY_LINE, flush=True)
+        if sys.stdin.readline().strip() != GO_LINE:
+            raise RuntimeError("the runner did not say GO")
+        go_ms = time.time() * 1000.0
+        executor_id = f"{EXECUTOR_ID}-q{args.index}"
+        await lib.launch(args.settings(executor_id), queues=(QUEUE_NAME,))
+        launched_ms = time.time() * 1000.0
+        _note(f"{executor_id} launched")
+
+        async def done() -> bool:
+            row = await conn.fetchrow(sql["unfinished"], QUEUED_WORKFLOW)
+            assert row is not None
+            return int(row[0]) == 0 and int(row[1]) == args.n
+
+        try:
+            await wait_until(done, 1200, "every queued workflow ended")
+            done_seen_ms = time.time() * 1000.0
+            _note(f"{executor_id} saw every workflow end; {len(EXECUTED)} ran here")
+            report = await queue_report(lib, conn, args.n) if args.index == 0 else None
+        finally:
+            await _within(lib.destroy(), DESTROY_TIMEOUT_SECONDS, "destroy()")
+            _note(f"{executor_id} destroyed")
+    finally:
+        await conn.close()
+    return {
+        "index": args.index,
+        "executed": sorted(EXECUTED),
+        "go_ms": go_ms,
+        "launched_ms": launched_ms,
+        "done_seen_ms": done_seen_ms,
+        "report": report,
+    }
+
+
 Figure = Callable[[Library, Workload, WorkerArgs], Coroutine[Any, Any, dict[str, Any]]]
 FIGURES: dict[str, Figure] = {
     "seq": figure_seq,
@@ -555,6 +800,9 @@ FIGURES: dict[str, Figure] = {
     "crash": figure_crash,
     "recover": figure_recover,
     "msg": figure_msg,
+    "queue_register": figure_queue_register,
+    "queue_enqueue": figure_queue_enqueue,
+    "queue_drain": figure_queue_drain,
 }
 
 
@@ -573,8 +821,9 @@ def parse_worker_args(argv: list[str] | None = None) -> WorkerArgs:
     parser.add_argument("--n", type=int, required=True, help="workflows per run")
     parser.add_argument("--runs", type=int, default=5, help="measured runs after a warm-up")
     parser.add_argument("--pool-size", type=int, default=20)
+    parser.add_argument("--index", type=int, default=0, help="which queue drain worker")
     ns = parser.parse_args(argv)
-    return WorkerArgs(ns.figure, ns.db_url, ns.n, ns.runs, ns.pool_size)
+    return WorkerArgs(ns.figure, ns.db_url, ns.n, ns.runs, ns.pool_size, ns.index)
 
 
 def worker_main(lib: Library, wl: Workload) -> None:

@@ -6,7 +6,7 @@ A thin adapter; the workload and the measurements are in ``_common``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import dbos
@@ -15,10 +15,30 @@ from _common import (
     Decorator,
     Handle,
     LaunchSettings,
+    Outcome,
     define_workload,
     worker_main,
 )
-from dbos import DBOS
+from dbos import DBOS, DBOSClient
+
+#: dbos_async's DBOSClient has a fixed pool of 10 connections (its default pool_size);
+#: DBOS's client defaults to 5: it gets 10 too.
+CLIENT_POOL_SIZE = 10
+
+
+class DBOSQueueClient:
+    def __init__(self, url: str) -> None:
+        self._client = DBOSClient(
+            system_database_url=url, system_database_pool_size=CLIENT_POOL_SIZE
+        )
+
+    def enqueue(self, queue_name: str, workflow_name: str, arg: int) -> Awaitable[Any]:
+        return self._client.enqueue_async(
+            {"queue_name": queue_name, "workflow_name": workflow_name}, arg
+        )
+
+    async def close(self) -> None:
+        self._client.destroy()
 
 
 class DBOSLibrary:
@@ -34,7 +54,7 @@ class DBOSLibrary:
     def sleep(self, seconds: float) -> Awaitable[None]:
         return DBOS.sleep_async(seconds)
 
-    async def launch(self, settings: LaunchSettings) -> None:
+    async def launch(self, settings: LaunchSettings, queues: Sequence[str] = ()) -> None:
         # DBOS's launch is synchronous (it starts its own threads); DBOS documents calling
         # it as is from an async main.
         DBOS(
@@ -48,6 +68,10 @@ class DBOSLibrary:
             }
         )
         DBOS.launch()
+        for name in queues:
+            # A queue is registered (in the database) once DBOS has launched. Defaults:
+            # no limits, polling_interval_sec=1.0.
+            await DBOS.register_queue_async(name)
 
     async def destroy(self) -> None:
         DBOS.destroy()
@@ -60,6 +84,16 @@ class DBOSLibrary:
 
     def recv(self, topic: str, timeout_seconds: float) -> Awaitable[Any]:
         return DBOS.recv_async(topic, timeout_seconds)
+
+    async def client(self, url: str) -> DBOSQueueClient:
+        return DBOSQueueClient(url)
+
+    async def list_outcomes(self, workflow_name: str) -> list[Outcome]:
+        statuses = await DBOS.list_workflows_async(name=workflow_name)
+        return [
+            Outcome(str(s.status), list(s.input["args"]) if s.input else [], s.output)
+            for s in statuses
+        ]
 
 
 LIBRARY = DBOSLibrary()

@@ -5,7 +5,7 @@ A thin adapter; the workload and the measurements are in ``_common``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from _common import (
@@ -13,12 +13,24 @@ from _common import (
     Decorator,
     Handle,
     LaunchSettings,
+    Outcome,
     define_workload,
     worker_main,
 )
 
 import dbos_async
-from dbos_async import DBOS
+from dbos_async import DBOS, DBOSClient, Queue
+
+
+class DBOSAsyncClient:
+    def __init__(self, url: str) -> None:
+        self._client = DBOSClient(url)
+
+    def enqueue(self, queue_name: str, workflow_name: str, arg: int) -> Awaitable[Any]:
+        return self._client.enqueue({"queue_name": queue_name, "workflow_name": workflow_name}, arg)
+
+    async def close(self) -> None:
+        await self._client.destroy()
 
 
 class DBOSAsyncLibrary:
@@ -34,7 +46,11 @@ class DBOSAsyncLibrary:
     def sleep(self, seconds: float) -> Awaitable[None]:
         return DBOS.sleep(seconds)
 
-    async def launch(self, settings: LaunchSettings) -> None:
+    async def launch(self, settings: LaunchSettings, queues: Sequence[str] = ()) -> None:
+        for name in queues:
+            # Declared before launch: launch registers it in the database and starts its
+            # worker. Defaults: no limits, polling_interval_sec=1.0.
+            Queue(name)
         DBOS(
             {
                 "name": "bench",
@@ -57,6 +73,16 @@ class DBOSAsyncLibrary:
 
     def recv(self, topic: str, timeout_seconds: float) -> Awaitable[Any]:
         return DBOS.recv(topic, timeout_seconds)
+
+    async def client(self, url: str) -> DBOSAsyncClient:
+        return DBOSAsyncClient(url)
+
+    async def list_outcomes(self, workflow_name: str) -> list[Outcome]:
+        statuses = await DBOS.list_workflows(name=workflow_name)
+        return [
+            Outcome(str(s.status), list(s.input["args"]) if s.input else [], s.output)
+            for s in statuses
+        ]
 
 
 LIBRARY = DBOSAsyncLibrary()

@@ -2,7 +2,8 @@
 
     python benchmarks/run.py [--runs 5] [--only seq,conc,...] [--quick]
 
-Figures: seq, conc, commits (measured during conc), idle, recovery, msg, floor, sqlite.
+Figures: seq, conc, commits (measured during conc), idle, recovery, msg, queue, floor,
+sqlite.
 Each library runs in its own worker subprocess (bench_dbos_async.py, bench_dbos.py),
 on its own freshly created Postgres database per figure. Prints one table to stdout
 (progress goes to stderr) and writes the raw results to benchmarks/results/latest.json.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import datetime
 import hashlib
 import importlib.metadata
@@ -24,12 +27,14 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from _common import (
+    GO_LINE,
+    READY_LINE,
     RECOVERING_ENV,
     RESULT_PREFIX,
     Summary,
@@ -42,10 +47,12 @@ from _common import (
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RESULTS_FILE = BENCH_DIR / "results" / "latest.json"
-FIGURES = ("seq", "conc", "commits", "idle", "recovery", "floor", "sqlite", "msg")
+FIGURES = ("seq", "conc", "commits", "idle", "recovery", "floor", "sqlite", "msg", "queue")
 WORKER_TIMEOUT_SECONDS = 3600
 #: Commits of one workflow in `seq`: three step outputs and two status writes.
 COMMITS_PER_SEQ_WORKFLOW = 5
+#: The queue figure drains its queue with this many worker processes, each in turn.
+QUEUE_WORKER_COUNTS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -67,10 +74,11 @@ class Sizes:
     recovery: int
     floor: int
     msg: int
+    queue: int
 
 
-FULL = Sizes(seq=500, conc=2000, idle=10_000, recovery=2000, floor=2000, msg=200)
-QUICK = Sizes(seq=50, conc=200, idle=500, recovery=200, floor=500, msg=30)
+FULL = Sizes(seq=500, conc=2000, idle=10_000, recovery=2000, floor=2000, msg=200, queue=2000)
+QUICK = Sizes(seq=50, conc=200, idle=500, recovery=200, floor=500, msg=30, queue=200)
 
 
 @dataclass
@@ -130,6 +138,20 @@ def _result_line(stdout: str) -> dict[str, Any] | None:
     return json.loads(lines[-1][len(RESULT_PREFIX) :]) if lines else None
 
 
+def _worker_env(system: System, cfg: Config, recovering: bool = False) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != RECOVERING_ENV}
+    if recovering:
+        env[RECOVERING_ENV] = "1"
+    if system is DBOS_ASYNC and cfg.source_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [cfg.source_path, env.get("PYTHONPATH")]))
+    return env
+
+
+def _worker_cmd(system: System, figure: str, url: str, n: int, cfg: Config) -> list[str]:
+    cmd = [sys.executable, str(BENCH_DIR / system.script), figure, "--db-url", url]
+    return [*cmd, "--n", str(n), "--runs", str(cfg.runs), "--pool-size", str(cfg.pool_size)]
+
+
 def run_worker(
     system: System,
     figure: str,
@@ -141,13 +163,8 @@ def run_worker(
     killed: bool = False,
 ) -> dict[str, Any]:
     """Run one worker figure; ``killed`` means the worker must end by SIGKILL."""
-    env = {k: v for k, v in os.environ.items() if k != RECOVERING_ENV}
-    if recovering:
-        env[RECOVERING_ENV] = "1"
-    if system is DBOS_ASYNC and cfg.source_path is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [cfg.source_path, env.get("PYTHONPATH")]))
-    cmd = [sys.executable, str(BENCH_DIR / system.script), figure, "--db-url", url]
-    cmd += ["--n", str(n), "--runs", str(cfg.runs), "--pool-size", str(cfg.pool_size)]
+    env = _worker_env(system, cfg, recovering)
+    cmd = _worker_cmd(system, figure, url, n, cfg)
     proc = subprocess.run(
         cmd, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_SECONDS
     )
@@ -160,6 +177,63 @@ def run_worker(
             f"(expected {expected_rc}), result {result!r}; stderr tail:\n{tail}"
         )
     return result
+
+
+def run_together(
+    system: System, figure: str, url: str, n: int, cfg: Config, count: int
+) -> list[dict[str, Any]]:
+    """Run ``count`` workers of one figure (``--index 0..count-1``) at once. Each prints
+    ``READY_LINE`` when it has imported its library and connected; once all have, each
+    is sent ``GO_LINE`` on stdin, so that they launch together."""
+    env = _worker_env(system, cfg)
+    procs: list[tuple[subprocess.Popen[str], IO[str]]] = []
+    with ExitStack() as stack:
+        try:
+            for index in range(count):
+                stderr = stack.enter_context(tempfile.TemporaryFile(mode="w+"))
+                proc = subprocess.Popen(
+                    [*_worker_cmd(system, figure, url, n, cfg), "--index", str(index)],
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    text=True,
+                )
+                procs.append((proc, stderr))
+            early: list[str] = []
+            for proc, _ in procs:
+                assert proc.stdout is not None
+                lines = []
+                for line in iter(proc.stdout.readline, ""):
+                    if line.strip() == READY_LINE:
+                        break
+                    lines.append(line)
+                early.append("".join(lines))
+            for proc, _ in procs:
+                assert proc.stdin is not None
+                with contextlib.suppress(BrokenPipeError):  # died before READY: see below
+                    proc.stdin.write(GO_LINE + "\n")
+                    proc.stdin.close()
+            outs: list[dict[str, Any]] = []
+            for (proc, err), before in zip(procs, early, strict=True):
+                assert proc.stdout is not None
+                stdout = before + proc.stdout.read()
+                proc.wait(timeout=WORKER_TIMEOUT_SECONDS)
+                result = _result_line(stdout)
+                if proc.returncode != 0 or result is None:
+                    err.seek(0)
+                    tail = "\n".join(err.read().strip().splitlines()[-80:])
+                    raise WorkerError(
+                        f"{system.script} {figure} #{len(outs)} exited with "
+                        f"{proc.returncode}, result {result!r}; stderr tail:\n{tail}"
+                    )
+                outs.append(result)
+            return outs
+        finally:
+            for proc, _ in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
 
 
 def guarded(results: Results, system: System, figure: str, body: Callable[[], None]) -> None:
@@ -254,6 +328,83 @@ def recovery_once(cfg: Config, system: System, url: str) -> dict[str, Any]:
     return out
 
 
+def queue_once(cfg: Config, system: System, url: str, workers: int) -> dict[str, Any]:
+    """Enqueue ``cfg.sizes.queue`` workflows with no worker running, then drain them with
+    ``workers`` worker processes; the drain is timed in the database, from the first
+    claim to the last workflow's end."""
+    n = cfg.sizes.queue
+    registered = run_worker(system, "queue_register", url, n, cfg)
+    enqueued = run_worker(system, "queue_enqueue", url, n, cfg)
+    enqueued["registration_s"] = registered["registration_s"]
+    drains = run_together(system, "queue_drain", url, n, cfg, workers)
+    report = drains[0]["report"]
+    problems = list(report["problems"])
+    runs_of: collections.Counter[int] = collections.Counter()
+    for d in drains:
+        executed = d.pop("executed")  # not kept in the JSON: n numbers per run
+        d["ran_here"] = len(executed)
+        runs_of.update(executed)
+    twice = sum(1 for c in runs_of.values() if c > 1)
+    if twice or set(runs_of) != set(range(n)):
+        missing = len(set(range(n)) - set(runs_of))
+        problems.append(f"workflow bodies: {twice} ran more than once, {missing} never ran")
+    drain_s = (report["last_end_ms"] - report["first_claim_ms"]) / 1000.0
+    seen_s = (max(d["done_seen_ms"] for d in drains) - report["first_claim_ms"]) / 1000.0
+    busiest = max(e["workflows"] for e in report["executors"])
+    out = {
+        "workers": workers,
+        "enqueue": enqueued,
+        "drainers": drains,
+        "drain_s": drain_s,
+        "throughput": n / drain_s,
+        # The same window, but ending when a worker saw the last end (polled every 20 ms).
+        "drain_seen_s": seen_s,
+        "busiest_worker_share": busiest / n,
+        "first_claim_after_go_s": (report["first_claim_ms"] - min(d["go_ms"] for d in drains))
+        / 1000.0,
+    }
+    if problems:
+        raise AssertionError(f"queue figure, {workers} worker(s): {'; '.join(problems)}")
+    return out
+
+
+def figure_queue(cfg: Config, results: Results) -> None:
+    """Per run (a warm-up first), for 1 and for 2 workers: a fresh database, enqueue,
+    drain."""
+    for system in cfg.systems:
+
+        def body(system: System = system) -> None:
+            outs: dict[int, list[dict[str, Any]]] = {w: [] for w in QUEUE_WORKER_COUNTS}
+            for index in range(cfg.runs + 1):
+                for workers in QUEUE_WORKER_COUNTS:
+                    name = f"bench_{system.slug}_queue_{workers}w_{index}"
+                    with fresh_database(name) as url:
+                        out = queue_once(cfg, system, url, workers)
+                    kind = "warm-up" if index == 0 else "measured"
+                    progress(
+                        f"queue: {system.name} run {index} ({kind}), "
+                        f"{workers} worker(s): {out['throughput']:.0f} workflows/s, "
+                        f"busiest worker ran {out['busiest_worker_share']:.0%}"
+                    )
+                    outs[workers].append(out)
+            results.keep_raw(
+                system.name,
+                "queue",
+                {f"{w}w": {"warmup": o[0], "runs": o[1:]} for w, o in outs.items()},
+            )
+            for workers, o in outs.items():
+                results.put(
+                    system.name, f"queue_{workers}w_throughput", _column(o[1:], "throughput")
+                )
+            results.put(
+                system.name, "queue_2w_busiest_share", _column(outs[2][1:], "busiest_worker_share")
+            )
+            rates = [r["enqueue"]["enqueue_rate"] for w in QUEUE_WORKER_COUNTS for r in outs[w][1:]]
+            results.put(system.name, "queue_enqueue_rate", rates)
+
+        guarded(results, system, "queue", body)
+
+
 def figure_floor(cfg: Config, results: Results) -> None:
     progress("floor: plain asyncpg")
     with fresh_database("bench_floor") as url:
@@ -296,6 +447,8 @@ def run_all(cfg: Config) -> Results:
         per_run(cfg, results, "recovery", lambda s, u: recovery_once(cfg, s, u), "recovery_s")
     if "msg" in wanted:
         on_postgres(cfg, results, "msg", figure_msg)
+    if "queue" in wanted:
+        figure_queue(cfg, results)
     if "floor" in wanted:
         figure_floor(cfg, results)
     if "sqlite" in wanted:
@@ -355,6 +508,10 @@ def table_rows(sizes: Sizes) -> list[Row]:
         Row("recovery_s", f"recovery: {sizes.recovery} workflows (s)", False),
         Row("msg_p50_ms", f"msg: send-to-recv latency p50 (ms), {sizes.msg} sends", False),
         Row("msg_p99_ms", "msg: send-to-recv latency p99 (ms)", False),
+        Row("queue_1w_throughput", f"queue: {sizes.queue} drained by 1 worker, workflows/s", True),
+        Row("queue_2w_throughput", f"queue: {sizes.queue} drained by 2 workers, workflows/s", True),
+        Row("queue_2w_busiest_share", "queue: 2 workers, share run by the busier one", None),
+        Row("queue_enqueue_rate", f"queue: client enqueue of {sizes.queue}, workflows/s", True),
         Row("floor_p50_ms", "floor: asyncpg INSERT commit p50 (ms)", None),
         Row("seq_vs_floor", "seq p50 / (5 x floor p50)", False),
         Row("sqlite_seq_throughput", f"SQLite seq: {sizes.seq} sequential, workflows/s", True),
