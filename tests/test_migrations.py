@@ -76,11 +76,20 @@ async def pg_catalog(url: str) -> dict[str, Any]:
         versions = await conn.fetch(
             "SELECT component, version FROM dbos_async.migrations ORDER BY 1, 2"
         )
+        functions = await conn.fetch(
+            "SELECT proname, pg_get_functiondef(oid) FROM pg_proc"
+            " WHERE pronamespace = 'dbos_async'::regnamespace ORDER BY 1"
+        )
+        sequences = await conn.fetch(
+            "SELECT sequencename FROM pg_sequences WHERE schemaname = 'dbos_async' ORDER BY 1"
+        )
         return {
             "columns": [tuple(r) for r in columns],
             "indexes": [tuple(r) for r in indexes],
             "constraints": [tuple(r) for r in constraints],
             "versions": [tuple(r) for r in versions],
+            "functions": [tuple(r) for r in functions],
+            "sequences": [r[0] for r in sequences],
         }
     finally:
         await conn.close()
@@ -147,6 +156,7 @@ async def test_migrations__postgres_migrated_equals_fresh(postgres_template: str
             "streams",
             "queues",
         }
+        assert [f[0] for f in fresh["functions"]] == ["claim_queued"]
         assert migrated == fresh
     finally:
         for name in names:

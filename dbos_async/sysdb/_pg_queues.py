@@ -1,11 +1,11 @@
 """Postgres: enqueueing and claiming queued workflows.
 
-A worker claims with one statement per poll: it picks the first ENQUEUED rows ``FOR
-UPDATE SKIP LOCKED``, so workers polling at once never wait for each other nor take the
-same row. A queue with a global limit (``concurrency`` or a limiter) counts what runs
-across all processes; those claims are serialized per queue (and partition) by a
-transaction-scoped advisory lock taken before the claim statement, so its snapshot sees
-every earlier claim and the limit holds however many workers race.
+A worker claims with one statement per poll, a call of the schema's ``claim_queued``
+function: it picks the first ENQUEUED rows ``FOR UPDATE SKIP LOCKED``, so workers polling
+at once never wait for each other nor take the same row. A queue with a global limit
+(``concurrency`` or a limiter) counts what runs across all processes; those claims take
+turns per queue (and partition) under a transaction-scoped advisory lock, and count with
+a snapshot taken after it, so the limit holds however many workers race.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ __all__ = ["PostgresQueues"]
 
 _COLS = WORKFLOW_COLUMNS
 _N = _COLS.count(",") + 1
-_W_COLS = ", ".join("w." + c for c in _COLS.split(", "))
 
 _ENQUEUE = (
     "WITH ins AS (INSERT INTO dbos_async.workflow_status ("
@@ -43,33 +42,12 @@ _ENQUEUE = (
 )
 _GET = "SELECT " + _COLS + " FROM dbos_async.workflow_status WHERE workflow_uuid = $1"
 
-# $1 queue, $2 partition key, $3 executor, $4 application version, $5 now (ms),
-# $6 most to claim, $7 concurrency, $8 limiter limit, $9 limiter period (ms).
-_IN_QUEUE = " WHERE queue_name = $1 AND queue_partition_key IS NOT DISTINCT FROM $2"
+# Arguments: queue, partition key, executor, application version, now (ms), most to
+# claim, concurrency, limiter limit, limiter period (ms). The function is in the schema.
 _CLAIM = (
-    "WITH cap AS (SELECT LEAST($6::bigint,"
-    " COALESCE($7::bigint - (SELECT count(*) FROM dbos_async.workflow_status"
-    + _IN_QUEUE
-    + " AND status = 'PENDING'), $6::bigint),"
-    " COALESCE($8::bigint - (SELECT count(*) FROM dbos_async.workflow_status"
-    + _IN_QUEUE
-    + " AND started_at_epoch_ms > $5::bigint - $9::bigint), $6::bigint)) AS n),"
-    " picked AS (SELECT workflow_uuid FROM dbos_async.workflow_status"
-    + _IN_QUEUE
-    + " AND status = 'ENQUEUED'"
-    " AND (delay_until_epoch_ms IS NULL OR delay_until_epoch_ms <= $5)"
-    " AND (application_version IS NULL OR application_version = $4)"
-    " ORDER BY priority, enqueue_seq LIMIT (SELECT GREATEST(n, 0) FROM cap)"
-    " FOR UPDATE SKIP LOCKED)"
-    " UPDATE dbos_async.workflow_status AS w SET status = 'PENDING', executor_id = $3,"
-    " application_version = $4, started_at_epoch_ms = $5, updated_at = $5,"
-    " workflow_deadline_epoch_ms ="  # (LEAST ignores NULLs)
-    " LEAST(w.workflow_deadline_epoch_ms, $5 + w.workflow_timeout_ms)"
-    " FROM picked WHERE w.workflow_uuid = picked.workflow_uuid AND w.status = 'ENQUEUED'"
-    " RETURNING " + _W_COLS
+    "SELECT " + _COLS + " FROM dbos_async.claim_queued($1::text, $2::text, $3::text,"
+    " $4::text, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint)"
 )
-#: Serializes claims on one queue (or partition) that a global limit bounds.
-_LOCK_QUEUE = "SELECT pg_advisory_xact_lock(1684172659, hashtext($1))"
 _PARTITIONS = (
     "SELECT DISTINCT queue_partition_key FROM dbos_async.workflow_status"
     " WHERE queue_name = $1 AND status = 'ENQUEUED' AND queue_partition_key IS NOT NULL"
@@ -130,16 +108,9 @@ class PostgresQueues:
             claim.limit,
             claim.period_ms,
         )
-        lock_key = f"{claim.queue_name}\x1f{claim.partition_key or ''}"
 
         async def op(conn: Any) -> list[WorkflowRow]:
-            if claim.concurrency is None and claim.limit is None:
-                rows = await conn.fetch(_CLAIM, *args)
-            else:
-                async with conn.transaction():
-                    await conn.execute(_LOCK_QUEUE, lock_key)
-                    rows = await conn.fetch(_CLAIM, *args)
-            return [WorkflowRow(*r) for r in rows]
+            return [WorkflowRow(*r) for r in await conn.fetch(_CLAIM, *args)]
 
         return await self._pg.retrying(op)
 

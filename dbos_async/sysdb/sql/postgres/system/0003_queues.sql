@@ -34,3 +34,70 @@ CREATE TABLE dbos_async.queues (
     partition_queue BOOLEAN NOT NULL,
     updated_at BIGINT NOT NULL
 );
+
+-- Claim what a queue (or one partition of it) allows now, in one statement per poll.
+-- Rows are picked FOR UPDATE SKIP LOCKED, so workers claiming at once never wait for each
+-- other nor take the same row. A global limit (concurrency, limiter) counts the claims of
+-- every process, so those claims take turns per queue and partition under an advisory
+-- lock; in a VOLATILE function each query takes a fresh snapshot, so the counts after the
+-- lock see every claim committed before it was granted.
+CREATE FUNCTION dbos_async.claim_queued(
+    p_queue TEXT,
+    p_partition TEXT,
+    p_executor TEXT,
+    p_version TEXT,
+    p_now BIGINT,
+    p_max BIGINT,
+    p_concurrency BIGINT,
+    p_limit BIGINT,
+    p_period BIGINT
+) RETURNS SETOF dbos_async.workflow_status
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    room BIGINT := p_max;
+BEGIN
+    IF p_concurrency IS NOT NULL OR p_limit IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(
+            1684172659, hashtext(p_queue || chr(31) || COALESCE(p_partition, '')));
+        IF p_concurrency IS NOT NULL THEN
+            room := LEAST(room, p_concurrency - (
+                SELECT count(*) FROM dbos_async.workflow_status
+                WHERE queue_name = p_queue
+                    AND queue_partition_key IS NOT DISTINCT FROM p_partition
+                    AND status = 'PENDING'));
+        END IF;
+        IF p_limit IS NOT NULL THEN
+            room := LEAST(room, p_limit - (
+                SELECT count(*) FROM dbos_async.workflow_status
+                WHERE queue_name = p_queue
+                    AND queue_partition_key IS NOT DISTINCT FROM p_partition
+                    AND started_at_epoch_ms > p_now - p_period));
+        END IF;
+    END IF;
+    IF room <= 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH picked AS (
+        SELECT workflow_uuid FROM dbos_async.workflow_status
+        WHERE queue_name = p_queue
+            AND queue_partition_key IS NOT DISTINCT FROM p_partition
+            AND status = 'ENQUEUED'
+            AND (delay_until_epoch_ms IS NULL OR delay_until_epoch_ms <= p_now)
+            AND (application_version IS NULL OR application_version = p_version)
+        ORDER BY priority, enqueue_seq
+        LIMIT room
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE dbos_async.workflow_status AS w
+    SET status = 'PENDING', executor_id = p_executor, application_version = p_version,
+        started_at_epoch_ms = p_now, updated_at = p_now,
+        -- the earlier of an inherited deadline and its own timeout from now (LEAST
+        -- ignores NULLs)
+        workflow_deadline_epoch_ms =
+            LEAST(w.workflow_deadline_epoch_ms, p_now + w.workflow_timeout_ms)
+    FROM picked
+    WHERE w.workflow_uuid = picked.workflow_uuid AND w.status = 'ENQUEUED'
+    RETURNING w.*;
+END
+$$;
