@@ -25,6 +25,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+from ._context import WorkflowState
 from ._decorators import function_info
 from ._errors import DBOSConfigError, DBOSException
 from ._handle import WorkflowHandle
@@ -170,17 +171,10 @@ class Queue:
             raise TypeError(
                 f"Queue.enqueue() needs a function decorated with @DBOS.workflow(), got {func!r}"
             )
-        request = self.request(_options.get(), app_version=None)
+        request = check_enqueue_options(self.info, _options.get(), app_version=None)
         return enqueue_workflow(info, args, kwargs, request)
 
     enqueue_async = enqueue
-
-    def request(
-        self, options: SetEnqueueOptions | None, *, app_version: str | None
-    ) -> EnqueueRequest:
-        """The enqueue request for ``options`` on this queue; ``app_version`` None means
-        the running application's version."""
-        return check_enqueue_options(self.info, options, app_version=app_version)
 
 
 def check_enqueue_options(
@@ -309,7 +303,7 @@ class QueueWorkers:
 
     # -- accounting: called for every workflow launched here, queued or not -----------
 
-    def _on_launch(self, state: Any, task: asyncio.Task[None]) -> None:
+    def _on_launch(self, state: WorkflowState, task: asyncio.Task[None]) -> None:
         if state.queue_name is None:
             return
         key = (state.queue_name, state.partition_key)
@@ -351,21 +345,16 @@ class QueueWorkers:
             self._start_loop(queue)
 
     def add(self, queue: Queue) -> None:
-        """Start the worker of a queue declared after launch."""
+        """Start the worker of a queue declared after launch (it registers it first)."""
+        self._start_loop(queue, register=True)
 
-        async def register_then_run() -> None:
-            await self._rt.sysdb.register_queues([queue.info], _now_ms())
-            await self._loop(queue)
-
-        self._start_loop(queue, register_then_run())
-
-    def _start_loop(self, queue: Queue, body: Coroutine[Any, Any, None] | None = None) -> None:
+    def _start_loop(self, queue: Queue, *, register: bool = False) -> None:
         old = self._tasks.pop(queue.name, None)
         if old is not None:
             old.cancel()
         self._wakes[queue.name] = asyncio.Event()
         self._tasks[queue.name] = asyncio.get_running_loop().create_task(
-            body if body is not None else self._loop(queue), name=f"dbos_async queue {queue.name}"
+            self._loop(queue, register), name=f"dbos_async queue {queue.name}"
         )
 
     async def stop(self) -> None:
@@ -381,10 +370,13 @@ class QueueWorkers:
 
     # -- the worker loop ---------------------------------------------------------------
 
-    async def _loop(self, queue: Queue) -> None:
+    async def _loop(self, queue: Queue, register: bool) -> None:
         wake = self._wakes[queue.name]
         while True:
             try:
+                if register:
+                    await self._rt.sysdb.register_queues([queue.info], _now_ms())
+                    register = False
                 more = await self.poll(queue)
             except Exception as exc:  # a lost connection: try again at the next poll
                 log.warning("queue %r: could not claim workflows: %r", queue.name, exc)
