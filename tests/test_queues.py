@@ -614,6 +614,23 @@ async def test_cancel__enqueued_workflow_never_runs(dbos: DBOS) -> None:
     assert await DBOS.list_queued_workflows() == []
 
 
+async def test_resume__cancelled_workflow_whose_dedup_id_was_taken_raises(dbos: DBOS) -> None:
+    with SetEnqueueOptions(deduplication_id="tq-resume", delay_seconds=30):
+        first = await Q_DEDUP.enqueue(tq_record, "first")
+    await DBOS.cancel_workflow(first.workflow_id)
+    # Cancelled, it no longer holds the ID: another workflow takes it.
+    with SetEnqueueOptions(deduplication_id="tq-resume", delay_seconds=30):
+        second = await Q_DEDUP.enqueue(tq_record, "second")
+    with pytest.raises(DBOSQueueDeduplicatedError) as info:
+        await DBOS.resume_workflow(first.workflow_id)
+    assert info.value.workflow_id == first.workflow_id
+    assert "tq-resume" in str(info.value) and "tq_dedup" in str(info.value)
+    assert (await status(first.workflow_id)).status == WorkflowStatusString.CANCELLED
+    assert (await status(second.workflow_id)).status == WorkflowStatusString.ENQUEUED
+    assert CALLS["first"] == 0
+    await DBOS.cancel_workflow(second.workflow_id)
+
+
 async def test_timeout__counted_from_claim_not_from_enqueue(dbos: DBOS, db_url: str) -> None:
     delay, timeout = 0.6, 0.5
     enqueued_at = time.time()

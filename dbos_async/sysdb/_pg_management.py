@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
+
 from ._pg_messaging import CHANNEL
 from ._protocol import WORKFLOW_COLUMNS, WorkflowQuery, WorkflowRow, notification_key
+from ._results import deduplicated
 
 if TYPE_CHECKING:
     from ._postgres import PostgresPool
@@ -102,7 +105,12 @@ class PostgresManagement:
         self, workflow_id: str, executor_id: str, now_ms: int
     ) -> tuple[bool, WorkflowRow | None]:
         async def op(conn: Any) -> tuple[bool, WorkflowRow | None]:
-            r = await conn.fetchrow(_RESUME, workflow_id, executor_id, now_ms)
+            try:
+                r = await conn.fetchrow(_RESUME, workflow_id, executor_id, now_ms)
+            except asyncpg.UniqueViolationError:
+                # Its deduplication ID was taken by another workflow meanwhile.
+                stored = await conn.fetchrow(_GET, workflow_id)
+                raise deduplicated(_row(stored)) from None
             if r is not None:
                 return True, _row(r)
             r = await conn.fetchrow(_GET, workflow_id)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._errors import DBOSException, DBOSQueueDeduplicatedError
+from .._errors import DBOSException
 from ._pg_messaging import CHANNEL
 from ._protocol import (
     WORKFLOW_COLUMNS,
@@ -22,7 +22,7 @@ from ._protocol import (
     WorkflowRow,
     notification_key,
 )
-from ._results import insert_result
+from ._results import deduplicated, insert_result
 
 if TYPE_CHECKING:
     from ._postgres import PostgresPool
@@ -90,9 +90,7 @@ class PostgresQueues:
                 return insert_result(row, WorkflowRow(*stored), retry)
             if row.deduplication_id is None:
                 raise DBOSException(f"workflow {row.workflow_id!r} could not be enqueued")
-            raise DBOSQueueDeduplicatedError(
-                row.workflow_id, row.queue_name or "", row.deduplication_id
-            )
+            raise deduplicated(row)
 
         return await self._pg.retrying(op)
 

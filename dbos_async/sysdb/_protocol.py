@@ -266,7 +266,9 @@ class ManagementDatabase(Protocol):
         self, workflow_id: str, executor_id: str, now_ms: int
     ) -> tuple[bool, WorkflowRow | None]:
         """Make a CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow PENDING again on
-        ``executor_id``, its recovery attempts reset. Returns (changed, row now)."""
+        ``executor_id``, its recovery attempts reset. Returns (changed, row now). Raises
+        ``DBOSQueueDeduplicatedError`` if another active workflow of its queue took its
+        deduplication ID meanwhile."""
 
     async def fork_workflow(self, source_id: str, row: WorkflowRow, start_step: int) -> None:
         """Insert ``row`` and copy the source's step rows below ``start_step`` to it, in

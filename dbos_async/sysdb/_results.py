@@ -7,9 +7,17 @@ other writer's row, which wins.
 
 from __future__ import annotations
 
+from .._errors import DBOSQueueDeduplicatedError
 from ._protocol import FinishWorkflow, StepRow, WorkflowRow
 
-__all__ = ["finish_result", "insert_result", "is_our_insert", "same_step", "step_result"]
+__all__ = [
+    "deduplicated",
+    "finish_result",
+    "insert_result",
+    "is_our_insert",
+    "same_step",
+    "step_result",
+]
 
 
 def is_our_insert(ours: WorkflowRow, stored: WorkflowRow) -> bool:
@@ -47,4 +55,12 @@ def finish_result(write: FinishWorkflow, stored: WorkflowRow | None, retry: bool
         and stored is not None
         and (stored.status, stored.output, stored.error)
         == (write.status, write.output, write.error)
+    )
+
+
+def deduplicated(row: WorkflowRow) -> DBOSQueueDeduplicatedError:
+    """The error for a workflow refused because another active workflow of its queue holds
+    its deduplication ID."""
+    return DBOSQueueDeduplicatedError(
+        row.workflow_id, row.queue_name or "", row.deduplication_id or ""
     )

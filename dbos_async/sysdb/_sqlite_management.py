@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from ._protocol import WORKFLOW_COLUMNS, WorkflowQuery, WorkflowRow
+from ._results import deduplicated
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteConnection
@@ -104,8 +106,14 @@ class SQLiteManagement:
         self, workflow_id: str, executor_id: str, now_ms: int
     ) -> tuple[bool, WorkflowRow | None]:
         async def op(conn: aiosqlite.Connection) -> tuple[bool, WorkflowRow | None]:
-            cur = await conn.execute(_RESUME, (executor_id, now_ms, workflow_id))
-            r = await cur.fetchone()
+            try:
+                cur = await conn.execute(_RESUME, (executor_id, now_ms, workflow_id))
+                r = await cur.fetchone()
+            except sqlite3.IntegrityError:
+                # Its deduplication ID was taken by another workflow meanwhile.
+                cur = await conn.execute(_GET, (workflow_id,))
+                stored = await cur.fetchone()
+                raise deduplicated(_row(stored)) from None
             if r is not None:
                 return True, _row(r)
             cur = await conn.execute(_GET, (workflow_id,))

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from .._errors import DBOSException, DBOSQueueDeduplicatedError
+from .._errors import DBOSException
 from ._protocol import WORKFLOW_COLUMNS, QueueClaim, QueueInfo, WorkflowRow
-from ._results import insert_result
+from ._results import deduplicated, insert_result
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteConnection
@@ -87,9 +87,7 @@ class SQLiteQueues:
                 return insert_result(row, WorkflowRow(*stored), False)
             if row.deduplication_id is None:
                 raise DBOSException(f"workflow {row.workflow_id!r} could not be enqueued")
-            raise DBOSQueueDeduplicatedError(
-                row.workflow_id, row.queue_name or "", row.deduplication_id
-            )
+            raise deduplicated(row)
 
         return await self._db.write(op)
 
