@@ -50,6 +50,12 @@ _CLAIM = (
     " ORDER BY priority, rowid LIMIT :n)"
     " RETURNING " + _COLS
 )
+_ANY_READY = (
+    "SELECT 1 FROM dbos_workflow_status"
+    + _IN_QUEUE
+    + " AND status = 'ENQUEUED'"
+    " AND (delay_until_epoch_ms IS NULL OR delay_until_epoch_ms <= :now) LIMIT 1"
+)
 _PARTITIONS = (
     "SELECT DISTINCT queue_partition_key FROM dbos_workflow_status"
     " WHERE queue_name = ? AND status = 'ENQUEUED' AND queue_partition_key IS NOT NULL"
@@ -105,6 +111,14 @@ class SQLiteQueues:
             cur = await conn.execute(sql, params)
             r = await cur.fetchone()
             return int(r[0]) if r is not None else 0
+
+        async def any_ready(conn: aiosqlite.Connection) -> bool:
+            cur = await conn.execute(_ANY_READY, params)
+            return await cur.fetchone() is not None
+
+        # An idle worker's poll is a read: the write lock is taken only for a claim.
+        if not await self._db.read(any_ready):
+            return []
 
         async def op(conn: aiosqlite.Connection) -> list[WorkflowRow]:
             n = claim.max_count
