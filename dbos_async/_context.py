@@ -25,6 +25,7 @@ __all__ = [
     "current_step",
     "current_workflow",
     "take_assigned_workflow_id",
+    "timeout_to_ms",
     "workflow_timeout_ms",
 ]
 
@@ -125,24 +126,27 @@ def workflow_timeout_ms() -> int | None:
     return _timeout_ms.get()
 
 
+def timeout_to_ms(seconds: float | None, what: str) -> int | None:
+    """A workflow timeout in whole milliseconds (at least 1); None stays None."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        raise ValueError(f"{what} needs a positive number of seconds, got {seconds!r}")
+    return max(1, int(seconds * 1000))
+
+
 class SetWorkflowTimeout:
     """``with SetWorkflowTimeout(seconds):`` workflows started in the block are cancelled
     at their deadline (start + ``seconds``), after a recovery too; their child workflows
     inherit the deadline. ``None`` lifts an outer block's timeout."""
 
     def __init__(self, seconds: float | None) -> None:
-        if seconds is not None and (
-            isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0
-        ):
-            raise ValueError(
-                f"SetWorkflowTimeout needs a positive number of seconds, got {seconds!r}"
-            )
+        self._ms = timeout_to_ms(seconds, "SetWorkflowTimeout")
         self.seconds = seconds
         self._token: Any = None
 
     def __enter__(self) -> SetWorkflowTimeout:
-        ms = None if self.seconds is None else max(1, int(self.seconds * 1000))
-        self._token = _timeout_ms.set(ms)
+        self._token = _timeout_ms.set(self._ms)
         return self
 
     def __exit__(

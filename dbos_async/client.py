@@ -17,7 +17,7 @@ from typing import Any, Required, TypedDict
 
 from . import _management, _messaging
 from ._config import resolve_config
-from ._context import SetWorkflowTimeout, new_workflow_id
+from ._context import new_workflow_id, timeout_to_ms
 from ._errors import (
     DBOSConflictingWorkflowError,
     DBOSNonExistentWorkflowError,
@@ -28,6 +28,7 @@ from ._queue import SetEnqueueOptions, check_enqueue_options
 from ._runner import cancel_workflow, enqueued_row
 from ._runtime import Runtime
 from ._status import StepInfo, WorkflowStatus
+from .sysdb import QueueInfo
 
 __all__ = ["DBOSClient", "EnqueueOptions"]
 
@@ -123,32 +124,20 @@ class DBOSClient:
             value = options.get(key)
             if not isinstance(value, str) or not value:
                 raise TypeError(f"DBOSClient.enqueue() needs options[{key!r}] as a non-empty str")
-        rt = await self._rt()
-        queue_name = options["queue_name"]
-        queue = next((q for q in await rt.sysdb.list_queues() if q.name == queue_name), None)
-        if queue is None:
-            known = ", ".join(repr(q.name) for q in await rt.sysdb.list_queues()) or "none"
-            raise DBOSQueueNotFoundError(
-                f"queue {queue_name!r} is not declared by any launched DBOS process "
-                f"(declared queues: {known}); a queue exists once a process that declares "
-                "it has launched"
-            )
-        request = check_enqueue_options(
-            queue,
-            SetEnqueueOptions(
-                deduplication_id=options.get("deduplication_id"),
-                priority=options.get("priority"),
-                queue_partition_key=options.get("queue_partition_key"),
-                delay_seconds=options.get("delay_seconds"),
-            ),
-            app_version=options.get("app_version"),
-            fixed_version=True,
+        enqueue_options = SetEnqueueOptions(
+            deduplication_id=options.get("deduplication_id"),
+            priority=options.get("priority"),
+            queue_partition_key=options.get("queue_partition_key"),
+            delay_seconds=options.get("delay_seconds"),
         )
-        timeout = options.get("workflow_timeout")
-        timeout_ms = None
-        if timeout is not None:
-            with SetWorkflowTimeout(timeout) as block:
-                timeout_ms = None if block.seconds is None else max(1, int(block.seconds * 1000))
+        timeout_ms = timeout_to_ms(
+            options.get("workflow_timeout"), "DBOSClient.enqueue(): workflow_timeout"
+        )
+        rt = await self._rt()
+        queue = await self._queue(rt, options["queue_name"])
+        request = check_enqueue_options(
+            queue, enqueue_options, app_version=options.get("app_version"), fixed_version=True
+        )
         name = options["workflow_name"]
         workflow_id = options.get("workflow_id") or new_workflow_id()
         inputs = rt.codec.dump_inputs(name, None, args, kwargs)
@@ -157,6 +146,20 @@ class DBOSClient:
         if existing is not None and existing.name != name:
             raise DBOSConflictingWorkflowError(workflow_id, existing.name, name)
         return WorkflowHandle(rt, workflow_id)
+
+    async def _queue(self, rt: Runtime, name: str) -> QueueInfo:
+        """The settings a launched process registered for a queue (read each time: another
+        process may declare it again with other settings)."""
+        queues = {q.name: q for q in await rt.sysdb.list_queues()}
+        queue = queues.get(name)
+        if queue is None:
+            known = ", ".join(repr(q) for q in queues) or "none"
+            raise DBOSQueueNotFoundError(
+                f"queue {name!r} is not declared by any launched DBOS process "
+                f"(declared queues: {known}); a queue exists once a process that declares "
+                "it has launched"
+            )
+        return queue
 
     async def retrieve_workflow(
         self, workflow_id: str, existing_workflow: bool = True

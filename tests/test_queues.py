@@ -44,6 +44,7 @@ from dbos_async import (
 from dbos_async._queue import QueueWorkers
 from dbos_async._registry import registry
 from dbos_async._runtime import current_runtime
+from dbos_async.sysdb import QueueInfo
 
 POLL = 0.1  # every test queue polls this often
 
@@ -750,6 +751,26 @@ async def test_client_enqueue__bad_options_raise(dbos: DBOS, db_url: str) -> Non
             await client.enqueue(bad, 1, 2)
     assert await DBOS.list_workflows() == []
     assert CALLS["tq_client_sum"] == 0
+
+
+async def test_client_enqueue__checks_current_settings_of_a_redeclared_queue(
+    dbos: DBOS, db_url: str
+) -> None:
+    rt = current_runtime()
+    assert rt is not None
+    async with DBOSClient(db_url) as client:
+        plain: Any = {"queue_name": "tq_second", "workflow_name": "tq_client_sum"}
+        assert await result(await client.enqueue(plain, 1, 1)) == 2  # settings now cached
+        # Another process declares the queue again, with priorities.
+        await rt.sysdb.register_queues([QueueInfo("tq_second", priority_enabled=True)], 0)
+        handle = await client.enqueue({**plain, "priority": 4}, 2, 2)
+        assert (await status(handle.workflow_id)).priority == 4
+        # ...and again without: the cached settings would accept a priority.
+        await rt.sysdb.register_queues([QueueInfo("tq_second")], 0)
+        with pytest.raises(ValueError, match="priority"):
+            await client.enqueue({**plain, "priority": 4}, 3, 3)
+        with pytest.raises(ValueError, match="workflow_timeout"):
+            await client.enqueue({**plain, "workflow_timeout": 0}, 3, 3)
 
 
 async def test_client_enqueue__deduplication(dbos: DBOS, db_url: str) -> None:

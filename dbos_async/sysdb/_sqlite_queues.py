@@ -51,9 +51,7 @@ _CLAIM = (
     " RETURNING " + _COLS
 )
 _ANY_READY = (
-    "SELECT 1 FROM dbos_workflow_status"
-    + _IN_QUEUE
-    + " AND status = 'ENQUEUED'"
+    "SELECT 1 FROM dbos_workflow_status" + _IN_QUEUE + " AND status = 'ENQUEUED'"
     " AND (delay_until_epoch_ms IS NULL OR delay_until_epoch_ms <= :now) LIMIT 1"
 )
 _PARTITIONS = (
