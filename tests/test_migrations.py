@@ -156,7 +156,7 @@ async def test_migrations__postgres_migrated_equals_fresh(postgres_template: str
             "streams",
             "queues",
         }
-        assert [f[0] for f in fresh["functions"]] == ["claim_queued"]
+        assert [f[0] for f in fresh["functions"]] == ["claim_queued", "receive_message"]
         assert migrated == fresh
     finally:
         for name in names:

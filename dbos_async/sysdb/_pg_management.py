@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from .._errors import DBOSConflictingWorkflowError
 from ._pg_messaging import CHANNEL
 from ._protocol import WORKFLOW_COLUMNS, WorkflowQuery, WorkflowRow, notification_key
-from ._results import deduplicated
+from ._results import deduplicated, is_our_insert
 
 if TYPE_CHECKING:
     from ._postgres import PostgresPool
@@ -46,6 +47,7 @@ _RESUME = (
 _INSERT = (
     "INSERT INTO dbos_async.workflow_status (" + _COLS + ") VALUES "
     "(" + ", ".join(f"${i}" for i in range(1, _COLS.count(",") + 2)) + ")"
+    " ON CONFLICT (workflow_uuid) DO NOTHING RETURNING 1"
 )
 _COPY_STEPS = (
     "INSERT INTO dbos_async.operation_outputs (workflow_uuid, function_id, function_name,"
@@ -119,12 +121,17 @@ class PostgresManagement:
         return await self._pg.retrying(op)
 
     async def fork_workflow(self, source_id: str, row: WorkflowRow, start_step: int) -> None:
+        attempts = 0
+
         async def op(conn: Any) -> None:
+            nonlocal attempts
+            attempts += 1
             async with conn.transaction():
-                await conn.execute(
-                    _INSERT,
-                    *row.params(),
-                )
+                if await conn.fetchval(_INSERT, *row.params()) is None:
+                    stored = _row(await conn.fetchrow(_GET, row.workflow_id))
+                    if attempts > 1 and is_our_insert(row, stored):
+                        return  # the first attempt committed; its reply was lost
+                    raise DBOSConflictingWorkflowError(row.workflow_id, stored.name, row.name)
                 await conn.execute(_COPY_STEPS, source_id, row.workflow_id, start_step)
 
         await self._pg.retrying(op)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from .._errors import DBOSNonExistentWorkflowError
-from ._protocol import MessageRow, StepRow, StreamEntry, notification_key
+from ._pg_errors import is_transient
+from ._protocol import STEP_COLUMNS, MessageRow, StepRow, StreamEntry, notification_key
 
 if TYPE_CHECKING:
     from ._postgres import PostgresPool
@@ -45,16 +47,11 @@ _SEND = (
     + CHANNEL
     + "', $10)"
 )
+# The function (in the schema) takes the step row before it consumes, so a repeat finds
+# the step recorded and consumes nothing more.
 _RECEIVE = (
-    "WITH msg AS (UPDATE dbos_async.notifications SET consumed = TRUE"
-    " WHERE message_uuid = (SELECT message_uuid FROM dbos_async.notifications"
-    " WHERE destination_uuid = $1 AND topic = $2 AND NOT consumed"
-    " ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
-    " RETURNING message)"
-    " INSERT INTO dbos_async.operation_outputs (workflow_uuid, function_id, function_name,"
-    " output, started_at_epoch_ms, completed_at_epoch_ms)"
-    " SELECT $1, $3, $4, message, $5, $5 FROM msg"
-    " ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING output"
+    "SELECT " + STEP_COLUMNS + " FROM dbos_async.receive_message($1::text, $2::text,"
+    " $3::int, $4::text, $5::bigint)"
 )
 _SET_EVENT = (
     "WITH e AS (INSERT INTO dbos_async.workflow_events (workflow_uuid, key, value)"
@@ -67,10 +64,14 @@ _SET_EVENT = (
 )
 _GET_EVENT = "SELECT value FROM dbos_async.workflow_events WHERE workflow_uuid = $1 AND key = $2"
 _GET_ALL_EVENTS = "SELECT key, value FROM dbos_async.workflow_events WHERE workflow_uuid = $1"
+# Each write carries a key ($10), so a repeat after a lost reply adds nothing.
 _WRITE_STREAM = (
-    'WITH w AS (INSERT INTO dbos_async.streams (workflow_uuid, key, "offset", value, closed)'
-    ' SELECT $1, $2, COALESCE(MAX("offset") + 1, 0), $3, $4 FROM dbos_async.streams'
-    " WHERE workflow_uuid = $1 AND key = $2 RETURNING 1), "
+    "WITH w AS (INSERT INTO dbos_async.streams"
+    ' (workflow_uuid, key, "offset", value, closed, write_key)'
+    ' SELECT $1, $2, COALESCE(MAX("offset") + 1, 0), $3, $4, $10 FROM dbos_async.streams'
+    " WHERE workflow_uuid = $1 AND key = $2"
+    " ON CONFLICT (workflow_uuid, write_key) WHERE write_key IS NOT NULL DO NOTHING"
+    " RETURNING 1), "
     + _STEP_CTE.format("$1", "$5", "$6", "$7", "$8")
     + " SELECT pg_notify('"
     + CHANNEL
@@ -120,7 +121,7 @@ class PostgresMessaging:
 
     async def receive_message(self, workflow_id: str, topic: str, step: StepRow) -> StepRow | None:
         async def op(conn: Any) -> StepRow | None:
-            output = await conn.fetchval(
+            r = await conn.fetchrow(
                 _RECEIVE,
                 workflow_id,
                 topic,
@@ -128,10 +129,7 @@ class PostgresMessaging:
                 step.function_name,
                 step.completed_at_epoch_ms,
             )
-            if output is None:
-                return None
-            step.output = output
-            return step
+            return None if r is None else StepRow(*r)
 
         return await self._pg.retrying(op)
 
@@ -172,6 +170,9 @@ class PostgresMessaging:
     ) -> None:
         fid, fname, out = _step_params(step)
         now = step.completed_at_epoch_ms if step else None
+        # A workflow's write is keyed by its step (a second run of the step adds nothing);
+        # a step's write by this call.
+        write_key = f"step-{fid}" if fid is not None else uuid.uuid4().hex
 
         async def op(conn: Any) -> None:
             for _ in range(100):
@@ -187,6 +188,7 @@ class PostgresMessaging:
                         out,
                         now,
                         notification_key("stream", workflow_id, key),
+                        write_key,
                     )
                     return
                 except asyncpg.UniqueViolationError:
@@ -230,7 +232,14 @@ class PostgresListener:
 
     async def start(self, on_notify: Callable[[str], None]) -> None:
         self._on_notify = on_notify
-        await self._connect()
+        try:
+            await self._connect()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # Cut while connecting: the keep-alive loop connects again.
+            log.warning("LISTEN connection lost while connecting (%r); retrying", exc)
+            self._lost.set()
         self._task = asyncio.get_running_loop().create_task(self._keep_alive())
 
     def _deliver(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
@@ -242,11 +251,28 @@ class PostgresListener:
 
     async def _connect(self) -> None:
         conn = await asyncpg.connect(self._pg.url, timeout=self._pg.connect_timeout)
-        await conn.add_listener(CHANNEL, self._deliver)
-        conn.add_termination_listener(self._terminated)
+        try:
+            await conn.add_listener(CHANNEL, self._deliver)
+            conn.add_termination_listener(self._terminated)
+        except BaseException:
+            conn.terminate()
+            raise
         self._conn = conn
 
+    async def _alive(self) -> bool:
+        conn = self._conn
+        if self._lost.is_set() or conn is None or conn.is_closed():
+            return False
+        try:
+            await conn.execute("SELECT 1")
+            return True
+        except Exception as exc:
+            log.info("LISTEN connection check failed: %r", exc)
+            return False
+
     async def _keep_alive(self) -> None:
+        """Never ends by itself: whatever breaks the connection, it connects again, with
+        a pause doubling up to 5 s, and then wakes every waiter ("*")."""
         delay = 0.1
         while not self._closing:
             # Wake up now and then to check the connection: termination is not always
@@ -254,38 +280,36 @@ class PostgresListener:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):  # (wait_for may swallow a cancel in 3.11)
                     await self._lost.wait()
-            conn = self._conn
-            if not self._lost.is_set() and conn is not None and not conn.is_closed():
-                try:
-                    await conn.execute("SELECT 1")
-                    continue
-                except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
-                    pass
+            if await self._alive():
+                continue
             self._lost.clear()
-            if conn is not None:
-                conn.terminate()
-            self._conn = None
+            if self._conn is not None:
+                self._conn.terminate()
+                self._conn = None
             while not self._closing:
                 try:
                     await self._connect()
-                    delay = 0.1
-                    log.info("LISTEN connection to Postgres restored")
-                    if self._on_notify is not None:
-                        self._on_notify("*")
-                    break
-                except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                    log.warning("LISTEN connection lost (%s); retrying in %.1fs", exc, delay)
+                except Exception as exc:
+                    log.warning("LISTEN connection lost (%r); retrying in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+                    continue
+                delay = 0.1
+                log.info("LISTEN connection to Postgres restored")
+                if self._on_notify is not None:
+                    self._on_notify("*")
+                break
 
     async def stop(self) -> None:
         self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
         if self._conn is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._conn.close(), timeout=2.0)
-            self._conn = None
+            conn, self._conn = self._conn, None
+            try:
+                await asyncio.wait_for(conn.close(), timeout=2.0)
+            except Exception:
+                conn.terminate()

@@ -10,6 +10,7 @@ a snapshot taken after it, so the limit holds however many workers race.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,10 +44,16 @@ _ENQUEUE = (
 _GET = "SELECT " + _COLS + " FROM dbos_async.workflow_status WHERE workflow_uuid = $1"
 
 # Arguments: queue, partition key, executor, application version, now (ms), most to
-# claim, concurrency, limiter limit, limiter period (ms). The function is in the schema.
+# claim, concurrency, limiter limit, limiter period (ms), claim token. The function is in
+# the schema.
 _CLAIM = (
     "SELECT " + _COLS + " FROM dbos_async.claim_queued($1::text, $2::text, $3::text,"
-    " $4::text, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint)"
+    " $4::text, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10::text)"
+)
+# What a claim whose reply was lost took (one statement: all of it or nothing).
+_CLAIMED = (
+    "SELECT " + _COLS + " FROM dbos_async.workflow_status"
+    " WHERE queue_name = $1 AND status = 'PENDING' AND claim_token = $2"
 )
 _PARTITIONS = (
     "SELECT DISTINCT queue_partition_key FROM dbos_async.workflow_status"
@@ -95,6 +102,7 @@ class PostgresQueues:
         return await self._pg.retrying(op)
 
     async def claim_queued(self, claim: QueueClaim) -> list[WorkflowRow]:
+        token = uuid.uuid4().hex
         args = (
             claim.queue_name,
             claim.partition_key,
@@ -105,9 +113,18 @@ class PostgresQueues:
             claim.concurrency,
             claim.limit,
             claim.period_ms,
+            token,
         )
+        attempts = 0
 
         async def op(conn: Any) -> list[WorkflowRow]:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                # The first attempt may have committed before its reply was lost.
+                taken = await conn.fetch(_CLAIMED, claim.queue_name, token)
+                if taken:
+                    return [WorkflowRow(*r) for r in taken]
             return [WorkflowRow(*r) for r in await conn.fetch(_CLAIM, *args)]
 
         return await self._pg.retrying(op)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 from .._errors import DBOSConnectionError
 from ._migrations import load_schema_files
+from ._pg_errors import drop_if_broken, is_pool_closed, is_transient
 from ._pg_management import PostgresManagement
 from ._pg_messaging import CHANNEL, PostgresListener, PostgresMessaging
 from ._pg_queues import PostgresQueues
@@ -53,19 +55,6 @@ log = logging.getLogger("dbos_async")
 T = TypeVar("T")
 
 _MIGRATION_LOCK = 0x64626F735F61  # advisory lock key serializing schema migrations
-
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.ConnectionDoesNotExistError,
-    ConnectionError,
-    OSError,
-)
-_CONNECT_RETRYABLE: tuple[type[BaseException], ...] = (*_TRANSIENT, asyncio.TimeoutError)
-#: A held connection the pool took back after it broke raises InterfaceError on use.
-_TRANSIENT_OR_DETACHED: tuple[type[BaseException], ...] = (*_TRANSIENT, asyncpg.InterfaceError)
 
 _COLS = WORKFLOW_COLUMNS
 _STEP_COLS = STEP_COLUMNS
@@ -156,11 +145,17 @@ _PENDING = (
 _CLAIM = (
     "UPDATE dbos_async.workflow_status AS w SET recovery_attempts = w.recovery_attempts + 1,"
     " status = CASE WHEN w.recovery_attempts + 1 > c.max_attempts"
-    " THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END, updated_at = $4"
+    " THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END, updated_at = $4,"
+    " claim_token = $5"
     " FROM unnest($1::text[], $2::int[], $3::int[]) AS c(workflow_uuid, seen, max_attempts)"
     " WHERE w.workflow_uuid = c.workflow_uuid AND w.status = 'PENDING'"
     " AND w.recovery_attempts = c.seen"
     " RETURNING " + ", ".join("w." + c for c in _COLS.split(", "))
+)
+# What a recovery claim whose reply was lost took (one statement: all of it or nothing).
+_CLAIMED = (
+    "SELECT " + _COLS + " FROM dbos_async.workflow_status"
+    " WHERE workflow_uuid = ANY($1::text[]) AND claim_token = $2"
 )
 _LOAD_STEPS_MANY = (
     "SELECT " + _STEP_COLS + " FROM dbos_async.operation_outputs "
@@ -168,8 +163,12 @@ _LOAD_STEPS_MANY = (
 )
 _INSERT_TX_OUTPUT = (
     "INSERT INTO dbos_async.transaction_outputs (workflow_uuid, function_id, output, created_at) "
-    "VALUES ($1, $2, $3, $4)"
+    "VALUES ($1, $2, $3, $4) RETURNING txid_current()"
 )
+#: A transaction's ID, taken before COMMIT, and its fate after a connection lost during
+#: COMMIT (Postgres keeps it: "committed", "aborted" or "in progress").
+_TXID = "SELECT txid_current()"
+_TXID_STATUS = "SELECT txid_status($1)"
 _GET_TX_OUTPUT = (
     "SELECT output FROM dbos_async.transaction_outputs "
     "WHERE workflow_uuid = $1 AND function_id = $2"
@@ -325,8 +324,11 @@ class PostgresPool:
         self._pool: asyncpg.Pool | None = None
         self._users = 0
         self._lock = asyncio.Lock()
-        self._held: _Conn | None = None
+        #: The journal writer's own connection, outside the pool (see ``retrying``).
+        self._held: asyncpg.Connection | None = None
         self._held_lock = asyncio.Lock()
+        #: Set by the last ``close()``: operations stop retrying.
+        self._closing = False
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -338,12 +340,14 @@ class PostgresPool:
         async with self._lock:
             self._users += 1
             if self._pool is None:
+                self._closing = False
                 self._pool = await self._create()
 
     async def close(self) -> None:
         async with self._lock:
             self._users -= 1
             if self._users <= 0 and self._pool is not None:
+                self._closing = True
                 await self._drop_held()
                 pool, self._pool = self._pool, None
                 await pool.close()
@@ -373,16 +377,18 @@ class PostgresPool:
                 await self._create_database()
                 created_db = True
                 continue
-            except _CONNECT_RETRYABLE as exc:
+            except Exception as exc:
+                if not is_transient(exc):
+                    if isinstance(exc, asyncpg.PostgresError):
+                        raise DBOSConnectionError(
+                            f"cannot connect to Postgres at {_redact(self.url)}: {exc}"
+                        ) from exc
+                    raise
                 if time.monotonic() + delay >= deadline:
                     raise DBOSConnectionError(
                         f"cannot reach Postgres at {_redact(self.url)} within "
                         f"{self.connect_timeout:g}s: {type(exc).__name__}: {exc}"
                     ) from exc
-            except asyncpg.PostgresError as exc:
-                raise DBOSConnectionError(
-                    f"cannot connect to Postgres at {_redact(self.url)}: {exc}"
-                ) from exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
@@ -402,63 +408,93 @@ class PostgresPool:
     async def migrate(self, component: str, *, from_migrations: bool = False) -> None:
         """Bring one component's tables up to date, one process at a time."""
         files = load_schema_files("postgres", component)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-            await conn.execute("CREATE SCHEMA IF NOT EXISTS dbos_async")
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS dbos_async.migrations ("
-                "component TEXT NOT NULL, version INTEGER NOT NULL, applied_at BIGINT NOT NULL, "
-                "PRIMARY KEY (component, version))"
-            )
-            rows = await conn.fetch(
-                "SELECT version FROM dbos_async.migrations WHERE component = $1", component
-            )
-            applied = {r[0] for r in rows}
-            now = int(time.time() * 1000)
-            if not applied and not from_migrations:
-                await conn.execute(files.schema)
-                todo = [m.version for m in files.migrations]
-            else:
-                todo = []
-                for m in files.migrations:
-                    if m.version not in applied:
-                        await conn.execute(m.sql)
-                        todo.append(m.version)
-            await conn.executemany(
-                "INSERT INTO dbos_async.migrations (component, version, applied_at) "
-                "VALUES ($1, $2, $3)",
-                [(component, v, now) for v in todo],
-            )
+
+        async def op(conn: _Conn) -> None:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                await conn.execute("CREATE SCHEMA IF NOT EXISTS dbos_async")
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS dbos_async.migrations ("
+                    "component TEXT NOT NULL, version INTEGER NOT NULL, "
+                    "applied_at BIGINT NOT NULL, PRIMARY KEY (component, version))"
+                )
+                rows = await conn.fetch(
+                    "SELECT version FROM dbos_async.migrations WHERE component = $1", component
+                )
+                applied = {r[0] for r in rows}
+                now = int(time.time() * 1000)
+                if not applied and not from_migrations:
+                    await conn.execute(files.schema)
+                    todo = [m.version for m in files.migrations]
+                else:
+                    todo = []
+                    for m in files.migrations:
+                        if m.version not in applied:
+                            await conn.execute(m.sql)
+                            todo.append(m.version)
+                await conn.executemany(
+                    "INSERT INTO dbos_async.migrations (component, version, applied_at) "
+                    "VALUES ($1, $2, $3)",
+                    [(component, v, now) for v in todo],
+                )
+
+        # All or nothing, and a re-run skips what is applied: safe to retry.
+        await self.retrying(op)
 
     async def retrying(self, op: Callable[[_Conn], Awaitable[T]], *, held: bool = False) -> T:
-        """Run an idempotent operation, retrying through connection loss. ``held`` runs it
-        on one connection kept out of the pool (the journal's writer), saving an acquire
-        and a release per batch."""
+        """Run an idempotent operation, retrying it through connection loss: on a transient
+        error (``_pg_errors``) the connection is dropped and the operation runs again on a
+        fresh one, after a pause that doubles up to 5 s, for as long as the pool is open.
+        ``held`` runs it on the one connection this pool keeps outside the pool for the
+        journal's writer, saving an acquire and a release per batch."""
         delay = 0.05
         while True:
             try:
-                if not held:
-                    async with self.pool.acquire() as conn:
-                        return await op(conn)
-                async with self._held_lock:
-                    if self._held is None:
-                        self._held = await self.pool.acquire()
-                    return await op(self._held)
-            except _TRANSIENT_OR_DETACHED as exc:
-                if not held and isinstance(exc, asyncpg.InterfaceError):
-                    raise
                 if held:
-                    # Also when the pool took the held connection back after it broke.
-                    await self._drop_held()
-                log.warning("Postgres connection lost (%s); retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                    async with self._held_lock:
+                        return await self._on_held(op)
+                async with self.pool.acquire() as conn:
+                    try:
+                        return await op(conn)
+                    except Exception as exc:
+                        drop_if_broken(conn, exc)
+                        raise
+            except Exception as exc:
+                if self._closing or is_pool_closed(exc):
+                    raise DBOSConnectionError(
+                        f"the connection pool to {_redact(self.url)} was closed "
+                        f"(DBOS is shutting down): {type(exc).__name__}: {exc}"
+                    ) from exc
+                if not is_transient(exc):
+                    raise
+                log.warning(
+                    "Postgres connection lost (%s: %s); retrying in %.2fs",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _on_held(self, op: Callable[[_Conn], Awaitable[T]]) -> T:
+        if self._held is None or self._held.is_closed():
+            self._held = await asyncpg.connect(self.url, timeout=self.connect_timeout)
+        conn = self._held
+        try:
+            return await op(conn)  # type: ignore[arg-type]
+        except Exception as exc:
+            if is_transient(exc):
+                self._held = None
+                drop_if_broken(conn, exc)
+            raise
 
     async def _drop_held(self) -> None:
         conn, self._held = self._held, None
-        if conn is not None and self._pool is not None:
-            with contextlib.suppress(Exception):
-                await self._pool.release(conn)
+        if conn is not None:
+            try:
+                await asyncio.wait_for(conn.close(), timeout=2.0)
+            except Exception:
+                conn.terminate()
 
 
 class PostgresSystemDatabase(PostgresMessaging, PostgresManagement, PostgresQueues):
@@ -538,14 +574,23 @@ class PostgresSystemDatabase(PostgresMessaging, PostgresManagement, PostgresQueu
     async def claim_for_recovery(
         self, claims: Sequence[RecoveryRequest], now_ms: int
     ) -> list[RecoveryClaim]:
+        ids = [c.workflow_id for c in claims]
+        token = uuid.uuid4().hex
+        attempts = 0
+
         async def op(conn: _Conn) -> list[RecoveryClaim]:
-            rows = await conn.fetch(
-                _CLAIM,
-                [c.workflow_id for c in claims],
-                [c.seen_attempts for c in claims],
-                [c.max_attempts for c in claims],
-                now_ms,
-            )
+            nonlocal attempts
+            attempts += 1
+            rows = await conn.fetch(_CLAIMED, ids, token) if attempts > 1 else []
+            if not rows:
+                rows = await conn.fetch(
+                    _CLAIM,
+                    ids,
+                    [c.seen_attempts for c in claims],
+                    [c.max_attempts for c in claims],
+                    now_ms,
+                    token,
+                )
             return [
                 RecoveryClaim(row, exceeded=row.status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
                 for row in map(_workflow_row, rows)
@@ -578,24 +623,69 @@ class PostgresApplicationDatabase:
         isolation_level: str,
         record: Callable[[T], tuple[str, int, str]] | None,
     ) -> T:
+        """Run ``body`` in one transaction. If the connection is lost, the outcome is
+        resolved, never guessed: lost before COMMIT was sent, nothing committed and the
+        engine may retry (``TransactionConflict``); lost during COMMIT, the transaction's
+        ID (taken before COMMIT) is looked up with ``txid_status`` on a new connection
+        until the server says committed (the result is returned) or aborted (retry)."""
+        committing = False
+        xid: int | None = None
         try:
             async with self._pg.pool.acquire() as conn:
-                async with conn.transaction(isolation=_ISOLATION[isolation_level]):  # type: ignore[arg-type]
-                    result = await body(conn)
-                    if record is not None:
-                        workflow_id, function_id, output = record(result)
-                        await conn.execute(
-                            _INSERT_TX_OUTPUT,
-                            workflow_id,
-                            function_id,
-                            output,
-                            int(time.time() * 1000),
-                        )
-                return result
+                try:
+                    tx = conn.transaction(isolation=_ISOLATION[isolation_level])  # type: ignore[arg-type]
+                    await tx.start()
+                    try:
+                        result = await body(conn)
+                        if record is not None:
+                            workflow_id, function_id, output = record(result)
+                            try:
+                                xid = await conn.fetchval(
+                                    _INSERT_TX_OUTPUT,
+                                    workflow_id,
+                                    function_id,
+                                    output,
+                                    int(time.time() * 1000),
+                                )
+                            except asyncpg.UniqueViolationError as exc:
+                                # Another run committed this step first: its output wins.
+                                raise TransactionConflict(str(exc)) from exc
+                        else:
+                            xid = await conn.fetchval(_TXID)
+                    except BaseException:
+                        # On a broken connection the server rolls back by itself.
+                        with contextlib.suppress(Exception):
+                            await tx.rollback()
+                        raise
+                    committing = True
+                    await tx.commit()
+                    return result
+                except Exception as exc:
+                    drop_if_broken(conn, exc)
+                    raise
         except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError) as exc:
             raise TransactionConflict(str(exc)) from exc
-        except _TRANSIENT as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if committing and xid is not None and await self._committed(xid):
+                return result
             raise TransactionConflict(f"connection lost: {exc}") from exc
+
+    async def _committed(self, xid: int) -> bool:
+        """Whether transaction ``xid`` committed; waits while the server still runs it."""
+        delay = 0.01
+        while True:
+
+            async def op(conn: _Conn) -> str | None:
+                status: str | None = await conn.fetchval(_TXID_STATUS, xid)
+                return status
+
+            status = await self._pg.retrying(op)
+            if status != "in progress":
+                return status == "committed"
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     async def get_transaction_output(self, workflow_id: str, function_id: int) -> str | None:
         async def op(conn: _Conn) -> str | None:

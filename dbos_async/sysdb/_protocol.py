@@ -217,7 +217,9 @@ class MessagingDatabase(Protocol):
 
     async def receive_message(self, workflow_id: str, topic: str, step: StepRow) -> StepRow | None:
         """Consume the oldest unconsumed message on the topic and record it as ``step``'s
-        output, atomically; None (and nothing written) if there is none."""
+        output, atomically; None (and nothing written) if there is none. If a step row
+        exists at ``step``'s ID already (the call is repeated after a lost reply, or
+        another run of the workflow recorded it), consume nothing and return that row."""
 
     async def set_event(
         self, workflow_id: str, key: str, value: str, step: StepRow | None
@@ -230,7 +232,8 @@ class MessagingDatabase(Protocol):
     async def write_stream(
         self, workflow_id: str, key: str, value: str | None, closed: bool, step: StepRow | None
     ) -> None:
-        """Append a value (or the closing mark) at the next offset."""
+        """Append a value (or the closing mark) at the next offset. Safe to repeat: a
+        write with a step row adds nothing if that step was recorded before."""
 
     async def read_stream(
         self, workflow_id: str, key: str, from_offset: int
@@ -272,7 +275,8 @@ class ManagementDatabase(Protocol):
 
     async def fork_workflow(self, source_id: str, row: WorkflowRow, start_step: int) -> None:
         """Insert ``row`` and copy the source's step rows below ``start_step`` to it, in
-        one transaction."""
+        one transaction. Raises ``DBOSConflictingWorkflowError`` if another workflow has
+        ``row``'s ID."""
 
     async def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
         """Which of these workflows are CANCELLED (or no longer exist)."""

@@ -21,7 +21,8 @@ CREATE TABLE dbos_async.workflow_status (
     queue_partition_key TEXT,
     started_at_epoch_ms BIGINT,
     delay_until_epoch_ms BIGINT,
-    enqueue_seq BIGINT
+    enqueue_seq BIGINT,
+    claim_token TEXT
 );
 
 CREATE INDEX workflow_status_pending_idx
@@ -73,8 +74,13 @@ CREATE TABLE dbos_async.streams (
     "offset" INTEGER NOT NULL,
     value TEXT,
     closed BOOLEAN NOT NULL DEFAULT FALSE,
+    write_key TEXT,
     PRIMARY KEY (workflow_uuid, key, "offset")
 );
+
+CREATE UNIQUE INDEX streams_write_key_idx
+    ON dbos_async.streams (workflow_uuid, write_key)
+    WHERE write_key IS NOT NULL;
 
 CREATE SEQUENCE dbos_async.enqueue_seq;
 
@@ -110,7 +116,8 @@ CREATE TABLE dbos_async.queues (
 -- other nor take the same row. A global limit (concurrency, limiter) counts the claims of
 -- every process, so those claims take turns per queue and partition under an advisory
 -- lock; in a VOLATILE function each query takes a fresh snapshot, so the counts after the
--- lock see every claim committed before it was granted.
+-- lock see every claim committed before it was granted. The claimed rows carry the
+-- caller's token, so a caller whose reply was lost finds what it took.
 CREATE FUNCTION dbos_async.claim_queued(
     p_queue TEXT,
     p_partition TEXT,
@@ -120,7 +127,8 @@ CREATE FUNCTION dbos_async.claim_queued(
     p_max BIGINT,
     p_concurrency BIGINT,
     p_limit BIGINT,
-    p_period BIGINT
+    p_period BIGINT,
+    p_token TEXT
 ) RETURNS SETOF dbos_async.workflow_status
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -161,7 +169,7 @@ BEGIN
     )
     UPDATE dbos_async.workflow_status AS w
     SET status = 'PENDING', executor_id = p_executor, application_version = p_version,
-        started_at_epoch_ms = p_now, updated_at = p_now,
+        started_at_epoch_ms = p_now, updated_at = p_now, claim_token = p_token,
         -- the earlier of an inherited deadline and its own timeout from now (LEAST
         -- ignores NULLs)
         workflow_deadline_epoch_ms =
@@ -169,5 +177,56 @@ BEGIN
     FROM picked
     WHERE w.workflow_uuid = picked.workflow_uuid AND w.status = 'ENQUEUED'
     RETURNING w.*;
+END
+$$;
+
+-- Consume the oldest unconsumed message of a topic as a workflow's recv step. The step
+-- row is taken first, so a call repeated after its reply was lost (or a second run of the
+-- same workflow) finds the step recorded and consumes nothing more: it gets the recorded
+-- row back. An idle poll (no message, no step) writes nothing.
+CREATE FUNCTION dbos_async.receive_message(
+    p_workflow TEXT,
+    p_topic TEXT,
+    p_function_id INTEGER,
+    p_name TEXT,
+    p_now BIGINT
+) RETURNS SETOF dbos_async.operation_outputs
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    got TEXT;
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM dbos_async.notifications
+        WHERE destination_uuid = p_workflow AND topic = p_topic AND NOT consumed
+    ) AND NOT EXISTS (
+        SELECT 1 FROM dbos_async.operation_outputs
+        WHERE workflow_uuid = p_workflow AND function_id = p_function_id
+    ) THEN
+        RETURN;
+    END IF;
+    INSERT INTO dbos_async.operation_outputs (workflow_uuid, function_id, function_name,
+        started_at_epoch_ms, completed_at_epoch_ms)
+    VALUES (p_workflow, p_function_id, p_name, p_now, p_now)
+    ON CONFLICT (workflow_uuid, function_id) DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT * FROM dbos_async.operation_outputs
+            WHERE workflow_uuid = p_workflow AND function_id = p_function_id;
+        RETURN;
+    END IF;
+    UPDATE dbos_async.notifications SET consumed = TRUE
+    WHERE message_uuid = (
+        SELECT message_uuid FROM dbos_async.notifications
+        WHERE destination_uuid = p_workflow AND topic = p_topic AND NOT consumed
+        ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING message INTO got;
+    IF got IS NULL THEN
+        -- Taken by someone else meanwhile: record nothing.
+        DELETE FROM dbos_async.operation_outputs
+            WHERE workflow_uuid = p_workflow AND function_id = p_function_id;
+        RETURN;
+    END IF;
+    RETURN QUERY UPDATE dbos_async.operation_outputs SET output = got
+        WHERE workflow_uuid = p_workflow AND function_id = p_function_id
+        RETURNING *;
 END
 $$;

@@ -72,8 +72,13 @@ CREATE TABLE dbos_streams (
     "offset" INTEGER NOT NULL,
     value TEXT,
     closed INTEGER NOT NULL DEFAULT 0,
+    write_key TEXT,
     PRIMARY KEY (workflow_uuid, key, "offset")
 );
+
+CREATE UNIQUE INDEX dbos_streams_write_key_idx
+    ON dbos_streams (workflow_uuid, write_key)
+    WHERE write_key IS NOT NULL;
 
 CREATE INDEX dbos_workflow_status_enqueued_idx
     ON dbos_workflow_status (queue_name, priority)
