@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench faults clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ run: $(STAMP)
 ## test: the whole suite, on SQLite and on Postgres (127.0.0.1:5432, skipped if down unless CI=true)
 test: $(STAMP)
 	$(PY) -m pytest
+
+## faults: the connection-cut and lost-reply tests 20 times in a row (they are probabilistic)
+FAULT_TESTS := tests/test_faults.py tests/test_lost_replies.py \
+	tests/test_queue_processes.py::test_queue_processes__connection_cuts_lose_and_repeat_nothing
+ROUNDS ?= 20
+faults: $(STAMP)
+	for i in $$(seq 1 $(ROUNDS)); do echo "round $$i"; $(PY) -m pytest -q $(FAULT_TESTS) || exit 1; done
 
 ## lint: ruff and mypy --strict
 lint: $(STAMP)

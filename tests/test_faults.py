@@ -85,7 +85,9 @@ async def test_cuts__steps_transactions_and_sleeps_all_succeed_once(fresh_pg: st
         assert results == [f"fault-{i}" for i in range(WORKFLOWS)]
     finally:
         await DBOS.destroy()
-    statuses = await _fetch(fresh_pg, "SELECT status, count(*) FROM dbos_async.workflow_status GROUP BY 1")
+    statuses = await _fetch(
+        fresh_pg, "SELECT status, count(*) FROM dbos_async.workflow_status GROUP BY 1"
+    )
     assert {r[0]: r[1] for r in statuses} == {WorkflowStatusString.SUCCESS.value: WORKFLOWS}
     applied = await _fetch(fresh_pg, "SELECT workflow_id, count(*) FROM fault_tx GROUP BY 1")
     assert len(applied) == WORKFLOWS

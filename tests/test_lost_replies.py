@@ -56,9 +56,7 @@ async def lr_receiver(count: int) -> list[object]:
     return [await DBOS.recv("t", timeout_seconds=30) for _ in range(count)]
 
 
-async def test_lost_reply__recv_consumes_each_message_once(
-    pg: str, injector: LostReplies
-) -> None:
+async def test_lost_reply__recv_consumes_each_message_once(pg: str, injector: LostReplies) -> None:
     with SetWorkflowID("lr-recv"):
         handle = await DBOS.start_workflow(lr_receiver, 3)
     injector.arm("receive_message", only_rows=True)
@@ -145,8 +143,9 @@ async def test_lost_reply__recovery_claim_still_recovers(
         BLOCK[name] = asyncio.Event()
         with SetWorkflowID(name):
             await DBOS.start_workflow(lr_recoverable, name)
-    while sum(RUNS.values()) < 3:
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(30):
+        while sum(RUNS.values()) < 3:  # noqa: ASYNC110 - a counter, not an event
+            await asyncio.sleep(0.01)
     await DBOS.destroy()  # they stay PENDING
     BLOCK.clear()
     injector.arm("claim_token = $5", only_rows=True)
@@ -184,7 +183,7 @@ async def test_lost_reply__fork_is_inserted_once_and_runs(pg: str, injector: Los
         handle = await DBOS.fork_workflow("lr-source", 2)
     assert await asyncio.wait_for(handle.get_result(), 30) == ["first", "second"]
     assert injector.dropped
-    assert RUNS == Counter({"first": 1, "second": 2})
+    assert Counter({"first": 1, "second": 2}) == RUNS
 
 
 @DBOS.transaction()

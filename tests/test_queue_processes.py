@@ -30,6 +30,8 @@ from dbos_async import (
     WorkflowStatusString,
 )
 
+from .faults import cutting
+
 APP = Path(__file__).with_name("queue_app.py")
 pytestmark = pytest.mark.crash
 
@@ -511,4 +513,30 @@ async def test_queue_processes__racing_workers_run_each_workflow_once(
     )
     assert await results(list(handles), workers) == [f"r{i}" for i in range(60)]
     ran = runs(workers.events(), [h.workflow_id for h in handles])
+    await check_claimers(db_url, ran, workers)
+
+
+# -- connection cuts (chaos) -------------------------------------------------------------
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("backend", ["postgres"])
+@shows_worker_stderr
+async def test_queue_processes__connection_cuts_lose_and_repeat_nothing(
+    db_url: str, workers: Workers, client: DBOSClient
+) -> None:
+    """Every connection of every process (workers and client) is cut every 40 ms for 3 s
+    while three workers drain a concurrency-2 queue and a free one: each workflow runs
+    exactly once, the limit holds, and no process fails."""
+    workers.start("x0", "x1", "x2", queues=["qp_conc2", "qp_free"])
+    async with cutting(db_url, interval=0.04, seconds=3.0) as cutter:
+        limited = [await client.enqueue(opts("qp_conc2"), f"x{i}", 0.05) for i in range(16)]
+        free = [await client.enqueue(opts("qp_free"), f"y{i}", 0.01) for i in range(40)]
+        assert await results(limited + free, workers) == [f"x{i}" for i in range(16)] + [
+            f"y{i}" for i in range(40)
+        ]
+    assert cutter.cut > 0
+    ran = runs(workers.events(), [h.workflow_id for h in limited + free])
+    peak = max_overlap([ran[h.workflow_id][1:] for h in limited])
+    assert peak <= 2, f"{peak} workflows ran at once on a queue with concurrency=2"
     await check_claimers(db_url, ran, workers)
