@@ -233,3 +233,27 @@ async def test_lost_reply__cancel(pg: str, injector: LostReplies) -> None:
     assert injector.dropped
     status = await DBOS.get_workflow_status("lr-cancel")
     assert status is not None and status.status == WorkflowStatusString.CANCELLED
+
+
+async def test_lost_reply__commit_that_never_arrived_is_ended_and_counts_as_aborted(
+    fresh_pg: str,
+) -> None:
+    """A COMMIT lost on the way (the server still holds the transaction open, as after a
+    network partition) is not waited for forever: its server process is ended, and the
+    transaction counts as not committed, so the body may run again."""
+    from dbos_async.sysdb._postgres import PostgresApplicationDatabase, PostgresPool
+
+    app = PostgresApplicationDatabase(PostgresPool(fresh_pg, 2, 5.0))
+    await app.connect()
+    orphan = await asyncpg.connect(fresh_pg)
+    try:
+        await orphan.execute("CREATE TABLE lr_orphan (n INT)")
+        await orphan.execute("BEGIN")
+        await orphan.execute("INSERT INTO lr_orphan VALUES (1)")
+        xid, pid = await orphan.fetchrow("SELECT txid_current(), pg_backend_pid()")
+        assert await asyncio.wait_for(app._committed(xid, pid), 30) is False
+        rows = await fetch(fresh_pg, "SELECT count(*) FROM lr_orphan")
+        assert rows[0][0] == 0
+    finally:
+        orphan.terminate()
+        await app.close()

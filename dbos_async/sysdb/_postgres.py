@@ -163,12 +163,19 @@ _LOAD_STEPS_MANY = (
 )
 _INSERT_TX_OUTPUT = (
     "INSERT INTO dbos_async.transaction_outputs (workflow_uuid, function_id, output, created_at) "
-    "VALUES ($1, $2, $3, $4) RETURNING txid_current()"
+    "VALUES ($1, $2, $3, $4) RETURNING txid_current(), pg_backend_pid()"
 )
-#: A transaction's ID, taken before COMMIT, and its fate after a connection lost during
-#: COMMIT (Postgres keeps it: "committed", "aborted" or "in progress").
-_TXID = "SELECT txid_current()"
+#: A transaction's ID and its server process, taken before COMMIT, and its fate after a
+#: connection lost during COMMIT (Postgres keeps it: "committed", "aborted" or "in
+#: progress").
+_TXID = "SELECT txid_current(), pg_backend_pid()"
 _TXID_STATUS = "SELECT txid_status($1)"
+#: A transaction still "in progress" long after its connection broke (its COMMIT never
+#: reached the server, which has not noticed yet): end it, so its fate is known.
+_END_ORPHAN = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+    " WHERE pid = $2 AND backend_xid::text = ($1 % 4294967296)::text"
+)
 _GET_TX_OUTPUT = (
     "SELECT output FROM dbos_async.transaction_outputs "
     "WHERE workflow_uuid = $1 AND function_id = $2"
@@ -629,7 +636,7 @@ class PostgresApplicationDatabase:
         ID (taken before COMMIT) is looked up with ``txid_status`` on a new connection
         until the server says committed (the result is returned) or aborted (retry)."""
         committing = False
-        xid: int | None = None
+        xid: asyncpg.Record | None = None  # (transaction ID, server process ID)
         try:
             async with self._pg.pool.acquire() as conn:
                 try:
@@ -640,7 +647,7 @@ class PostgresApplicationDatabase:
                         if record is not None:
                             workflow_id, function_id, output = record(result)
                             try:
-                                xid = await conn.fetchval(
+                                xid = await conn.fetchrow(
                                     _INSERT_TX_OUTPUT,
                                     workflow_id,
                                     function_id,
@@ -651,7 +658,7 @@ class PostgresApplicationDatabase:
                                 # Another run committed this step first: its output wins.
                                 raise TransactionConflict(str(exc)) from exc
                         else:
-                            xid = await conn.fetchval(_TXID)
+                            xid = await conn.fetchrow(_TXID)
                     except BaseException:
                         # On a broken connection the server rolls back by itself.
                         with contextlib.suppress(Exception):
@@ -668,23 +675,31 @@ class PostgresApplicationDatabase:
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            if committing and xid is not None and await self._committed(xid):
+            if committing and xid is not None and await self._committed(xid[0], xid[1]):
                 return result
             raise TransactionConflict(f"connection lost: {exc}") from exc
 
-    async def _committed(self, xid: int) -> bool:
-        """Whether transaction ``xid`` committed; waits while the server still runs it."""
+    async def _committed(self, xid: int, pid: int) -> bool:
+        """Whether transaction ``xid`` committed; waits while the server still runs it,
+        and after a second ends it (its COMMIT never arrived, so it can only abort)."""
         delay = 0.01
+        waited = 0.0
         while True:
 
-            async def op(conn: _Conn) -> str | None:
-                status: str | None = await conn.fetchval(_TXID_STATUS, xid)
-                return status
+            async def status(conn: _Conn) -> str | None:
+                value: str | None = await conn.fetchval(_TXID_STATUS, xid)
+                return value
 
-            status = await self._pg.retrying(op)
-            if status != "in progress":
-                return status == "committed"
+            async def end_orphan(conn: _Conn) -> None:
+                await conn.execute(_END_ORPHAN, xid, pid)
+
+            state = await self._pg.retrying(status)
+            if state != "in progress":
+                return state == "committed"
+            if waited >= 1.0:
+                await self._pg.retrying(end_orphan)
             await asyncio.sleep(delay)
+            waited += delay
             delay = min(delay * 2, 0.5)
 
     async def get_transaction_output(self, workflow_id: str, function_id: int) -> str | None:
