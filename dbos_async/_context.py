@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from ._errors import DBOSWorkflowCancelledError
+from ._ids import check_workflow_id
 from .sysdb import StepRow
 
 __all__ = [
@@ -97,11 +98,17 @@ def new_workflow_id() -> str:
 
 class SetWorkflowID:
     """``with SetWorkflowID("id"):`` fixes the ID of the next workflow started or called
-    in the block."""
+    in the block.
+
+    A workflow ID is a non-empty ``str`` of at most 1000 UTF-8 bytes, with no control
+    characters (U+0000-U+001F, U+007F-U+009F) and no lone surrogates; anything else
+    (spaces, quotes, ``%``, ``/``, emoji, any letters) is fine. Another ID raises
+    ``ValueError`` here (``TypeError`` for a non-str), on every backend, before anything
+    is written (``dbos_async._ids`` has the rule).
+    """
 
     def __init__(self, workflow_id: str) -> None:
-        if not isinstance(workflow_id, str) or not workflow_id:
-            raise TypeError(f"SetWorkflowID needs a non-empty str, got {workflow_id!r}")
+        check_workflow_id(workflow_id, "SetWorkflowID(workflow_id)")
         self.workflow_id = workflow_id
         self._token: Any = None
 

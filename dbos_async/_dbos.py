@@ -13,6 +13,7 @@ from ._config import DBOSConfig, resolve_config
 from ._context import current_sql_connection, current_step, current_workflow
 from ._errors import DBOSException, DBOSNonExistentWorkflowError
 from ._handle import WorkflowHandle, status_of, step_infos
+from ._ids import check_text, check_workflow_filters, check_workflow_id
 from ._queue import QueueWorkers
 from ._registry import registry
 from ._runner import cancel_workflow, recover_pending_workflows, start_workflow
@@ -148,6 +149,7 @@ class DBOS(metaclass=_DBOSMeta):
         workflow_id: str, existing_workflow: bool = True
     ) -> WorkflowHandle[Any]:
         """A handle to a workflow by ID (it may run in another process)."""
+        check_workflow_id(workflow_id)
         rt = get_runtime()
         if existing_workflow and await rt.sysdb.get_workflow(workflow_id) is None:
             raise DBOSNonExistentWorkflowError(workflow_id)
@@ -178,6 +180,7 @@ class DBOS(metaclass=_DBOSMeta):
 
     @staticmethod
     async def get_workflow_status(workflow_id: str) -> WorkflowStatus | None:
+        check_workflow_id(workflow_id)
         rt = get_runtime()
         row = await rt.sysdb.get_workflow(workflow_id)
         return status_of(rt, row) if row is not None else None
@@ -187,6 +190,7 @@ class DBOS(metaclass=_DBOSMeta):
     @staticmethod
     async def list_workflow_steps(workflow_id: str) -> list[StepInfo]:
         """The recorded steps of a workflow, by step ID."""
+        check_workflow_id(workflow_id)
         rt = get_runtime()
         return step_infos(rt, await rt.sysdb.load_steps(workflow_id))
 
@@ -212,6 +216,14 @@ class DBOS(metaclass=_DBOSMeta):
     ) -> list[WorkflowStatus]:
         """Workflows matching every filter given, oldest first (``sort_desc``: newest).
         Times filter on creation: ISO 8601 strings, datetimes, or epoch ms."""
+        check_workflow_filters(
+            {
+                "workflow_ids": workflow_ids,
+                "parent_workflow_id": parent_workflow_id,
+                "name": name,
+                "queue_name": queue_name,
+            }
+        )
         return await _management.list_workflows(
             get_runtime(),
             workflow_ids=workflow_ids,
@@ -244,6 +256,7 @@ class DBOS(metaclass=_DBOSMeta):
         load_input: bool = True,
     ) -> list[WorkflowStatus]:
         """Workflows on queues that have not finished (ENQUEUED or PENDING)."""
+        check_workflow_filters({"name": name, "queue_name": queue_name})
         return await _management.list_workflows(
             get_runtime(),
             status=status if status is not None else ["ENQUEUED", "PENDING"],
@@ -266,6 +279,7 @@ class DBOS(metaclass=_DBOSMeta):
         """Cancel a workflow: it becomes CANCELLED at once and stops at its next step;
         awaiting it raises DBOSAwaitedWorkflowCancelledError. A finished workflow is left
         as it is."""
+        check_workflow_id(workflow_id)
         await cancel_workflow(get_runtime(), workflow_id)
 
     cancel_workflow_async = cancel_workflow
@@ -274,6 +288,7 @@ class DBOS(metaclass=_DBOSMeta):
     async def resume_workflow(workflow_id: str) -> WorkflowHandle[Any]:
         """Run a CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again, here, from
         its last completed step. Any other workflow is left as it is."""
+        check_workflow_id(workflow_id)
         return await _management.resume_workflow(get_runtime(), workflow_id, run_here=True)
 
     resume_workflow_async = resume_workflow
@@ -285,6 +300,8 @@ class DBOS(metaclass=_DBOSMeta):
         """A new workflow (``forked_from`` set; ID from SetWorkflowID or a UUID) with the
         same function and inputs, reusing the recorded outputs of steps before
         ``start_step`` and running the rest again, here."""
+        check_workflow_id(workflow_id)
+        check_text(application_version, "application_version", optional=True)
         return await _management.fork_workflow(
             get_runtime(),
             workflow_id,
@@ -360,6 +377,8 @@ class DBOS(metaclass=_DBOSMeta):
     def read_stream(workflow_id: str, key: str) -> AsyncIterator[Any]:
         """``async for value in DBOS.read_stream(id, key)``: every value in order, live;
         ends when the stream is closed or the writing workflow has ended."""
+        check_workflow_id(workflow_id)
+        check_text(key, "key")
         return _messaging.read_stream(workflow_id, key)
 
     read_stream_async = read_stream

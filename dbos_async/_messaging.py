@@ -7,6 +7,8 @@ result back and never sends, consumes or publishes twice.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine
@@ -14,6 +16,7 @@ from typing import Any
 
 from ._context import WorkflowState, current_step, current_workflow
 from ._errors import DBOSException, DBOSNonExistentWorkflowError
+from ._ids import check_text, check_workflow_id
 from ._runtime import Runtime, get_runtime
 from ._status import WorkflowStatusString
 from ._steps import record_step_outcome, replay_step
@@ -37,14 +40,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _check_str(value: object, what: str, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if not isinstance(value, str):
-        kind = "a str or None" if optional else "a str"
-        raise TypeError(f"{what} must be {kind}, got {type(value).__name__}: {value!r}")
-
-
 def _check_timeout(timeout_seconds: object) -> float:
     if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, (int, float)):
         raise TypeError(f"timeout_seconds must be a number, got {timeout_seconds!r}")
@@ -52,7 +47,7 @@ def _check_timeout(timeout_seconds: object) -> float:
 
 
 def _topic(topic: str | None) -> str:
-    _check_str(topic, "topic", optional=True)
+    check_text(topic, "topic", optional=True)
     return NULL_TOPIC if topic is None else topic
 
 
@@ -101,9 +96,9 @@ def send(
     *,
     runtime: Runtime | None = None,
 ) -> Coroutine[Any, Any, None]:
-    _check_str(destination_id, "destination_id")
+    check_workflow_id(destination_id, "destination_id")
     topic_key = _topic(topic)
-    _check_str(idempotency_key, "idempotency_key", optional=True)
+    check_text(idempotency_key, "idempotency_key", optional=True)
     placed = _workflow_step(as_step=runtime is None)
     return _send(runtime, placed, destination_id, message, topic_key, idempotency_key)
 
@@ -126,7 +121,7 @@ async def _send(
     if placed is not None:
         message_uuid = f"wf\x1f{placed[0].workflow_id}\x1f{placed[1]}"
     elif idempotency_key is not None:
-        message_uuid = f"key\x1f{destination_id}\x1f{topic}\x1f{idempotency_key}"
+        message_uuid = idempotent_message_id(destination_id, topic, idempotency_key)
     else:
         message_uuid = str(uuid.uuid4())
     row = MessageRow(message_uuid, destination_id, topic, data, _now_ms())
@@ -149,6 +144,21 @@ async def _send(
     if placed is not None and step is not None:
         placed[0].recorded[step.function_id] = step
     rt.notifier.notify(notification_key("msg", destination_id, topic))
+
+
+def idempotent_message_id(destination_id: str, topic: str, idempotency_key: str) -> str:
+    """The ID of the message an idempotent send from outside a workflow delivers: the
+    same for the same (destination, topic, key), different for any other triple.
+
+    The destination cannot contain U+001F (a workflow ID has no control characters), but
+    topics and keys can, so they are not joined with a separator: their JSON array is
+    hashed, which also keeps the ID short enough for any index however long they are. (A
+    send from a workflow is keyed ``wf<US>{workflow_id}<US>{step_id}``: a workflow ID has
+    no U+001F and a step ID is a number, so that key is unambiguous too.)
+    """
+    parts = json.dumps([topic, idempotency_key], ensure_ascii=True)
+    digest = hashlib.sha256(parts.encode("ascii")).hexdigest()
+    return f"key\x1f{destination_id}\x1f{digest}"
 
 
 def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any, Any, Any]:
@@ -191,7 +201,7 @@ async def _recv(placed: tuple[WorkflowState, int], topic: str, seconds: float) -
 
 
 def set_event(key: str, value: Any) -> Coroutine[Any, Any, None]:
-    _check_str(key, "key")
+    check_text(key, "key")
     workflow_id = _writer_id("set_event")
     placed = _workflow_step(as_step=True)
     return _set_event(placed, workflow_id, key, value)
@@ -216,8 +226,8 @@ async def _set_event(
 def get_event(
     workflow_id: str, key: str, timeout_seconds: float = 60, *, runtime: Runtime | None = None
 ) -> Coroutine[Any, Any, Any]:
-    _check_str(workflow_id, "workflow_id")
-    _check_str(key, "key")
+    check_workflow_id(workflow_id)
+    check_text(key, "key")
     timeout = _check_timeout(timeout_seconds)
     placed = _workflow_step(as_step=runtime is None)
     return _get_event(runtime, placed, workflow_id, key, timeout)
@@ -256,7 +266,7 @@ async def _get_event(
 def get_all_events(
     workflow_id: str, *, runtime: Runtime | None = None
 ) -> Coroutine[Any, Any, dict[str, Any]]:
-    _check_str(workflow_id, "workflow_id")
+    check_workflow_id(workflow_id)
     placed = _workflow_step(as_step=runtime is None)
     return _get_all_events(runtime, placed, workflow_id)
 
@@ -282,13 +292,13 @@ async def _get_all_events(
 
 
 def write_stream(key: str, value: Any) -> Coroutine[Any, Any, None]:
-    _check_str(key, "key")
+    check_text(key, "key")
     workflow_id = _writer_id("write_stream")
     return _write_stream(_workflow_step(as_step=True), workflow_id, key, value, False)
 
 
 def close_stream(key: str) -> Coroutine[Any, Any, None]:
-    _check_str(key, "key")
+    check_text(key, "key")
     workflow_id = _writer_id("close_stream")
     return _write_stream(_workflow_step(as_step=True), workflow_id, key, None, True)
 
@@ -318,8 +328,8 @@ async def read_stream(
 ) -> AsyncIterator[Any]:
     """Every value of the stream, in order, live: it ends when the stream is closed or
     the writing workflow has ended."""
-    _check_str(workflow_id, "workflow_id")
-    _check_str(key, "key")
+    check_workflow_id(workflow_id)
+    check_text(key, "key")
     rt = runtime or get_runtime()
     notifier = rt.notifier
     offset = 0

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from .sysdb import MessagingDatabase
+from .sysdb._protocol import parse_notification_key
 
 __all__ = ["Notifier"]
 
@@ -43,10 +44,11 @@ class Notifier:
                 for event in events:
                     event.set()
             return
-        kind, _, rest = key.partition("\x1f")
-        hook = self.hooks.get(kind)
-        if hook is not None:
-            hook(rest.split("\x1f")[0])
+        parsed = parse_notification_key(key)
+        if parsed is not None:
+            hook = self.hooks.get(parsed[0])
+            if hook is not None:
+                hook(parsed[1])
         for event in self._waiters.get(key, ()):
             event.set()
 

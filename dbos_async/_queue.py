@@ -29,6 +29,7 @@ from ._context import WorkflowState
 from ._decorators import function_info
 from ._errors import DBOSConfigError, DBOSException
 from ._handle import WorkflowHandle
+from ._ids import check_text, check_workflow_id
 from ._registry import registry
 from ._runner import EnqueueRequest, enqueue_workflow, launch_recorded
 from ._runtime import Runtime, current_runtime
@@ -91,6 +92,10 @@ class Queue:
     ) -> None:
         if not isinstance(name, str) or not name:
             raise DBOSConfigError(f"a queue name must be a non-empty str, got {name!r}")
+        try:
+            check_workflow_id(name, "a queue name")
+        except ValueError as exc:
+            raise DBOSConfigError(str(exc)) from None
         self.name = name
         self.concurrency = _positive_int(concurrency, f"Queue {name!r}: concurrency")
         self.worker_concurrency = _positive_int(
@@ -246,6 +251,7 @@ class SetEnqueueOptions:
                 raise ValueError(
                     f"SetEnqueueOptions({what}=...) must be a non-empty str, got {text!r}"
                 )
+            check_text(text, f"SetEnqueueOptions({what}=...)", optional=True)
         if priority is not None and (
             isinstance(priority, bool)
             or not isinstance(priority, int)

@@ -24,6 +24,7 @@ from ._errors import (
     DBOSQueueNotFoundError,
 )
 from ._handle import WorkflowHandle, status_of, step_infos
+from ._ids import check_text, check_workflow_filters, check_workflow_id
 from ._queue import SetEnqueueOptions, check_enqueue_options
 from ._runner import cancel_workflow, enqueued_row
 from ._runtime import Runtime
@@ -124,6 +125,12 @@ class DBOSClient:
             value = options.get(key)
             if not isinstance(value, str) or not value:
                 raise TypeError(f"DBOSClient.enqueue() needs options[{key!r}] as a non-empty str")
+        check_workflow_id(options["queue_name"], "options['queue_name']")
+        check_text(options["workflow_name"], "options['workflow_name']")
+        workflow_id = options.get("workflow_id")
+        if workflow_id is not None:
+            check_workflow_id(workflow_id, "options['workflow_id']")
+        check_text(options.get("app_version"), "options['app_version']", optional=True)
         enqueue_options = SetEnqueueOptions(
             deduplication_id=options.get("deduplication_id"),
             priority=options.get("priority"),
@@ -139,7 +146,7 @@ class DBOSClient:
             queue, enqueue_options, app_version=options.get("app_version"), fixed_version=True
         )
         name = options["workflow_name"]
-        workflow_id = options.get("workflow_id") or new_workflow_id()
+        workflow_id = workflow_id or new_workflow_id()
         inputs = rt.codec.dump_inputs(name, None, args, kwargs)
         row = enqueued_row(workflow_id, name, inputs, request, timeout_ms=timeout_ms)
         existing = await rt.sysdb.enqueue_workflow(row)
@@ -164,28 +171,33 @@ class DBOSClient:
     async def retrieve_workflow(
         self, workflow_id: str, existing_workflow: bool = True
     ) -> WorkflowHandle[Any]:
+        check_workflow_id(workflow_id)
         rt = await self._rt()
         if existing_workflow and await rt.sysdb.get_workflow(workflow_id) is None:
             raise DBOSNonExistentWorkflowError(workflow_id)
         return WorkflowHandle(rt, workflow_id)
 
     async def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
+        check_workflow_id(workflow_id)
         rt = await self._rt()
         row = await rt.sysdb.get_workflow(workflow_id)
         return status_of(rt, row) if row is not None else None
 
     async def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
+        check_workflow_id(workflow_id)
         rt = await self._rt()
         return step_infos(rt, await rt.sysdb.load_steps(workflow_id))
 
     async def list_workflows(self, **filters: Any) -> list[WorkflowStatus]:
         """``DBOS.list_workflows`` with the same keyword filters."""
+        check_workflow_filters(filters)
         return await _management.list_workflows(await self._rt(), **filters)
 
     async def list_queued_workflows(
         self, queue_name: str | None = None, **filters: Any
     ) -> list[WorkflowStatus]:
         """``DBOS.list_queued_workflows`` with the same keyword filters."""
+        check_workflow_filters({**filters, "queue_name": queue_name})
         filters.setdefault("status", ["ENQUEUED", "PENDING"])
         filters.setdefault("load_output", False)
         return await _management.list_workflows(
@@ -194,6 +206,7 @@ class DBOSClient:
 
     async def cancel_workflow(self, workflow_id: str) -> None:
         """Mark a workflow CANCELLED; the process running it stops it."""
+        check_workflow_id(workflow_id)
         await cancel_workflow(await self._rt(), workflow_id)
 
     async def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
@@ -201,6 +214,7 @@ class DBOSClient:
         Postgres a running process of that executor (and application version) is told and
         runs it on from its last completed step; otherwise it runs at that executor's next
         launch."""
+        check_workflow_id(workflow_id)
         return await _management.resume_workflow(await self._rt(), workflow_id, run_here=False)
 
     async def fork_workflow(
@@ -208,6 +222,8 @@ class DBOSClient:
     ) -> WorkflowHandle[Any]:
         """Create the fork (PENDING, on the source's executor and application version unless
         given); it runs as a resumed workflow does."""
+        check_workflow_id(workflow_id)
+        check_text(application_version, "application_version", optional=True)
         return await _management.fork_workflow(
             await self._rt(),
             workflow_id,
@@ -223,18 +239,26 @@ class DBOSClient:
         topic: str | None = None,
         idempotency_key: str | None = None,
     ) -> None:
+        check_workflow_id(destination_id, "destination_id")
+        check_text(topic, "topic", optional=True)
+        check_text(idempotency_key, "idempotency_key", optional=True)
         rt = await self._rt()
         await _messaging.send(destination_id, message, topic, idempotency_key, runtime=rt)
 
     async def get_event(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        check_workflow_id(workflow_id)
+        check_text(key, "key")
         rt = await self._rt()
         return await _messaging.get_event(workflow_id, key, timeout_seconds, runtime=rt)
 
     async def get_all_events(self, workflow_id: str) -> dict[str, Any]:
+        check_workflow_id(workflow_id)
         rt = await self._rt()
         return await _messaging.get_all_events(workflow_id, runtime=rt)
 
     async def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
+        check_workflow_id(workflow_id)
+        check_text(key, "key")
         rt = await self._rt()
         async for value in _messaging.read_stream(workflow_id, key, runtime=rt):
             yield value

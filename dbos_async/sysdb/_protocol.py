@@ -40,6 +40,7 @@ __all__ = [
     "Write",
     "WriteResult",
     "notification_key",
+    "parse_notification_key",
 ]
 
 T = TypeVar("T")
@@ -251,8 +252,26 @@ class MessagingDatabase(Protocol):
 
 
 def notification_key(kind: str, workflow_id: str, key: str) -> str:
-    """What waiters wait on: ``kind`` is "msg" (key: topic), "event" or "stream"."""
+    """What waiters wait on: ``f"{kind}<US>{workflow_id}<US>{key}"`` (US is U+001F).
+    ``kind`` is "msg" (key: the topic), "event" or "stream" (key: the event or stream
+    key), "end", "cancel" or "run" (no key), or "queue" (a queue name in the workflow ID's
+    place, no key; the Postgres backend builds that one in SQL as
+    ``'queue' || chr(31) || queue_name || chr(31)``).
+
+    Unambiguous: kinds are fixed words and workflow IDs and queue names have no control
+    characters (``dbos_async._ids``), so the first two separators are always these two,
+    and the key, which may contain anything, is the rest (``parse_notification_key``)."""
     return f"{kind}\x1f{workflow_id}\x1f{key}"
+
+
+def parse_notification_key(value: str) -> tuple[str, str, str] | None:
+    """``(kind, workflow_id, key)`` of a key ``notification_key`` made; None if ``value``
+    is not one."""
+    kind, sep, rest = value.partition("\x1f")
+    workflow_id, sep2, key = rest.partition("\x1f")
+    if not sep or not sep2:
+        return None
+    return kind, workflow_id, key
 
 
 class ManagementDatabase(Protocol):
