@@ -150,11 +150,16 @@ async def test_cuts__every_message_and_stream_value_arrives_once(fresh_pg: str) 
 async def test_cuts__destroy_is_clean_while_connections_are_cut(fresh_pg: str) -> None:
     DBOS({"database_url": fresh_pg, "application_version": "test"})
     await DBOS.launch()
-    async with cutting(fresh_pg, interval=0.02, seconds=1.0):
-        with SetWorkflowID("destroy-1"):
-            await DBOS.start_workflow(fault_receiver, 1)
-        await asyncio.sleep(0.5)
-        try:
-            await DBOS.destroy()
-        except DBOSException as exc:  # pragma: no cover - the assertion says what raised
-            pytest.fail(f"destroy() raised {exc!r}")
+    try:
+        async with asyncio.timeout(60), cutting(fresh_pg, interval=0.02, seconds=1.0):
+            with SetWorkflowID("destroy-1"):
+                await DBOS.start_workflow(fault_receiver, 1)
+            await asyncio.sleep(0.5)
+            try:
+                await DBOS.destroy()
+            except DBOSException as exc:  # pragma: no cover - says what raised
+                pytest.fail(f"destroy() raised {exc!r}")
+    except TimeoutError:  # pragma: no cover - show where it hangs
+        for task in asyncio.all_tasks():
+            task.print_stack()
+        raise

@@ -55,6 +55,7 @@ log = logging.getLogger("dbos_async")
 T = TypeVar("T")
 
 _MIGRATION_LOCK = 0x64626F735F61  # advisory lock key serializing schema migrations
+_CLOSE_TIMEOUT = 5.0  # seconds a pool may take to close gracefully
 
 _COLS = WORKFLOW_COLUMNS
 _STEP_COLS = STEP_COLUMNS
@@ -357,7 +358,13 @@ class PostgresPool:
                 self._closing = True
                 await self._drop_held()
                 pool, self._pool = self._pool, None
-                await pool.close()
+                try:
+                    # Graceful close waits for every connection to come back; one a
+                    # cancelled operation left behind on a cut connection may never.
+                    await asyncio.wait_for(pool.close(), timeout=_CLOSE_TIMEOUT)
+                except TimeoutError:
+                    log.warning("Postgres pool did not close in %gs; terminated", _CLOSE_TIMEOUT)
+                    pool.terminate()
 
     async def _create(self) -> asyncpg.Pool:
         deadline = time.monotonic() + self.connect_timeout
