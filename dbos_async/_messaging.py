@@ -17,6 +17,7 @@ from ._errors import DBOSException, DBOSNonExistentWorkflowError
 from ._runtime import Runtime, get_runtime
 from ._status import WorkflowStatusString
 from ._steps import record_step_outcome, replay_step
+from ._txguard import refuse_in_transaction
 from .sysdb import MessageRow, StepRow, notification_key
 
 __all__ = [
@@ -101,6 +102,8 @@ def send(
     *,
     runtime: Runtime | None = None,
 ) -> Coroutine[Any, Any, None]:
+    if runtime is None:
+        refuse_in_transaction("DBOS.send()")
     _check_str(destination_id, "destination_id")
     topic_key = _topic(topic)
     _check_str(idempotency_key, "idempotency_key", optional=True)
@@ -152,6 +155,7 @@ async def _send(
 
 
 def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any, Any, Any]:
+    refuse_in_transaction("DBOS.recv()")
     topic_key = _topic(topic)
     timeout = _check_timeout(timeout_seconds)
     placed = _workflow_step(as_step=True)
@@ -190,6 +194,7 @@ async def _recv(placed: tuple[WorkflowState, int], topic: str, seconds: float) -
 
 
 def set_event(key: str, value: Any) -> Coroutine[Any, Any, None]:
+    refuse_in_transaction("DBOS.set_event()")
     _check_str(key, "key")
     workflow_id = _writer_id("set_event")
     placed = _workflow_step(as_step=True)
@@ -281,12 +286,14 @@ async def _get_all_events(
 
 
 def write_stream(key: str, value: Any) -> Coroutine[Any, Any, None]:
+    refuse_in_transaction("DBOS.write_stream()")
     _check_str(key, "key")
     workflow_id = _writer_id("write_stream")
     return _write_stream(_workflow_step(as_step=True), workflow_id, key, value, False)
 
 
 def close_stream(key: str) -> Coroutine[Any, Any, None]:
+    refuse_in_transaction("DBOS.close_stream()")
     _check_str(key, "key")
     workflow_id = _writer_id("close_stream")
     return _write_stream(_workflow_step(as_step=True), workflow_id, key, None, True)
