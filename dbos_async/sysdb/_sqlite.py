@@ -28,9 +28,10 @@ connection) share one file. The rules that make that safe:
 The price is the one SQLite always charges: while a transaction body runs, every
 checkpoint write to its file waits for it. Measured (``benchmarks/sqlite_lock_wait.py``,
 2-core machine): a body open 2 s while 20 workflows ran steps held each of their
-checkpoints for the rest of the body (at most 2.0 s; a median of 1-3 ms with no body open); every
-workflow ended SUCCESS with each step run once, and the first checkpoint committed
-2-7 ms after the body did (a body open 5 s with 50 workflows: the same, 5.0 s at most).
+checkpoints for the rest of the body (at most 2.0 s, against a median of 1-3 ms with no
+body open); every workflow ended SUCCESS with each step run once, and the first
+checkpoint committed 2-7 ms after the body did (a body open 5 s with 50 workflows: the
+same, 5.0 s at most).
 Keep transaction bodies short, and never make one wait for another workflow (its
 checkpoints would wait for the body).
 
