@@ -25,7 +25,7 @@ import asyncpg
 import pytest
 
 from dbos_async import DBOS, DBOSException, Queue, WorkflowStatusString
-from dbos_async.sysdb import _sqlite
+from dbos_async.sysdb import TransactionConflict, _sqlite
 
 WRITER_APP = Path(__file__).with_name("sqlite_writer_app.py")
 #: A generous bound for anything that should happen "soon".
@@ -128,6 +128,19 @@ async def stepper(key: str, n: int) -> str:
     for i in range(n):
         await counted_step(key, i)
     return key
+
+
+@DBOS.transaction(name="lock_insert_tx")
+async def insert_tx(name: str) -> str:
+    RUNS[(name, 0)] += 1
+    await execute(DBOS.sql_connection, "INSERT INTO lock_items (name) VALUES (?)", name)
+    return name
+
+
+@DBOS.workflow(name="lock_late_tx_wf")
+async def late_tx_wf(name: str) -> str:
+    await event("open").wait()
+    return await insert_tx(name)
 
 
 @DBOS.workflow(name="lock_child")
@@ -291,6 +304,64 @@ def _sqlite_app_connection() -> aiosqlite.Connection:
     appdb = get_runtime().appdb
     assert isinstance(appdb, _sqlite.SQLiteApplicationDatabase)
     return appdb._db.conn
+
+
+async def test_sqlite_lock__foreign_lock_checkpoints_retried_until_commit(
+    low_busy_sqlite: str,
+) -> None:
+    """A writer outside this process's lock (our own connection here, as another process
+    would be) holds the file for many busy timeouts: the checkpoints fail inside SQLite
+    again and again, are retried, and commit once it lets go."""
+    steppers = [await DBOS.start_workflow(stepper, f"w{k}", 2) for k in range(5)]
+    async with aiosqlite.connect(low_busy_sqlite[len("sqlite:///") :]) as other:
+        await other.execute("BEGIN IMMEDIATE")
+        event("open").set()
+        await wait_until(lambda: all(RUNS[(f"w{k}", 0)] == 1 for k in range(5)), "step 0")
+        await asyncio.sleep(LOW_BUSY_TIMEOUT * 5)
+        for handle in steppers:
+            status = await handle.get_status()
+            assert status is not None and status.status == WorkflowStatusString.PENDING
+        assert all(RUNS[(f"w{k}", 1)] == 0 for k in range(5))
+        await other.execute("COMMIT")
+    results = await asyncio.wait_for(asyncio.gather(*(h.get_result() for h in steppers)), SOON)
+    assert results == [f"w{k}" for k in range(5)]
+    for handle in steppers:
+        status = await handle.get_status()
+        assert status is not None and status.status == WorkflowStatusString.SUCCESS
+    assert all(RUNS[(f"w{k}", i)] == 1 for k in range(5) for i in range(2))
+
+
+async def test_sqlite_lock__foreign_lock_is_transaction_conflict_retried(
+    low_busy_sqlite: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction that meets a foreign writer's lock is a TransactionConflict, which
+    the engine retries; its body runs once, after the lock is gone, and commits once."""
+    conflicts: list[str] = []
+    run_transaction = _sqlite.SQLiteApplicationDatabase.run_transaction
+
+    async def spy(self: Any, *args: Any) -> Any:
+        try:
+            return await run_transaction(self, *args)
+        except TransactionConflict as exc:
+            conflicts.append(str(exc))
+            raise
+
+    monkeypatch.setattr(_sqlite.SQLiteApplicationDatabase, "run_transaction", spy)
+    late = await DBOS.start_workflow(late_tx_wf, "late")
+    async with aiosqlite.connect(low_busy_sqlite[len("sqlite:///") :]) as other:
+        await other.execute("BEGIN IMMEDIATE")
+        event("open").set()
+        await wait_until(lambda: len(conflicts) >= 2, "the transaction to meet the lock")
+        status = await late.get_status()
+        assert status is not None and status.status == WorkflowStatusString.PENDING
+        assert RUNS[("late", 0)] == 0
+        await other.execute("COMMIT")
+    assert await asyncio.wait_for(late.get_result(), SOON) == "late"
+    status = await late.get_status()
+    assert status is not None and status.status == WorkflowStatusString.SUCCESS
+    assert RUNS[("late", 0)] == 1
+    assert all("locked" in c for c in conflicts)
+    assert await item_names(low_busy_sqlite) == ["late"]
 
 
 # -- two processes --------------------------------------------------------------------
