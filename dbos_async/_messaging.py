@@ -20,6 +20,7 @@ from ._ids import check_text, check_workflow_id
 from ._runtime import Runtime, get_runtime
 from ._status import WorkflowStatusString
 from ._steps import record_step_outcome, replay_step
+from ._txguard import refuse_in_transaction
 from .sysdb import MessageRow, StepRow, notification_key
 
 __all__ = [
@@ -96,6 +97,8 @@ def send(
     *,
     runtime: Runtime | None = None,
 ) -> Coroutine[Any, Any, None]:
+    if runtime is None:
+        refuse_in_transaction("DBOS.send()")
     check_workflow_id(destination_id, "destination_id")
     topic_key = _topic(topic)
     check_text(idempotency_key, "idempotency_key", optional=True)
@@ -162,6 +165,7 @@ def idempotent_message_id(destination_id: str, topic: str, idempotency_key: str)
 
 
 def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any, Any, Any]:
+    refuse_in_transaction("DBOS.recv()")
     topic_key = _topic(topic)
     timeout = _check_timeout(timeout_seconds)
     placed = _workflow_step(as_step=True)
@@ -201,6 +205,7 @@ async def _recv(placed: tuple[WorkflowState, int], topic: str, seconds: float) -
 
 
 def set_event(key: str, value: Any) -> Coroutine[Any, Any, None]:
+    refuse_in_transaction("DBOS.set_event()")
     check_text(key, "key")
     workflow_id = _writer_id("set_event")
     placed = _workflow_step(as_step=True)
@@ -292,12 +297,14 @@ async def _get_all_events(
 
 
 def write_stream(key: str, value: Any) -> Coroutine[Any, Any, None]:
+    refuse_in_transaction("DBOS.write_stream()")
     check_text(key, "key")
     workflow_id = _writer_id("write_stream")
     return _write_stream(_workflow_step(as_step=True), workflow_id, key, value, False)
 
 
 def close_stream(key: str) -> Coroutine[Any, Any, None]:
+    refuse_in_transaction("DBOS.close_stream()")
     check_text(key, "key")
     workflow_id = _writer_id("close_stream")
     return _write_stream(_workflow_step(as_step=True), workflow_id, key, None, True)

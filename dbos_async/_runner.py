@@ -38,6 +38,7 @@ from ._handle import WorkflowHandle, outcome_of
 from ._registry import FunctionInfo, registry
 from ._runtime import Runtime, get_runtime
 from ._status import WorkflowStatusString
+from ._txguard import refuse_in_transaction
 from .sysdb import RecoveryRequest, StepRow, WorkflowRow, notification_key
 
 __all__ = [
@@ -74,6 +75,7 @@ def start_workflow(
     info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Coroutine[Any, Any, WorkflowHandle[Any]]:
     """Start a workflow; the step ID (for a child) and the assigned ID are taken now."""
+    refuse_in_transaction("DBOS.start_workflow()")
     assigned, parent = _placement()
     return _start(info, args, kwargs, assigned, parent)
 
@@ -82,6 +84,7 @@ def call_workflow(
     info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Coroutine[Any, Any, Any]:
     """Run a workflow to completion and return its result."""
+    refuse_in_transaction(f"calling the workflow {info.name!r}")
     assigned, parent = _placement()
 
     async def run() -> Any:
@@ -112,6 +115,7 @@ def enqueue_workflow(
 ) -> Coroutine[Any, Any, WorkflowHandle[Any]]:
     """Enqueue a workflow (ENQUEUED until a queue worker claims it); inside a workflow it
     is a child, as for ``start_workflow``."""
+    refuse_in_transaction("Queue.enqueue()")
     assigned, parent = _placement()
     return _start(info, args, kwargs, assigned, parent, request)
 

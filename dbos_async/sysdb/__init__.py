@@ -66,8 +66,11 @@ def open_databases(
     On Postgres each role has its own pool: the system pool skips the per-release session
     reset (the runtime leaves no session state), the application pool keeps it, since
     user transactions may leave some. On SQLite each role has its own
-    connection (a transaction body may await while holding its connection), except
-    ``:memory:``, where a second connection would see another database.
+    connection (a transaction body may await while holding its connection, and reads go
+    on meanwhile), except ``:memory:``, where a second connection would see another
+    database. Connections to one file share its write lock, so the system role's writes
+    queue behind an open transaction body instead of failing ("database is locked"):
+    see ``_sqlite``'s docstring.
     """
     from ._postgres import PostgresApplicationDatabase, PostgresPool, PostgresSystemDatabase
     from ._sqlite import (
