@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import aiosqlite
 
 from .._errors import DBOSNonExistentWorkflowError
-from ._protocol import MessageRow, StepRow, StreamEntry
+from ._protocol import STEP_COLUMNS, MessageRow, StepRow, StreamEntry
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteConnection
@@ -37,10 +37,16 @@ _SET_EVENT = (
 )
 _GET_EVENT = "SELECT value FROM dbos_workflow_events WHERE workflow_uuid = ? AND key = ?"
 _GET_ALL_EVENTS = "SELECT key, value FROM dbos_workflow_events WHERE workflow_uuid = ?"
+# Keyed, as on Postgres: a second run of a workflow's write step adds nothing.
 _WRITE_STREAM = (
-    'INSERT INTO dbos_streams (workflow_uuid, key, "offset", value, closed)'
-    ' SELECT ?, ?, COALESCE(MAX("offset") + 1, 0), ?, ? FROM dbos_streams'
+    'INSERT INTO dbos_streams (workflow_uuid, key, "offset", value, closed, write_key)'
+    ' SELECT ?, ?, COALESCE(MAX("offset") + 1, 0), ?, ?, ? FROM dbos_streams'
     " WHERE workflow_uuid = ? AND key = ?"
+    " ON CONFLICT (workflow_uuid, write_key) WHERE write_key IS NOT NULL DO NOTHING"
+)
+_GET_STEP = (
+    "SELECT " + STEP_COLUMNS + " FROM dbos_operation_outputs"
+    " WHERE workflow_uuid = ? AND function_id = ?"
 )
 _READ_STREAM = (
     'SELECT "offset", value, closed FROM dbos_streams'
@@ -93,6 +99,11 @@ class SQLiteMessaging:
 
     async def receive_message(self, workflow_id: str, topic: str, step: StepRow) -> StepRow | None:
         async def op(conn: aiosqlite.Connection) -> StepRow | None:
+            # Recorded already (by another run of this workflow): consume nothing more.
+            cur = await conn.execute(_GET_STEP, (workflow_id, step.function_id))
+            stored = await cur.fetchone()
+            if stored is not None:
+                return StepRow(*stored)
             cur = await conn.execute(_CONSUME, (workflow_id, topic))
             row = await cur.fetchone()
             if row is None:
@@ -131,8 +142,9 @@ class SQLiteMessaging:
     ) -> None:
         async def op(conn: aiosqlite.Connection) -> None:
             await _require_workflow(conn, workflow_id)
+            write_key = None if step is None else f"step-{step.function_id}"
             await conn.execute(
-                _WRITE_STREAM, (workflow_id, key, value, int(closed), workflow_id, key)
+                _WRITE_STREAM, (workflow_id, key, value, int(closed), write_key, workflow_id, key)
             )
             await _insert_step(conn, step)
 
