@@ -294,18 +294,19 @@ async def cancel_workflow(rt: Runtime, workflow_id: str) -> None:
 
 
 def stop_cancelled(rt: Runtime, workflow_id: str) -> None:
-    """Stop a workflow of this process that was cancelled: its awaiters get
-    DBOSAwaitedWorkflowCancelledError at once, its task is cancelled (a step it reaches
-    meanwhile raises DBOSWorkflowCancelledError)."""
+    """Stop a workflow of this process that was cancelled, at a step boundary: its
+    awaiters get DBOSAwaitedWorkflowCancelledError at once; a step or transaction body
+    that is running finishes and records its checkpoint, then the task is cancelled (at
+    once if none runs: a workflow waiting in a sleep, a recv, on a child...). A step it
+    reaches meanwhile raises DBOSWorkflowCancelledError instead of running."""
     active = rt.active.get(workflow_id)
     if active is None:
         return
     state, task = active
-    state.cancelled = True
     future = rt.running.get(workflow_id)
     if future is not None and not future.done():
         future.set_exception(DBOSAwaitedWorkflowCancelledError(workflow_id))
-    task.cancel()
+    state.cancel(task.cancel)
 
 
 async def _execute(
@@ -328,7 +329,10 @@ async def _execute(
             output = rt.codec.dumps(result, f"output of workflow {info.name!r}")
         except (asyncio.CancelledError, DBOSWorkflowCancelledError):
             if state.cancelled:
-                return  # cancelled by an operator or its deadline: CANCELLED is recorded
+                # Cancelled by an operator or its deadline: CANCELLED is recorded. A step
+                # still running under asyncio.gather records before this run ends.
+                await state.bodies_ended()
+                return
             raise
         except Exception as exc:
             error = exc
