@@ -14,10 +14,13 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import DBOSWorkflowCancelledError
 from .sysdb import StepRow
+
+if TYPE_CHECKING:
+    from ._queue import SetEnqueueOptions
 
 __all__ = [
     "SetWorkflowID",
@@ -27,6 +30,7 @@ __all__ = [
     "current_sql_connection",
     "current_step",
     "current_workflow",
+    "enqueue_options",
     "take_assigned_workflow_id",
     "timeout_to_ms",
     "workflow_timeout_ms",
@@ -138,6 +142,10 @@ class StepFrame:
 current_workflow: ContextVar[WorkflowState | None] = ContextVar("dbos_async_workflow", default=None)
 current_step: ContextVar[StepFrame | None] = ContextVar("dbos_async_step", default=None)
 current_sql_connection: ContextVar[Any] = ContextVar("dbos_async_sql_connection", default=None)
+#: The options of an enclosing ``SetEnqueueOptions`` block (they apply to enqueues only).
+enqueue_options: ContextVar[SetEnqueueOptions | None] = ContextVar(
+    "dbos_async_enqueue_options", default=None
+)
 
 
 class _AssignedID:

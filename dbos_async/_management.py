@@ -115,8 +115,10 @@ async def list_workflows(
 
 
 async def resume_workflow(rt: Runtime, workflow_id: str, *, run_here: bool) -> WorkflowHandle[Any]:
-    """Run a CANCELLED or dead-lettered workflow again from its last completed step. Any
-    other workflow is left as it is."""
+    """Run a CANCELLED or dead-lettered workflow again from its last completed step. A
+    workflow of a queue goes back to ENQUEUED on it, so it runs within the queue's limits
+    once a worker claims it; any other runs at once (here if ``run_here``, else on its
+    executor). Any other workflow is left as it is."""
     current = await rt.sysdb.get_workflow(workflow_id)
     if current is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
@@ -130,10 +132,16 @@ async def resume_workflow(rt: Runtime, workflow_id: str, *, run_here: bool) -> W
     changed, row = await rt.sysdb.resume_workflow(workflow_id, executor, _now_ms())
     if row is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
-    if changed and run_here:
+    if not changed:
+        pass
+    elif row.status == WorkflowStatusString.ENQUEUED:
+        # Back on its queue: a worker claims it within the queue's limits (this process's
+        # worker is woken here, other processes' by the resume's notification).
+        rt.notifier.notify(notification_key("queue", row.queue_name or "", ""))
+    elif run_here:
         # (The resume cleared its deadline: a resumed workflow runs without one.)
         launch_recorded(rt, row, await rt.sysdb.load_steps(workflow_id))
-    elif changed:
+    else:
         await rt.sysdb.announce(notification_key("run", workflow_id, ""))
     return WorkflowHandle(rt, workflow_id)
 

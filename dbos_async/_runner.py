@@ -21,6 +21,7 @@ from ._context import (
     current_sql_connection,
     current_step,
     current_workflow,
+    enqueue_options,
     new_workflow_id,
     take_assigned_workflow_id,
     workflow_timeout_ms,
@@ -47,6 +48,7 @@ __all__ = [
     "cancel_workflow",
     "enqueue_workflow",
     "enqueued_row",
+    "expire_enqueued",
     "launch_recorded",
     "recover_pending_workflows",
     "start_workflow",
@@ -70,10 +72,22 @@ def _placement() -> tuple[str | None, tuple[WorkflowState, int] | None]:
     return assigned, (parent, parent.take_step_id())
 
 
+def _refuse_enqueue_options(how: str) -> None:
+    """Enqueue options only apply to an enqueue: refuse them around a plain start before
+    anything is taken or written, rather than ignore them."""
+    if enqueue_options.get() is not None:
+        raise ValueError(
+            f"SetEnqueueOptions only applies to Queue.enqueue(): {how} runs the workflow "
+            "without a queue, so its options would be ignored. Use "
+            "queue.enqueue(workflow, ...) inside the SetEnqueueOptions block."
+        )
+
+
 def start_workflow(
     info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Coroutine[Any, Any, WorkflowHandle[Any]]:
     """Start a workflow; the step ID (for a child) and the assigned ID are taken now."""
+    _refuse_enqueue_options("DBOS.start_workflow()")
     assigned, parent = _placement()
     return _start(info, args, kwargs, assigned, parent)
 
@@ -82,6 +96,7 @@ def call_workflow(
     info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Coroutine[Any, Any, Any]:
     """Run a workflow to completion and return its result."""
+    _refuse_enqueue_options(f"calling workflow {info.name!r} directly")
     assigned, parent = _placement()
 
     async def run() -> Any:
@@ -197,6 +212,8 @@ async def _start(
         if existing is None:
             # Wake this process's worker of the queue (others hear the NOTIFY).
             rt.notifier.notify(notification_key("queue", enqueue.queue_name, ""))
+            if deadline_ms is not None:
+                _arm_enqueued_deadline(rt, workflow_id, deadline_ms)
         if parent is not None:
             await _record_child(rt, parent, info.name, workflow_id, row.created_at)
         return WorkflowHandle(rt, workflow_id)
@@ -283,6 +300,42 @@ def arm_deadline(rt: Runtime, state: WorkflowState, deadline_ms: int) -> None:
     loop.call_later(delay, expire)
 
 
+def _arm_enqueued_deadline(rt: Runtime, workflow_id: str, deadline_ms: int) -> None:
+    """Cancel an enqueued workflow still ENQUEUED at its (inherited) deadline, without it
+    waiting for a place in its queue. (If this process dies first, a handle awaiting it
+    does the same; a worker that claims it late cancels it instead of running it.)"""
+
+    def expire() -> None:
+        if rt.launched:
+            rt.spawn(_quietly(expire_enqueued(rt, workflow_id), workflow_id))
+
+    delay = max(0.0, deadline_ms / 1000 - time.time())
+    asyncio.get_running_loop().call_later(delay, expire)
+
+
+async def expire_enqueued(rt: Runtime, workflow_id: str) -> bool:
+    """Cancel the workflow if it is ENQUEUED past its deadline; True if it was."""
+    row = await rt.sysdb.get_workflow(workflow_id)
+    if (
+        row is None
+        or row.status != WorkflowStatusString.ENQUEUED
+        or row.workflow_deadline_epoch_ms is None
+        or row.workflow_deadline_epoch_ms > now_ms()
+    ):
+        return False
+    # (Claimed meanwhile, it is PENDING past the same deadline: cancelled all the same.)
+    await cancel_workflow(rt, workflow_id)
+    return True
+
+
+async def _quietly(work: Coroutine[Any, Any, Any], workflow_id: str) -> None:
+    """Background work on a workflow: a failure is logged (a later check retries it)."""
+    try:
+        await work
+    except Exception as exc:
+        log.warning("workflow %s: could not enforce its deadline: %r", workflow_id, exc)
+
+
 async def cancel_workflow(rt: Runtime, workflow_id: str) -> None:
     """Mark a PENDING or ENQUEUED workflow CANCELLED and stop it if it runs here; other
     processes stop theirs when they hear of it (notification or poll)."""
@@ -320,6 +373,7 @@ async def _execute(
     current_workflow.set(state)
     current_step.set(None)
     current_sql_connection.set(None)
+    enqueue_options.set(None)  # (a block around whoever launched it is not the body's)
     workflow_id = state.workflow_id
     try:
         error: BaseException | None = None
@@ -425,10 +479,17 @@ def launch_recorded(
     rt: Runtime, row: WorkflowRow, steps: list[StepRow], *, fresh: bool = False
 ) -> None:
     """Run a stored workflow here (recovery, resume, fork, or ``fresh`` from a queue, never
-    run before): recorded steps return their outputs, the rest run."""
+    run before): recorded steps return their outputs, the rest run. One whose deadline
+    has passed is cancelled instead."""
     info = registry.workflows.get(row.name)
     if info is None:
         raise DBOSWorkflowFunctionNotFoundError(row.workflow_id, row.name)
+    deadline = row.workflow_deadline_epoch_ms
+    if deadline is not None and deadline <= now_ms():
+        # Past its deadline before this run began (a queued child whose parent's deadline
+        # passed while it waited, a recovery after the deadline): cancel, run nothing.
+        rt.spawn(_quietly(cancel_workflow(rt, row.workflow_id), row.workflow_id))
+        return
     args, kwargs = rt.codec.load_inputs(row.inputs or "", info.signature, info.hints)
     state = WorkflowState(
         row.workflow_id,

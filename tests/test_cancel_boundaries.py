@@ -19,11 +19,16 @@ import pytest
 from dbos_async import (
     DBOS,
     DBOSAwaitedWorkflowCancelledError,
+    DBOSClient,
+    Queue,
+    SetEnqueueOptions,
+    SetWorkflowID,
     SetWorkflowTimeout,
     WorkflowHandle,
     WorkflowStatus,
     WorkflowStatusString,
 )
+from dbos_async._registry import registry
 
 # Generous bounds: the suite runs on a loaded 2-core machine. Only outcomes and orderings
 # are asserted, never how fast something happened below these bounds.
@@ -39,6 +44,32 @@ def gate(name: str) -> asyncio.Event:
     if name not in gates:
         gates[name] = asyncio.Event()
     return gates[name]
+
+
+def _declare(name: str, **kwargs: Any) -> Queue:
+    """A queue of this module, in the registry only while one of its tests runs."""
+    queue = Queue(name, polling_interval_sec=0.1, **kwargs)
+    registry.queues.pop(name, None)
+    return queue
+
+
+Q_ONE = _declare("cb_one", concurrency=1)
+
+
+@pytest.fixture(autouse=True)
+def _module_queues() -> Iterator[None]:
+    registry.queues[Q_ONE.name] = Q_ONE
+    try:
+        yield
+    finally:
+        registry.queues.pop(Q_ONE.name, None)
+
+
+async def relaunch(db_url: str) -> None:
+    """Simulate a process restart: destroy the runtime and launch a new one."""
+    await DBOS.destroy()
+    DBOS({"database_url": db_url, "application_version": "test"})
+    await DBOS.launch()
 
 
 @pytest.fixture(autouse=True)
@@ -314,3 +345,184 @@ async def test_cancel__waiting_workflow_stops_at_once(dbos: DBOS, kind: str) -> 
     assert counts["after"] == 0
     assert counts["next"] == 1
     assert (await status(handle.workflow_id)).status == WorkflowStatusString.CANCELLED
+
+
+async def test_resume__waits_for_the_cancelled_run_to_record_its_step(dbos: DBOS) -> None:
+    handle = await DBOS.start_workflow(cb_one_step)
+    await counted("a:first")
+    await DBOS.cancel_workflow(handle.workflow_id)
+    resume = asyncio.create_task(DBOS.resume_workflow(handle.workflow_id))
+    await asyncio.sleep(0.3)
+    assert not resume.done()  # the step of the cancelled run is still running
+    gate("a").set()
+    resumed = await asyncio.wait_for(resume, WITHIN)
+    assert await asyncio.wait_for(resumed.get_result(), WITHIN) == "anext"
+    assert_step_ran_once("a")
+    assert counts["next"] == 1
+    assert await step_names(handle.workflow_id) == ["cb_two_effects", "cb_next"]
+
+
+# -- handles follow the current run --------------------------------------------------
+
+
+async def test_handle__taken_before_cancel_gives_the_result_after_resume(dbos: DBOS) -> None:
+    handle = await DBOS.start_workflow(cb_one_step)
+    await counted("a:first")
+    await DBOS.cancel_workflow(handle.workflow_id)
+    await cancelled_promptly(handle)
+    gate("a").set()
+    await DBOS.resume_workflow(handle.workflow_id)
+    assert await asyncio.wait_for(handle.get_result(), WITHIN) == "anext"
+    assert await asyncio.wait_for(handle, WITHIN) == "anext"
+    assert_step_ran_once("a")
+    assert counts["next"] == 1
+
+
+# -- resume of a queued workflow goes back through its queue -------------------------
+
+
+@DBOS.step()
+async def cb_mark(tag: str, n: int) -> str:
+    counts[f"{tag}:{n}"] += 1
+    return f"{tag}{n}"
+
+
+@DBOS.workflow()
+async def cb_queued(tag: str) -> str:
+    counts["running"] += 1
+    counts["peak"] = max(counts["peak"], counts["running"])
+    try:
+        first = await cb_mark(tag, 1)
+        await gate(tag).wait()
+        return first + await cb_mark(tag, 2)
+    finally:
+        counts["running"] -= 1
+
+
+@pytest.mark.parametrize("via", ["dbos", "client"])
+async def test_resume__queued_workflow_waits_for_its_queue_slot_and_keeps_its_steps(
+    dbos: DBOS, db_url: str, via: str
+) -> None:
+    first = await Q_ONE.enqueue(cb_queued, "A")
+    await counted("A:1")
+    await DBOS.cancel_workflow(first.workflow_id)
+    await cancelled_promptly(first)
+    await has_status(first.workflow_id, WorkflowStatusString.CANCELLED)
+    busy = await Q_ONE.enqueue(cb_queued, "B")
+    await counted("B:1")  # B holds the queue's only slot
+
+    if via == "dbos":
+        await DBOS.resume_workflow(first.workflow_id)
+    else:
+        client = DBOSClient(db_url)
+        try:
+            await client.resume_workflow(first.workflow_id)
+        finally:
+            await client.destroy()
+    st = await status(first.workflow_id)
+    assert st.status == WorkflowStatusString.ENQUEUED
+    assert st.queue_name == "cb_one"
+    assert st.executor_id is None
+    assert st.recovery_attempts == 0
+    assert st.workflow_deadline_epoch_ms is None
+    gate("A").set()
+    await asyncio.sleep(1.0)  # many polls: the full queue does not let it start
+    assert (await status(first.workflow_id)).status == WorkflowStatusString.ENQUEUED
+    assert counts["peak"] == 1
+
+    gate("B").set()
+    assert await asyncio.wait_for(busy.get_result(), WITHIN) == "B1B2"
+    # The handle taken at enqueue, before the cancel, follows the resumed run.
+    assert await asyncio.wait_for(first.get_result(), WITHIN) == "A1A2"
+    assert counts["A:1"] == 1  # recorded before the cancel: not run again
+    assert counts["A:2"] == 1
+    assert counts["peak"] == 1
+    assert await step_names(first.workflow_id) == ["cb_mark", "cb_mark"]
+    assert (await status(first.workflow_id)).status == WorkflowStatusString.SUCCESS
+
+
+# -- deadlines of ENQUEUED workflows ---------------------------------------------------
+
+
+@DBOS.workflow()
+async def cb_enqueue_child() -> str:
+    child = await Q_ONE.enqueue(cb_queued, "child")
+    return await child
+
+
+@pytest.mark.parametrize("restart", [False, True])
+async def test_deadline__enqueued_child_on_a_full_queue_is_cancelled_at_its_deadline(
+    dbos: DBOS, db_url: str, restart: bool
+) -> None:
+    busy = await Q_ONE.enqueue(cb_queued, "B")
+    await counted("B:1")  # B holds the queue's only slot
+    with SetWorkflowTimeout(1.5 if restart else 0.5):
+        parent = await DBOS.start_workflow(cb_enqueue_child)
+    child_id = f"{parent.workflow_id}-1"
+
+    async def enqueued() -> bool:
+        st = await DBOS.get_workflow_status(child_id)
+        return st is not None and st.status == WorkflowStatusString.ENQUEUED
+
+    await wait_until(enqueued, "the child to be enqueued")
+    if restart:
+        # The process that enqueued it (and armed its timer) is gone: a handle awaiting
+        # it enforces the deadline.
+        await relaunch(db_url)
+    child = await DBOS.retrieve_workflow(child_id)
+    await cancelled_promptly(child)
+    st = await status(child_id)
+    assert st.status == WorkflowStatusString.CANCELLED
+    assert st.parent_workflow_id == parent.workflow_id
+    assert st.workflow_deadline_epoch_ms is not None
+    assert counts["child:1"] == 0  # it never ran
+    await cancelled_promptly(await DBOS.retrieve_workflow(parent.workflow_id))
+    assert (await status(busy.workflow_id)).status == WorkflowStatusString.PENDING
+    gate("B").set()
+    assert await asyncio.wait_for((await DBOS.retrieve_workflow(busy.workflow_id)), WITHIN) == (
+        "B1B2"
+    )
+    await asyncio.sleep(0.5)
+    assert counts["child:1"] == 0
+    assert (await status(child_id)).status == WorkflowStatusString.CANCELLED
+
+
+# -- enqueue options outside an enqueue ------------------------------------------------
+
+
+@DBOS.workflow()
+async def cb_echo(x: int) -> int:
+    counts["echo"] += 1
+    return x
+
+
+@DBOS.workflow()
+async def cb_direct_child_in_options() -> int:
+    with SetEnqueueOptions(priority=1):
+        return await cb_echo(3)
+
+
+async def test_set_enqueue_options__around_a_start_raises_and_writes_nothing(
+    dbos: DBOS,
+) -> None:
+    with SetWorkflowID("cb-refused"), SetEnqueueOptions(deduplication_id="d"):
+        with pytest.raises(ValueError, match=r"SetEnqueueOptions.*Queue\.enqueue"):
+            await DBOS.start_workflow(cb_echo, 1)
+        with pytest.raises(ValueError, match=r"SetEnqueueOptions.*Queue\.enqueue"):
+            await cb_echo(2)
+    assert await DBOS.list_workflows() == []
+    assert counts["echo"] == 0
+
+    # Inside a workflow too: its child call fails the workflow, and no child is written.
+    handle = await DBOS.start_workflow(cb_direct_child_in_options)
+    with pytest.raises(ValueError, match="SetEnqueueOptions"):
+        await asyncio.wait_for(handle.get_result(), WITHIN)
+    assert [s.workflow_id for s in await DBOS.list_workflows()] == [handle.workflow_id]
+    assert await DBOS.list_workflow_steps(handle.workflow_id) == []
+    assert counts["echo"] == 0
+
+    # Around an enqueue the options apply, and a workflow started in the block by the
+    # queue does not see them.
+    with SetEnqueueOptions(priority=0):
+        queued = await Q_ONE.enqueue(cb_echo, 4)
+    assert await asyncio.wait_for(queued.get_result(), WITHIN) == 4
