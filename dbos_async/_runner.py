@@ -185,9 +185,24 @@ async def _start(
                 )
             return WorkflowHandle(rt, recorded.child_workflow_id)
         workflow_id = assigned or f"{state.workflow_id}-{step_id}"
-    else:
-        workflow_id = assigned or new_workflow_id()
+        # Starting a child is one of the parent's steps: a cancel of the parent lets its
+        # row, its recording and its launch all happen, or none.
+        with state.step_body():
+            return await _create(rt, info, args, kwargs, workflow_id, parent, enqueue)
+    return await _create(rt, info, args, kwargs, assigned or new_workflow_id(), None, enqueue)
 
+
+async def _create(
+    rt: Runtime,
+    info: FunctionInfo,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    workflow_id: str,
+    parent: tuple[WorkflowState, int] | None,
+    enqueue: EnqueueRequest | None,
+) -> WorkflowHandle[Any]:
+    """Write a new workflow's row (ENQUEUED, or PENDING and launched here) unless its ID
+    exists, then, for a child, record its start as the parent's step."""
     inputs = rt.codec.dump_inputs(info.name, info.signature, args, kwargs)
     timeout_ms = workflow_timeout_ms()
     # (An enqueued workflow's own timeout starts when a worker claims it.)
