@@ -526,3 +526,30 @@ async def test_set_enqueue_options__around_a_start_raises_and_writes_nothing(
     with SetEnqueueOptions(priority=0):
         queued = await Q_ONE.enqueue(cb_echo, 4)
     assert await asyncio.wait_for(queued.get_result(), WITHIN) == 4
+
+
+@DBOS.step(retries_allowed=True, max_attempts=3, interval_seconds=60)
+async def cb_flaky() -> str:
+    counts["flaky"] += 1
+    if counts["flaky"] == 1:
+        raise RuntimeError("first attempt fails")
+    return "ok"
+
+
+@DBOS.workflow()
+async def cb_retrying() -> str:
+    return await cb_flaky() + await cb_next()
+
+
+async def test_cancel__step_waiting_to_retry_stops_there_unrecorded(dbos: DBOS) -> None:
+    handle = await DBOS.start_workflow(cb_retrying)
+    await counted("flaky")
+    await asyncio.sleep(0.05)  # into its 60 s wait before the next attempt
+    await DBOS.cancel_workflow(handle.workflow_id)
+    await cancelled_promptly(handle)
+    # The cancelled run ended without waiting out the retry interval (a resume waits for
+    # it), and the step, not finished, was not recorded: the resumed run runs it.
+    resumed = await asyncio.wait_for(DBOS.resume_workflow(handle.workflow_id), WITHIN)
+    assert await asyncio.wait_for(resumed.get_result(), WITHIN) == "oknext"
+    assert counts["flaky"] == 2
+    assert await step_names(handle.workflow_id) == ["cb_flaky", "cb_next"]
