@@ -415,9 +415,17 @@ class QueueWorkers:
                     period_ms=None if queue.period is None else int(queue.period * 1000),
                 )
             )
+            if not rows:
+                continue
             rows.sort(key=lambda r: (r.priority, r.created_at))
             # A resumed workflow has recorded steps: they return their outputs, not rerun.
-            steps = await rt.sysdb.load_steps_many([r.workflow_id for r in rows]) if rows else {}
+            try:
+                steps = await rt.sysdb.load_steps_many([r.workflow_id for r in rows])
+            except Exception as exc:  # claimed already: each loads its own steps, later
+                log.warning("queue %r: could not load recorded steps: %r", queue.name, exc)
+                for row in rows:
+                    rt.spawn(self._run_after(row, None))
+                continue
             for row in rows:
                 self._run_claimed(row, steps.get(row.workflow_id, []))
             if queue.worker_concurrency is None and len(rows) == free:
@@ -438,9 +446,12 @@ class QueueWorkers:
             log.error("queue %r: cannot run workflow %s: %s", row.queue_name, row.workflow_id, exc)
             self._rt.spawn(self._fail(row, exc))
 
-    async def _run_after(self, row: WorkflowRow, previous: asyncio.Task[None]) -> None:
+    async def _run_after(self, row: WorkflowRow, previous: asyncio.Task[None] | None) -> None:
+        """Run a claimed workflow once ``previous`` (its cancelled run here) has ended,
+        loading its recorded steps then."""
         try:
-            await run_ended(row.workflow_id, previous)
+            if previous is not None:
+                await run_ended(row.workflow_id, previous)
             self._run_claimed(row, await self._rt.sysdb.load_steps(row.workflow_id))
         except Exception as exc:  # it stays PENDING here, recovered at the next launch
             log.warning("queue %r: cannot run %s: %r", row.queue_name, row.workflow_id, exc)
