@@ -7,15 +7,21 @@ counter, taken synchronously at call time, so the IDs follow call order.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import DBOSWorkflowCancelledError
 from ._ids import check_workflow_id
 from .sysdb import StepRow
+
+if TYPE_CHECKING:
+    from ._queue import SetEnqueueOptions
 
 __all__ = [
     "SetWorkflowID",
@@ -25,6 +31,7 @@ __all__ = [
     "current_sql_connection",
     "current_step",
     "current_workflow",
+    "enqueue_options",
     "take_assigned_workflow_id",
     "timeout_to_ms",
     "workflow_timeout_ms",
@@ -34,7 +41,11 @@ __all__ = [
 @dataclass(eq=False)
 class WorkflowState:
     """A running workflow: its ID and name, its step counter, and (when it re-executes)
-    the steps recorded by earlier runs, loaded once."""
+    the steps recorded by earlier runs, loaded once.
+
+    Cancellation happens at step boundaries: a step or transaction whose body is running
+    (``step_body``) finishes and records its checkpoint; the workflow is stopped once no
+    body runs, and a cancelled workflow starts no new step."""
 
     workflow_id: str
     name: str
@@ -46,6 +57,12 @@ class WorkflowState:
     deadline_ms: int | None = None
     #: Set when the workflow was cancelled: its next step raises instead of running.
     cancelled: bool = False
+    #: How many step or transaction bodies (with their checkpoint writes) run now.
+    bodies: int = field(default=0, init=False)
+    #: Set while no body runs.
+    idle: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    #: What stops the workflow's task, kept by a cancel that waits for running bodies.
+    _stop: Callable[[], object] | None = field(default=None, init=False, repr=False)
     #: The queue (and partition) it was claimed from, for per-process limits.
     queue_name: str | None = None
     partition_key: str | None = None
@@ -56,6 +73,62 @@ class WorkflowState:
             raise DBOSWorkflowCancelledError(self.workflow_id)
         self.next_step_id += 1
         return self.next_step_id
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    def cancel(self, stop: Callable[[], object]) -> None:
+        """Mark the workflow cancelled and call ``stop`` (which stops its task) at once if
+        no step body runs, else when the last running one has recorded its checkpoint."""
+        self.cancelled = True
+        if self.bodies == 0:
+            self._stop = None
+            stop()
+        else:
+            self._stop = stop
+
+    @contextlib.contextmanager
+    def step_body(self) -> Iterator[None]:
+        """Around a step or transaction body and its checkpoint write: a cancel arriving
+        meanwhile lets it finish. A cancelled workflow starts no new body."""
+        if self.cancelled:
+            raise DBOSWorkflowCancelledError(self.workflow_id)
+        self._enter()
+        try:
+            yield
+        finally:
+            self._leave()
+
+    @contextlib.contextmanager
+    def between_attempts(self) -> Iterator[None]:
+        """Inside ``step_body``, while a step waits to retry: no body runs, so a cancel
+        stops the workflow here (the step is not recorded, and runs again if resumed)."""
+        self._leave()
+        try:
+            yield
+        finally:
+            self._enter()
+        if self.cancelled:
+            raise DBOSWorkflowCancelledError(self.workflow_id)
+
+    async def bodies_ended(self) -> None:
+        """Wait until no body runs (a cancelled run waits for a step still running under
+        ``asyncio.gather``, so a resume cannot start before that step is recorded)."""
+        self._stop = None
+        while self.bodies:
+            await self.idle.wait()
+
+    def _enter(self) -> None:
+        self.bodies += 1
+        self.idle.clear()
+
+    def _leave(self) -> None:
+        self.bodies -= 1
+        if self.bodies == 0:
+            self.idle.set()
+            stop, self._stop = self._stop, None
+            if stop is not None:
+                stop()
 
 
 @dataclass(frozen=True)
@@ -70,6 +143,10 @@ class StepFrame:
 current_workflow: ContextVar[WorkflowState | None] = ContextVar("dbos_async_workflow", default=None)
 current_step: ContextVar[StepFrame | None] = ContextVar("dbos_async_step", default=None)
 current_sql_connection: ContextVar[Any] = ContextVar("dbos_async_sql_connection", default=None)
+#: The options of an enclosing ``SetEnqueueOptions`` block (they apply to enqueues only).
+enqueue_options: ContextVar[SetEnqueueOptions | None] = ContextVar(
+    "dbos_async_enqueue_options", default=None
+)
 
 
 class _AssignedID:

@@ -276,9 +276,10 @@ class DBOS(metaclass=_DBOSMeta):
 
     @staticmethod
     async def cancel_workflow(workflow_id: str) -> None:
-        """Cancel a workflow: it becomes CANCELLED at once and stops at its next step;
-        awaiting it raises DBOSAwaitedWorkflowCancelledError. A finished workflow is left
-        as it is."""
+        """Cancel a workflow: it becomes CANCELLED at once and stops at its next step (a
+        step or transaction running now finishes and is recorded; a wait is interrupted);
+        awaiting it raises DBOSAwaitedWorkflowCancelledError at once. A finished workflow
+        is left as it is."""
         check_workflow_id(workflow_id)
         await cancel_workflow(get_runtime(), workflow_id)
 
@@ -286,8 +287,9 @@ class DBOS(metaclass=_DBOSMeta):
 
     @staticmethod
     async def resume_workflow(workflow_id: str) -> WorkflowHandle[Any]:
-        """Run a CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again, here, from
-        its last completed step. Any other workflow is left as it is."""
+        """Run a CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again from its last
+        completed step: here, or, for a workflow of a queue, ENQUEUED on it again to run
+        within its limits. Any other workflow is left as it is."""
         check_workflow_id(workflow_id)
         return await _management.resume_workflow(get_runtime(), workflow_id, run_here=True)
 

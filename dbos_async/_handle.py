@@ -1,8 +1,10 @@
-"""``WorkflowHandle``: an awaitable for a workflow's outcome, here or in another process."""
+"""``WorkflowHandle``: an awaitable for a workflow's outcome, here or in another process.
+A handle is only a workflow ID: each ``get_result()`` follows the workflow's current run."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -93,7 +95,6 @@ class WorkflowHandle(Generic[R]):
     def __init__(self, runtime: Runtime, workflow_id: str) -> None:
         self._runtime = runtime
         self.workflow_id = workflow_id
-        self._local = runtime.running.get(workflow_id)
         self._task: asyncio.Task[R] | None = None
         self._callbacks: dict[Callable[[Any], object], list[Callable[[object], None]]] = {}
 
@@ -104,7 +105,10 @@ class WorkflowHandle(Generic[R]):
         return self.workflow_id
 
     async def get_result(self) -> R:
-        local = self._local or self._runtime.running.get(self.workflow_id)
+        """The outcome of the workflow's current run, looked up at each call: a handle
+        taken before a cancel gives the result of the run that a resume started. An
+        ENQUEUED workflow whose deadline has passed is cancelled here."""
+        local = self._runtime.running.get(self.workflow_id)
         if local is not None:
             result: R = await asyncio.shield(local)
             return result
@@ -121,6 +125,17 @@ class WorkflowHandle(Generic[R]):
                 if WorkflowStatusString(row.status).is_terminal:
                     value: R = outcome_of(self._runtime, row)
                     return value
+                deadline = row.workflow_deadline_epoch_ms
+                if (
+                    row.status == WorkflowStatusString.ENQUEUED
+                    and deadline is not None
+                    and deadline <= time.time() * 1000
+                ):
+                    # Nobody enforced it (the process that enqueued it died): do it now.
+                    from ._runner import expire_enqueued  # (the runner imports handles)
+
+                    if await expire_enqueued(self._runtime, self.workflow_id):
+                        continue
                 local = self._runtime.running.get(self.workflow_id)
                 if local is not None:
                     result = await asyncio.shield(local)

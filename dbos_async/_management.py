@@ -115,24 +115,33 @@ async def list_workflows(
 
 
 async def resume_workflow(rt: Runtime, workflow_id: str, *, run_here: bool) -> WorkflowHandle[Any]:
-    """Run a CANCELLED or dead-lettered workflow again from its last completed step. Any
-    other workflow is left as it is."""
-    previous = rt.active.get(workflow_id)
-    if previous is not None:
-        # Its cancelled task is still winding down here: let it stop first.
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(asyncio.shield(previous[1]), 5.0)
+    """Run a CANCELLED or dead-lettered workflow again from its last completed step. A
+    workflow of a queue goes back to ENQUEUED on it, so it runs within the queue's limits
+    once a worker claims it; any other runs at once (here if ``run_here``, else on its
+    executor). Any other workflow is left as it is."""
     current = await rt.sysdb.get_workflow(workflow_id)
     if current is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
+    previous = rt.active.get(workflow_id)
+    if previous is not None and current.status == WorkflowStatusString.CANCELLED:
+        # Its cancelled run here may still be finishing a step: let it record and stop
+        # first, so the resumed run finds that step recorded and never runs it again.
+        stop_cancelled(rt, workflow_id)
+        await run_ended(workflow_id, previous[1])
     executor = rt.executor_id if run_here else (current.executor_id or rt.executor_id)
     changed, row = await rt.sysdb.resume_workflow(workflow_id, executor, _now_ms())
     if row is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
-    if changed and run_here:
+    if not changed:
+        pass
+    elif row.status == WorkflowStatusString.ENQUEUED:
+        # Back on its queue: a worker claims it within the queue's limits (this process's
+        # worker is woken here, other processes' by the resume's notification).
+        rt.notifier.notify(notification_key("queue", row.queue_name or "", ""))
+    elif run_here:
         # (The resume cleared its deadline: a resumed workflow runs without one.)
         launch_recorded(rt, row, await rt.sysdb.load_steps(workflow_id))
-    elif changed:
+    else:
         await rt.sysdb.announce(notification_key("run", workflow_id, ""))
     return WorkflowHandle(rt, workflow_id)
 
@@ -182,9 +191,24 @@ async def fork_workflow(
     return WorkflowHandle(rt, row.workflow_id)
 
 
+async def run_ended(workflow_id: str, task: asyncio.Task[None]) -> None:
+    """Wait for a cancelled run of this process to end (it ends once the step it was
+    running has recorded), however long that step takes."""
+    done, _ = await asyncio.wait({task}, timeout=5.0)
+    if not done:
+        log.warning("workflow %s: waiting for its cancelled run to finish a step", workflow_id)
+        await asyncio.wait({task})
+
+
 async def take_over(rt: Runtime, workflow_id: str) -> None:
     """Run a workflow that a client resumed or forked for this executor: claimed with the
-    recovery claim, so of several processes sharing an executor ID only one runs it."""
+    recovery claim, so of several processes sharing an executor ID only one runs it. A
+    cancelled run of it still finishing a step here ends first."""
+    previous = rt.active.get(workflow_id)
+    if previous is not None:
+        if not previous[0].cancelled:
+            return
+        await run_ended(workflow_id, previous[1])
     row = await rt.sysdb.get_workflow(workflow_id)
     if (
         row is None
@@ -226,7 +250,7 @@ class CancelWatcher:
             self._wake.set()
 
     def _on_run_request(self, workflow_id: str | None) -> None:
-        if workflow_id is not None and workflow_id not in self._rt.active:
+        if workflow_id is not None:
             self._rt.spawn(self._take_over(workflow_id))
 
     async def _take_over(self, workflow_id: str) -> None:

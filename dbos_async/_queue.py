@@ -2,7 +2,9 @@
 
 An enqueued workflow is stored ENQUEUED. Every process that declares a queue runs one
 worker loop for it: the loop claims what the queue's limits allow (the claim makes the
-workflows PENDING on this executor; only one process wins each) and runs them here. It
+workflows PENDING on this executor; only one process wins each) and runs them here. A
+resumed workflow of a queue is ENQUEUED again and claimed the same way; the steps it
+recorded before are loaded with each claim, so they are not run again. It
 polls when woken (an enqueue here, a NOTIFY from another process, a workflow of the queue
 ending here) and on a timer, the fallback for anything missed. A claimed workflow that
 was running when its process died is PENDING on that executor, so it is recovered when
@@ -21,20 +23,21 @@ import logging
 import math
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from ._context import WorkflowState
+from ._context import enqueue_options as _options
 from ._decorators import function_info
 from ._errors import DBOSConfigError, DBOSException
 from ._handle import WorkflowHandle
 from ._ids import check_text, check_workflow_id
+from ._management import run_ended
 from ._registry import registry
 from ._runner import EnqueueRequest, enqueue_workflow, launch_recorded
 from ._runtime import Runtime, current_runtime
 from ._status import WorkflowStatusString
-from .sysdb import QueueClaim, QueueInfo, WorkflowRow
+from .sysdb import QueueClaim, QueueInfo, StepRow, WorkflowRow
 
 __all__ = ["Queue", "QueueWorkers", "SetEnqueueOptions", "check_enqueue_options"]
 
@@ -220,14 +223,11 @@ def check_enqueue_options(
     )
 
 
-_options: ContextVar[SetEnqueueOptions | None] = ContextVar(
-    "dbos_async_enqueue_options", default=None
-)
-
-
 class SetEnqueueOptions:
     """``with SetEnqueueOptions(deduplication_id=..., priority=..., queue_partition_key=...,
-    delay_seconds=...):`` options for the enqueues in the block.
+    delay_seconds=...):`` options for the enqueues (``Queue.enqueue``) in the block.
+    Starting or calling a workflow in the block without a queue raises ``ValueError``:
+    the options would be ignored.
 
     A second ENQUEUED or PENDING workflow with the same ``deduplication_id`` on a queue
     raises ``DBOSQueueDeduplicatedError``; the ID is free again once the first ends.
@@ -421,21 +421,46 @@ class QueueWorkers:
                     period_ms=None if queue.period is None else int(queue.period * 1000),
                 )
             )
+            if not rows:
+                continue
             rows.sort(key=lambda r: (r.priority, r.created_at))
+            # A resumed workflow has recorded steps: they return their outputs, not rerun.
+            try:
+                steps = await rt.sysdb.load_steps_many([r.workflow_id for r in rows])
+            except Exception as exc:  # claimed already: each loads its own steps, later
+                log.warning("queue %r: could not load recorded steps: %r", queue.name, exc)
+                for row in rows:
+                    rt.spawn(self._run_after(row, None))
+                continue
             for row in rows:
-                self._run_claimed(row)
+                self._run_claimed(row, steps.get(row.workflow_id, []))
             if queue.worker_concurrency is None and len(rows) == free:
                 more = True
         return more
 
-    def _run_claimed(self, row: WorkflowRow) -> None:
+    def _run_claimed(self, row: WorkflowRow, steps: list[StepRow]) -> None:
+        previous = self._rt.active.get(row.workflow_id)
+        if previous is not None:
+            # Resumed while its cancelled run here still finishes a step: start after it.
+            self._rt.spawn(self._run_after(row, previous[1]))
+            return
         try:
-            launch_recorded(self._rt, row, [], fresh=True)
+            launch_recorded(self._rt, row, steps, fresh=not steps)
         except DBOSException as exc:
             # No such workflow function here, or inputs it cannot read: record the error
             # rather than leave the workflow PENDING forever.
             log.error("queue %r: cannot run workflow %s: %s", row.queue_name, row.workflow_id, exc)
             self._rt.spawn(self._fail(row, exc))
+
+    async def _run_after(self, row: WorkflowRow, previous: asyncio.Task[None] | None) -> None:
+        """Run a claimed workflow once ``previous`` (its cancelled run here) has ended,
+        loading its recorded steps then."""
+        try:
+            if previous is not None:
+                await run_ended(row.workflow_id, previous)
+            self._run_claimed(row, await self._rt.sysdb.load_steps(row.workflow_id))
+        except Exception as exc:  # it stays PENDING here, recovered at the next launch
+            log.warning("queue %r: cannot run %s: %r", row.queue_name, row.workflow_id, exc)
 
     async def _fail(self, row: WorkflowRow, exc: BaseException) -> None:
         rt = self._rt

@@ -21,6 +21,7 @@ from ._context import (
     current_sql_connection,
     current_step,
     current_workflow,
+    enqueue_options,
     new_workflow_id,
     take_assigned_workflow_id,
     workflow_timeout_ms,
@@ -48,6 +49,7 @@ __all__ = [
     "cancel_workflow",
     "enqueue_workflow",
     "enqueued_row",
+    "expire_enqueued",
     "launch_recorded",
     "recover_pending_workflows",
     "start_workflow",
@@ -71,11 +73,23 @@ def _placement() -> tuple[str | None, tuple[WorkflowState, int] | None]:
     return assigned, (parent, parent.take_step_id())
 
 
+def _refuse_enqueue_options(how: str) -> None:
+    """Enqueue options only apply to an enqueue: refuse them around a plain start before
+    anything is taken or written, rather than ignore them."""
+    if enqueue_options.get() is not None:
+        raise ValueError(
+            f"SetEnqueueOptions only applies to Queue.enqueue(): {how} runs the workflow "
+            "without a queue, so its options would be ignored. Use "
+            "queue.enqueue(workflow, ...) inside the SetEnqueueOptions block."
+        )
+
+
 def start_workflow(
     info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Coroutine[Any, Any, WorkflowHandle[Any]]:
     """Start a workflow; the step ID (for a child) and the assigned ID are taken now."""
     refuse_in_transaction("DBOS.start_workflow()")
+    _refuse_enqueue_options("DBOS.start_workflow()")
     assigned, parent = _placement()
     return _start(info, args, kwargs, assigned, parent)
 
@@ -85,6 +99,7 @@ def call_workflow(
 ) -> Coroutine[Any, Any, Any]:
     """Run a workflow to completion and return its result."""
     refuse_in_transaction(f"calling the workflow {info.name!r}")
+    _refuse_enqueue_options(f"calling workflow {info.name!r} directly")
     assigned, parent = _placement()
 
     async def run() -> Any:
@@ -174,9 +189,24 @@ async def _start(
                 )
             return WorkflowHandle(rt, recorded.child_workflow_id)
         workflow_id = assigned or f"{state.workflow_id}-{step_id}"
-    else:
-        workflow_id = assigned or new_workflow_id()
+        # Starting a child is one of the parent's steps: a cancel of the parent lets its
+        # row, its recording and its launch all happen, or none.
+        with state.step_body():
+            return await _create(rt, info, args, kwargs, workflow_id, parent, enqueue)
+    return await _create(rt, info, args, kwargs, assigned or new_workflow_id(), None, enqueue)
 
+
+async def _create(
+    rt: Runtime,
+    info: FunctionInfo,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    workflow_id: str,
+    parent: tuple[WorkflowState, int] | None,
+    enqueue: EnqueueRequest | None,
+) -> WorkflowHandle[Any]:
+    """Write a new workflow's row (ENQUEUED, or PENDING and launched here) unless its ID
+    exists, then, for a child, record its start as the parent's step."""
     inputs = rt.codec.dump_inputs(info.name, info.signature, args, kwargs)
     timeout_ms = workflow_timeout_ms()
     # (An enqueued workflow's own timeout starts when a worker claims it.)
@@ -201,6 +231,8 @@ async def _start(
         if existing is None:
             # Wake this process's worker of the queue (others hear the NOTIFY).
             rt.notifier.notify(notification_key("queue", enqueue.queue_name, ""))
+            if deadline_ms is not None:
+                _arm_enqueued_deadline(rt, workflow_id, deadline_ms)
         if parent is not None:
             await _record_child(rt, parent, info.name, workflow_id, row.created_at)
         return WorkflowHandle(rt, workflow_id)
@@ -287,6 +319,42 @@ def arm_deadline(rt: Runtime, state: WorkflowState, deadline_ms: int) -> None:
     loop.call_later(delay, expire)
 
 
+def _arm_enqueued_deadline(rt: Runtime, workflow_id: str, deadline_ms: int) -> None:
+    """Cancel an enqueued workflow still ENQUEUED at its (inherited) deadline, without it
+    waiting for a place in its queue. (If this process dies first, a handle awaiting it
+    does the same; a worker that claims it late cancels it instead of running it.)"""
+
+    def expire() -> None:
+        if rt.launched:
+            rt.spawn(_quietly(expire_enqueued(rt, workflow_id), workflow_id))
+
+    delay = max(0.0, deadline_ms / 1000 - time.time())
+    asyncio.get_running_loop().call_later(delay, expire)
+
+
+async def expire_enqueued(rt: Runtime, workflow_id: str) -> bool:
+    """Cancel the workflow if it is ENQUEUED past its deadline; True if it was."""
+    row = await rt.sysdb.get_workflow(workflow_id)
+    if (
+        row is None
+        or row.status != WorkflowStatusString.ENQUEUED
+        or row.workflow_deadline_epoch_ms is None
+        or row.workflow_deadline_epoch_ms > now_ms()
+    ):
+        return False
+    # (Claimed meanwhile, it is PENDING past the same deadline: cancelled all the same.)
+    await cancel_workflow(rt, workflow_id)
+    return True
+
+
+async def _quietly(work: Coroutine[Any, Any, Any], workflow_id: str) -> None:
+    """Background work on a workflow: a failure is logged (a later check retries it)."""
+    try:
+        await work
+    except Exception as exc:
+        log.warning("workflow %s: could not enforce its deadline: %r", workflow_id, exc)
+
+
 async def cancel_workflow(rt: Runtime, workflow_id: str) -> None:
     """Mark a PENDING or ENQUEUED workflow CANCELLED and stop it if it runs here; other
     processes stop theirs when they hear of it (notification or poll)."""
@@ -298,18 +366,19 @@ async def cancel_workflow(rt: Runtime, workflow_id: str) -> None:
 
 
 def stop_cancelled(rt: Runtime, workflow_id: str) -> None:
-    """Stop a workflow of this process that was cancelled: its awaiters get
-    DBOSAwaitedWorkflowCancelledError at once, its task is cancelled (a step it reaches
-    meanwhile raises DBOSWorkflowCancelledError)."""
+    """Stop a workflow of this process that was cancelled, at a step boundary: its
+    awaiters get DBOSAwaitedWorkflowCancelledError at once; a step or transaction body
+    that is running finishes and records its checkpoint, then the task is cancelled (at
+    once if none runs: a workflow waiting in a sleep, a recv, on a child...). A step it
+    reaches meanwhile raises DBOSWorkflowCancelledError instead of running."""
     active = rt.active.get(workflow_id)
     if active is None:
         return
     state, task = active
-    state.cancelled = True
     future = rt.running.get(workflow_id)
     if future is not None and not future.done():
         future.set_exception(DBOSAwaitedWorkflowCancelledError(workflow_id))
-    task.cancel()
+    state.cancel(task.cancel)
 
 
 async def _execute(
@@ -323,6 +392,7 @@ async def _execute(
     current_workflow.set(state)
     current_step.set(None)
     current_sql_connection.set(None)
+    enqueue_options.set(None)  # (a block around whoever launched it is not the body's)
     workflow_id = state.workflow_id
     try:
         error: BaseException | None = None
@@ -332,7 +402,10 @@ async def _execute(
             output = rt.codec.dumps(result, f"output of workflow {info.name!r}")
         except (asyncio.CancelledError, DBOSWorkflowCancelledError):
             if state.cancelled:
-                return  # cancelled by an operator or its deadline: CANCELLED is recorded
+                # Cancelled by an operator or its deadline: CANCELLED is recorded. A step
+                # still running under asyncio.gather records before this run ends.
+                await state.bodies_ended()
+                return
             raise
         except Exception as exc:
             error = exc
@@ -425,10 +498,17 @@ def launch_recorded(
     rt: Runtime, row: WorkflowRow, steps: list[StepRow], *, fresh: bool = False
 ) -> None:
     """Run a stored workflow here (recovery, resume, fork, or ``fresh`` from a queue, never
-    run before): recorded steps return their outputs, the rest run."""
+    run before): recorded steps return their outputs, the rest run. One whose deadline
+    has passed is cancelled instead."""
     info = registry.workflows.get(row.name)
     if info is None:
         raise DBOSWorkflowFunctionNotFoundError(row.workflow_id, row.name)
+    deadline = row.workflow_deadline_epoch_ms
+    if deadline is not None and deadline <= now_ms():
+        # Past its deadline before this run began (a queued child whose parent's deadline
+        # passed while it waited, a recovery after the deadline): cancel, run nothing.
+        rt.spawn(_quietly(cancel_workflow(rt, row.workflow_id), row.workflow_id))
+        return
     args, kwargs = rt.codec.load_inputs(row.inputs or "", info.signature, info.hints)
     state = WorkflowState(
         row.workflow_id,

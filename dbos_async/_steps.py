@@ -4,6 +4,9 @@ Each takes its step ID when it is called (before any ``await``), so concurrent c
 ``asyncio.gather`` number deterministically. A step's output is recorded before the
 workflow sees it; on re-execution a recorded step returns its output (or raises its error)
 without running, after checking it is the same function that was recorded there.
+
+A cancel (or a deadline) never interrupts a step or transaction body: the body finishes
+and its checkpoint is recorded, then the workflow stops before its next step.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from ._context import (
     StepFrame,
@@ -20,7 +23,11 @@ from ._context import (
     current_step,
     current_workflow,
 )
-from ._errors import DBOSMaxStepRetriesExceeded, DBOSUnexpectedStepError
+from ._errors import (
+    DBOSMaxStepRetriesExceeded,
+    DBOSUnexpectedStepError,
+    DBOSWorkflowCancelledError,
+)
 from ._registry import FunctionInfo
 from ._runtime import Runtime, get_runtime
 from .sysdb import StepRow, TransactionConflict
@@ -35,6 +42,8 @@ __all__ = [
 ]
 
 SLEEP_STEP_NAME = "DBOS.sleep"
+
+T = TypeVar("T")
 
 
 def _now_ms() -> int:
@@ -93,7 +102,19 @@ async def _plain_step(info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[st
         current_step.reset(token)
 
 
-async def _attempts(info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _as_body(state: WorkflowState, run: Coroutine[Any, Any, T]) -> T:
+    """Run a step or transaction (body and checkpoint) so that a cancel arriving meanwhile
+    lets it finish and record; a workflow cancelled before it starts never runs it."""
+    if state.cancelled:
+        run.close()
+        raise DBOSWorkflowCancelledError(state.workflow_id)
+    with state.step_body():
+        return await run
+
+
+async def _attempts(
+    state: WorkflowState, info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     opts = info.options
     if not opts["retries_allowed"]:
         return await _invoke(info, args, kwargs)
@@ -104,7 +125,8 @@ async def _attempts(info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str,
         except Exception as exc:
             errors.append(exc)
             if attempt + 1 < opts["max_attempts"]:
-                await asyncio.sleep(opts["interval_seconds"] * opts["backoff_rate"] ** attempt)
+                with state.between_attempts():  # a cancel stops the workflow here
+                    await asyncio.sleep(opts["interval_seconds"] * opts["backoff_rate"] ** attempt)
     raise DBOSMaxStepRetriesExceeded(info.name, opts["max_attempts"], errors) from errors[-1]
 
 
@@ -114,7 +136,7 @@ def call_step(
     state = _in_workflow()
     if state is None:
         return _plain_step(info, args, kwargs)
-    return _run_step(state, state.take_step_id(), info, args, kwargs)
+    return _as_body(state, _run_step(state, state.take_step_id(), info, args, kwargs))
 
 
 async def _run_step(
@@ -132,7 +154,7 @@ async def _run_step(
     try:
         token = current_step.set(StepFrame(state.workflow_id, step_id))
         try:
-            value = await _attempts(info, args, kwargs)
+            value = await _attempts(state, info, args, kwargs)
         finally:
             current_step.reset(token)
         output = rt.codec.dumps(value, f"output of step {info.name!r}")
@@ -167,7 +189,7 @@ def call_transaction(
     state = _in_workflow()
     if state is None:
         return _run_transaction(None, None, info, args, kwargs)
-    return _run_transaction(state, state.take_step_id(), info, args, kwargs)
+    return _as_body(state, _run_transaction(state, state.take_step_id(), info, args, kwargs))
 
 
 async def _run_transaction(

@@ -5,8 +5,8 @@ workflow code: enqueueing workflows by name, handles, status, steps, listing, ca
 resuming and forking, messages and events. Its handles resolve by watching the status
 table; its waiters wake through LISTEN/NOTIFY on Postgres. A workflow it resumes or forks
 is run by that workflow's executor: at once by a running process of it on Postgres, else
-at its next launch. A workflow it enqueues is run by the processes that declare the
-queue.
+at its next launch; a resumed workflow of a queue goes back to that queue. A workflow it
+enqueues is run by the processes that declare the queue.
 """
 
 from __future__ import annotations
@@ -210,10 +210,11 @@ class DBOSClient:
         await cancel_workflow(await self._rt(), workflow_id)
 
     async def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
-        """Make a CANCELLED or dead-lettered workflow PENDING again on its executor. On
-        Postgres a running process of that executor (and application version) is told and
-        runs it on from its last completed step; otherwise it runs at that executor's next
-        launch."""
+        """Run a CANCELLED or dead-lettered workflow again from its last completed step.
+        A workflow of a queue goes back to ENQUEUED on it: a process that declares the
+        queue claims it within the queue's limits. Any other becomes PENDING again on its
+        executor: on Postgres a running process of that executor (and application version)
+        is told and runs it on; otherwise it runs at that executor's next launch."""
         check_workflow_id(workflow_id)
         return await _management.resume_workflow(await self._rt(), workflow_id, run_here=False)
 

@@ -37,12 +37,19 @@ _CANCEL = (
     " SELECT pg_notify('" + CHANNEL + "', $3) FROM c"
 )
 _GET = "SELECT " + _COLS + " FROM dbos_async.workflow_status WHERE workflow_uuid = $1"
+# A workflow of a queue goes back to ENQUEUED (its queue's limits apply again) and its
+# queue's workers are woken; any other becomes PENDING on the executor given.
 _RESUME = (
-    "UPDATE dbos_async.workflow_status SET status = 'PENDING', recovery_attempts = 0,"
-    " executor_id = $2, updated_at = $3, output = NULL, error = NULL,"
+    "WITH r AS (UPDATE dbos_async.workflow_status SET"
+    " status = CASE WHEN queue_name IS NULL THEN 'PENDING' ELSE 'ENQUEUED' END,"
+    " executor_id = CASE WHEN queue_name IS NULL THEN $2 END,"
+    " started_at_epoch_ms = CASE WHEN queue_name IS NULL THEN started_at_epoch_ms END,"
+    " recovery_attempts = 0, updated_at = $3, output = NULL, error = NULL,"
     " workflow_deadline_epoch_ms = NULL"
     " WHERE workflow_uuid = $1 AND status IN ('CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')"
-    " RETURNING " + _COLS
+    " RETURNING " + _COLS + ")"
+    " SELECT r.*, CASE WHEN r.queue_name IS NOT NULL THEN pg_notify('" + CHANNEL + "',"
+    " 'queue' || chr(31) || r.queue_name || chr(31)) END FROM r"
 )
 _INSERT = (
     "INSERT INTO dbos_async.workflow_status (" + _COLS + ") VALUES "
@@ -114,7 +121,7 @@ class PostgresManagement:
                 stored = await conn.fetchrow(_GET, workflow_id)
                 raise deduplicated(_row(stored)) from None
             if r is not None:
-                return True, _row(r)
+                return True, _row(tuple(r)[:-1])  # (without the notification's column)
             r = await conn.fetchrow(_GET, workflow_id)
             return False, _row(r) if r is not None else None
 

@@ -287,8 +287,10 @@ class ManagementDatabase(Protocol):
     async def resume_workflow(
         self, workflow_id: str, executor_id: str, now_ms: int
     ) -> tuple[bool, WorkflowRow | None]:
-        """Make a CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow PENDING again on
-        ``executor_id``, its recovery attempts reset. Returns (changed, row now). Raises
+        """Run a CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again, its recovery
+        attempts reset and its deadline cleared: one of a queue becomes ENQUEUED on it
+        (no executor, no start time; its queue's workers are woken), any other PENDING
+        on ``executor_id``. Returns (changed, row now). Raises
         ``DBOSQueueDeduplicatedError`` if another active workflow of its queue took its
         deduplication ID meanwhile."""
 

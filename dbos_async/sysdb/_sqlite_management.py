@@ -38,9 +38,14 @@ _CANCEL = (
     " WHERE workflow_uuid = ? AND status IN ('PENDING', 'ENQUEUED')"
 )
 _GET = "SELECT " + _COLS + " FROM dbos_workflow_status WHERE workflow_uuid = ?"
+# A workflow of a queue goes back to ENQUEUED (its queue's limits apply again); any other
+# becomes PENDING on the executor given.
 _RESUME = (
-    "UPDATE dbos_workflow_status SET status = 'PENDING', recovery_attempts = 0,"
-    " executor_id = ?, updated_at = ?, output = NULL, error = NULL,"
+    "UPDATE dbos_workflow_status SET"
+    " status = CASE WHEN queue_name IS NULL THEN 'PENDING' ELSE 'ENQUEUED' END,"
+    " executor_id = CASE WHEN queue_name IS NULL THEN ? END,"
+    " started_at_epoch_ms = CASE WHEN queue_name IS NULL THEN started_at_epoch_ms END,"
+    " recovery_attempts = 0, updated_at = ?, output = NULL, error = NULL,"
     " workflow_deadline_epoch_ms = NULL"
     " WHERE workflow_uuid = ? AND status IN ('CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')"
     " RETURNING " + _COLS
