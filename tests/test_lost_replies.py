@@ -257,3 +257,32 @@ async def test_lost_reply__commit_that_never_arrived_is_ended_and_counts_as_abor
     finally:
         orphan.terminate()
         await app.close()
+
+
+async def test_lost_reply__resume_runs_the_workflow(pg: str, injector: LostReplies) -> None:
+    BLOCK["lr-resume"] = asyncio.Event()
+    with SetWorkflowID("lr-resume"):
+        handle = await DBOS.start_workflow(lr_recoverable, "lr-resume")
+    await DBOS.cancel_workflow("lr-resume")
+    BLOCK["lr-resume"].set()
+    injector.arm("claim_token = $4")
+    resumed = await DBOS.resume_workflow("lr-resume")
+    assert await asyncio.wait_for(resumed.get_result(), 30) == "lr-resume"
+    assert await asyncio.wait_for(handle.get_result(), 30) == "lr-resume"
+    assert injector.dropped
+
+
+async def test_lost_reply__resume_of_a_queued_workflow_runs_it(
+    pg: str, injector: LostReplies
+) -> None:
+    BLOCK["lr-qresume"] = asyncio.Event()
+    with SetWorkflowID("lr-qresume"):
+        await lr_queue.enqueue(lr_recoverable, "lr-qresume")
+    while RUNS["lr-qresume"] == 0:  # noqa: ASYNC110 - a counter, not an event
+        await asyncio.sleep(0.01)
+    await DBOS.cancel_workflow("lr-qresume")
+    BLOCK["lr-qresume"].set()
+    injector.arm("claim_token = $4")
+    resumed = await DBOS.resume_workflow("lr-qresume")
+    assert await asyncio.wait_for(resumed.get_result(), 30) == "lr-qresume"
+    assert injector.dropped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,11 +46,16 @@ _RESUME = (
     " executor_id = CASE WHEN queue_name IS NULL THEN $2 END,"
     " started_at_epoch_ms = CASE WHEN queue_name IS NULL THEN started_at_epoch_ms END,"
     " recovery_attempts = 0, updated_at = $3, output = NULL, error = NULL,"
-    " workflow_deadline_epoch_ms = NULL"
+    " workflow_deadline_epoch_ms = NULL, claim_token = $4"
     " WHERE workflow_uuid = $1 AND status IN ('CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')"
     " RETURNING " + _COLS + ")"
     " SELECT r.*, CASE WHEN r.queue_name IS NOT NULL THEN pg_notify('" + CHANNEL + "',"
     " 'queue' || chr(31) || r.queue_name || chr(31)) END FROM r"
+)
+# A resume whose reply was lost left its token on the row.
+_RESUMED = (
+    "SELECT " + _COLS + " FROM dbos_async.workflow_status"
+    " WHERE workflow_uuid = $1 AND claim_token = $2"
 )
 _INSERT = (
     "INSERT INTO dbos_async.workflow_status (" + _COLS + ") VALUES "
@@ -113,9 +119,18 @@ class PostgresManagement:
     async def resume_workflow(
         self, workflow_id: str, executor_id: str, now_ms: int
     ) -> tuple[bool, WorkflowRow | None]:
+        token = uuid.uuid4().hex
+        attempts = 0
+
         async def op(conn: Any) -> tuple[bool, WorkflowRow | None]:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                mine = await conn.fetchrow(_RESUMED, workflow_id, token)
+                if mine is not None:
+                    return True, _row(mine)  # the first attempt committed
             try:
-                r = await conn.fetchrow(_RESUME, workflow_id, executor_id, now_ms)
+                r = await conn.fetchrow(_RESUME, workflow_id, executor_id, now_ms, token)
             except asyncpg.UniqueViolationError:
                 # Its deduplication ID was taken by another workflow meanwhile.
                 stored = await conn.fetchrow(_GET, workflow_id)

@@ -292,7 +292,7 @@ class ManagementDatabase(Protocol):
         (no executor, no start time; its queue's workers are woken), any other PENDING
         on ``executor_id``. Returns (changed, row now). Raises
         ``DBOSQueueDeduplicatedError`` if another active workflow of its queue took its
-        deduplication ID meanwhile."""
+        deduplication ID meanwhile. A repeat after a lost reply still answers changed."""
 
     async def fork_workflow(self, source_id: str, row: WorkflowRow, start_step: int) -> None:
         """Insert ``row`` and copy the source's step rows below ``start_step`` to it, in
