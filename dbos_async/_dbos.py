@@ -21,6 +21,7 @@ from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
 from ._scheduler import Scheduler, backfill
 from ._status import StepInfo, WorkflowStatus
 from ._steps import durable_sleep
+from ._txguard import refuse_in_transaction
 
 __all__ = ["DBOS"]
 
@@ -281,6 +282,7 @@ class DBOS(metaclass=_DBOSMeta):
         awaiting it raises DBOSAwaitedWorkflowCancelledError at once. A finished workflow
         is left as it is."""
         check_workflow_id(workflow_id)
+        refuse_in_transaction("DBOS.cancel_workflow()")
         await cancel_workflow(get_runtime(), workflow_id)
 
     cancel_workflow_async = cancel_workflow
@@ -291,6 +293,7 @@ class DBOS(metaclass=_DBOSMeta):
         completed step: here, or, for a workflow of a queue, ENQUEUED on it again to run
         within its limits. Any other workflow is left as it is."""
         check_workflow_id(workflow_id)
+        refuse_in_transaction("DBOS.resume_workflow()")
         return await _management.resume_workflow(get_runtime(), workflow_id, run_here=True)
 
     resume_workflow_async = resume_workflow
@@ -303,6 +306,7 @@ class DBOS(metaclass=_DBOSMeta):
         same function and inputs, reusing the recorded outputs of steps before
         ``start_step`` and running the rest again, here."""
         check_workflow_id(workflow_id)
+        refuse_in_transaction("DBOS.fork_workflow()")
         check_text(application_version, "application_version", optional=True)
         return await _management.fork_workflow(
             get_runtime(),

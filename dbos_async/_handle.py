@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._deadlines import expire_enqueued
 from ._errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
@@ -130,12 +131,10 @@ class WorkflowHandle(Generic[R]):
                     row.status == WorkflowStatusString.ENQUEUED
                     and deadline is not None
                     and deadline <= time.time() * 1000
-                ):
                     # Nobody enforced it (the process that enqueued it died): do it now.
-                    from ._runner import expire_enqueued  # (the runner imports handles)
-
-                    if await expire_enqueued(self._runtime, self.workflow_id):
-                        continue
+                    and await expire_enqueued(self._runtime, workflow_id=self.workflow_id)
+                ):
+                    continue
                 local = self._runtime.running.get(self.workflow_id)
                 if local is not None:
                     result = await asyncio.shield(local)

@@ -28,6 +28,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ._context import WorkflowState
 from ._context import enqueue_options as _options
+from ._deadlines import expire_enqueued
 from ._decorators import function_info
 from ._errors import DBOSConfigError, DBOSException
 from ._handle import WorkflowHandle
@@ -48,6 +49,8 @@ R = TypeVar("R")
 
 #: The most workflows one claim takes from a queue without ``worker_concurrency``.
 _BATCH = 100
+#: How often each queue's workers cancel its ENQUEUED workflows past their deadline.
+_SWEEP_SECONDS = 5.0
 _MAX_PRIORITY = 2**31 - 1
 
 
@@ -378,11 +381,17 @@ class QueueWorkers:
 
     async def _loop(self, queue: Queue, register: bool) -> None:
         wake = self._wakes[queue.name]
+        next_sweep = 0.0
         while True:
             try:
                 if register:
                     await self._rt.sysdb.register_queues([queue.info], _now_ms())
                     register = False
+                if time.monotonic() >= next_sweep:
+                    # Deadlines hold while waiting in the queue, even if the process that
+                    # enqueued a workflow (and armed its timer) died.
+                    next_sweep = time.monotonic() + _SWEEP_SECONDS
+                    await expire_enqueued(self._rt, queue_name=queue.name)
                 more = await self.poll(queue)
             except Exception as exc:  # a lost connection: try again at the next poll
                 log.warning("queue %r: could not claim workflows: %r", queue.name, exc)

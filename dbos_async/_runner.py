@@ -26,6 +26,7 @@ from ._context import (
     take_assigned_workflow_id,
     workflow_timeout_ms,
 )
+from ._deadlines import expire_enqueued
 from ._errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSConflictingWorkflowError,
@@ -49,7 +50,6 @@ __all__ = [
     "cancel_workflow",
     "enqueue_workflow",
     "enqueued_row",
-    "expire_enqueued",
     "launch_recorded",
     "recover_pending_workflows",
     "start_workflow",
@@ -322,29 +322,14 @@ def arm_deadline(rt: Runtime, state: WorkflowState, deadline_ms: int) -> None:
 def _arm_enqueued_deadline(rt: Runtime, workflow_id: str, deadline_ms: int) -> None:
     """Cancel an enqueued workflow still ENQUEUED at its (inherited) deadline, without it
     waiting for a place in its queue. (If this process dies first, a handle awaiting it
-    does the same; a worker that claims it late cancels it instead of running it.)"""
+    does the same, and so do its queue's workers; see ``_deadlines``.)"""
 
     def expire() -> None:
         if rt.launched:
-            rt.spawn(_quietly(expire_enqueued(rt, workflow_id), workflow_id))
+            rt.spawn(_quietly(expire_enqueued(rt, workflow_id=workflow_id), workflow_id))
 
     delay = max(0.0, deadline_ms / 1000 - time.time())
     asyncio.get_running_loop().call_later(delay, expire)
-
-
-async def expire_enqueued(rt: Runtime, workflow_id: str) -> bool:
-    """Cancel the workflow if it is ENQUEUED past its deadline; True if it was."""
-    row = await rt.sysdb.get_workflow(workflow_id)
-    if (
-        row is None
-        or row.status != WorkflowStatusString.ENQUEUED
-        or row.workflow_deadline_epoch_ms is None
-        or row.workflow_deadline_epoch_ms > now_ms()
-    ):
-        return False
-    # (Claimed meanwhile, it is PENDING past the same deadline: cancelled all the same.)
-    await cancel_workflow(rt, workflow_id)
-    return True
 
 
 async def _quietly(work: Coroutine[Any, Any, Any], workflow_id: str) -> None:

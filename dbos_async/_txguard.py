@@ -2,11 +2,12 @@
 
 A transaction body holds its database transaction open while it runs. A DBOS call that
 writes to the system database from there (a message, an event, a stream value, a workflow
-start or enqueue) would, on SQLite, wait for the write lock its own transaction holds, and
-on any backend would make the write durable before (or even though) the transaction's own
-outcome is known. DBOS refuses ``set_event``/``send`` inside transactions; so do we, for
-every such call and on every backend, at once and with a message saying what to do
-instead. Reads (``get_event``, ``get_workflow_status``, ...) stay allowed.
+start or enqueue, a cancel, resume or fork) would, on SQLite, wait for the write lock its
+own transaction holds, and on any backend would make the write durable before (or even
+though) the transaction's own outcome is known. DBOS refuses ``set_event``/``send``
+inside transactions; so do we, for every such call and on every backend, at once and
+with a message saying what to do instead. Reads (``get_event``, ``get_workflow_status``,
+...) stay allowed.
 """
 
 from __future__ import annotations

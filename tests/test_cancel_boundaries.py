@@ -487,6 +487,29 @@ async def test_deadline__enqueued_child_on_a_full_queue_is_cancelled_at_its_dead
     assert (await status(child_id)).status == WorkflowStatusString.CANCELLED
 
 
+async def test_deadline__enqueued_child_nobody_awaits_is_swept_by_its_queue_workers(
+    dbos: DBOS, db_url: str
+) -> None:
+    """The process that enqueued the child died and nobody awaits it: the queue's
+    workers cancel it when they sweep (every few seconds), though the queue stays full."""
+    busy = await Q_ONE.enqueue(cb_queued, "B")
+    await counted("B:1")
+    with SetWorkflowTimeout(1.0):
+        parent = await DBOS.start_workflow(cb_enqueue_child)
+    child_id = f"{parent.workflow_id}-1"
+
+    async def child_is(status_: WorkflowStatusString) -> bool:
+        st = await DBOS.get_workflow_status(child_id)
+        return st is not None and st.status == status_
+
+    await wait_until(lambda: child_is(WorkflowStatusString.ENQUEUED), "the child to be enqueued")
+    await relaunch(db_url)  # no timer here now; B is recovered and holds the slot again
+    await wait_until(lambda: child_is(WorkflowStatusString.CANCELLED), "the sweep to cancel it")
+    assert counts["child:1"] == 0
+    gate("B").set()
+    assert await asyncio.wait_for((await DBOS.retrieve_workflow(busy.workflow_id)), WITHIN)
+
+
 # -- enqueue options outside an enqueue ------------------------------------------------
 
 

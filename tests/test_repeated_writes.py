@@ -8,6 +8,8 @@ from dbos_async import DBOS, SetWorkflowID
 from dbos_async._runtime import get_runtime
 from dbos_async.sysdb import StepRow
 
+from .test_transactions import db_execute, db_fetch
+
 
 @DBOS.workflow()
 async def rw_target() -> str:
@@ -42,3 +44,41 @@ async def test_write_stream__repeated_step_appends_once(dbos: DBOS) -> None:
     await sysdb.write_stream("rw-stream", "s", None, True, _step("rw-stream", 4, "c"))
     entries = await sysdb.read_stream("rw-stream", "s", 0)
     assert [(e.offset, e.value, e.closed) for e in entries] == [(0, '"v"', False), (1, None, True)]
+
+
+TX_BODIES: list[str] = []
+
+
+@DBOS.transaction()
+async def rw_tx() -> str:
+    TX_BODIES.append("ran")
+    sql = "INSERT INTO rw_applied (n) VALUES (1)"
+    await DBOS.sql_connection.execute(sql)
+    return "from-this-run"
+
+
+@DBOS.workflow()
+async def rw_tx_workflow() -> str:
+    return await rw_tx()
+
+
+async def test_transaction__output_committed_by_another_run_wins(
+    dbos: DBOS, backend: str, db_url: str
+) -> None:
+    """A fresh run whose transaction finds the step's output committed already (by
+    another run of the same workflow) returns that output and rolls its own writes back."""
+    TX_BODIES.clear()
+    outputs = (
+        "dbos_transaction_outputs" if backend == "sqlite" else "dbos_async.transaction_outputs"
+    )
+    await db_execute(backend, db_url, "CREATE TABLE rw_applied (n INTEGER)")
+    await db_execute(
+        backend,
+        db_url,
+        f"INSERT INTO {outputs} (workflow_uuid, function_id, output, created_at)"
+        " VALUES ('rw-tx', 1, '\"from-other-run\"', 0)",
+    )
+    with SetWorkflowID("rw-tx"):
+        assert await rw_tx_workflow() == "from-other-run"
+    assert TX_BODIES == ["ran"]
+    assert await db_fetch(backend, db_url, "SELECT count(*) FROM rw_applied") == [(0,)]

@@ -159,6 +159,9 @@ def refused_calls() -> dict[str, Callable[[], Awaitable[Any]]]:
         "DBOS.start_workflow()": lambda: DBOS.start_workflow(child_wf),
         "calling the workflow 'lock_child'": lambda: child_wf(),
         "Queue.enqueue()": lambda: lock_queue.enqueue(child_wf),
+        "DBOS.cancel_workflow()": lambda: DBOS.cancel_workflow("lock-any"),
+        "DBOS.resume_workflow()": lambda: DBOS.resume_workflow("lock-any"),
+        "DBOS.fork_workflow()": lambda: DBOS.fork_workflow("lock-any", 1),
     }
 
 
@@ -200,7 +203,12 @@ async def catching_wf() -> str:
 
 @DBOS.transaction(name="lock_cancel_tx")
 async def cancel_inside_tx(workflow_id: str) -> None:
-    await asyncio.wait_for(DBOS.cancel_workflow(workflow_id), timeout=SOON)
+    # Straight to the storage layer, past the engine's guard (DBOS.cancel_workflow is
+    # refused in a transaction body): the backend's own backstop must answer.
+    from dbos_async._runtime import get_runtime
+
+    sysdb = get_runtime().sysdb
+    await asyncio.wait_for(sysdb.cancel_workflow(workflow_id, 0), timeout=SOON)
 
 
 # -- fixtures -------------------------------------------------------------------------
@@ -270,7 +278,7 @@ async def test_sqlite_lock__long_transaction_delays_but_never_fails_checkpoints(
 async def test_sqlite_lock__system_write_inside_transaction_raises_not_deadlocks(
     low_busy_sqlite: str,
 ) -> None:
-    """A system write the engine does not refuse (here a cancel) reaching the same file
+    """A system write past the engine's guard (a cancel, straight to storage) reaching the file
     from a transaction body raises at once instead of waiting for its own lock."""
     handle = await DBOS.start_workflow(hold_wf, "other")
     await asyncio.wait_for(event("open").wait(), SOON)

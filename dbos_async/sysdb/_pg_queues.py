@@ -59,6 +59,12 @@ _PARTITIONS = (
     "SELECT DISTINCT queue_partition_key FROM dbos_async.workflow_status"
     " WHERE queue_name = $1 AND status = 'ENQUEUED' AND queue_partition_key IS NOT NULL"
 )
+_EXPIRE = (
+    "UPDATE dbos_async.workflow_status SET status = 'CANCELLED', updated_at = $1"
+    " WHERE status = 'ENQUEUED' AND workflow_deadline_epoch_ms <= $1"
+    " AND ($2::text IS NULL OR workflow_uuid = $2) AND ($3::text IS NULL OR queue_name = $3)"
+    " RETURNING workflow_uuid"
+)
 _REGISTER = (
     "INSERT INTO dbos_async.queues (name, concurrency, worker_concurrency, limiter_limit,"
     " limiter_period_seconds, priority_enabled, partition_queue, updated_at)"
@@ -132,6 +138,14 @@ class PostgresQueues:
     async def queue_partitions(self, queue_name: str) -> list[str]:
         async def op(conn: Any) -> list[str]:
             return [r[0] for r in await conn.fetch(_PARTITIONS, queue_name)]
+
+        return await self._pg.retrying(op)
+
+    async def cancel_expired_enqueued(
+        self, now_ms: int, *, workflow_id: str | None = None, queue_name: str | None = None
+    ) -> list[str]:
+        async def op(conn: Any) -> list[str]:
+            return [r[0] for r in await conn.fetch(_EXPIRE, now_ms, workflow_id, queue_name)]
 
         return await self._pg.retrying(op)
 

@@ -355,6 +355,13 @@ class QueueDatabase(Protocol):
     async def queue_partitions(self, queue_name: str) -> list[str]:
         """The partition keys that have ENQUEUED workflows on this queue."""
 
+    async def cancel_expired_enqueued(
+        self, now_ms: int, *, workflow_id: str | None = None, queue_name: str | None = None
+    ) -> list[str]:
+        """Make CANCELLED the ENQUEUED workflows whose deadline is at or before ``now_ms``
+        (the one workflow, or those of one queue): one conditional update, so a workflow
+        claimed or resumed meanwhile is left alone. Returns the IDs it cancelled."""
+
     async def register_queues(self, queues: Sequence[QueueInfo], now_ms: int) -> None:
         """Record (or update) the queues this process declares, so clients can check
         the queue names they enqueue to."""

@@ -524,9 +524,15 @@ class SQLiteApplicationDatabase:
             result = await body(conn)
             if record is not None:
                 workflow_id, function_id, output = record(result)
-                await conn.execute(
-                    _INSERT_TX_OUTPUT, (workflow_id, function_id, output, int(time.time() * 1000))
-                )
+                try:
+                    await conn.execute(
+                        _INSERT_TX_OUTPUT,
+                        (workflow_id, function_id, output, int(time.time() * 1000)),
+                    )
+                except sqlite3.IntegrityError as exc:
+                    # Another run committed this step first: its output wins (the engine
+                    # reads it back). This run's writes roll back.
+                    raise TransactionConflict(str(exc)) from exc
             return result
 
         try:

@@ -58,6 +58,17 @@ _PARTITIONS = (
     "SELECT DISTINCT queue_partition_key FROM dbos_workflow_status"
     " WHERE queue_name = ? AND status = 'ENQUEUED' AND queue_partition_key IS NOT NULL"
 )
+_EXPIRE = (
+    "UPDATE dbos_workflow_status SET status = 'CANCELLED', updated_at = ?"
+    " WHERE status = 'ENQUEUED' AND workflow_deadline_epoch_ms <= ?"
+    " AND (? IS NULL OR workflow_uuid = ?) AND (? IS NULL OR queue_name = ?)"
+    " RETURNING workflow_uuid"
+)
+_ANY_EXPIRED = (
+    "SELECT 1 FROM dbos_workflow_status"
+    " WHERE status = 'ENQUEUED' AND workflow_deadline_epoch_ms <= ?"
+    " AND (? IS NULL OR workflow_uuid = ?) AND (? IS NULL OR queue_name = ?) LIMIT 1"
+)
 _REGISTER = (
     "INSERT INTO dbos_queues (name, concurrency, worker_concurrency, limiter_limit,"
     " limiter_period_seconds, priority_enabled, partition_queue, updated_at)"
@@ -137,6 +148,24 @@ class SQLiteQueues:
             return [str(r[0]) for r in await cur.fetchall()]
 
         return await self._db.read(op)
+
+    async def cancel_expired_enqueued(
+        self, now_ms: int, *, workflow_id: str | None = None, queue_name: str | None = None
+    ) -> list[str]:
+        params = (now_ms, now_ms, workflow_id, workflow_id, queue_name, queue_name)
+
+        async def any_expired(conn: aiosqlite.Connection) -> bool:
+            cur = await conn.execute(_ANY_EXPIRED, params[1:])
+            return await cur.fetchone() is not None
+
+        async def op(conn: aiosqlite.Connection) -> list[str]:
+            cur = await conn.execute(_EXPIRE, params)
+            return [str(r[0]) for r in await cur.fetchall()]
+
+        # Most sweeps find nothing: they only read, without taking the write lock.
+        if not await self._db.read(any_expired):
+            return []
+        return await self._db.write(op)
 
     async def register_queues(self, queues: Sequence[QueueInfo], now_ms: int) -> None:
         async def op(conn: aiosqlite.Connection) -> None:

@@ -10,6 +10,11 @@ CREATE UNIQUE INDEX streams_write_key_idx
     ON dbos_async.streams (workflow_uuid, write_key)
     WHERE write_key IS NOT NULL;
 
+-- Queue workers cancel ENQUEUED workflows past their deadline now and then.
+CREATE INDEX workflow_status_enqueued_deadline_idx
+    ON dbos_async.workflow_status (queue_name, workflow_deadline_epoch_ms)
+    WHERE status = 'ENQUEUED' AND workflow_deadline_epoch_ms IS NOT NULL;
+
 DROP FUNCTION dbos_async.claim_queued(TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, BIGINT, BIGINT, BIGINT);
 
 -- Claim what a queue (or one partition of it) allows now, in one statement per poll.

@@ -100,6 +100,11 @@ CREATE UNIQUE INDEX workflow_status_deduplication_idx
     ON dbos_async.workflow_status (queue_name, deduplication_id)
     WHERE deduplication_id IS NOT NULL AND status IN ('ENQUEUED', 'PENDING');
 
+-- Queue workers cancel ENQUEUED workflows past their deadline now and then.
+CREATE INDEX workflow_status_enqueued_deadline_idx
+    ON dbos_async.workflow_status (queue_name, workflow_deadline_epoch_ms)
+    WHERE status = 'ENQUEUED' AND workflow_deadline_epoch_ms IS NOT NULL;
+
 CREATE TABLE dbos_async.queues (
     name TEXT PRIMARY KEY,
     concurrency INTEGER,

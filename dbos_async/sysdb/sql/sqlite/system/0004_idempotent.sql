@@ -6,3 +6,8 @@ ALTER TABLE dbos_streams ADD COLUMN write_key TEXT;
 CREATE UNIQUE INDEX dbos_streams_write_key_idx
     ON dbos_streams (workflow_uuid, write_key)
     WHERE write_key IS NOT NULL;
+
+-- Queue workers cancel ENQUEUED workflows past their deadline now and then.
+CREATE INDEX dbos_workflow_status_enqueued_deadline_idx
+    ON dbos_workflow_status (queue_name, workflow_deadline_epoch_ms)
+    WHERE status = 'ENQUEUED' AND workflow_deadline_epoch_ms IS NOT NULL;

@@ -96,6 +96,12 @@ CREATE UNIQUE INDEX dbos_workflow_status_deduplication_idx
     ON dbos_workflow_status (queue_name, deduplication_id)
     WHERE deduplication_id IS NOT NULL AND status IN ('ENQUEUED', 'PENDING');
 
+-- Queue workers cancel ENQUEUED workflows past their deadline now and then.
+CREATE INDEX dbos_workflow_status_enqueued_deadline_idx
+    ON dbos_workflow_status (queue_name, workflow_deadline_epoch_ms)
+    WHERE status = 'ENQUEUED' AND workflow_deadline_epoch_ms IS NOT NULL;
+
+
 CREATE TABLE dbos_queues (
     name TEXT PRIMARY KEY,
     concurrency INTEGER,
