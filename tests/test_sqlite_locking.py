@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import subprocess
 import sys
 import time
@@ -21,11 +20,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiosqlite
-import asyncpg
 import pytest
 
 from dbos_async import DBOS, DBOSException, Queue, WorkflowStatusString
 from dbos_async.sysdb import TransactionConflict, _sqlite
+
+from .test_transactions import db_execute, db_fetch, pg_sql
 
 WRITER_APP = Path(__file__).with_name("sqlite_writer_app.py")
 #: A generous bound for anything that should happen "soon".
@@ -53,11 +53,6 @@ async def wait_until(condition: Callable[[], bool], what: str, bound: float = SO
         await asyncio.sleep(0.01)
 
 
-def pg_sql(sql: str) -> str:
-    counter = iter(range(1, 1000))
-    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
-
-
 async def execute(conn: Any, sql: str, *args: Any) -> None:
     """Run ``sql`` (``?`` placeholders) on a transaction's connection, either backend."""
     if isinstance(conn, aiosqlite.Connection):
@@ -66,31 +61,17 @@ async def execute(conn: Any, sql: str, *args: Any) -> None:
         await conn.execute(pg_sql(sql), *args)
 
 
+def _backend(db_url: str) -> str:
+    return "postgres" if db_url.startswith("postgresql") else "sqlite"
+
+
 async def fetch(db_url: str, sql: str) -> list[tuple[Any, ...]]:
     """Read with a connection of our own, not the library's."""
-    if db_url.startswith("postgresql"):
-        conn = await asyncpg.connect(db_url)
-        try:
-            return [tuple(r) for r in await conn.fetch(sql)]
-        finally:
-            await conn.close()
-    async with aiosqlite.connect(db_url[len("sqlite:///") :]) as db:
-        cur = await db.execute(sql)
-        return [tuple(r) for r in await cur.fetchall()]
+    return await db_fetch(_backend(db_url), db_url, sql)
 
 
 async def create_items_table(db_url: str) -> None:
-    sql = "CREATE TABLE lock_items (name TEXT NOT NULL)"
-    if db_url.startswith("postgresql"):
-        conn = await asyncpg.connect(db_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-        return
-    async with aiosqlite.connect(db_url[len("sqlite:///") :]) as db:
-        await db.execute(sql)
-        await db.commit()
+    await db_execute(_backend(db_url), db_url, "CREATE TABLE lock_items (name TEXT NOT NULL)")
 
 
 async def item_names(db_url: str) -> list[str]:
