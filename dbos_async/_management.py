@@ -139,7 +139,9 @@ async def resume_workflow(rt: Runtime, workflow_id: str, *, run_here: bool) -> W
         # worker is woken here, other processes' by the resume's notification).
         rt.notifier.notify(notification_key("queue", row.queue_name or "", ""))
     elif run_here:
-        # (The resume cleared its deadline: a resumed workflow runs without one.)
+        # (The resume cleared its deadline: it runs without one. A resumed workflow of a
+        # queue gets a new one from its own timeout when a worker claims it, as any
+        # enqueued workflow does.)
         launch_recorded(rt, row, await rt.sysdb.load_steps(workflow_id))
     else:
         await rt.sysdb.announce(notification_key("run", workflow_id, ""))

@@ -439,7 +439,7 @@ class QueueWorkers:
             except Exception as exc:  # claimed already: each loads its own steps, later
                 log.warning("queue %r: could not load recorded steps: %r", queue.name, exc)
                 for row in rows:
-                    rt.spawn(self._run_after(row, None))
+                    self._launch_later(row, None)
                 continue
             for row in rows:
                 self._run_claimed(row, steps.get(row.workflow_id, []))
@@ -451,7 +451,7 @@ class QueueWorkers:
         previous = self._rt.active.get(row.workflow_id)
         if previous is not None:
             # Resumed while its cancelled run here still finishes a step: start after it.
-            self._rt.spawn(self._run_after(row, previous[1]))
+            self._launch_later(row, previous[1])
             return
         try:
             launch_recorded(self._rt, row, steps, fresh=not steps)
@@ -461,15 +461,32 @@ class QueueWorkers:
             log.error("queue %r: cannot run workflow %s: %s", row.queue_name, row.workflow_id, exc)
             self._rt.spawn(self._fail(row, exc))
 
-    async def _run_after(self, row: WorkflowRow, previous: asyncio.Task[None] | None) -> None:
+    def _launch_later(self, row: WorkflowRow, previous: asyncio.Task[None] | None) -> None:
+        """Launch a claimed workflow in the background; until it launches it counts as
+        running here, so the queue's ``worker_concurrency`` holds meanwhile."""
+        key = (row.queue_name or "", row.queue_partition_key)
+        self._running[key] = self._running.get(key, 0) + 1
+        self._rt.spawn(self._run_after(row, previous, key))
+
+    async def _run_after(
+        self,
+        row: WorkflowRow,
+        previous: asyncio.Task[None] | None,
+        key: tuple[str, str | None],
+    ) -> None:
         """Run a claimed workflow once ``previous`` (its cancelled run here) has ended,
         loading its recorded steps then."""
         try:
             if previous is not None:
                 await run_ended(row.workflow_id, previous)
-            self._run_claimed(row, await self._rt.sysdb.load_steps(row.workflow_id))
+            steps = await self._rt.sysdb.load_steps(row.workflow_id)
         except Exception as exc:  # it stays PENDING here, recovered at the next launch
             log.warning("queue %r: cannot run %s: %r", row.queue_name, row.workflow_id, exc)
+            steps = None
+        finally:
+            self._on_finish(key)  # (its launch, if any, counts it again)
+        if steps is not None:
+            self._run_claimed(row, steps)
 
     async def _fail(self, row: WorkflowRow, exc: BaseException) -> None:
         rt = self._rt

@@ -286,3 +286,37 @@ async def test_lost_reply__resume_of_a_queued_workflow_runs_it(
     resumed = await DBOS.resume_workflow("lr-qresume")
     assert await asyncio.wait_for(resumed.get_result(), 30) == "lr-qresume"
     assert injector.dropped
+
+
+async def test_txid_status__a_transaction_id_the_server_never_saw_did_not_commit(
+    fresh_pg: str,
+) -> None:
+    """After a failover to a replica that never saw the transaction, Postgres says its ID
+    is "in the future": it did not commit there."""
+    from dbos_async.sysdb._postgres import PostgresApplicationDatabase, PostgresPool
+
+    app = PostgresApplicationDatabase(PostgresPool(fresh_pg, 2, 5.0))
+    await app.connect()
+    try:
+        current = (await fetch(fresh_pg, "SELECT txid_current()"))[0][0]
+        assert await asyncio.wait_for(app._committed(current + 1_000_000, 0), 30) is False
+    finally:
+        await app.close()
+
+
+@DBOS.transaction()
+async def lr_read_only() -> int:
+    RUNS["read-only"] += 1
+    value: int = await DBOS.sql_connection.fetchval("SELECT 41 + 1")
+    return value
+
+
+async def test_lost_reply__read_only_plain_transaction_runs_again(
+    pg: str, injector: LostReplies
+) -> None:
+    """A plain transaction that wrote nothing has no transaction ID: its lost COMMIT is
+    simply retried (harmless), with no ID forced on it."""
+    injector.arm("COMMIT")
+    assert await lr_read_only() == 42
+    assert injector.dropped
+    assert RUNS["read-only"] == 2

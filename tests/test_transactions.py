@@ -340,3 +340,51 @@ async def test_transaction__read_committed_accepted(
     else:
         assert levels == ["sqlite", "sqlite"]
     assert await item_names(backend, db_url) == ["default", "rc"]
+
+
+# -- errors of the body's own are the body's, not a lost connection ----------------------
+
+
+@DBOS.transaction()
+async def tx_body_oserror(path: str) -> None:
+    CALLS["tx_body_oserror"] += 1
+    await tx_exec("INSERT INTO tx_items (name) VALUES (?)", "os")
+    with open(path) as f:  # noqa: ASYNC230 - the error is the point
+        f.read()
+
+
+@DBOS.workflow()
+async def tx_wf_body_oserror(path: str) -> str:
+    try:
+        await tx_body_oserror(path)
+    except FileNotFoundError:
+        return "raised"
+    return "no error"
+
+
+async def test_transaction__body_oserror_is_recorded_not_retried(
+    tables: None, backend: str, db_url: str, tmp_path: Any
+) -> None:
+    """An OSError the body raises itself (its connection fine) is the step's error: the
+    body ran once, its writes rolled back, and a re-run raises it again from the record."""
+    missing = str(tmp_path / "missing.txt")
+    with SetWorkflowID("tx-oserror"):
+        assert await asyncio.wait_for(tx_wf_body_oserror(missing), 20) == "raised"
+    assert CALLS["tx_body_oserror"] == 1
+    assert await item_names(backend, db_url) == []
+    steps = await DBOS.list_workflow_steps("tx-oserror")
+    assert [type(s.error).__name__ for s in steps] == ["FileNotFoundError"]
+
+
+@DBOS.transaction()
+async def tx_read_only_write() -> None:
+    CALLS["tx_read_only_write"] += 1
+    await DBOS.sql_connection.execute("SET TRANSACTION READ ONLY")
+    await DBOS.sql_connection.execute("INSERT INTO tx_items (name) VALUES ('ro')")
+
+
+@pytest.mark.parametrize("backend", ["postgres"])  # (SET TRANSACTION READ ONLY)
+async def test_transaction__read_only_violation_is_a_real_error(tables: None) -> None:
+    with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+        await asyncio.wait_for(tx_read_only_write(), 20)
+    assert CALLS["tx_read_only_write"] == 1

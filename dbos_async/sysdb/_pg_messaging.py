@@ -264,7 +264,8 @@ class PostgresListener:
         if self._lost.is_set() or conn is None or conn.is_closed():
             return False
         try:
-            await conn.execute("SELECT 1")
+            # Bounded: a half-open socket (no RST after a failover) never answers.
+            await conn.execute("SELECT 1", timeout=2.0)
             return True
         except Exception as exc:
             log.info("LISTEN connection check failed: %r", exc)

@@ -166,10 +166,11 @@ _INSERT_TX_OUTPUT = (
     "INSERT INTO dbos_async.transaction_outputs (workflow_uuid, function_id, output, created_at) "
     "VALUES ($1, $2, $3, $4) RETURNING txid_current(), pg_backend_pid()"
 )
-#: A transaction's ID and its server process, taken before COMMIT, and its fate after a
-#: connection lost during COMMIT (Postgres keeps it: "committed", "aborted" or "in
+#: A transaction's ID and its server process, taken before COMMIT (for a transaction
+#: outside workflows: only if it wrote something; if not, a retry is harmless), and its
+#: fate after a connection lost during COMMIT (Postgres keeps it: "committed", "aborted" or "in
 #: progress").
-_TXID = "SELECT txid_current(), pg_backend_pid()"
+_TXID = "SELECT txid_current_if_assigned(), pg_backend_pid()"
 _TXID_STATUS = "SELECT txid_status($1)"
 #: A transaction still "in progress" long after its connection broke (its COMMIT never
 #: reached the server, which has not noticed yet): end it, so its fate is known.
@@ -195,6 +196,14 @@ def _redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _is_closed(conn: Any) -> bool:
+    """Whether a connection (or a pool's proxy of one, maybe released already) broke."""
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True  # released back to the pool: asyncpg does that when it closes
 
 
 def _workflow_row(r: Any) -> WorkflowRow:
@@ -340,8 +349,11 @@ class PostgresPool:
 
     @property
     def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise RuntimeError("the Postgres pool is not open")
+        if self._pool is None or self._closing:
+            raise DBOSConnectionError(
+                f"the connection pool to {_redact(self.url)} is closed "
+                "(DBOS is not launched, or is shutting down)"
+            )
         return self._pool
 
     async def open(self) -> None:
@@ -465,6 +477,8 @@ class PostgresPool:
         while True:
             try:
                 if held:
+                    if self._closing:  # (the held connection must not reopen)
+                        raise DBOSConnectionError(f"the pool to {_redact(self.url)} is closed")
                     async with self._held_lock:
                         return await self._on_held(op)
                 async with self.pool.acquire() as conn:
@@ -473,6 +487,8 @@ class PostgresPool:
                     except Exception as exc:
                         drop_if_broken(conn, exc)
                         raise
+            except DBOSConnectionError:
+                raise
             except Exception as exc:
                 if self._closing or is_pool_closed(exc):
                     raise DBOSConnectionError(
@@ -643,14 +659,18 @@ class PostgresApplicationDatabase:
         ID (taken before COMMIT) is looked up with ``txid_status`` on a new connection
         until the server says committed (the result is returned) or aborted (retry)."""
         committing = False
-        xid: asyncpg.Record | None = None  # (transaction ID, server process ID)
+        in_body = False
+        lost = False
+        xid: asyncpg.Record | None = None  # (transaction ID or None, server process ID)
         try:
             async with self._pg.pool.acquire() as conn:
                 try:
                     tx = conn.transaction(isolation=_ISOLATION[isolation_level])  # type: ignore[arg-type]
                     await tx.start()
                     try:
+                        in_body = True
                         result = await body(conn)
+                        in_body = False
                         if record is not None:
                             workflow_id, function_id, output = record(result)
                             try:
@@ -675,15 +695,27 @@ class PostgresApplicationDatabase:
                     await tx.commit()
                     return result
                 except Exception as exc:
-                    drop_if_broken(conn, exc)
+                    # An error the body raised is the body's (an OSError of its own, a
+                    # read-only transaction...) unless its connection broke meanwhile.
+                    lost = is_transient(exc) and (not in_body or _is_closed(conn))
+                    if lost:
+                        drop_if_broken(conn, exc)
                     raise
         except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError) as exc:
             raise TransactionConflict(str(exc)) from exc
         except Exception as exc:
-            if not is_transient(exc):
+            if is_pool_closed(exc):
+                raise DBOSConnectionError(f"the connection pool was closed: {exc}") from exc
+            if not (lost or (is_transient(exc) and not in_body)):  # (or lost acquiring)
                 raise
-            if committing and xid is not None and await self._committed(xid[0], xid[1]):
+            if (
+                committing
+                and xid is not None
+                and xid[0] is not None
+                and await self._committed(xid[0], xid[1])
+            ):
                 return result
+            # Not committed (an xid of None: the body wrote nothing, a retry is safe).
             raise TransactionConflict(f"connection lost: {exc}") from exc
 
     async def _committed(self, xid: int, pid: int) -> bool:
@@ -691,10 +723,16 @@ class PostgresApplicationDatabase:
         and after a second ends it (its COMMIT never arrived, so it can only abort)."""
         delay = 0.01
         waited = 0.0
+        warned_at = 0.0
         while True:
 
             async def status(conn: _Conn) -> str | None:
-                value: str | None = await conn.fetchval(_TXID_STATUS, xid)
+                try:
+                    value: str | None = await conn.fetchval(_TXID_STATUS, xid)
+                except asyncpg.InvalidParameterValueError:
+                    # "in the future": a server that never saw it (a failover to a
+                    # replica behind the old primary), so it did not commit there.
+                    return "aborted"
                 return value
 
             async def end_orphan(conn: _Conn) -> None:
@@ -705,6 +743,14 @@ class PostgresApplicationDatabase:
                 return state == "committed"
             if waited >= 1.0:
                 await self._pg.retrying(end_orphan)
+            if waited - warned_at >= 10.0:
+                warned_at = waited
+                log.warning(
+                    "transaction %d is still in progress %.0fs after its connection was "
+                    "lost; waiting for the server to end it",
+                    xid,
+                    waited,
+                )
             await asyncio.sleep(delay)
             waited += delay
             delay = min(delay * 2, 0.5)
