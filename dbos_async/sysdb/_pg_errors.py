@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["drop_if_broken", "is_pool_closed", "is_transient"]
+__all__ = ["drop_if_broken", "is_pool_closed", "is_transient", "lost_by_driver"]
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # class 08, incl. ConnectionDoesNotExistError
@@ -44,6 +44,24 @@ _LOST_MARKERS = ("connection is closed", "underlying connection is closed")
 def is_pool_closed(exc: BaseException) -> bool:
     """The pool was closed under the operation (the runtime is shutting down)."""
     return isinstance(exc, asyncpg.InterfaceError) and "pool is clos" in str(exc)
+
+
+#: What asyncpg itself raises when the connection goes away under a statement.
+_DRIVER_LOST: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InternalClientError,
+)
+
+
+def lost_by_driver(exc: BaseException) -> bool:
+    """True if asyncpg raised ``exc`` because the connection was lost: unlike an OSError
+    or a read-only violation, user code cannot raise it for a reason of its own."""
+    if isinstance(exc, _DRIVER_LOST):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and is_transient(exc)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 from .._errors import DBOSConnectionError
 from ._migrations import load_schema_files
-from ._pg_errors import drop_if_broken, is_pool_closed, is_transient
+from ._pg_errors import drop_if_broken, is_pool_closed, is_transient, lost_by_driver
 from ._pg_management import PostgresManagement
 from ._pg_messaging import CHANNEL, PostgresListener, PostgresMessaging
 from ._pg_queues import PostgresQueues
@@ -696,8 +696,11 @@ class PostgresApplicationDatabase:
                     return result
                 except Exception as exc:
                     # An error the body raised is the body's (an OSError of its own, a
-                    # read-only transaction...) unless its connection broke meanwhile.
-                    lost = is_transient(exc) and (not in_body or _is_closed(conn))
+                    # read-only transaction...) unless the driver says the connection
+                    # was lost, or it broke meanwhile.
+                    lost = is_transient(exc) and (
+                        not in_body or lost_by_driver(exc) or _is_closed(conn)
+                    )
                     if lost:
                         drop_if_broken(conn, exc)
                     raise
