@@ -200,7 +200,8 @@ async def test_cancel__running_step_finishes_records_and_next_never_runs(dbos: D
 
 
 async def test_cancel__deadline_lets_the_running_step_finish(dbos: DBOS) -> None:
-    with SetWorkflowTimeout(0.3):
+    # (Long enough that the step surely starts first, even on a loaded machine.)
+    with SetWorkflowTimeout(2.0):
         handle = await DBOS.start_workflow(cb_one_step)
     await counted("a:first")
     await has_status(handle.workflow_id, WorkflowStatusString.CANCELLED)
@@ -290,13 +291,17 @@ async def cb_tx_workflow() -> int:
     return value
 
 
-async def test_cancel__running_transaction_commits_and_records(dbos: DBOS) -> None:
+async def test_cancel__running_transaction_commits_and_records(dbos: DBOS, backend: str) -> None:
     handle = await DBOS.start_workflow(cb_tx_workflow)
     await counted("tx:first")
-    # On SQLite the cancel's write waits for the open transaction (one writer); on
-    # Postgres it lands while the body runs. Either way the body is not interrupted.
+    # On SQLite the cancel's write waits for the open transaction (one writer), queued
+    # ahead of the step's checkpoint; on Postgres it lands while the body runs (waited
+    # for here, however loaded the machine). Either way the body is not interrupted.
     cancel = asyncio.create_task(DBOS.cancel_workflow(handle.workflow_id))
-    await asyncio.wait({cancel}, timeout=1.0)
+    if backend == "postgres":
+        await asyncio.wait_for(asyncio.shield(cancel), WITHIN)
+    else:
+        await asyncio.wait({cancel}, timeout=1.0)
     gate("tx").set()
     await asyncio.wait_for(cancel, WITHIN)
     await cancelled_promptly(handle)
@@ -456,7 +461,7 @@ async def test_deadline__enqueued_child_on_a_full_queue_is_cancelled_at_its_dead
 ) -> None:
     busy = await Q_ONE.enqueue(cb_queued, "B")
     await counted("B:1")  # B holds the queue's only slot
-    with SetWorkflowTimeout(1.5 if restart else 0.5):
+    with SetWorkflowTimeout(3.0 if restart else 1.5):  # (the child is enqueued first)
         parent = await DBOS.start_workflow(cb_enqueue_child)
     child_id = f"{parent.workflow_id}-1"
 
@@ -494,7 +499,7 @@ async def test_deadline__enqueued_child_nobody_awaits_is_swept_by_its_queue_work
     workers cancel it when they sweep (every few seconds), though the queue stays full."""
     busy = await Q_ONE.enqueue(cb_queued, "B")
     await counted("B:1")
-    with SetWorkflowTimeout(1.0):
+    with SetWorkflowTimeout(2.0):  # (long enough for the child to be enqueued first)
         parent = await DBOS.start_workflow(cb_enqueue_child)
     child_id = f"{parent.workflow_id}-1"
 
