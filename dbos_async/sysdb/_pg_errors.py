@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["drop_if_broken", "is_pool_closed", "is_transient", "lost_by_driver"]
+__all__ = ["drop_if_broken", "is_closed", "is_pool_closed", "is_transient", "lost_by_driver"]
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # class 08, incl. ConnectionDoesNotExistError
@@ -78,10 +78,13 @@ def drop_if_broken(conn: Any, exc: BaseException) -> None:
     """After a transient error, close ``conn`` (a connection or a pool's proxy of one)
     at once: its protocol state is unknown, so it must never be used again. A proxy the
     pool already took back (asyncpg releases a connection that closed) is left alone."""
-    if not is_transient(exc):
-        return
+    if is_transient(exc) and not is_closed(conn):
+        conn.terminate()
+
+
+def is_closed(conn: Any) -> bool:
+    """Whether a connection (or a pool's proxy of one, maybe released already) broke."""
     try:
-        if not conn.is_closed():
-            conn.terminate()
+        return bool(conn.is_closed())
     except asyncpg.InterfaceError:
-        pass  # released back to the pool already: the pool replaces it
+        return True  # released back to the pool: asyncpg does that when it closes

@@ -29,7 +29,13 @@ if TYPE_CHECKING:
 
 from .._errors import DBOSConnectionError
 from ._migrations import load_schema_files
-from ._pg_errors import drop_if_broken, is_pool_closed, is_transient, lost_by_driver
+from ._pg_errors import (
+    drop_if_broken,
+    is_closed,
+    is_pool_closed,
+    is_transient,
+    lost_by_driver,
+)
 from ._pg_management import PostgresManagement
 from ._pg_messaging import CHANNEL, PostgresListener, PostgresMessaging
 from ._pg_queues import PostgresQueues
@@ -196,14 +202,6 @@ def _redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _is_closed(conn: Any) -> bool:
-    """Whether a connection (or a pool's proxy of one, maybe released already) broke."""
-    try:
-        return bool(conn.is_closed())
-    except asyncpg.InterfaceError:
-        return True  # released back to the pool: asyncpg does that when it closes
 
 
 def _workflow_row(r: Any) -> WorkflowRow:
@@ -699,7 +697,7 @@ class PostgresApplicationDatabase:
                     # read-only transaction...) unless the driver says the connection
                     # was lost, or it broke meanwhile.
                     lost = is_transient(exc) and (
-                        not in_body or lost_by_driver(exc) or _is_closed(conn)
+                        not in_body or lost_by_driver(exc) or is_closed(conn)
                     )
                     if lost:
                         drop_if_broken(conn, exc)
