@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._errors import DBOSWorkflowCancelledError
-from ._ids import check_workflow_id
+from ._ids import check_text, check_workflow_id
 from .sysdb import StepRow
 
-if TYPE_CHECKING:
-    from ._queue import SetEnqueueOptions
-
 __all__ = [
+    "SetEnqueueOptions",
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "StepFrame",
@@ -240,3 +239,73 @@ class SetWorkflowTimeout:
         tb: TracebackType | None,
     ) -> None:
         _timeout_ms.reset(self._token)
+
+
+_MAX_PRIORITY = 2**31 - 1
+
+
+class SetEnqueueOptions:
+    """``with SetEnqueueOptions(deduplication_id=..., priority=..., queue_partition_key=...,
+    delay_seconds=...):`` options for the enqueues (``Queue.enqueue``) in the block.
+    Starting or calling a workflow in the block without a queue raises ``ValueError``:
+    the options would be ignored.
+
+    A second ENQUEUED or PENDING workflow with the same ``deduplication_id`` on a queue
+    raises ``DBOSQueueDeduplicatedError``; the ID is free again once the first ends.
+    Lower ``priority`` numbers run first (no priority counts as 0); ``delay_seconds``
+    keeps the workflow from starting before then.
+    """
+
+    def __init__(
+        self,
+        *,
+        deduplication_id: str | None = None,
+        priority: int | None = None,
+        queue_partition_key: str | None = None,
+        delay_seconds: float | None = None,
+    ) -> None:
+        for what, text in (
+            ("deduplication_id", deduplication_id),
+            ("queue_partition_key", queue_partition_key),
+        ):
+            if text is not None and (not isinstance(text, str) or not text):
+                raise ValueError(
+                    f"SetEnqueueOptions({what}=...) must be a non-empty str, got {text!r}"
+                )
+            check_text(text, f"SetEnqueueOptions({what}=...)", optional=True)
+        if priority is not None and (
+            isinstance(priority, bool)
+            or not isinstance(priority, int)
+            or not 0 <= priority <= _MAX_PRIORITY
+        ):
+            raise ValueError(
+                f"SetEnqueueOptions(priority=...) must be an int from 0 to {_MAX_PRIORITY}, "
+                f"got {priority!r}"
+            )
+        if delay_seconds is not None and (
+            isinstance(delay_seconds, bool)
+            or not isinstance(delay_seconds, (int, float))
+            or not math.isfinite(delay_seconds)
+            or delay_seconds < 0
+        ):
+            raise ValueError(
+                "SetEnqueueOptions(delay_seconds=...) must be a non-negative number, "
+                f"got {delay_seconds!r}"
+            )
+        self.deduplication_id = deduplication_id
+        self.priority = priority
+        self.queue_partition_key = queue_partition_key
+        self.delay_seconds = delay_seconds
+        self._token: Any = None
+
+    def __enter__(self) -> SetEnqueueOptions:
+        self._token = enqueue_options.set(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        enqueue_options.reset(self._token)

@@ -14,14 +14,15 @@ from ._context import current_sql_connection, current_step, current_workflow
 from ._errors import DBOSException, DBOSNonExistentWorkflowError
 from ._handle import WorkflowHandle, status_of, step_infos
 from ._ids import check_text, check_workflow_filters, check_workflow_id
-from ._queue import QueueWorkers
+from ._lifecycle import process_parts
 from ._registry import registry
-from ._runner import cancel_workflow, recover_pending_workflows, start_workflow
+from ._runner import launch_recorded, start_workflow
 from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
-from ._scheduler import Scheduler, backfill
-from ._status import StepInfo, WorkflowStatus
+from ._scheduler import backfill
+from ._status import StepInfo, WorkflowStatus, WorkflowStatusString
 from ._steps import durable_sleep
 from ._txguard import refuse_in_transaction
+from .sysdb import notification_key
 
 __all__ = ["DBOS"]
 
@@ -95,16 +96,7 @@ class DBOS(metaclass=_DBOSMeta):
         rt = current_runtime()
         if rt is None:
             raise DBOSException("no DBOS instance: create DBOS(config) before DBOS.launch()")
-        if rt.launched:
-            return
-        await rt.connect()
-        # Count recovered queued workflows against their queues' per-process limits.
-        workers = QueueWorkers(rt)
-        if not rt.recovered:
-            rt.recovered = True
-            await recover_pending_workflows(rt)
-        await workers.start()
-        Scheduler(rt).start()
+        await rt.start(process_parts(rt))
 
     @classmethod
     async def destroy(cls, *, destroy_registry: bool = False) -> None:
@@ -283,7 +275,7 @@ class DBOS(metaclass=_DBOSMeta):
         is left as it is."""
         check_workflow_id(workflow_id)
         refuse_in_transaction("DBOS.cancel_workflow()")
-        await cancel_workflow(get_runtime(), workflow_id)
+        await _management.cancel_workflow(get_runtime(), workflow_id)
 
     cancel_workflow_async = cancel_workflow
 
@@ -294,7 +286,15 @@ class DBOS(metaclass=_DBOSMeta):
         within its limits. Any other workflow is left as it is."""
         check_workflow_id(workflow_id)
         refuse_in_transaction("DBOS.resume_workflow()")
-        return await _management.resume_workflow(get_runtime(), workflow_id, run_here=True)
+        rt = get_runtime()
+        row = await _management.resume_workflow(rt, workflow_id, executor_id=rt.executor_id)
+        if row is not None and row.status == WorkflowStatusString.ENQUEUED:
+            # Back on its queue: this process's worker is woken here, other processes'
+            # by the resume's notification.
+            rt.notifier.notify(notification_key("queue", row.queue_name or "", ""))
+        elif row is not None:
+            launch_recorded(rt, row, await rt.sysdb.load_steps(workflow_id))
+        return WorkflowHandle(rt, workflow_id)
 
     resume_workflow_async = resume_workflow
 
@@ -308,13 +308,16 @@ class DBOS(metaclass=_DBOSMeta):
         check_workflow_id(workflow_id)
         refuse_in_transaction("DBOS.fork_workflow()")
         check_text(application_version, "application_version", optional=True)
-        return await _management.fork_workflow(
-            get_runtime(),
+        rt = get_runtime()
+        row, steps = await _management.fork_workflow(
+            rt,
             workflow_id,
             start_step,
             application_version=application_version,
-            run_here=True,
+            executor_id=rt.executor_id,
         )
+        launch_recorded(rt, row, steps)
+        return WorkflowHandle(rt, row.workflow_id)
 
     fork_workflow_async = fork_workflow
 

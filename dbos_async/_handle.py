@@ -109,7 +109,7 @@ class WorkflowHandle(Generic[R]):
         """The outcome of the workflow's current run, looked up at each call: a handle
         taken before a cancel gives the result of the run that a resume started. An
         ENQUEUED workflow whose deadline has passed is cancelled here."""
-        local = self._runtime.running.get(self.workflow_id)
+        local = self._runtime.live.outcome(self.workflow_id)
         if local is not None:
             result: R = await asyncio.shield(local)
             return result
@@ -135,7 +135,7 @@ class WorkflowHandle(Generic[R]):
                     and await expire_enqueued(self._runtime, workflow_id=self.workflow_id)
                 ):
                     continue
-                local = self._runtime.running.get(self.workflow_id)
+                local = self._runtime.live.outcome(self.workflow_id)
                 if local is not None:
                     result = await asyncio.shield(local)
                     return result

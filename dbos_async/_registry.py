@@ -66,6 +66,14 @@ class Registry:
         #: Declared queues (``Queue`` objects) and scheduled workflows, by name.
         self.queues: dict[str, Any] = {}
         self.schedules: dict[str, Any] = {}
+        #: Called with each queue declared (the queue workers of a launched runtime).
+        self.queue_listeners: list[Callable[[Any], None]] = []
+
+    def declare_queue(self, queue: Any) -> None:
+        """Register a ``Queue`` under its name and tell the listeners."""
+        self.queues[queue.name] = queue
+        for listener in list(self.queue_listeners):
+            listener(queue)
 
     def add_workflow(self, info: FunctionInfo) -> None:
         existing = self.workflows.get(info.name)

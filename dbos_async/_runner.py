@@ -1,21 +1,21 @@
-"""Starting, running and recovering workflows.
+"""Starting and running workflows.
 
 A workflow starts once its status row is durable; its body then runs as a task of the
-runtime. A workflow ID that exists already is never run again: its caller gets a handle
-to the recorded (or still running) workflow. Recovery claims each PENDING workflow of
-this executor with one conditional update, loads its recorded steps once, and runs the
-body again; recorded steps return their outputs without running.
+runtime, registered in ``rt.live`` until it ends. A workflow ID that exists already is
+never run again: its caller gets a handle to the recorded (or still running) workflow.
+A stored workflow (recovered, resumed, forked, claimed from a queue) runs through
+``launch_recorded``: its recorded steps return their outputs without running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from ._clock import now_ms
 from ._context import (
     WorkflowState,
     current_sql_connection,
@@ -26,41 +26,32 @@ from ._context import (
     take_assigned_workflow_id,
     workflow_timeout_ms,
 )
-from ._deadlines import expire_enqueued
 from ._errors import (
-    DBOSAwaitedWorkflowCancelledError,
     DBOSConflictingWorkflowError,
-    DBOSException,
-    DBOSNonExistentWorkflowError,
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowFunctionNotFoundError,
 )
 from ._handle import WorkflowHandle, outcome_of
+from ._live import LiveRun
+from ._management import cancel_workflow
 from ._registry import FunctionInfo, registry
 from ._runtime import Runtime, get_runtime
 from ._status import WorkflowStatusString
+from ._timeouts import arm_deadline, arm_enqueued_deadline, quietly
 from ._txguard import refuse_in_transaction
-from .sysdb import RecoveryRequest, StepRow, WorkflowRow, notification_key
+from .sysdb import StepRow, WorkflowRow, notification_key
 
 __all__ = [
     "EnqueueRequest",
-    "arm_deadline",
     "call_workflow",
-    "cancel_workflow",
     "enqueue_workflow",
     "enqueued_row",
     "launch_recorded",
-    "recover_pending_workflows",
     "start_workflow",
-    "stop_cancelled",
 ]
 
 log = logging.getLogger("dbos_async")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _placement() -> tuple[str | None, tuple[WorkflowState, int] | None]:
@@ -232,11 +223,11 @@ async def _create(
             # Wake this process's worker of the queue (others hear the NOTIFY).
             rt.notifier.notify(notification_key("queue", enqueue.queue_name, ""))
             if deadline_ms is not None:
-                _arm_enqueued_deadline(rt, workflow_id, deadline_ms)
+                arm_enqueued_deadline(rt, workflow_id, deadline_ms)
         if parent is not None:
             await _record_child(rt, parent, info.name, workflow_id, row.created_at)
         return WorkflowHandle(rt, workflow_id)
-    if parent is None and workflow_id in rt.running:
+    if parent is None and workflow_id in rt.live:
         # Already running here: attach, as for any existing ID (its name is checked).
         existing_row = await rt.sysdb.get_workflow(workflow_id)
         if existing_row is not None and existing_row.name != info.name:
@@ -296,74 +287,10 @@ def _launch(
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     # Nobody may await a workflow started in the background; don't warn about its error.
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
-    rt.running[state.workflow_id] = future
     task = rt.spawn(_execute(rt, info, state, args, kwargs, future))
-    rt.active[state.workflow_id] = (state, task)
-    for listener in rt.launch_listeners:
-        listener(state, task)
+    rt.live.add(LiveRun(state, task, future))
     if state.deadline_ms is not None:
         arm_deadline(rt, state, state.deadline_ms)
-
-
-def arm_deadline(rt: Runtime, state: WorkflowState, deadline_ms: int) -> None:
-    """Cancel this run of the workflow at its deadline (at once if it has passed). A later
-    run under the same ID (resumed) is not this timer's business."""
-    loop = asyncio.get_running_loop()
-    delay = max(0.0, deadline_ms / 1000 - time.time())
-
-    def expire() -> None:
-        active = rt.active.get(state.workflow_id)
-        if active is not None and active[0] is state:
-            rt.spawn(cancel_workflow(rt, state.workflow_id))
-
-    loop.call_later(delay, expire)
-
-
-def _arm_enqueued_deadline(rt: Runtime, workflow_id: str, deadline_ms: int) -> None:
-    """Cancel an enqueued workflow still ENQUEUED at its (inherited) deadline, without it
-    waiting for a place in its queue. (If this process dies first, a handle awaiting it
-    does the same, and so do its queue's workers; see ``_deadlines``.)"""
-
-    def expire() -> None:
-        if rt.launched:
-            rt.spawn(_quietly(expire_enqueued(rt, workflow_id=workflow_id), workflow_id))
-
-    delay = max(0.0, deadline_ms / 1000 - time.time())
-    asyncio.get_running_loop().call_later(delay, expire)
-
-
-async def _quietly(work: Coroutine[Any, Any, Any], workflow_id: str) -> None:
-    """Background work on a workflow: a failure is logged (a later check retries it)."""
-    try:
-        await work
-    except Exception as exc:
-        log.warning("workflow %s: could not enforce its deadline: %r", workflow_id, exc)
-
-
-async def cancel_workflow(rt: Runtime, workflow_id: str) -> None:
-    """Mark a PENDING or ENQUEUED workflow CANCELLED and stop it if it runs here; other
-    processes stop theirs when they hear of it (notification or poll)."""
-    row = await rt.sysdb.cancel_workflow(workflow_id, now_ms())
-    if row is None:
-        raise DBOSNonExistentWorkflowError(workflow_id)
-    if row.status == WorkflowStatusString.CANCELLED:
-        stop_cancelled(rt, workflow_id)
-
-
-def stop_cancelled(rt: Runtime, workflow_id: str) -> None:
-    """Stop a workflow of this process that was cancelled, at a step boundary: its
-    awaiters get DBOSAwaitedWorkflowCancelledError at once; a step or transaction body
-    that is running finishes and records its checkpoint, then the task is cancelled (at
-    once if none runs: a workflow waiting in a sleep, a recv, on a child...). A step it
-    reaches meanwhile raises DBOSWorkflowCancelledError instead of running."""
-    active = rt.active.get(workflow_id)
-    if active is None:
-        return
-    state, task = active
-    future = rt.running.get(workflow_id)
-    if future is not None and not future.done():
-        future.set_exception(DBOSAwaitedWorkflowCancelledError(workflow_id))
-    state.cancel(task.cancel)
 
 
 async def _execute(
@@ -394,6 +321,12 @@ async def _execute(
             raise
         except Exception as exc:
             error = exc
+        if not rt.launched:
+            # The runtime began to close while the body ran: what it met may be that
+            # (no runtime any more), so nothing is recorded. It stays PENDING and is
+            # recovered; its recorded steps make the rerun cheap.
+            future.cancel()
+            return
         if error is None:
             finished = await rt.journal.finish_workflow(
                 workflow_id, WorkflowStatusString.SUCCESS.value, output, None, now_ms()
@@ -432,51 +365,7 @@ async def _execute(
             raise
         log.error("workflow %s could not record its outcome: %r", workflow_id, exc)
     finally:
-        if rt.running.get(workflow_id) is future:
-            del rt.running[workflow_id]
-        if rt.active.get(workflow_id, (None,))[0] is state:
-            del rt.active[workflow_id]
-
-
-_RECOVERY_CHUNK = 500
-
-
-async def recover_pending_workflows(rt: Runtime) -> list[WorkflowHandle[Any]]:
-    """Recover this executor's PENDING workflows of this application version: claim them
-    and load their recorded steps a chunk at a time, then run each again."""
-    requests: list[RecoveryRequest] = []
-    for row in await rt.sysdb.pending_workflows(rt.executor_id, rt.app_version):
-        if row.workflow_id in rt.running:
-            continue
-        info = registry.workflows.get(row.name)
-        if info is None:
-            error = DBOSWorkflowFunctionNotFoundError(row.workflow_id, row.name)
-            log.error("cannot recover: %s", error)
-            continue
-        limit = info.options["max_recovery_attempts"]
-        requests.append(RecoveryRequest(row.workflow_id, row.recovery_attempts, limit))
-    handles: list[WorkflowHandle[Any]] = []
-    for start in range(0, len(requests), _RECOVERY_CHUNK):
-        chunk = requests[start : start + _RECOVERY_CHUNK]
-        claims = await rt.sysdb.claim_for_recovery(chunk, now_ms())
-        for claim in claims:
-            if claim.exceeded:
-                log.warning(
-                    "workflow %s exceeded its %d recovery attempts and is now %s",
-                    claim.row.workflow_id,
-                    registry.workflows[claim.row.name].options["max_recovery_attempts"],
-                    WorkflowStatusString.MAX_RECOVERY_ATTEMPTS_EXCEEDED.value,
-                )
-        live = [c.row for c in claims if not c.exceeded]
-        steps = await rt.sysdb.load_steps_many([r.workflow_id for r in live]) if live else {}
-        for row in live:
-            try:
-                launch_recorded(rt, row, steps.get(row.workflow_id, []))
-            except DBOSException as exc:
-                log.error("cannot recover workflow %s: %s", row.workflow_id, exc)
-                continue
-            handles.append(WorkflowHandle(rt, row.workflow_id))
-    return handles
+        rt.live.remove(state)
 
 
 def launch_recorded(
@@ -492,7 +381,7 @@ def launch_recorded(
     if deadline is not None and deadline <= now_ms():
         # Past its deadline before this run began (a queued child whose parent's deadline
         # passed while it waited, a recovery after the deadline): cancel, run nothing.
-        rt.spawn(_quietly(cancel_workflow(rt, row.workflow_id), row.workflow_id))
+        rt.spawn(quietly(cancel_workflow(rt, row.workflow_id), row.workflow_id))
         return
     args, kwargs = rt.codec.load_inputs(row.inputs or "", info.signature, info.hints)
     state = WorkflowState(

@@ -1,35 +1,47 @@
-"""The runtime behind ``DBOS``: settings, databases, codec, and workflows running here."""
+"""The runtime behind ``DBOS`` and ``DBOSClient``: settings, databases, codec, journal,
+notifier, the workflows running here, and the one place that starts and stops them.
+
+What a launch starts, and in which order, is listed in ``_lifecycle``; the runtime runs
+that list: ``start(parts)`` starts each part in order (and, if one fails, stops those
+already started, in reverse), ``close()`` stops them in reverse order.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from ._config import Settings
-from ._context import WorkflowState
 from ._errors import DBOSException
 from ._journal import Journal
+from ._live import LiveWorkflows
 from ._notifier import Notifier
 from ._registry import registry
 from ._serialization import Codec
 from .sysdb import ApplicationDatabase, SystemDatabase, open_databases
 
-__all__ = ["Runtime", "Service", "get_runtime", "set_runtime"]
+__all__ = ["Part", "Runtime", "current_runtime", "get_runtime", "set_runtime"]
 
 log = logging.getLogger("dbos_async")
 
 
-class Service(Protocol):
-    """A background part of the runtime, stopped before the databases close."""
+@dataclass(frozen=True)
+class Part:
+    """One part of a running runtime (the journal, the queue workers...): started in
+    order at launch, stopped in reverse order at close."""
 
-    async def stop(self) -> None: ...
+    name: str
+    start: Callable[[], Awaitable[None]]
+    stop: Callable[[], Awaitable[None]]
 
 
 class Runtime:
-    """One process's runtime: created by ``DBOS(config)``, connected by ``launch()``."""
+    """One process's runtime (or a client's): created by ``DBOS(config)`` or
+    ``DBOSClient(...)``, started by ``start()`` with the parts ``_lifecycle`` lists."""
 
     def __init__(self, settings: Settings, *, create_missing: bool = True) -> None:
         self.settings = settings
@@ -47,83 +59,116 @@ class Runtime:
         self.notifier = Notifier(self.sysdb)
         self.executor_id = settings.executor_id
         self.app_version = settings.application_version or ""
+        #: The workflows running in this process.
+        self.live = LiveWorkflows()
+        #: True while workflows may run here: from the start of the workflows part (before
+        #: recovery runs any) until close.
         self.launched = False
+        #: True once this runtime recovered its executor's workflows (once per runtime).
         self.recovered = False
-        #: Outcome futures of the workflows running in this process, by workflow ID.
-        self.running: dict[str, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        #: The state and task of each workflow running here, by workflow ID.
-        self.active: dict[str, tuple[WorkflowState, asyncio.Task[None]]] = {}
-        self._connect_lock = asyncio.Lock()
-        self.cancel_watcher: Any = None
-        #: Called with each workflow launched here and its task (queue accounting).
-        self.launch_listeners: list[Callable[[WorkflowState, asyncio.Task[None]], None]] = []
-        #: Background services (queue workers, schedulers): stopped first on close.
-        self.services: list[Service] = []
+        self._parts: list[Part] = []
+        self._lock = asyncio.Lock()
 
-    async def connect(self) -> None:
-        """Connect and migrate; concurrent calls connect once."""
-        async with self._connect_lock:
-            if not self.launched:
-                await self._connect()
+    # -- the parts every runtime has ----------------------------------------------------
 
-    async def _connect(self) -> None:
-        await self.sysdb.connect()
-        try:
-            await self.appdb.connect()
-        except BaseException:
-            await self.sysdb.close()
-            raise
-        if not self.app_version:
-            self.app_version = registry.source_hash()
-        self.journal.start()
-        await self.notifier.start()
-        from ._management import CancelWatcher  # it needs the runner, which needs us
+    def databases(self, *, system_only: bool = False) -> Part:
+        """Connect (creating or migrating the schema) and, last of all, disconnect."""
 
-        self.cancel_watcher = CancelWatcher(self)
-        self.cancel_watcher.start()
-        self.launched = True
+        async def connect() -> None:
+            await self.sysdb.connect()
+            if system_only:
+                return
+            try:
+                await self.appdb.connect()
+            except BaseException:
+                await self.sysdb.close()
+                raise
+            if not self.app_version:
+                self.app_version = registry.source_hash()
 
-    def spawn(self, coro: Any) -> asyncio.Task[None]:
-        """Run a workflow body as a task this runtime owns (and cancels on destroy)."""
+        async def close() -> None:
+            try:
+                if not system_only:
+                    await self.appdb.close()
+            finally:
+                await self.sysdb.close()
+
+        return Part("databases", connect, close)
+
+    def journal_part(self) -> Part:
+        async def start() -> None:
+            self.journal.start()
+
+        return Part("journal", start, self.journal.close)
+
+    def notifier_part(self) -> Part:
+        return Part("notifier", self.notifier.start, self.notifier.stop)
+
+    def workflows_part(self) -> Part:
+        """From its start workflows may run here; at close every workflow task and
+        background task of this runtime is cancelled (the workflows stay PENDING, to be
+        recovered) and their awaiters here are told."""
+
+        async def open_() -> None:
+            self.launched = True
+
+        return Part("workflows", open_, self._stop_tasks)
+
+    # -- starting and stopping --------------------------------------------------------
+
+    async def start(self, parts: Sequence[Part]) -> None:
+        """Start ``parts`` in order; concurrent or repeated calls start them once. If one
+        fails, those started are stopped in reverse order and the error is raised."""
+        async with self._lock:
+            if self._parts:
+                return
+            started: list[Part] = []
+            try:
+                for part in parts:
+                    await part.start()
+                    started.append(part)
+            except BaseException:
+                await self._stop(started)
+                raise
+            self._parts = started
+
+    async def close(self) -> None:
+        """Stop every part in reverse order, each even if one before it failed; then
+        raise the first failure, if any."""
+        self.launched = False
+        parts, self._parts = self._parts, []
+        await self._stop(parts, raise_first=True)
+
+    @staticmethod
+    async def _stop(parts: Sequence[Part], *, raise_first: bool = False) -> None:
+        first: Exception | None = None
+        for part in reversed(parts):
+            try:
+                await part.stop()
+            except Exception as exc:
+                log.warning("could not stop the %s: %r", part.name, exc)
+                first = first or exc
+        if raise_first and first is not None:
+            raise first
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[None]:
+        """Run a workflow body or a background job as a task this runtime owns (and
+        cancels at close)."""
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def close(self) -> None:
-        """Stop every workflow task (they stay PENDING, to be recovered) and disconnect."""
+    async def _stop_tasks(self) -> None:
         self.launched = False
-        for service in reversed(self.services):
-            try:
-                await service.stop()
-            except Exception as exc:
-                log.warning("could not stop %r: %r", service, exc)
-        self.services.clear()
-        self.launch_listeners.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
-        for future in self.running.values():
-            future.cancel()
-        self.running.clear()
-        self.active.clear()
-        if self.cancel_watcher is not None:
-            await self.cancel_watcher.stop()
-        await self.journal.close()
-        try:
-            await self.notifier.stop()
-        finally:
-            await self._close_databases()
-
-    async def _close_databases(self) -> None:
-        try:
-            await self.appdb.close()
-        finally:
-            await self.sysdb.close()
+        self.live.abandon()
 
 
 _current: Runtime | None = None

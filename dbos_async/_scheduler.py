@@ -113,9 +113,8 @@ class Scheduler:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self._tasks: list[asyncio.Task[None]] = []
-        rt.services.append(self)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for entry in registry.schedules.values():
             self._tasks.append(

@@ -11,7 +11,6 @@ enqueues is run by the processes that declare the queue.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, Required, TypedDict
 
@@ -25,11 +24,12 @@ from ._errors import (
 )
 from ._handle import WorkflowHandle, status_of, step_infos
 from ._ids import check_text, check_workflow_filters, check_workflow_id
+from ._lifecycle import client_parts
 from ._queue import SetEnqueueOptions, check_enqueue_options
-from ._runner import cancel_workflow, enqueued_row
+from ._runner import enqueued_row
 from ._runtime import Runtime
-from ._status import StepInfo, WorkflowStatus
-from .sysdb import QueueInfo
+from ._status import StepInfo, WorkflowStatus, WorkflowStatusString
+from .sysdb import QueueInfo, notification_key
 
 __all__ = ["DBOSClient", "EnqueueOptions"]
 
@@ -71,30 +71,15 @@ class DBOSClient:
             config["system_database_url"] = system_database_url
         # A client reads what workflows wrote: it never creates a database by mistake.
         self._runtime = Runtime(resolve_config(config), create_missing=False)
-        self._lock = asyncio.Lock()
-        self._connected = False
 
     async def _rt(self) -> Runtime:
-        async with self._lock:
-            if not self._connected:
-                await self._runtime.sysdb.connect()
-                try:
-                    await self._runtime.notifier.start()
-                except BaseException:
-                    await self._runtime.sysdb.close()
-                    raise
-                self._connected = True
+        """The client's runtime, connected on first use (concurrent calls connect once)."""
+        await self._runtime.start(client_parts(self._runtime))
         return self._runtime
 
     async def destroy(self) -> None:
         """Close the client's connections."""
-        async with self._lock:
-            if self._connected:
-                self._connected = False
-                try:
-                    await self._runtime.notifier.stop()
-                finally:
-                    await self._runtime.sysdb.close()
+        await self._runtime.close()
 
     async def __aenter__(self) -> DBOSClient:
         await self._rt()
@@ -207,7 +192,7 @@ class DBOSClient:
     async def cancel_workflow(self, workflow_id: str) -> None:
         """Mark a workflow CANCELLED; the process running it stops it."""
         check_workflow_id(workflow_id)
-        await cancel_workflow(await self._rt(), workflow_id)
+        await _management.cancel_workflow(await self._rt(), workflow_id)
 
     async def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
         """Run a CANCELLED or dead-lettered workflow again from its last completed step.
@@ -216,7 +201,11 @@ class DBOSClient:
         executor: on Postgres a running process of that executor (and application version)
         is told and runs it on; otherwise it runs at that executor's next launch."""
         check_workflow_id(workflow_id)
-        return await _management.resume_workflow(await self._rt(), workflow_id, run_here=False)
+        rt = await self._rt()
+        row = await _management.resume_workflow(rt, workflow_id, executor_id=None)
+        if row is not None and row.status == WorkflowStatusString.PENDING:
+            await rt.sysdb.announce(notification_key("run", workflow_id, ""))
+        return WorkflowHandle(rt, workflow_id)
 
     async def fork_workflow(
         self, workflow_id: str, start_step: int, *, application_version: str | None = None
@@ -225,13 +214,16 @@ class DBOSClient:
         given); it runs as a resumed workflow does."""
         check_workflow_id(workflow_id)
         check_text(application_version, "application_version", optional=True)
-        return await _management.fork_workflow(
-            await self._rt(),
+        rt = await self._rt()
+        row, _ = await _management.fork_workflow(
+            rt,
             workflow_id,
             start_step,
             application_version=application_version,
-            run_here=False,
+            executor_id=None,
         )
+        await rt.sysdb.announce(notification_key("run", row.workflow_id, ""))
+        return WorkflowHandle(rt, row.workflow_id)
 
     async def send(
         self,

@@ -465,7 +465,7 @@ async def test_unusual_id__resumed_by_a_client_is_picked_up_and_finishes(
     await DBOS.cancel_workflow(wid)
     gate.set()
     # (Internal: wait for the cancelled run to stop, so the resumed run is the only one.)
-    await wait_until(lambda: wid not in dbos._runtime.active, "the cancelled run to stop")
+    await wait_until(lambda: wid not in dbos._runtime.live, "the cancelled run to stop")
     assert counts["two"] == 0
     async with DBOSClient(db_url) as client:
         resumed = await client.resume_workflow(wid)

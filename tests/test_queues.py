@@ -41,10 +41,9 @@ from dbos_async import (
     WorkflowStatus,
     WorkflowStatusString,
 )
-from dbos_async._queue import QueueWorkers
 from dbos_async._registry import registry
 from dbos_async._runtime import current_runtime
-from dbos_async.sysdb import QueueInfo
+from dbos_async.sysdb import QueueInfo, notification_key
 
 POLL = 0.1  # every test queue polls this often
 
@@ -837,12 +836,12 @@ async def test_destroy__queue_worker_stops_when_woken_as_it_is_cancelled(dbos: D
     must stop all the same, or ``destroy()`` waits for it forever."""
     rt = current_runtime()
     assert rt is not None
-    workers = next(s for s in rt.services if isinstance(s, QueueWorkers))
-    loop_task = workers._tasks["tq_basic"]
-    workers._wake("tq_basic")  # what a queued workflow ending here does
+    loop_task = next(t for t in asyncio.all_tasks() if t.get_name() == "dbos_async queue tq_basic")
+    wake = notification_key("queue", "tq_basic", "")
+    rt.notifier.notify(wake)  # what a queued workflow ending here does
     await asyncio.sleep(0.05)  # it polled and sits in its wait again
     assert not loop_task.done()
-    workers._wake("tq_basic")  # woken...
+    rt.notifier.notify(wake)  # woken...
     loop_task.cancel()  # ...as destroy() cancels it
     try:
         done, _ = await asyncio.wait({loop_task}, timeout=1)

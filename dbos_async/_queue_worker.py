@@ -1,0 +1,236 @@
+"""The queue worker: one loop per declared queue that claims and runs queued workflows.
+
+Every process that declares a queue runs one worker loop for it: the loop claims what the
+queue's limits allow (the claim makes the workflows PENDING on this executor; only one
+process wins each) and runs them here. A resumed workflow of a queue is ENQUEUED again
+and claimed the same way; the steps it recorded before are loaded with each claim, so
+they are not run again. A loop polls when woken (an enqueue here, a NOTIFY from another
+process, a workflow of the queue ending here) and on a timer, the fallback for anything
+missed. A claimed workflow that was running when its process died is PENDING on that
+executor, so it is recovered when the executor launches again, as any workflow is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from ._clock import now_ms
+from ._deadlines import expire_enqueued
+from ._errors import DBOSException
+from ._queue import Queue
+from ._registry import registry
+from ._runner import launch_recorded
+from ._runtime import Runtime
+from ._status import WorkflowStatusString
+from .sysdb import QueueClaim, StepRow, WorkflowRow
+
+__all__ = ["QueueWorkers"]
+
+log = logging.getLogger("dbos_async")
+
+#: The most workflows one claim takes from a queue without ``worker_concurrency``.
+_BATCH = 100
+#: How often each queue's workers cancel its ENQUEUED workflows past their deadline.
+_SWEEP_SECONDS = 5.0
+
+
+class QueueWorkers:
+    """This process's worker loops, one per declared queue, and its count of the queued
+    workflows running here (by queue and partition), for ``worker_concurrency``."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        #: Workflows claimed here that wait to launch (after their cancelled run here
+        #: ends), by queue and partition: they count as running here meanwhile.
+        self._waiting: dict[tuple[str, str | None], int] = {}
+        self._wakes: dict[str, asyncio.Event] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def running_here(self, queue_name: str, partition_key: str | None = None) -> int:
+        """The workflows of this queue (and partition) that count against its
+        ``worker_concurrency`` in this process."""
+        waiting = self._waiting.get((queue_name, partition_key), 0)
+        return self._rt.live.running_in_queue(queue_name, partition_key) + waiting
+
+    def _on_place_freed(self, queue_name: str, partition_key: str | None) -> None:
+        queue = registry.queues.get(queue_name)
+        if queue is not None and (queue.worker_concurrency or queue.concurrency):
+            self._wake(queue_name)
+
+    def _on_notify(self, queue_name: str | None) -> None:
+        if queue_name is None:
+            for event in self._wakes.values():
+                event.set()
+        else:
+            self._wake(queue_name)
+
+    def _wake(self, queue_name: str) -> None:
+        event = self._wakes.get(queue_name)
+        if event is not None:
+            event.set()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register every declared queue, then start its worker loop; from now on a queue
+        declared later gets its worker when declared."""
+        queues = list(registry.queues.values())
+        await self._rt.sysdb.register_queues([q.info for q in queues], now_ms())
+        self._rt.notifier.hooks["queue"] = self._on_notify
+        self._rt.live.on_queue_place_freed(self._on_place_freed)
+        registry.queue_listeners.append(self._declared)
+        for queue in queues:
+            self._start_loop(queue)
+
+    def _declared(self, queue: Queue) -> None:
+        """Start the worker of a queue declared after launch (it registers it first)."""
+        self._start_loop(queue, register=True)
+
+    def _start_loop(self, queue: Queue, *, register: bool = False) -> None:
+        old = self._tasks.pop(queue.name, None)
+        if old is not None:
+            old.cancel()
+        self._wakes[queue.name] = asyncio.Event()
+        self._tasks[queue.name] = asyncio.get_running_loop().create_task(
+            self._loop(queue, register), name=f"dbos_async queue {queue.name}"
+        )
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            registry.queue_listeners.remove(self._declared)
+        self._rt.live.forget_listener(self._on_place_freed)
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._rt.notifier.hooks.get("queue") == self._on_notify:
+            del self._rt.notifier.hooks["queue"]
+
+    # -- the worker loop ---------------------------------------------------------------
+
+    async def _loop(self, queue: Queue, register: bool) -> None:
+        wake = self._wakes[queue.name]
+        next_sweep = 0.0
+        while True:
+            try:
+                if register:
+                    await self._rt.sysdb.register_queues([queue.info], now_ms())
+                    register = False
+                if time.monotonic() >= next_sweep:
+                    # Deadlines hold while waiting in the queue, even if the process that
+                    # enqueued a workflow (and armed its timer) died.
+                    next_sweep = time.monotonic() + _SWEEP_SECONDS
+                    await expire_enqueued(self._rt, queue_name=queue.name)
+                more = await self.poll(queue)
+            except Exception as exc:  # a lost connection: try again at the next poll
+                log.warning("queue %r: could not claim workflows: %r", queue.name, exc)
+                more = False
+            if more:
+                await asyncio.sleep(0)
+                continue
+            await self._rt.notifier.wait(wake, queue.polling_interval_sec)
+
+    async def poll(self, queue: Queue) -> bool:
+        """Claim and start what the queue's limits allow now. True if a claim took all it
+        asked for and there is no local limit, so more may be waiting."""
+        rt = self._rt
+        if queue.partition_queue:
+            keys: list[str | None] = list(await rt.sysdb.queue_partitions(queue.name))
+        else:
+            keys = [None]
+        more = False
+        for key in keys:
+            if queue.worker_concurrency is not None:
+                free = queue.worker_concurrency - self.running_here(queue.name, key)
+            else:
+                free = _BATCH
+            if free <= 0:
+                continue
+            rows = await rt.sysdb.claim_queued(
+                QueueClaim(
+                    queue_name=queue.name,
+                    partition_key=key,
+                    executor_id=rt.executor_id,
+                    app_version=rt.app_version,
+                    now_ms=now_ms(),
+                    max_count=free,
+                    concurrency=queue.concurrency,
+                    limit=queue.limit,
+                    period_ms=None if queue.period is None else int(queue.period * 1000),
+                )
+            )
+            if not rows:
+                continue
+            rows.sort(key=lambda r: (r.priority, r.created_at))
+            # A resumed workflow has recorded steps: they return their outputs, not rerun.
+            try:
+                steps = await rt.sysdb.load_steps_many([r.workflow_id for r in rows])
+            except Exception as exc:  # claimed already: each loads its own steps, later
+                log.warning("queue %r: could not load recorded steps: %r", queue.name, exc)
+                for row in rows:
+                    self._launch_later(row, wait=False)
+                continue
+            for row in rows:
+                self._run_claimed(row, steps.get(row.workflow_id, []))
+            if queue.worker_concurrency is None and len(rows) == free:
+                more = True
+        return more
+
+    def _run_claimed(self, row: WorkflowRow, steps: list[StepRow]) -> None:
+        if not self._rt.launched:
+            return  # closing: it stays PENDING here, recovered at the next launch
+        if row.workflow_id in self._rt.live:
+            # Resumed while its cancelled run here still finishes a step: start after it.
+            self._launch_later(row, wait=True)
+            return
+        try:
+            launch_recorded(self._rt, row, steps, fresh=not steps)
+        except DBOSException as exc:
+            # No such workflow function here, or inputs it cannot read: record the error
+            # rather than leave the workflow PENDING forever.
+            log.error("queue %r: cannot run workflow %s: %s", row.queue_name, row.workflow_id, exc)
+            self._rt.spawn(self._fail(row, exc))
+
+    def _launch_later(self, row: WorkflowRow, *, wait: bool) -> None:
+        """Launch a claimed workflow in the background (once its run here has ended, if
+        ``wait``); until it launches it counts as running here, so the queue's
+        ``worker_concurrency`` holds meanwhile."""
+        key = (row.queue_name or "", row.queue_partition_key)
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        self._rt.spawn(self._run_after(row, wait, key))
+
+    async def _run_after(self, row: WorkflowRow, wait: bool, key: tuple[str, str | None]) -> None:
+        """Run a claimed workflow once its cancelled run here has ended, loading its
+        recorded steps then."""
+        try:
+            if wait:
+                await self._rt.live.ended(row.workflow_id)
+            steps = await self._rt.sysdb.load_steps(row.workflow_id)
+        except Exception as exc:  # it stays PENDING here, recovered at the next launch
+            log.warning("queue %r: cannot run %s: %r", row.queue_name, row.workflow_id, exc)
+            steps = None
+        finally:
+            left = self._waiting.get(key, 1) - 1
+            if left > 0:
+                self._waiting[key] = left
+            else:
+                self._waiting.pop(key, None)
+            self._on_place_freed(*key)  # (its launch, if any, counts it again)
+        if steps is not None:
+            self._run_claimed(row, steps)
+
+    async def _fail(self, row: WorkflowRow, exc: BaseException) -> None:
+        rt = self._rt
+        await rt.journal.finish_workflow(
+            row.workflow_id,
+            WorkflowStatusString.ERROR.value,
+            None,
+            rt.codec.dump_error(exc),
+            now_ms(),
+        )
