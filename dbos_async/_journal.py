@@ -6,7 +6,7 @@ writes pending at that moment and commits them in one batch: one round trip, one
 A lone write under no load goes out at once, with no timer; under load, the writes that
 arrive while a batch is committing form the next batch.
 
-The ordering rule (ARCHITECTURE.md, section 2, rule 1):
+The ordering rule (rule 1 of docs/architecture.md, "Durable before visible"):
 
 - a write's caller is resumed only after the batch holding it has committed, so a step's
   result never reaches its workflow before its row is durable;
