@@ -771,6 +771,47 @@ async def test_client__get_event_waiter_wakes_on_set(
         await client.destroy()
 
 
+async def test_client__get_all_events_latest_value_per_key(dbos: DBOS, db_url: str) -> None:
+    with SetWorkflowID("msg-client-events"):
+        await msg_set_events([["a", 1], ["b", {"x": [None]}], ["a", 3], ["c", None]])
+    with SetWorkflowID("msg-client-no-events"):
+        await msg_set_events([])
+    async with DBOSClient(db_url) as client:
+        assert await client.get_all_events("msg-client-events") == {
+            "a": 3,
+            "b": {"x": [None]},
+            "c": None,
+        }
+        assert await client.get_all_events_async("msg-client-no-events") == {}
+        # What the client reads is what DBOS reads.
+        assert await client.get_all_events("msg-client-events") == await DBOS.get_all_events(
+            "msg-client-events"
+        )
+
+
+async def test_client__read_stream_live_and_late(dbos: DBOS, db_url: str) -> None:
+    """A client reads a stream while it is written (its own connections: woken by NOTIFY
+    on Postgres, by its timer on SQLite) and after; it ends at the close."""
+    writer = await DBOS.start_workflow(msg_stream_writer, "s", STREAM_VALUES, True)
+    async with DBOSClient(db_url) as client:
+        live = asyncio.create_task(read_all_client(client, writer.workflow_id, "s"))
+        await asyncio.sleep(0.2)
+        assert not live.done()  # nothing written yet, the stream is open
+        gate("writer-go").set()
+        assert await asyncio.wait_for(writer, timeout=30) == len(STREAM_VALUES)
+        assert await live == STREAM_VALUES
+        assert await read_all_client(client, writer.workflow_id, "s") == STREAM_VALUES
+        # The writer has ended: a stream it never wrote is empty, and ends.
+        assert await read_all_client(client, writer.workflow_id, "other") == []
+        with pytest.raises(DBOSNonExistentWorkflowError):
+            await read_all_client(client, "msg-no-such-workflow", "s")
+
+
+async def read_all_client(client: DBOSClient, workflow_id: str, key: str) -> list[Any]:
+    async with asyncio.timeout(30):
+        return [v async for v in client.read_stream(workflow_id, key)]
+
+
 async def test_client__send_idempotency_key_delivers_once(dbos: DBOS, db_url: str) -> None:
     recipient = await DBOS.start_workflow(msg_recv_then_none, "t")
     client = DBOSClient(db_url)
