@@ -4,13 +4,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench faults clean
+.PHONY: install run test lint bench faults constraints clean
 
-$(STAMP): pyproject.toml
+# The dev tools and every dependency at the versions pinned in constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+## install: build .venv with the dev extra under constraints.txt
+install: $(STAMP)
 
 ## run: the guestbook example (SQLite in the working directory; Postgres if DBOS_DATABASE_URL is set)
 run: $(STAMP)
@@ -35,8 +39,20 @@ lint: $(STAMP)
 
 ## bench: dbos_async against DBOS on the local Postgres (installs the bench extra: dbos)
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(PY) benchmarks/run.py
+
+## constraints: re-resolve '.[dev]' in a scratch venv and rewrite constraints.txt's pins
+CVENV := /tmp/dbos_async-constraints-venv
+constraints:
+	rm -rf $(CVENV)
+	$(PYTHON) -m venv $(CVENV)
+	$(CVENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CVENV)/bin/python -m pip install --quiet -e '.[dev]'
+	grep '^#' constraints.txt > constraints.txt.new
+	$(CVENV)/bin/python -m pip freeze --exclude-editable >> constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(CVENV)
 
 clean:
 	rm -rf $(VENV) *.sqlite *.sqlite-wal *.sqlite-shm .pytest_cache .mypy_cache .ruff_cache

@@ -1,13 +1,15 @@
 """A queue worker for the multi-process queue tests, run as a real process:
 
     python queue_app.py DATABASE_URL WORKDIR EXECUTOR_ID [--queues a,b] [--scheduled]
+        [--poll SECONDS]
 
 It launches DBOS (application version "qapp"), declares the test queues (all of them, or
 those named by ``--queues``), writes WORKDIR/ready-EXECUTOR_ID once launched, and runs
 until SIGTERM (a clean ``DBOS.destroy()``, exit 0) or SIGKILL. The workflows run here
 append JSON lines to WORKDIR/events-EXECUTOR_ID-PID.jsonl (flushed and fsynced), so the
 test can tell what ran where and when. ``--scheduled`` also registers ``qp_sched``, a
-workflow scheduled every second.
+workflow scheduled every second. ``--poll`` sets the queues' polling interval (default
+0.1 s); a long one leaves only NOTIFY to wake the worker.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ QUEUES: dict[str, dict[str, Any]] = {
     "qp_free": {},
     # The crash test: 3 at a time in each process.
     "qp_crash": {"worker_concurrency": 3},
+    # Partitioned: at most 1 running per partition key across all processes.
+    "qp_part": {"concurrency": 1, "partition_queue": True},
 }
 POLLING_INTERVAL_SEC = 0.1
 
@@ -101,7 +105,7 @@ async def main() -> None:
     EVENTS = workdir / f"events-{ARGS.executor_id}-{os.getpid()}.jsonl"
     names = ARGS.queues.split(",") if ARGS.queues else list(QUEUES)
     for name in names:
-        Queue(name, polling_interval_sec=POLLING_INTERVAL_SEC, **QUEUES[name])
+        Queue(name, polling_interval_sec=ARGS.poll, **QUEUES[name])
     if ARGS.scheduled:
         register_schedule()
 
@@ -132,5 +136,6 @@ if __name__ == "__main__":
     parser.add_argument("executor_id")
     parser.add_argument("--queues", default="", help="comma-separated queue names")
     parser.add_argument("--scheduled", action="store_true")
+    parser.add_argument("--poll", type=float, default=POLLING_INTERVAL_SEC)
     parser.parse_args(namespace=ARGS)
     asyncio.run(main())

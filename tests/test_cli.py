@@ -24,9 +24,12 @@ import pytest
 from dbos_async import (
     DBOS,
     DBOSAwaitedWorkflowCancelledError,
+    Queue,
+    SetEnqueueOptions,
     SetWorkflowID,
     WorkflowStatusString,
 )
+from dbos_async._registry import registry
 from tests.conftest import drop_pg_database, make_pg_database, pg_url
 
 SCRIPT = Path(sys.executable).with_name("dbos-async")
@@ -262,6 +265,82 @@ async def test_cli__queue_list(dbos: DBOS, db_url: str) -> None:
     named = await cli("queue", "list", "--queue", "cli-q", url=db_url)
     assert named.code == 0, named.err
     assert "cli-not-queued" not in named.out
+
+
+@DBOS.workflow()
+async def cli_queued_blocks(tag: str) -> str:
+    await DBOS.sleep(60)
+    return tag
+
+
+async def test_cli__queue_list_shows_enqueued_and_pending_rows(db_url: str) -> None:
+    """Two queues hold an ENQUEUED (delayed) and a PENDING (running) workflow each; a
+    finished queued workflow and a workflow on no queue are not listed."""
+    await DBOS.destroy()
+    first = Queue("cli_q1", polling_interval_sec=0.1)
+    second = Queue("cli_q2", polling_interval_sec=0.1)
+    DBOS({"database_url": db_url, "application_version": "cli-v"})
+    await DBOS.launch()
+    try:
+        await run_three("cli-q-direct")
+        with SetWorkflowID("cli-q1-done"):
+            done = await first.enqueue(cli_three_steps, 0)
+        assert await asyncio.wait_for(done.get_result(), 30) == 60
+        running = {}
+        for name, queue in (("cli-q1-run", first), ("cli-q2-run", second)):
+            with SetWorkflowID(name):
+                running[name] = await queue.enqueue(cli_queued_blocks, name)
+        for name, queue in (("cli-q1-later", first), ("cli-q2-later", second)):
+            with SetWorkflowID(name), SetEnqueueOptions(delay_seconds=600):
+                await queue.enqueue(cli_queued_blocks, name)
+        for handle in running.values():  # claimed: PENDING in this process (30 s bound)
+            for _ in range(1500):
+                if (await handle.get_status()).status == WorkflowStatusString.PENDING:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                pytest.fail(f"{handle.workflow_id} was never claimed")
+        expected = {
+            "cli-q1-run": ("PENDING", "cli_q1", "local"),
+            "cli-q2-run": ("PENDING", "cli_q2", "local"),
+            "cli-q1-later": ("ENQUEUED", "cli_q1", "-"),
+            "cli-q2-later": ("ENQUEUED", "cli_q2", "-"),
+        }
+
+        # JSON: exactly the four, with their status, queue and name.
+        rows = (await cli("queue", "list", "--json", url=db_url)).json()
+        assert sorted(ids(rows)) == sorted(expected)
+        for row in rows:
+            status, queue_name, _ = expected[row["workflow_id"]]
+            assert (row["status"], row["queue_name"]) == (status, queue_name)
+            assert row["name"] == "cli_queued_blocks"
+
+        # The table: the header's columns, then one aligned row per workflow.
+        run = await cli("queue", "list", url=db_url)
+        assert run.code == 0, run.err
+        header, *lines = run.out.splitlines()
+        assert header.split()[:8] == [
+            "ID", "STATUS", "NAME", "CREATED", "UPDATED", "QUEUE", "EXECUTOR", "VERSION"
+        ]  # fmt: skip
+        assert header.rstrip().endswith("RECOVERY ATTEMPTS")
+        assert len(lines) == len(expected), run.out
+        for line in lines:
+            cells = line.split()
+            status, queue_name, executor = expected[cells[0]]
+            assert cells[1:3] == [status, "cli_queued_blocks"], line
+            assert cells[5:9] == [queue_name, executor, "cli-v", "0"], line
+            assert line.index(status) == header.index("STATUS")
+            assert line.index(queue_name) == header.index("QUEUE")
+
+        # Filters: one queue, one status.
+        only_q2 = (await cli("queue", "list", "--queue", "cli_q2", "--json", url=db_url)).json()
+        assert sorted(ids(only_q2)) == ["cli-q2-later", "cli-q2-run"]
+        enqueued = (await cli("queue", "list", "--status", "ENQUEUED", "--json", url=db_url)).json()
+        assert sorted(ids(enqueued)) == ["cli-q1-later", "cli-q2-later"]
+    finally:
+        await DBOS.destroy()
+        for name in ("cli_q1", "cli_q2"):
+            registry.queues.pop(name, None)
 
 
 async def test_cli__unknown_workflow(dbos: DBOS, db_url: str) -> None:

@@ -153,7 +153,9 @@ def test_cron__search_is_fast() -> None:
         assert leap.next_after(utc(2096, 3, 1)) == utc(2104, 2, 29)
     with pytest.raises(ValueError):
         never.next_after(utc(2024, 1, 1))
-    assert time.perf_counter() - began < 1.0  # 10 ms per pair; typically far less
+    # Typically a few ms in all; the bound only catches a search that steps through
+    # time second by second (years of seconds: minutes), with room for a loaded machine.
+    assert time.perf_counter() - began < 10.0
 
 
 def test_cron__naive_is_utc_and_aware_is_converted() -> None:

@@ -20,6 +20,7 @@ from dbos_async import (
     DBOSMaxStepRetriesExceeded,
     SetWorkflowID,
     WorkflowStatusString,
+    _steps,
 )
 
 CALLS: Counter[str] = Counter()
@@ -269,15 +270,34 @@ async def test_communicator__behaves_as_step(dbos: DBOS) -> None:
 # -- retries ---------------------------------------------------------------------------
 
 
-async def test_step_retries__succeeds_after_failures_with_backoff(dbos: DBOS) -> None:
+async def test_step_retries__succeeds_after_failures_with_backoff(
+    dbos: DBOS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pauses the retry loop asks for, recorded where it sleeps (a stopwatch cannot
+    # tell 0.05 s from 0.1 s on a loaded machine; the requested delays are exact).
+    requested: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recording_sleep(delay: float, *args: Any) -> Any:
+        requested.append(delay)
+        return await real_sleep(delay, *args)
+
+    class AsyncioRecordingSleeps:
+        sleep = staticmethod(recording_sleep)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(asyncio, name)
+
+    monkeypatch.setattr(_steps, "asyncio", AsyncioRecordingSleeps())
     with SetWorkflowID("st-flaky"):
-        assert await st_wf_flaky(2) == "ok"
+        assert await asyncio.wait_for(st_wf_flaky(2), timeout=30) == "ok"
     assert len(ATTEMPTS) == 3
-    first_gap = ATTEMPTS[1] - ATTEMPTS[0]
-    second_gap = ATTEMPTS[2] - ATTEMPTS[1]
-    assert 0.045 <= first_gap < 0.095  # interval_seconds
-    assert 0.095 <= second_gap < 0.5  # interval_seconds * backoff_rate
-    assert 0.145 <= ATTEMPTS[2] - ATTEMPTS[0] < 0.6
+    # interval_seconds, then interval_seconds * backoff_rate.
+    assert requested == [pytest.approx(0.05), pytest.approx(0.1)]
+    # And the pauses really happened between the attempts (lower bounds only: a
+    # loaded machine may wake late, never early).
+    assert ATTEMPTS[1] - ATTEMPTS[0] >= 0.045
+    assert ATTEMPTS[2] - ATTEMPTS[1] >= 0.095
     steps = await DBOS.list_workflow_steps("st-flaky")
     assert [(s.function_id, s.function_name, s.output, s.error) for s in steps] == [
         (1, "st_flaky", "ok", None)

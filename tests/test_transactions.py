@@ -281,14 +281,14 @@ async def test_transaction__not_run_again_on_recovery(
     try:
         with SetWorkflowID("tx-recover"):
             await DBOS.start_workflow(tx_wf_insert_then_wait, "epsilon")
-        await asyncio.wait_for(gate("reached").wait(), timeout=5)
+        await asyncio.wait_for(gate("reached").wait(), timeout=30)
         await DBOS.destroy()
 
         gate("release").set()
         DBOS({"database_url": db_url, "application_version": "test"})
         await DBOS.launch()
         handle = await DBOS.retrieve_workflow("tx-recover")
-        assert await asyncio.wait_for(handle, timeout=5) == 1
+        assert await asyncio.wait_for(handle, timeout=30) == 1
         assert (await handle.get_status()).recovery_attempts == 1
         assert CALLS["tx_insert"] == 1
         assert await item_names(backend, db_url) == ["epsilon"]

@@ -149,28 +149,34 @@ async def wf_ctx() -> dict[str, Any]:
     return {"body": body, "first": first, "second": second, "after": after}
 
 
-@DBOS.step()
-async def wf_sleepy_step(tag: str, delay: float) -> str:
-    await asyncio.sleep(delay)
+async def _finish_after(tag: str, after: str | None) -> str:
+    """Finish once ``after`` has finished (at once for None): an order of finishing
+    fixed by events, not by sleeps of different lengths that a loaded machine blurs."""
+    if after is not None:
+        await gate(f"finished-{after}").wait()
     FINISHED.append(tag)
+    gate(f"finished-{tag}").set()
     return tag
+
+
+@DBOS.step()
+async def wf_ordered_step(tag: str, after: str | None) -> str:
+    return await _finish_after(tag, after)
 
 
 @DBOS.workflow()
-async def wf_sleepy_child(tag: str, delay: float) -> str:
-    await asyncio.sleep(delay)
-    FINISHED.append(tag)
-    return tag
+async def wf_ordered_child(tag: str, after: str | None) -> str:
+    return await _finish_after(tag, after)
 
 
 @DBOS.workflow()
 async def wf_gather_parent() -> list[str]:
     return list(
         await asyncio.gather(
-            wf_sleepy_step("a", 0.4),  # step 1
-            wf_sleepy_child("b", 0.3),  # step 2
-            wf_sleepy_step("c", 0.2),  # step 3
-            wf_sleepy_step("d", 0.0),  # step 4
+            wf_ordered_step("a", "b"),  # step 1
+            wf_ordered_child("b", "c"),  # step 2
+            wf_ordered_step("c", "d"),  # step 3
+            wf_ordered_step("d", None),  # step 4
         )
     )
 
@@ -178,10 +184,10 @@ async def wf_gather_parent() -> list[str]:
 @DBOS.workflow()
 async def wf_gather_reversed() -> list[str]:
     # Called in order a, b, c, d but handed to gather (and so scheduled) in reverse.
-    a = wf_sleepy_step("a", 0.3)
-    b = wf_sleepy_child("b", 0.2)
-    c = DBOS.start_workflow(wf_sleepy_child, "c", 0.1)
-    d = wf_sleepy_step("d", 0.0)
+    a = wf_ordered_step("a", "b")
+    b = wf_ordered_child("b", "c")
+    c = DBOS.start_workflow(wf_ordered_child, "c", "d")
+    d = wf_ordered_step("d", None)
     d_out, c_handle, b_out, a_out = await asyncio.gather(d, c, b, a)
     return [a_out, b_out, await c_handle, d_out]
 
@@ -281,9 +287,9 @@ async def test_handle__works_with_gather_and_wait_for(dbos: DBOS) -> None:
     h1 = await DBOS.start_workflow(wf_add, 1, 2)
     h2 = await DBOS.start_workflow(wf_add, 10, 20)
     assert await asyncio.gather(h1, h2) == [3, 30]
-    assert await asyncio.wait_for(h1, timeout=5) == 3
+    assert await asyncio.wait_for(h1, timeout=30) == 3
     h3 = await DBOS.start_workflow(wf_add, 100, 200)
-    assert await asyncio.wait_for(h3.get_result(), timeout=5) == 300
+    assert await asyncio.wait_for(h3.get_result(), timeout=30) == 300
 
 
 async def test_handle__works_with_asyncio_wait(dbos: DBOS) -> None:
@@ -305,7 +311,7 @@ async def test_handle__wait_for_times_out_on_a_running_workflow(dbos: DBOS) -> N
     # The workflow keeps running after the waiter timed out.
     assert (await handle.get_status()).status == WorkflowStatusString.PENDING
     gate("slow").set()
-    assert await asyncio.wait_for(handle, timeout=5) == "opened slow"
+    assert await asyncio.wait_for(handle, timeout=30) == "opened slow"
 
 
 # -- workflow IDs --------------------------------------------------------------------
@@ -359,8 +365,8 @@ async def test_set_workflow_id__rerun_waits_for_running_workflow(dbos: DBOS) -> 
     await asyncio.sleep(0.3)
     assert not second_call.done()
     gate("g").set()
-    assert await asyncio.wait_for(second_call, timeout=5) == "opened g"
-    assert await asyncio.wait_for(first, timeout=5) == "opened g"
+    assert await asyncio.wait_for(second_call, timeout=30) == "opened g"
+    assert await asyncio.wait_for(first, timeout=30) == "opened g"
     assert CALLS["wf_wait_gate"] == 1
 
 
@@ -389,7 +395,7 @@ async def test_retrieve_workflow__existing_workflow_false_returns_a_handle(dbos:
     assert handle.workflow_id == "wf-later"
     with SetWorkflowID("wf-later"):
         await DBOS.start_workflow(wf_add, 4, 5)
-    assert await asyncio.wait_for(handle, timeout=5) == 9
+    assert await asyncio.wait_for(handle, timeout=30) == 9
 
 
 async def test_retrieve_workflow__returns_result_of_existing_workflow(dbos: DBOS) -> None:
@@ -471,17 +477,17 @@ async def test_context__workflow_id_and_step_id(dbos: DBOS) -> None:
 
 async def test_gather__step_ids_follow_call_order(dbos: DBOS) -> None:
     with SetWorkflowID("wf-gather"):
-        result = await wf_gather_parent()
+        result = await asyncio.wait_for(wf_gather_parent(), timeout=30)
     assert result == ["a", "b", "c", "d"]
     # They finished in reverse order of the calls...
     assert FINISHED == ["d", "c", "b", "a"]
     # ... but step IDs were taken in call order.
     steps = await DBOS.list_workflow_steps("wf-gather")
     assert [(s.function_id, s.function_name) for s in steps] == [
-        (1, "wf_sleepy_step"),
-        (2, "wf_sleepy_child"),
-        (3, "wf_sleepy_step"),
-        (4, "wf_sleepy_step"),
+        (1, "wf_ordered_step"),
+        (2, "wf_ordered_child"),
+        (3, "wf_ordered_step"),
+        (4, "wf_ordered_step"),
     ]
     by_id = {s.function_id: s for s in steps}
     assert by_id[1].output == "a"
@@ -495,14 +501,14 @@ async def test_gather__step_ids_follow_call_order(dbos: DBOS) -> None:
 
 async def test_gather__step_ids_taken_at_call_time_not_schedule_time(dbos: DBOS) -> None:
     with SetWorkflowID("wf-gather-rev"):
-        assert await wf_gather_reversed() == ["a", "b", "c", "d"]
+        assert await asyncio.wait_for(wf_gather_reversed(), timeout=30) == ["a", "b", "c", "d"]
     assert FINISHED == ["d", "c", "b", "a"]
     steps = await DBOS.list_workflow_steps("wf-gather-rev")
     assert [(s.function_id, s.function_name, s.output, s.child_workflow_id) for s in steps] == [
-        (1, "wf_sleepy_step", "a", None),
-        (2, "wf_sleepy_child", None, "wf-gather-rev-2"),
-        (3, "wf_sleepy_child", None, "wf-gather-rev-3"),
-        (4, "wf_sleepy_step", "d", None),
+        (1, "wf_ordered_step", "a", None),
+        (2, "wf_ordered_child", None, "wf-gather-rev-2"),
+        (3, "wf_ordered_child", None, "wf-gather-rev-3"),
+        (4, "wf_ordered_step", "d", None),
     ]
 
 
@@ -514,8 +520,9 @@ async def test_sleep__recorded_as_step_and_sleeps(dbos: DBOS) -> None:
     with SetWorkflowID("wf-sleep"):
         inner = await wf_sleeper(0.3)
     elapsed = time.monotonic() - start
-    assert 0.28 <= inner < 1.5
-    assert 0.28 <= elapsed < 2.0
+    # It slept (lower bounds; a loaded machine may wake it late, never early) and did
+    # not take seconds for milliseconds.
+    assert 0.3 - 0.01 <= inner <= elapsed < 10
     steps = await DBOS.list_workflow_steps("wf-sleep")
     assert [(s.function_id, s.function_name) for s in steps] == [(1, "DBOS.sleep")]
 
@@ -568,7 +575,7 @@ async def test_handle__result_read_back_after_relaunch(dbos: DBOS, db_url: str) 
         await relaunch(db_url)
 
         handle = await DBOS.retrieve_workflow("wf-persisted")
-        assert await asyncio.wait_for(handle, timeout=5) == 42
+        assert await asyncio.wait_for(handle, timeout=30) == 42
         status = await handle.get_status()
         assert status.status == WorkflowStatusString.SUCCESS
         assert status.output == 42
@@ -588,14 +595,14 @@ async def test_recovery__pending_workflow_resumes_without_rerunning_steps(
     try:
         with SetWorkflowID("wf-recover"):
             await DBOS.start_workflow(wf_recoverable, "a")
-        await asyncio.wait_for(gate("reached").wait(), timeout=5)
+        await asyncio.wait_for(gate("reached").wait(), timeout=30)
         assert CALLS["step:a"] == 1
         await DBOS.destroy()
 
         gate("reached").clear()
         DBOS({"database_url": db_url, "application_version": "test"})
         await DBOS.launch()
-        await asyncio.wait_for(gate("reached").wait(), timeout=5)
+        await asyncio.wait_for(gate("reached").wait(), timeout=30)
         status = await DBOS.get_workflow_status("wf-recover")
         assert status is not None
         assert status.status == WorkflowStatusString.PENDING
@@ -604,7 +611,7 @@ async def test_recovery__pending_workflow_resumes_without_rerunning_steps(
 
         gate("release").set()
         handle = await DBOS.retrieve_workflow("wf-recover")
-        assert await asyncio.wait_for(handle, timeout=5) == "AA2"
+        assert await asyncio.wait_for(handle, timeout=30) == "AA2"
         assert CALLS["step:a"] == 1
         assert CALLS["step:a2"] == 1
         status = await handle.get_status()
@@ -620,12 +627,12 @@ async def test_recovery__max_recovery_attempts_exceeded(dbos: DBOS, db_url: str)
     try:
         with SetWorkflowID("wf-fragile"):
             await DBOS.start_workflow(wf_fragile)
-        await asyncio.wait_for(gate("reached").wait(), timeout=5)
+        await asyncio.wait_for(gate("reached").wait(), timeout=30)
 
         # First restart: recovered once (1 <= max_recovery_attempts).
         gate("reached").clear()
         await relaunch(db_url)
-        await asyncio.wait_for(gate("reached").wait(), timeout=5)
+        await asyncio.wait_for(gate("reached").wait(), timeout=30)
         status = await DBOS.get_workflow_status("wf-fragile")
         assert status is not None
         assert status.status == WorkflowStatusString.PENDING
@@ -638,7 +645,7 @@ async def test_recovery__max_recovery_attempts_exceeded(dbos: DBOS, db_url: str)
         assert status.status == WorkflowStatusString.MAX_RECOVERY_ATTEMPTS_EXCEEDED
         handle = await DBOS.retrieve_workflow("wf-fragile")
         with pytest.raises(DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded):
-            await asyncio.wait_for(handle, timeout=5)
+            await asyncio.wait_for(handle, timeout=30)
         assert CALLS["step:fragile"] == 1
     finally:
         await DBOS.destroy()
@@ -648,7 +655,7 @@ async def test_recovery__changed_step_raises_unexpected_step_error(dbos: DBOS, d
     try:
         with SetWorkflowID("wf-changing"):
             await DBOS.start_workflow(wf_changing)
-        await asyncio.wait_for(gate("reached").wait(), timeout=5)
+        await asyncio.wait_for(gate("reached").wait(), timeout=30)
         assert CALLS["wf_step_a"] == 1
         await DBOS.destroy()
 
@@ -660,7 +667,7 @@ async def test_recovery__changed_step_raises_unexpected_step_error(dbos: DBOS, d
 
         handle = await DBOS.retrieve_workflow("wf-changing")
         with pytest.raises(DBOSUnexpectedStepError):
-            await asyncio.wait_for(handle, timeout=5)
+            await asyncio.wait_for(handle, timeout=30)
         assert CALLS["wf_step_b"] == 0
         assert CALLS["wf_step_a"] == 1
         status = await handle.get_status()
