@@ -70,19 +70,19 @@ async def _as_body(state: WorkflowState, run: Coroutine[Any, Any, T]) -> T:
 async def _attempts(
     state: WorkflowState, info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    opts = info.options
-    if not opts["retries_allowed"]:
+    opts = info.step_options
+    if not opts.retries_allowed:
         return await _invoke(info, args, kwargs)
     errors: list[BaseException] = []
-    for attempt in range(opts["max_attempts"]):
+    for attempt in range(opts.max_attempts):
         try:
             return await _invoke(info, args, kwargs)
         except Exception as exc:
             errors.append(exc)
-            if attempt + 1 < opts["max_attempts"]:
+            if attempt + 1 < opts.max_attempts:
                 with state.between_attempts():  # a cancel stops the workflow here
-                    await asyncio.sleep(opts["interval_seconds"] * opts["backoff_rate"] ** attempt)
-    raise DBOSMaxStepRetriesExceeded(info.name, opts["max_attempts"], errors) from errors[-1]
+                    await asyncio.sleep(opts.interval_seconds * opts.backoff_rate**attempt)
+    raise DBOSMaxStepRetriesExceeded(info.name, opts.max_attempts, errors) from errors[-1]
 
 
 def call_step(
@@ -168,7 +168,9 @@ async def _run_transaction(
     while True:
         try:
             value = await rt.appdb.run_transaction(
-                body, info.options["isolation_level"], record if checkpoint is not None else None
+                body,
+                info.transaction_options.isolation_level,
+                record if checkpoint is not None else None,
             )
             break
         except TransactionConflict:
