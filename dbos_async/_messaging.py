@@ -139,8 +139,9 @@ async def _send_step(checkpoint: Checkpoint, destination_id: str, message: Any, 
         await rt.sysdb.send_message(row, step)
     except DBOSNonExistentWorkflowError as exc:
         # The missing destination is this step's outcome: a re-run raises it again.
+        # (If another run recorded this step first, its outcome stands: sent, or an error.)
         await checkpoint.record_error(rt, exc, started_ms=row.created_at)
-        raise
+        return
     checkpoint.adopt(step)
     rt.notifier.notify(notification_key("msg", destination_id, topic))
 
