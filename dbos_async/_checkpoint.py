@@ -29,7 +29,7 @@ def next_checkpoint(name: str, hint: Any = Any) -> Checkpoint | None:
 class Checkpoint:
     """Step ``step_id`` of the workflow ``state``, named ``name``: replay what an earlier
     run recorded there, or record what this run produced and hand back the outcome that
-    counts. The contract (ARCHITECTURE.md, section 2, rule 1):
+    counts. The contract (rules 1, 2 and 4 of docs/architecture.md):
 
     * **Replay, never rerun.** If an earlier run recorded this step ID (``recorded``), the
       step does not run again: ``replay`` returns its output (decoded with ``hint``) or
