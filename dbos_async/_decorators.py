@@ -13,7 +13,14 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from ._errors import DBOSConfigError
-from ._registry import FunctionInfo, describe, registry
+from ._registry import (
+    FunctionInfo,
+    StepOptions,
+    TransactionOptions,
+    WorkflowOptions,
+    describe,
+    registry,
+)
 from ._runner import call_workflow
 from ._steps import call_step, call_transaction
 
@@ -21,8 +28,6 @@ __all__ = ["StepDecorator", "function_info", "step", "transaction", "workflow"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-ISOLATION_LEVELS = ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED")
 
 
 class StepDecorator(Protocol):
@@ -81,24 +86,11 @@ def workflow(
     _func: None = None, /, *, name: str | None = None, max_recovery_attempts: int = 100
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
     _check_called("workflow", _func, name)
-    if (
-        not isinstance(max_recovery_attempts, int)
-        or isinstance(max_recovery_attempts, bool)
-        or max_recovery_attempts < 0
-    ):
-        raise DBOSConfigError(
-            "@DBOS.workflow(max_recovery_attempts=...) must be a non-negative integer, "
-            f"got {max_recovery_attempts!r}"
-        )
+    options = WorkflowOptions(max_recovery_attempts=max_recovery_attempts)
 
     def decorator(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         _require_async("workflow", func)
-        info = describe(
-            "workflow",
-            name or func.__qualname__,
-            func,
-            max_recovery_attempts=max_recovery_attempts,
-        )
+        info = describe(name or func.__qualname__, func, options)
         registry.add_workflow(info)
         return _wrap(info, call_workflow)
 
@@ -116,14 +108,12 @@ def step(
     backoff_rate: float = 2.0,
 ) -> StepDecorator:
     _check_called("step", _func, name)
-    if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
-        raise DBOSConfigError(f"@DBOS.step(max_attempts=...) must be >= 1, got {max_attempts!r}")
-    if not isinstance(interval_seconds, (int, float)) or interval_seconds < 0:
-        raise DBOSConfigError(
-            f"@DBOS.step(interval_seconds=...) must be >= 0, got {interval_seconds!r}"
-        )
-    if not isinstance(backoff_rate, (int, float)) or backoff_rate <= 0:
-        raise DBOSConfigError(f"@DBOS.step(backoff_rate=...) must be > 0, got {backoff_rate!r}")
+    options = StepOptions(
+        retries_allowed=retries_allowed,
+        max_attempts=max_attempts,
+        interval_seconds=interval_seconds,
+        backoff_rate=backoff_rate,
+    )
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
         if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
@@ -131,15 +121,7 @@ def step(
                 f"@DBOS.step() cannot decorate the generator {func.__qualname__!r}; "
                 "return a value instead"
             )
-        info = describe(
-            "step",
-            name or func.__qualname__,
-            func,
-            retries_allowed=bool(retries_allowed),
-            max_attempts=max_attempts,
-            interval_seconds=float(interval_seconds),
-            backoff_rate=float(backoff_rate),
-        )
+        info = describe(name or func.__qualname__, func, options)
         return _wrap(info, call_step)
 
     return decorator
@@ -149,16 +131,11 @@ def transaction(
     _func: None = None, /, *, name: str | None = None, isolation_level: str = "SERIALIZABLE"
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
     _check_called("transaction", _func, name)
-    level = isolation_level.upper() if isinstance(isolation_level, str) else isolation_level
-    if level not in ISOLATION_LEVELS:
-        raise DBOSConfigError(
-            f"@DBOS.transaction(isolation_level=...) must be one of {', '.join(ISOLATION_LEVELS)}; "
-            f"got {isolation_level!r}"
-        )
+    options = TransactionOptions(isolation_level=isolation_level)
 
     def decorator(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         _require_async("transaction", func)
-        info = describe("transaction", name or func.__qualname__, func, isolation_level=level)
+        info = describe(name or func.__qualname__, func, options)
         return _wrap(info, call_transaction)
 
     return decorator

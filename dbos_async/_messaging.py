@@ -2,43 +2,52 @@
 
 Inside a workflow each call is a step: it takes the next step ID when called, and its
 write and its step row commit together, so a re-executed workflow gets the recorded
-result back and never sends, consumes or publishes twice.
+result back and never sends, consumes or publishes twice (``_checkpoint``).
+
+``DBOSClient`` is never in a workflow: it calls the plain functions (``send_message``,
+``wait_for_event``, ``read_all_events``, ``stream_values``) with its runtime; ``DBOS.*``
+calls the workflow-facing ones, which are steps only in a workflow's own code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from ._context import WorkflowState, current_step, current_workflow
+from ._checkpoint import Checkpoint, next_checkpoint
+from ._clock import now_ms
+from ._context import current_step, current_workflow
 from ._errors import DBOSException, DBOSNonExistentWorkflowError
 from ._ids import check_text, check_workflow_id
 from ._runtime import Runtime, get_runtime
 from ._status import WorkflowStatusString
-from ._steps import record_step_outcome, replay_step
 from ._txguard import refuse_in_transaction
-from .sysdb import MessageRow, StepRow, notification_key
+from .sysdb import MessageRow, notification_key
 
 __all__ = [
     "close_stream",
     "get_all_events",
     "get_event",
+    "read_all_events",
     "read_stream",
     "recv",
     "send",
+    "send_message",
     "set_event",
+    "stream_values",
+    "wait_for_event",
     "write_stream",
 ]
 
 NULL_TOPIC = "__null__topic__"
 
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _check_timeout(timeout_seconds: object) -> float:
@@ -52,16 +61,6 @@ def _topic(topic: str | None) -> str:
     return NULL_TOPIC if topic is None else topic
 
 
-def _workflow_step(as_step: bool) -> tuple[WorkflowState, int] | None:
-    """Inside a workflow's own code (not a step): the workflow and the step ID taken now."""
-    if not as_step:
-        return None
-    state = current_workflow.get()
-    if state is None or current_step.get() is not None:
-        return None
-    return state, state.take_step_id()
-
-
 def _writer_id(what: str) -> str:
     """The workflow a set_event / write_stream belongs to (from a workflow or its step)."""
     frame = current_step.get()
@@ -73,79 +72,77 @@ def _writer_id(what: str) -> str:
     return state.workflow_id
 
 
-def _step_row(placed: tuple[WorkflowState, int], name: str, output: str) -> StepRow:
-    state, step_id = placed
-    now = _now_ms()
-    return StepRow(
-        state.workflow_id,
-        step_id,
-        name,
-        output=output,
-        started_at_epoch_ms=now,
-        completed_at_epoch_ms=now,
-    )
+async def _with_runtime(
+    call: Callable[Concatenate[Runtime, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """``call`` with the launched runtime, looked up when awaited (as for every DBOS call)."""
+    return await call(get_runtime(), *args, **kwargs)
 
 
 # -- messages ---------------------------------------------------------------------------
 
 
 def send(
+    destination_id: str, message: Any, topic: str | None = None, idempotency_key: str | None = None
+) -> Coroutine[Any, Any, None]:
+    """``DBOS.send``: from a workflow's own code a step (sent once, keyed by the step);
+    from a step or outside workflows a plain send (``send_message``)."""
+    refuse_in_transaction("DBOS.send()")
+    check_workflow_id(destination_id, "destination_id")
+    topic_key = _topic(topic)
+    check_text(idempotency_key, "idempotency_key", optional=True)
+    checkpoint = next_checkpoint("DBOS.send")
+    if checkpoint is None:
+        return _with_runtime(_send, destination_id, message, topic_key, idempotency_key)
+    return _send_step(checkpoint, destination_id, message, topic_key)
+
+
+def send_message(
+    rt: Runtime,
     destination_id: str,
     message: Any,
     topic: str | None = None,
     idempotency_key: str | None = None,
-    *,
-    runtime: Runtime | None = None,
 ) -> Coroutine[Any, Any, None]:
-    if runtime is None:
-        refuse_in_transaction("DBOS.send()")
+    """Send a message, not as a step (``DBOSClient.send``): ``idempotency_key`` makes
+    repeated sends deliver once."""
     check_workflow_id(destination_id, "destination_id")
     topic_key = _topic(topic)
     check_text(idempotency_key, "idempotency_key", optional=True)
-    placed = _workflow_step(as_step=runtime is None)
-    return _send(runtime, placed, destination_id, message, topic_key, idempotency_key)
+    return _send(rt, destination_id, message, topic_key, idempotency_key)
 
 
 async def _send(
-    runtime: Runtime | None,
-    placed: tuple[WorkflowState, int] | None,
-    destination_id: str,
-    message: Any,
-    topic: str,
-    idempotency_key: str | None,
+    rt: Runtime, destination_id: str, message: Any, topic: str, idempotency_key: str | None
 ) -> None:
-    rt = runtime or get_runtime()
-    name = "DBOS.send"
-    if placed is not None and placed[1] in placed[0].recorded:
-        replay_step(rt, placed[0], placed[1], name, Any)
-        return
     data = rt.codec.dumps(message, "message")
-    step = _step_row(placed, name, "null") if placed else None
-    if placed is not None:
-        message_uuid = f"wf\x1f{placed[0].workflow_id}\x1f{placed[1]}"
-    elif idempotency_key is not None:
+    if idempotency_key is not None:
         message_uuid = idempotent_message_id(destination_id, topic, idempotency_key)
     else:
         message_uuid = str(uuid.uuid4())
-    row = MessageRow(message_uuid, destination_id, topic, data, _now_ms())
+    await rt.sysdb.send_message(
+        MessageRow(message_uuid, destination_id, topic, data, now_ms()), None
+    )
+    rt.notifier.notify(notification_key("msg", destination_id, topic))
+
+
+async def _send_step(checkpoint: Checkpoint, destination_id: str, message: Any, topic: str) -> None:
+    rt = get_runtime()
+    if checkpoint.recorded:
+        checkpoint.replay(rt)
+        return
+    data = rt.codec.dumps(message, "message")
+    step = checkpoint.row(output="null")
+    message_uuid = f"wf\x1f{checkpoint.state.workflow_id}\x1f{checkpoint.step_id}"
+    row = MessageRow(message_uuid, destination_id, topic, data, now_ms())
     try:
         await rt.sysdb.send_message(row, step)
     except DBOSNonExistentWorkflowError as exc:
-        if placed is None:
-            raise
         # The missing destination is this step's outcome: a re-run raises it again.
-        failed = StepRow(
-            placed[0].workflow_id,
-            placed[1],
-            name,
-            error=rt.codec.dump_error(exc),
-            started_at_epoch_ms=row.created_at,
-            completed_at_epoch_ms=_now_ms(),
-        )
-        await record_step_outcome(rt, placed[0], failed, None)
-        raise
-    if placed is not None and step is not None:
-        placed[0].recorded[step.function_id] = step
+        # (If another run recorded this step first, its outcome stands: sent, or an error.)
+        await checkpoint.record_error(rt, exc, started_ms=row.created_at)
+        return
+    checkpoint.adopt(step)
     rt.notifier.notify(notification_key("msg", destination_id, topic))
 
 
@@ -168,87 +165,102 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any
     refuse_in_transaction("DBOS.recv()")
     topic_key = _topic(topic)
     timeout = _check_timeout(timeout_seconds)
-    placed = _workflow_step(as_step=True)
-    if placed is None:
+    checkpoint = next_checkpoint("DBOS.recv")
+    if checkpoint is None:
         raise DBOSException(
             "DBOS.recv() can only be called from a workflow, not from a step or outside workflows"
         )
-    return _recv(placed, topic_key, timeout)
+    return _recv(checkpoint, topic_key, timeout)
 
 
-async def _recv(placed: tuple[WorkflowState, int], topic: str, seconds: float) -> Any:
+async def _recv(checkpoint: Checkpoint, topic: str, seconds: float) -> Any:
     rt = get_runtime()
-    state, step_id = placed
-    name = "DBOS.recv"
-    if step_id in state.recorded:
-        return replay_step(rt, state, step_id, name, Any)
+    if checkpoint.recorded:
+        return checkpoint.replay(rt)
+    workflow_id = checkpoint.state.workflow_id
     deadline = time.monotonic() + seconds
     notifier = rt.notifier
-    with notifier.subscribe(notification_key("msg", state.workflow_id, topic)) as woken:
+    with notifier.subscribe(notification_key("msg", workflow_id, topic)) as woken:
         attempt = 0
         while True:
-            step = _step_row(placed, name, "null")
-            got = await rt.sysdb.receive_message(state.workflow_id, topic, step)
+            step = checkpoint.row(output="null")
+            got = await rt.sysdb.receive_message(workflow_id, topic, step)
             if got is not None:
                 # (The stored row, if another run of this step recorded it first.)
-                state.recorded[step_id] = got
-                return replay_step(rt, state, step_id, name, Any)
+                checkpoint.adopt(got)
+                return checkpoint.replay(rt)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             await notifier.wait(woken, min(remaining, notifier.poll_interval(attempt)))
             attempt += 1
-    return await record_step_outcome(rt, state, _step_row(placed, name, "null"), None)
+    return await checkpoint.record(rt, "null", None)
 
 
 # -- events -----------------------------------------------------------------------------
 
 
 def set_event(key: str, value: Any) -> Coroutine[Any, Any, None]:
+    """``DBOS.set_event``: from a workflow's own code a step; from its step a plain write."""
     refuse_in_transaction("DBOS.set_event()")
     check_text(key, "key")
     workflow_id = _writer_id("set_event")
-    placed = _workflow_step(as_step=True)
-    return _set_event(placed, workflow_id, key, value)
+    return _set_event(next_checkpoint("DBOS.setEvent"), workflow_id, key, value)
 
 
-async def _set_event(
-    placed: tuple[WorkflowState, int] | None, workflow_id: str, key: str, value: Any
-) -> None:
+async def _set_event(checkpoint: Checkpoint | None, workflow_id: str, key: str, value: Any) -> None:
+    """Publish the event; with ``checkpoint`` its step row commits with it."""
     rt = get_runtime()
-    name = "DBOS.setEvent"
-    if placed is not None and placed[1] in placed[0].recorded:
-        replay_step(rt, placed[0], placed[1], name, Any)
+    if checkpoint is not None and checkpoint.recorded:
+        checkpoint.replay(rt)
         return
     data = rt.codec.dumps(value, f"value of event {key!r}")
-    step = _step_row(placed, name, "null") if placed else None
+    step = checkpoint.row(output="null") if checkpoint is not None else None
     await rt.sysdb.set_event(workflow_id, key, data, step)
-    if placed is not None and step is not None:
-        placed[0].recorded[step.function_id] = step
+    if checkpoint is not None and step is not None:
+        checkpoint.adopt(step)
     rt.notifier.notify(notification_key("event", workflow_id, key))
 
 
-def get_event(
-    workflow_id: str, key: str, timeout_seconds: float = 60, *, runtime: Runtime | None = None
-) -> Coroutine[Any, Any, Any]:
+def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Coroutine[Any, Any, Any]:
+    """``DBOS.get_event``: from a workflow's own code a step (a re-run gets the value this
+    run got); from a step or outside workflows a plain wait (``wait_for_event``)."""
     check_workflow_id(workflow_id)
     check_text(key, "key")
     timeout = _check_timeout(timeout_seconds)
-    placed = _workflow_step(as_step=runtime is None)
-    return _get_event(runtime, placed, workflow_id, key, timeout)
+    checkpoint = next_checkpoint("DBOS.getEvent")
+    if checkpoint is None:
+        return _with_runtime(_get_event, workflow_id, key, timeout)
+    return _get_event_step(checkpoint, workflow_id, key, timeout)
 
 
-async def _get_event(
-    runtime: Runtime | None,
-    placed: tuple[WorkflowState, int] | None,
-    workflow_id: str,
-    key: str,
-    seconds: float,
+def wait_for_event(
+    rt: Runtime, workflow_id: str, key: str, timeout_seconds: float = 60
+) -> Coroutine[Any, Any, Any]:
+    """The latest value of a workflow's event, waiting for it up to ``timeout_seconds``
+    (None on timeout); not a step (``DBOSClient.get_event``)."""
+    check_workflow_id(workflow_id)
+    check_text(key, "key")
+    return _get_event(rt, workflow_id, key, _check_timeout(timeout_seconds))
+
+
+async def _get_event(rt: Runtime, workflow_id: str, key: str, seconds: float) -> Any:
+    return rt.codec.loads(await _event_data(rt, workflow_id, key, seconds))
+
+
+async def _get_event_step(
+    checkpoint: Checkpoint, workflow_id: str, key: str, seconds: float
 ) -> Any:
-    rt = runtime or get_runtime()
-    name = "DBOS.getEvent"
-    if placed is not None and placed[1] in placed[0].recorded:
-        return replay_step(rt, placed[0], placed[1], name, Any)
+    rt = get_runtime()
+    if checkpoint.recorded:
+        return checkpoint.replay(rt)
+    data = await _event_data(rt, workflow_id, key, seconds)
+    value = rt.codec.loads(data)
+    return await checkpoint.record(rt, data if data is not None else "null", value)
+
+
+async def _event_data(rt: Runtime, workflow_id: str, key: str, seconds: float) -> str | None:
+    """The event's stored value, waiting up to ``seconds`` for one; None if none came."""
     deadline = time.monotonic() + seconds
     notifier = rt.notifier
     data: str | None = None
@@ -261,35 +273,38 @@ async def _get_event(
                 break
             await notifier.wait(woken, min(remaining, notifier.poll_interval(attempt)))
             attempt += 1
-    value = rt.codec.loads(data)
-    if placed is None:
-        return value
-    row = _step_row(placed, name, data if data is not None else "null")
-    return await record_step_outcome(rt, placed[0], row, value)
+    return data
 
 
-def get_all_events(
-    workflow_id: str, *, runtime: Runtime | None = None
-) -> Coroutine[Any, Any, dict[str, Any]]:
+def get_all_events(workflow_id: str) -> Coroutine[Any, Any, dict[str, Any]]:
+    """``DBOS.get_all_events``: from a workflow's own code a step; elsewhere a plain read
+    (``read_all_events``)."""
     check_workflow_id(workflow_id)
-    placed = _workflow_step(as_step=runtime is None)
-    return _get_all_events(runtime, placed, workflow_id)
+    checkpoint = next_checkpoint("DBOS.getAllEvents")
+    if checkpoint is None:
+        return _with_runtime(_get_all_events, workflow_id)
+    return _get_all_events_step(checkpoint, workflow_id)
 
 
-async def _get_all_events(
-    runtime: Runtime | None, placed: tuple[WorkflowState, int] | None, workflow_id: str
-) -> dict[str, Any]:
-    rt = runtime or get_runtime()
-    name = "DBOS.getAllEvents"
-    if placed is not None and placed[1] in placed[0].recorded:
-        recorded: dict[str, Any] = replay_step(rt, placed[0], placed[1], name, Any)
-        return recorded
+def read_all_events(rt: Runtime, workflow_id: str) -> Coroutine[Any, Any, dict[str, Any]]:
+    """Every event a workflow has published, by key; not a step
+    (``DBOSClient.get_all_events``)."""
+    check_workflow_id(workflow_id)
+    return _get_all_events(rt, workflow_id)
+
+
+async def _get_all_events(rt: Runtime, workflow_id: str) -> dict[str, Any]:
     raw = await rt.sysdb.get_all_events(workflow_id)
-    events = {k: rt.codec.loads(v) for k, v in raw.items()}
-    if placed is None:
-        return events
-    row = _step_row(placed, name, rt.codec.dumps(events, "events"))
-    result: dict[str, Any] = await record_step_outcome(rt, placed[0], row, events)
+    return {k: rt.codec.loads(v) for k, v in raw.items()}
+
+
+async def _get_all_events_step(checkpoint: Checkpoint, workflow_id: str) -> dict[str, Any]:
+    rt = get_runtime()
+    if checkpoint.recorded:
+        recorded: dict[str, Any] = checkpoint.replay(rt)
+        return recorded
+    events = await _get_all_events(rt, workflow_id)
+    result: dict[str, Any] = await checkpoint.record(rt, rt.codec.dumps(events, "events"), events)
     return result
 
 
@@ -300,44 +315,47 @@ def write_stream(key: str, value: Any) -> Coroutine[Any, Any, None]:
     refuse_in_transaction("DBOS.write_stream()")
     check_text(key, "key")
     workflow_id = _writer_id("write_stream")
-    return _write_stream(_workflow_step(as_step=True), workflow_id, key, value, False)
+    checkpoint = next_checkpoint("DBOS.writeStream")
+    return _write_stream(checkpoint, workflow_id, key, value, False)
 
 
 def close_stream(key: str) -> Coroutine[Any, Any, None]:
     refuse_in_transaction("DBOS.close_stream()")
     check_text(key, "key")
     workflow_id = _writer_id("close_stream")
-    return _write_stream(_workflow_step(as_step=True), workflow_id, key, None, True)
+    checkpoint = next_checkpoint("DBOS.closeStream")
+    return _write_stream(checkpoint, workflow_id, key, None, True)
 
 
 async def _write_stream(
-    placed: tuple[WorkflowState, int] | None,
-    workflow_id: str,
-    key: str,
-    value: Any,
-    closed: bool,
+    checkpoint: Checkpoint | None, workflow_id: str, key: str, value: Any, closed: bool
 ) -> None:
+    """Append the value (or the closing mark); with ``checkpoint`` its step row commits
+    with it."""
     rt = get_runtime()
-    name = "DBOS.closeStream" if closed else "DBOS.writeStream"
-    if placed is not None and placed[1] in placed[0].recorded:
-        replay_step(rt, placed[0], placed[1], name, Any)
+    if checkpoint is not None and checkpoint.recorded:
+        checkpoint.replay(rt)
         return
     data = None if closed else rt.codec.dumps(value, f"value of stream {key!r}")
-    step = _step_row(placed, name, "null") if placed else None
+    step = checkpoint.row(output="null") if checkpoint is not None else None
     await rt.sysdb.write_stream(workflow_id, key, data, closed, step)
-    if placed is not None and step is not None:
-        placed[0].recorded[step.function_id] = step
+    if checkpoint is not None and step is not None:
+        checkpoint.adopt(step)
     rt.notifier.notify(notification_key("stream", workflow_id, key))
 
 
-async def read_stream(
-    workflow_id: str, key: str, *, runtime: Runtime | None = None
-) -> AsyncIterator[Any]:
+async def read_stream(workflow_id: str, key: str) -> AsyncIterator[Any]:
+    """``DBOS.read_stream``: ``stream_values`` of the launched runtime."""
+    async with contextlib.aclosing(stream_values(get_runtime(), workflow_id, key)) as values:
+        async for value in values:
+            yield value
+
+
+async def stream_values(rt: Runtime, workflow_id: str, key: str) -> AsyncGenerator[Any, None]:
     """Every value of the stream, in order, live: it ends when the stream is closed or
-    the writing workflow has ended."""
+    the writing workflow has ended. Not a step (reads are never recorded)."""
     check_workflow_id(workflow_id)
     check_text(key, "key")
-    rt = runtime or get_runtime()
     notifier = rt.notifier
     offset = 0
     wake_keys = (

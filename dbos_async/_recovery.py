@@ -40,7 +40,7 @@ async def recover_pending_workflows(rt: Runtime) -> list[WorkflowHandle[Any]]:
             error = DBOSWorkflowFunctionNotFoundError(row.workflow_id, row.name)
             log.error("cannot recover: %s", error)
             continue
-        limit = info.options["max_recovery_attempts"]
+        limit = info.workflow_options.max_recovery_attempts
         requests.append(RecoveryRequest(row.workflow_id, row.recovery_attempts, limit))
     handles: list[WorkflowHandle[Any]] = []
     for start in range(0, len(requests), _RECOVERY_CHUNK):
@@ -51,7 +51,7 @@ async def recover_pending_workflows(rt: Runtime) -> list[WorkflowHandle[Any]]:
                 log.warning(
                     "workflow %s exceeded its %d recovery attempts and is now %s",
                     claim.row.workflow_id,
-                    registry.workflows[claim.row.name].options["max_recovery_attempts"],
+                    registry.workflows[claim.row.name].workflow_options.max_recovery_attempts,
                     WorkflowStatusString.MAX_RECOVERY_ATTEMPTS_EXCEEDED.value,
                 )
         live = [c.row for c in claims if not c.exceeded]

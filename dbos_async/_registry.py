@@ -9,24 +9,128 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from ._errors import DBOSConfigError
 
-__all__ = ["FunctionInfo", "Registry", "registry"]
+__all__ = [
+    "ISOLATION_LEVELS",
+    "FunctionInfo",
+    "FunctionOptions",
+    "Registry",
+    "StepOptions",
+    "TransactionOptions",
+    "WorkflowOptions",
+    "registry",
+]
+
+ISOLATION_LEVELS = ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED")
+
+OptionsT = TypeVar("OptionsT", bound="FunctionOptions")
+
+
+def _set(options: object, name: str, value: object) -> None:
+    object.__setattr__(options, name, value)  # normalizing a frozen dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowOptions:
+    """``@DBOS.workflow(...)``: how many times recovery may restart it before it is
+    marked MAX_RECOVERY_ATTEMPTS_EXCEEDED."""
+
+    kind: ClassVar[str] = "workflow"
+    max_recovery_attempts: int = 100
+
+    def __post_init__(self) -> None:
+        attempts = self.max_recovery_attempts
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0:
+            raise DBOSConfigError(
+                "@DBOS.workflow(max_recovery_attempts=...) must be a non-negative integer, "
+                f"got {attempts!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class StepOptions:
+    """``@DBOS.step(...)``: with ``retries_allowed``, up to ``max_attempts`` attempts,
+    the n-th retry after ``interval_seconds * backoff_rate ** (n - 1)`` seconds."""
+
+    kind: ClassVar[str] = "step"
+    retries_allowed: bool = False
+    max_attempts: int = 3
+    interval_seconds: float = 1.0
+    backoff_rate: float = 2.0
+
+    def __post_init__(self) -> None:
+        attempts, interval, rate = self.max_attempts, self.interval_seconds, self.backoff_rate
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+            raise DBOSConfigError(f"@DBOS.step(max_attempts=...) must be >= 1, got {attempts!r}")
+        if not isinstance(interval, (int, float)) or interval < 0:
+            raise DBOSConfigError(
+                f"@DBOS.step(interval_seconds=...) must be >= 0, got {interval!r}"
+            )
+        if not isinstance(rate, (int, float)) or rate <= 0:
+            raise DBOSConfigError(f"@DBOS.step(backoff_rate=...) must be > 0, got {rate!r}")
+        _set(self, "retries_allowed", bool(self.retries_allowed))
+        _set(self, "interval_seconds", float(interval))
+        _set(self, "backoff_rate", float(rate))
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionOptions:
+    """``@DBOS.transaction(...)``: the isolation level, one of ``ISOLATION_LEVELS`` (any
+    case; stored upper-case)."""
+
+    kind: ClassVar[str] = "transaction"
+    isolation_level: str = "SERIALIZABLE"
+
+    def __post_init__(self) -> None:
+        given = self.isolation_level
+        level = given.upper() if isinstance(given, str) else given
+        if level not in ISOLATION_LEVELS:
+            raise DBOSConfigError(
+                "@DBOS.transaction(isolation_level=...) must be one of "
+                f"{', '.join(ISOLATION_LEVELS)}; got {given!r}"
+            )
+        _set(self, "isolation_level", level)
+
+
+FunctionOptions = WorkflowOptions | StepOptions | TransactionOptions
 
 
 @dataclass
 class FunctionInfo:
     """A decorated workflow, step or transaction and what the runtime needs of it."""
 
-    kind: str  # "workflow" | "step" | "transaction"
     name: str
     func: Callable[..., Any]
     signature: inspect.Signature
     is_async: bool
-    options: dict[str, Any] = field(default_factory=dict)
+    options: FunctionOptions
     _hints: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def kind(self) -> str:
+        """``"workflow"``, ``"step"`` or ``"transaction"``, after its options."""
+        return self.options.kind
+
+    @property
+    def workflow_options(self) -> WorkflowOptions:
+        return self._options(WorkflowOptions)
+
+    @property
+    def step_options(self) -> StepOptions:
+        return self._options(StepOptions)
+
+    @property
+    def transaction_options(self) -> TransactionOptions:
+        return self._options(TransactionOptions)
+
+    def _options(self, kind: type[OptionsT]) -> OptionsT:
+        options = self.options
+        if not isinstance(options, kind):
+            raise TypeError(f"{self.name!r} is a {self.kind}, not a {kind.kind}")
+        return options
 
     @property
     def hints(self) -> dict[str, Any]:
@@ -49,9 +153,8 @@ class FunctionInfo:
         return f"{self.func.__module__}.{self.func.__qualname__}"
 
 
-def describe(kind: str, name: str, func: Callable[..., Any], **options: Any) -> FunctionInfo:
+def describe(name: str, func: Callable[..., Any], options: FunctionOptions) -> FunctionInfo:
     return FunctionInfo(
-        kind=kind,
         name=name,
         func=func,
         signature=inspect.signature(func),

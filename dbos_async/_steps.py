@@ -16,74 +16,29 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from ._checkpoint import Checkpoint, next_checkpoint
+from ._clock import now_ms
 from ._context import (
     StepFrame,
     WorkflowState,
     current_sql_connection,
     current_step,
-    current_workflow,
 )
-from ._errors import (
-    DBOSMaxStepRetriesExceeded,
-    DBOSUnexpectedStepError,
-    DBOSWorkflowCancelledError,
-)
+from ._errors import DBOSMaxStepRetriesExceeded, DBOSWorkflowCancelledError
 from ._registry import FunctionInfo
-from ._runtime import Runtime, get_runtime
-from .sysdb import StepRow, TransactionConflict
+from ._runtime import get_runtime
+from .sysdb import TransactionConflict
 
 __all__ = [
     "SLEEP_STEP_NAME",
     "call_step",
     "call_transaction",
     "durable_sleep",
-    "record_step_outcome",
-    "replay_step",
 ]
 
 SLEEP_STEP_NAME = "DBOS.sleep"
 
 T = TypeVar("T")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _in_workflow() -> WorkflowState | None:
-    """The workflow a step called now belongs to; None outside workflows and inside steps
-    (a step called from a step is part of the outer step)."""
-    state = current_workflow.get()
-    if state is None or current_step.get() is not None:
-        return None
-    return state
-
-
-def replay_step(rt: Runtime, state: WorkflowState, step_id: int, name: str, hint: Any) -> Any:
-    """The recorded outcome at ``step_id``: return its output or raise its error."""
-    row = state.recorded[step_id]
-    if row.function_name != name:
-        raise DBOSUnexpectedStepError(state.workflow_id, step_id, name, row.function_name)
-    if row.error is not None:
-        raise rt.codec.load_error(row.error)
-    return rt.codec.loads(row.output, hint)
-
-
-async def record_step_outcome(rt: Runtime, state: WorkflowState, row: StepRow, value: Any) -> Any:
-    """Record a step that produced ``value``; if another run recorded this step ID first,
-    its outcome wins."""
-    replaced, other = await _record(rt, state, row, Any)
-    return other if replaced else value
-
-
-async def _record(rt: Runtime, state: WorkflowState, row: StepRow, hint: Any) -> tuple[bool, Any]:
-    """Record a step; if another run recorded this step ID first, its outcome wins:
-    returns ``(True, value)`` (or raises its error) in that case."""
-    stored = await rt.journal.record_step(row)
-    if stored is row:
-        return False, None
-    state.recorded[row.function_id] = stored
-    return True, replay_step(rt, state, row.function_id, row.function_name, hint)
 
 
 async def _invoke(info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -115,110 +70,92 @@ async def _as_body(state: WorkflowState, run: Coroutine[Any, Any, T]) -> T:
 async def _attempts(
     state: WorkflowState, info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    opts = info.options
-    if not opts["retries_allowed"]:
+    opts = info.step_options
+    if not opts.retries_allowed:
         return await _invoke(info, args, kwargs)
     errors: list[BaseException] = []
-    for attempt in range(opts["max_attempts"]):
+    for attempt in range(opts.max_attempts):
         try:
             return await _invoke(info, args, kwargs)
         except Exception as exc:
             errors.append(exc)
-            if attempt + 1 < opts["max_attempts"]:
+            if attempt + 1 < opts.max_attempts:
                 with state.between_attempts():  # a cancel stops the workflow here
-                    await asyncio.sleep(opts["interval_seconds"] * opts["backoff_rate"] ** attempt)
-    raise DBOSMaxStepRetriesExceeded(info.name, opts["max_attempts"], errors) from errors[-1]
+                    await asyncio.sleep(opts.interval_seconds * opts.backoff_rate**attempt)
+    raise DBOSMaxStepRetriesExceeded(info.name, opts.max_attempts, errors) from errors[-1]
 
 
 def call_step(
     info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Coroutine[Any, Any, Any]:
-    state = _in_workflow()
-    if state is None:
+    checkpoint = next_checkpoint(info.name, info.return_hint)
+    if checkpoint is None:
         return _plain_step(info, args, kwargs)
-    return _as_body(state, _run_step(state, state.take_step_id(), info, args, kwargs))
+    return _as_body(checkpoint.state, _run_step(checkpoint, info, args, kwargs))
 
 
 async def _run_step(
-    state: WorkflowState,
-    step_id: int,
-    info: FunctionInfo,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
+    checkpoint: Checkpoint, info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     rt = get_runtime()
-    hint = info.return_hint
-    if step_id in state.recorded:
-        return replay_step(rt, state, step_id, info.name, hint)
-    started = _now_ms()
+    if checkpoint.recorded:
+        return checkpoint.replay(rt)
+    state = checkpoint.state
+    started = now_ms()
     try:
-        token = current_step.set(StepFrame(state.workflow_id, step_id))
+        token = current_step.set(StepFrame(state.workflow_id, checkpoint.step_id))
         try:
             value = await _attempts(state, info, args, kwargs)
         finally:
             current_step.reset(token)
         output = rt.codec.dumps(value, f"output of step {info.name!r}")
     except Exception as exc:
-        row = StepRow(
-            state.workflow_id,
-            step_id,
-            info.name,
-            error=rt.codec.dump_error(exc),
-            started_at_epoch_ms=started,
-            completed_at_epoch_ms=_now_ms(),
-        )
-        replaced, other = await _record(rt, state, row, hint)
-        if replaced:
-            return other
-        raise
-    row = StepRow(
-        state.workflow_id,
-        step_id,
-        info.name,
-        output=output,
-        started_at_epoch_ms=started,
-        completed_at_epoch_ms=_now_ms(),
-    )
-    replaced, other = await _record(rt, state, row, hint)
-    return other if replaced else value
+        return await checkpoint.record_error(rt, exc, started)
+    return await checkpoint.record(rt, output, value, started)
 
 
 def call_transaction(
     info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Coroutine[Any, Any, Any]:
-    state = _in_workflow()
-    if state is None:
-        return _run_transaction(None, None, info, args, kwargs)
-    return _as_body(state, _run_transaction(state, state.take_step_id(), info, args, kwargs))
+    checkpoint = next_checkpoint(info.name, info.return_hint)
+    if checkpoint is None:
+        return _run_transaction(None, info, args, kwargs)
+    return _as_body(checkpoint.state, _run_transaction(checkpoint, info, args, kwargs))
 
 
 async def _run_transaction(
-    state: WorkflowState | None,
-    step_id: int | None,
+    checkpoint: Checkpoint | None,
     info: FunctionInfo,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
+    """Run a transaction; in a workflow (``checkpoint`` given) its output commits with it
+    (in the application database) and is then recorded as its step, so it commits once."""
     rt = get_runtime()
-    hint = info.return_hint
-    if state is not None and step_id is not None:
-        if step_id in state.recorded:
-            return replay_step(rt, state, step_id, info.name, hint)
-        if state.replaying:
+    if checkpoint is not None:
+        if checkpoint.recorded:
+            return checkpoint.replay(rt)
+        if checkpoint.state.replaying:
             # Committed before a crash that came before its step row: never run it again.
-            committed = await rt.appdb.get_transaction_output(state.workflow_id, step_id)
+            committed = await rt.appdb.get_transaction_output(
+                checkpoint.state.workflow_id, checkpoint.step_id
+            )
             if committed is not None:
-                return await _finish_transaction(rt, state, step_id, info, committed, hint)
+                return await checkpoint.record_committed(rt, committed)
     output: list[str] = []
 
     def record(value: Any) -> tuple[str, int, str]:
-        assert state is not None and step_id is not None
+        assert checkpoint is not None
         output.append(rt.codec.dumps(value, f"output of transaction {info.name!r}"))
-        return state.workflow_id, step_id, output[-1]
+        return checkpoint.state.workflow_id, checkpoint.step_id, output[-1]
 
     async def body(conn: Any) -> Any:
         sql_token = current_sql_connection.set(conn)
-        frame = StepFrame(state.workflow_id, step_id) if state else current_step.get()
+        frame = (
+            StepFrame(checkpoint.state.workflow_id, checkpoint.step_id)
+            if checkpoint
+            else current_step.get()
+        )
         step_token = current_step.set(frame or StepFrame(None, None))
         try:
             return await info.func(*args, **kwargs)
@@ -226,64 +163,32 @@ async def _run_transaction(
             current_step.reset(step_token)
             current_sql_connection.reset(sql_token)
 
-    started = _now_ms()
+    started = now_ms()
     delay = 0.01
     while True:
         try:
             value = await rt.appdb.run_transaction(
-                body, info.options["isolation_level"], record if state is not None else None
+                body,
+                info.transaction_options.isolation_level,
+                record if checkpoint is not None else None,
             )
             break
         except TransactionConflict:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
-            if state is not None and step_id is not None:
-                committed = await rt.appdb.get_transaction_output(state.workflow_id, step_id)
-                if committed is not None:
-                    return await _finish_transaction(rt, state, step_id, info, committed, hint)
-        except Exception as exc:
-            if state is not None and step_id is not None:
-                row = StepRow(
-                    state.workflow_id,
-                    step_id,
-                    info.name,
-                    error=rt.codec.dump_error(exc),
-                    started_at_epoch_ms=started,
-                    completed_at_epoch_ms=_now_ms(),
+            if checkpoint is not None:
+                committed = await rt.appdb.get_transaction_output(
+                    checkpoint.state.workflow_id, checkpoint.step_id
                 )
-                replaced, other = await _record(rt, state, row, hint)
-                if replaced:
-                    return other
-            raise
-    if state is None or step_id is None:
+                if committed is not None:
+                    return await checkpoint.record_committed(rt, committed)
+        except Exception as exc:
+            if checkpoint is None:
+                raise
+            return await checkpoint.record_error(rt, exc, started)
+    if checkpoint is None:
         return value
-    row = StepRow(
-        state.workflow_id,
-        step_id,
-        info.name,
-        output=output[-1],
-        started_at_epoch_ms=started,
-        completed_at_epoch_ms=_now_ms(),
-    )
-    replaced, other = await _record(rt, state, row, hint)
-    return other if replaced else value
-
-
-async def _finish_transaction(
-    rt: Runtime, state: WorkflowState, step_id: int, info: FunctionInfo, output: str, hint: Any
-) -> Any:
-    now = _now_ms()
-    row = StepRow(
-        state.workflow_id,
-        step_id,
-        info.name,
-        output=output,
-        started_at_epoch_ms=now,
-        completed_at_epoch_ms=now,
-    )
-    stored = await rt.journal.record_step(row)
-    state.recorded[step_id] = stored
-    return replay_step(rt, state, step_id, info.name, hint)
+    return await checkpoint.record(rt, output[-1], value, started)
 
 
 def durable_sleep(seconds: float) -> Coroutine[Any, Any, None]:
@@ -291,28 +196,18 @@ def durable_sleep(seconds: float) -> Coroutine[Any, Any, None]:
     workflow sleeps only what remains; elsewhere a plain ``asyncio.sleep``."""
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError(f"DBOS.sleep() needs a number of seconds, got {seconds!r}")
-    state = _in_workflow()
-    if state is None:
+    checkpoint = next_checkpoint(SLEEP_STEP_NAME, float)
+    if checkpoint is None:
         return asyncio.sleep(seconds)
-    return _sleep(state, state.take_step_id(), float(seconds))
+    return _sleep(checkpoint, float(seconds))
 
 
-async def _sleep(state: WorkflowState, step_id: int, seconds: float) -> None:
+async def _sleep(checkpoint: Checkpoint, seconds: float) -> None:
     rt = get_runtime()
-    if step_id in state.recorded:
-        wake_at = float(replay_step(rt, state, step_id, SLEEP_STEP_NAME, float))
+    if checkpoint.recorded:
+        wake_at = float(checkpoint.replay(rt))
     else:
         wake_at = time.time() + seconds
-        now = _now_ms()
-        row = StepRow(
-            state.workflow_id,
-            step_id,
-            SLEEP_STEP_NAME,
-            output=rt.codec.dumps(wake_at, "wake time"),
-            started_at_epoch_ms=now,
-            completed_at_epoch_ms=now,
-        )
-        replaced, other = await _record(rt, state, row, float)
-        if replaced:
-            wake_at = float(other)
+        # (The wake time another run recorded first, if one did.)
+        wake_at = float(await checkpoint.record(rt, rt.codec.dumps(wake_at, "wake time"), wake_at))
     await asyncio.sleep(max(0.0, wake_at - time.time()))

@@ -102,7 +102,7 @@ async def take_over(rt: Runtime, workflow_id: str) -> None:
     info = registry.workflows.get(row.name)
     if info is None:
         return
-    limit = info.options["max_recovery_attempts"]
+    limit = info.workflow_options.max_recovery_attempts
     claims = await rt.sysdb.claim_for_recovery(
         [RecoveryRequest(workflow_id, row.recovery_attempts, limit)], now_ms()
     )

@@ -236,24 +236,24 @@ class DBOSClient:
         check_text(topic, "topic", optional=True)
         check_text(idempotency_key, "idempotency_key", optional=True)
         rt = await self._rt()
-        await _messaging.send(destination_id, message, topic, idempotency_key, runtime=rt)
+        await _messaging.send_message(rt, destination_id, message, topic, idempotency_key)
 
     async def get_event(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
         check_workflow_id(workflow_id)
         check_text(key, "key")
         rt = await self._rt()
-        return await _messaging.get_event(workflow_id, key, timeout_seconds, runtime=rt)
+        return await _messaging.wait_for_event(rt, workflow_id, key, timeout_seconds)
 
     async def get_all_events(self, workflow_id: str) -> dict[str, Any]:
         check_workflow_id(workflow_id)
         rt = await self._rt()
-        return await _messaging.get_all_events(workflow_id, runtime=rt)
+        return await _messaging.read_all_events(rt, workflow_id)
 
     async def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
         check_workflow_id(workflow_id)
         check_text(key, "key")
         rt = await self._rt()
-        async for value in _messaging.read_stream(workflow_id, key, runtime=rt):
+        async for value in _messaging.stream_values(rt, workflow_id, key):
             yield value
 
     enqueue_async = enqueue

@@ -1,0 +1,128 @@
+"""The checkpoint of one workflow step: the one place a step's outcome is recorded and
+handed back to its workflow. Steps, transactions, ``DBOS.sleep`` and the messaging calls
+(send, recv, events, streams) all go through it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._clock import now_ms
+from ._context import WorkflowState, current_step, current_workflow
+from ._errors import DBOSUnexpectedStepError
+from ._runtime import Runtime
+from .sysdb import StepRow
+
+__all__ = ["Checkpoint", "next_checkpoint"]
+
+
+def next_checkpoint(name: str, hint: Any = Any) -> Checkpoint | None:
+    """The checkpoint of the next step of the workflow whose own code runs here, its step
+    ID taken now (at call time, so concurrent calls in ``asyncio.gather`` number in call
+    order; a cancelled workflow raises here). None outside workflows and inside a step:
+    a call made from a step is part of that step, not a step of its own."""
+    state = current_workflow.get()
+    if state is None or current_step.get() is not None:
+        return None
+    return Checkpoint(state, state.take_step_id(), name, hint)
+
+
+class Checkpoint:
+    """Step ``step_id`` of the workflow ``state``, named ``name``: replay what an earlier
+    run recorded there, or record what this run produced and hand back the outcome that
+    counts. The contract (rules 1, 2 and 4 of docs/architecture.md):
+
+    * **Replay, never rerun.** If an earlier run recorded this step ID (``recorded``), the
+      step does not run again: ``replay`` returns its output (decoded with ``hint``) or
+      raises its error, after checking the name recorded there is ``name`` (else
+      ``DBOSUnexpectedStepError``: the workflow code is not deterministic).
+    * **Durable first.** ``record``, ``record_error`` and ``record_committed`` write the
+      row through the journal and return only once the batch holding it has committed,
+      so no outcome reaches the workflow before its checkpoint is durable. They add no
+      round trip and no await beyond the journal's.
+    * **The first recorded row wins.** The journal keeps a step ID's first row and
+      answers a later write with it. If another run of this workflow (a concurrent
+      recovery or resume) recorded the step first, its row is kept in ``state.recorded``
+      and ITS outcome is handed back (returned, or its error raised) instead of this
+      run's, so every run goes on from the same outcome.
+    * **Rows written with the step's own write.** send, set_event, write_stream and recv
+      commit their step row in the same statement as the message, event or stream value
+      (never through the journal): build it with ``row`` and, once the write has
+      committed, ``adopt`` the row the database holds.
+
+    A transaction's output is also written inside its own application-database
+    transaction; ``record_committed`` covers a commit found there without its step row.
+    """
+
+    __slots__ = ("hint", "name", "state", "step_id")
+
+    def __init__(self, state: WorkflowState, step_id: int, name: str, hint: Any = Any) -> None:
+        self.state = state
+        self.step_id = step_id
+        self.name = name
+        self.hint = hint
+
+    @property
+    def recorded(self) -> bool:
+        """Whether a row is recorded at this step ID (by an earlier run, or adopted)."""
+        return self.step_id in self.state.recorded
+
+    def replay(self, rt: Runtime) -> Any:
+        """The recorded outcome: return its output or raise its error."""
+        row = self.state.recorded[self.step_id]
+        if row.function_name != self.name:
+            raise DBOSUnexpectedStepError(
+                self.state.workflow_id, self.step_id, self.name, row.function_name
+            )
+        if row.error is not None:
+            raise rt.codec.load_error(row.error)
+        return rt.codec.loads(row.output, self.hint)
+
+    def row(
+        self, output: str | None = None, error: str | None = None, started_ms: int | None = None
+    ) -> StepRow:
+        """This step's row, completed now (and started now unless ``started_ms``)."""
+        now = now_ms()
+        return StepRow(
+            self.state.workflow_id,
+            self.step_id,
+            self.name,
+            output=output,
+            error=error,
+            started_at_epoch_ms=now if started_ms is None else started_ms,
+            completed_at_epoch_ms=now,
+        )
+
+    def adopt(self, row: StepRow) -> None:
+        """Take ``row``, committed by the database, as this step's recorded row."""
+        self.state.recorded[self.step_id] = row
+
+    async def record(
+        self, rt: Runtime, output: str, value: Any, started_ms: int | None = None
+    ) -> Any:
+        """Record ``output`` (``value``, serialized) once it is durable; return ``value``,
+        or the outcome of the run that recorded this step first."""
+        row = self.row(output=output, started_ms=started_ms)
+        stored = await rt.journal.record_step(row)
+        if stored is row:
+            return value
+        self.adopt(stored)
+        return self.replay(rt)
+
+    async def record_error(
+        self, rt: Runtime, error: Exception, started_ms: int | None = None
+    ) -> Any:
+        """Record ``error`` as the step's outcome and, once it is durable, raise it; or
+        hand back the outcome of the run that recorded this step first."""
+        row = self.row(error=rt.codec.dump_error(error), started_ms=started_ms)
+        stored = await rt.journal.record_step(row)
+        if stored is row:
+            raise error
+        self.adopt(stored)
+        return self.replay(rt)
+
+    async def record_committed(self, rt: Runtime, output: str) -> Any:
+        """Record the output a transaction committed (found in the application database,
+        its step row missing) and return the recorded outcome, decoded: this run's row or
+        the one another run recorded first. The row is stamped now."""
+        self.adopt(await rt.journal.record_step(self.row(output=output)))
+        return self.replay(rt)
