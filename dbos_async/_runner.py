@@ -225,7 +225,7 @@ async def _create(
             if deadline_ms is not None:
                 arm_enqueued_deadline(rt, workflow_id, deadline_ms)
         if parent is not None:
-            await _record_child(rt, parent, info.name, workflow_id, row.created_at)
+            workflow_id = await _record_child(rt, parent, info.name, workflow_id, row.created_at)
         return WorkflowHandle(rt, workflow_id)
     if parent is None and workflow_id in rt.live:
         # Already running here: attach, as for any existing ID (its name is checked).
@@ -252,20 +252,23 @@ async def _create(
     existing = await rt.journal.insert_workflow(row)
     if existing is not None and existing.name != info.name:
         raise DBOSConflictingWorkflowError(workflow_id, existing.name, info.name)
+    recorded_id = workflow_id
     if parent is not None:
-        await _record_child(rt, parent, info.name, workflow_id, now)
+        recorded_id = await _record_child(rt, parent, info.name, workflow_id, now)
     if existing is None:
         state = WorkflowState(workflow_id, info.name, deadline_ms=deadline_ms)
         _launch(rt, info, state, args, kwargs)
-    return WorkflowHandle(rt, workflow_id)
+    return WorkflowHandle(rt, recorded_id)
 
 
 async def _record_child(
     rt: Runtime, parent: tuple[WorkflowState, int], name: str, child_id: str, started: int
-) -> None:
-    """Record a child's start as the parent's step, so a re-run finds the same child."""
+) -> str:
+    """Record a child's start as the parent's step, so a re-run finds the same child.
+    Returns the child that stands: ``child_id``, or the one another run of the parent
+    recorded at this step first."""
     state, step_id = parent
-    await rt.journal.record_step(
+    stored = await rt.journal.record_step(
         StepRow(
             workflow_id=state.workflow_id,
             function_id=step_id,
@@ -275,6 +278,10 @@ async def _record_child(
             completed_at_epoch_ms=now_ms(),
         )
     )
+    if stored.function_name != name or stored.child_workflow_id is None:
+        raise DBOSUnexpectedStepError(state.workflow_id, step_id, name, stored.function_name)
+    state.recorded[step_id] = stored
+    return stored.child_workflow_id
 
 
 def _launch(

@@ -4,7 +4,10 @@ message, a stream write appends one value."""
 
 from __future__ import annotations
 
+import asyncio
+
 from dbos_async import DBOS, SetWorkflowID
+from dbos_async._decorators import function_info
 from dbos_async._runtime import get_runtime
 from dbos_async.sysdb import StepRow
 
@@ -82,3 +85,35 @@ async def test_transaction__output_committed_by_another_run_wins(
         assert await rw_tx_workflow() == "from-other-run"
     assert TX_BODIES == ["ran"]
     assert await db_fetch(backend, db_url, "SELECT count(*) FROM rw_applied") == [(0,)]
+
+
+rw_gates: dict[str, asyncio.Event] = {}  # made in each test's own event loop
+
+
+@DBOS.workflow()
+async def rw_parent_of_assigned_child() -> str:
+    await rw_gates["go"].wait()
+    with SetWorkflowID(f"{DBOS.workflow_id}-own-child"):
+        handle = await DBOS.start_workflow(rw_target)
+    return handle.workflow_id
+
+
+async def test_child_start__child_recorded_by_another_run_wins(dbos: DBOS) -> None:
+    """A child's start is the parent's step: if another run of the parent recorded that
+    step first (with another child, as a SetWorkflowID inside a workflow may give), this
+    run's handle is to the child recorded there, as a replay would give."""
+    rw_gates["go"] = asyncio.Event()
+    with SetWorkflowID("rw-parent"):
+        parent = await DBOS.start_workflow(rw_parent_of_assigned_child)
+    with SetWorkflowID("rw-winner-child"):
+        await rw_target()
+    info = function_info(rw_target)
+    assert info is not None
+    winner = StepRow(
+        "rw-parent", 1, info.name, child_workflow_id="rw-winner-child", completed_at_epoch_ms=1
+    )
+    await get_runtime().journal.record_step(winner)
+    rw_gates["go"].set()
+    assert await asyncio.wait_for(parent, timeout=30) == "rw-winner-child"
+    steps = await DBOS.list_workflow_steps("rw-parent")
+    assert [s.child_workflow_id for s in steps] == ["rw-winner-child"]
