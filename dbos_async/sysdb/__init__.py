@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .._urls import is_sqlite_url, sqlite_path
+from ._migrations import load_schema_files
 from ._protocol import (
     ApplicationDatabase,
     FinishWorkflow,
@@ -47,9 +49,17 @@ __all__ = [
     "WorkflowRow",
     "Write",
     "WriteResult",
+    "latest_schema_version",
     "notification_key",
     "open_databases",
 ]
+
+
+def latest_schema_version(url: str, component: str) -> int:
+    """The schema version that connecting to ``url`` brings ``component`` ("system": the
+    workflow tables, "app": the transaction outputs) up to, on that URL's backend."""
+    backend = "sqlite" if is_sqlite_url(url) else "postgres"
+    return load_schema_files(backend, component).latest
 
 
 def open_databases(
@@ -73,12 +83,7 @@ def open_databases(
     see ``_sqlite``'s docstring.
     """
     from ._postgres import PostgresApplicationDatabase, PostgresPool, PostgresSystemDatabase
-    from ._sqlite import (
-        SQLiteApplicationDatabase,
-        SQLiteConnection,
-        SQLiteSystemDatabase,
-        sqlite_path,
-    )
+    from ._sqlite import SQLiteApplicationDatabase, SQLiteConnection, SQLiteSystemDatabase
 
     memory: dict[str, SQLiteConnection] = {}
 
@@ -90,7 +95,7 @@ def open_databases(
         return memory[url]
 
     system: SystemDatabase
-    if system_url.startswith("sqlite:"):
+    if is_sqlite_url(system_url):
         system = SQLiteSystemDatabase(sqlite(system_url))
     else:
         system = PostgresSystemDatabase(
@@ -103,7 +108,7 @@ def open_databases(
             )
         )
     app: ApplicationDatabase
-    if app_url.startswith("sqlite:"):
+    if is_sqlite_url(app_url):
         app = SQLiteApplicationDatabase(sqlite(app_url))
     else:
         app = PostgresApplicationDatabase(

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     _Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
 from .._errors import DBOSConnectionError
+from .._urls import redact_url
 from ._migrations import load_schema_files
 from ._pg_errors import (
     drop_if_broken,
@@ -196,14 +197,6 @@ _ISOLATION = {
 }
 
 
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _workflow_row(r: Any) -> WorkflowRow:
     return WorkflowRow(*r)
 
@@ -349,7 +342,7 @@ class PostgresPool:
     def pool(self) -> asyncpg.Pool:
         if self._pool is None or self._closing:
             raise DBOSConnectionError(
-                f"the connection pool to {_redact(self.url)} is closed "
+                f"the connection pool to {redact_url(self.url)} is closed "
                 "(DBOS is not launched, or is shutting down)"
             )
         return self._pool
@@ -394,7 +387,7 @@ class PostgresPool:
                 if not self.create_missing:
                     raise DBOSConnectionError(
                         f"database {urlsplit(self.url).path.lstrip('/')!r} does not exist at "
-                        f"{_redact(self.url)}"
+                        f"{redact_url(self.url)}"
                     ) from exc
                 if created_db:
                     raise
@@ -405,12 +398,12 @@ class PostgresPool:
                 if not is_transient(exc):
                     if isinstance(exc, asyncpg.PostgresError):
                         raise DBOSConnectionError(
-                            f"cannot connect to Postgres at {_redact(self.url)}: {exc}"
+                            f"cannot connect to Postgres at {redact_url(self.url)}: {exc}"
                         ) from exc
                     raise
                 if time.monotonic() + delay >= deadline:
                     raise DBOSConnectionError(
-                        f"cannot reach Postgres at {_redact(self.url)} within "
+                        f"cannot reach Postgres at {redact_url(self.url)} within "
                         f"{self.connect_timeout:g}s: {type(exc).__name__}: {exc}"
                     ) from exc
             await asyncio.sleep(delay)
@@ -476,7 +469,7 @@ class PostgresPool:
             try:
                 if held:
                     if self._closing:  # (the held connection must not reopen)
-                        raise DBOSConnectionError(f"the pool to {_redact(self.url)} is closed")
+                        raise DBOSConnectionError(f"the pool to {redact_url(self.url)} is closed")
                     async with self._held_lock:
                         return await self._on_held(op)
                 async with self.pool.acquire() as conn:
@@ -490,7 +483,7 @@ class PostgresPool:
             except Exception as exc:
                 if self._closing or is_pool_closed(exc):
                     raise DBOSConnectionError(
-                        f"the connection pool to {_redact(self.url)} was closed "
+                        f"the connection pool to {redact_url(self.url)} was closed "
                         f"(DBOS is shutting down): {type(exc).__name__}: {exc}"
                     ) from exc
                 if not is_transient(exc):

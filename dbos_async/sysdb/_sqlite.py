@@ -57,6 +57,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from .._errors import DBOSConnectionError, DBOSException
+from .._urls import sqlite_path
 from ._migrations import load_schema_files, split_statements
 from ._protocol import (
     STEP_COLUMNS,
@@ -146,11 +147,6 @@ _INSERT_TX_OUTPUT = (
 _GET_TX_OUTPUT = (
     "SELECT output FROM dbos_transaction_outputs WHERE workflow_uuid = ? AND function_id = ?"
 )
-
-
-def sqlite_path(url: str) -> str:
-    """The file path of a ``sqlite:///path`` URL (``sqlite:////abs/path`` for absolute)."""
-    return url[len("sqlite:///") :]
 
 
 def is_busy(exc: BaseException) -> bool:
