@@ -1,31 +1,37 @@
-"""System and application databases: one interface (``_protocol``), two backends."""
+"""System and application databases: one interface (``_protocol``), two backends.
+
+What the engine and the CLI use is exported here; the backend modules are imported only
+when ``open_databases`` builds one, and import nothing from this package's ``__init__``.
+"""
 
 from __future__ import annotations
 
 from .._urls import is_sqlite_url, sqlite_path
+from ._keys import notification_key, parse_notification_key
 from ._migrations import load_schema_files
 from ._protocol import (
     ApplicationDatabase,
+    ManagementDatabase,
+    MessagingDatabase,
+    QueueDatabase,
+    SystemDatabase,
+    TransactionConflict,
+)
+from ._rows import (
     FinishWorkflow,
     InsertWorkflow,
-    ManagementDatabase,
     MessageRow,
-    MessagingDatabase,
     QueueClaim,
-    QueueDatabase,
     QueueInfo,
     RecordStep,
     RecoveryClaim,
     RecoveryRequest,
     StepRow,
     StreamEntry,
-    SystemDatabase,
-    TransactionConflict,
     WorkflowQuery,
     WorkflowRow,
     Write,
     WriteResult,
-    notification_key,
 )
 
 __all__ = [
@@ -52,6 +58,7 @@ __all__ = [
     "latest_schema_version",
     "notification_key",
     "open_databases",
+    "parse_notification_key",
 ]
 
 

@@ -9,16 +9,19 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from .._errors import DBOSConflictingWorkflowError
+from ._columns import WORKFLOW_COLUMNS, column_list, workflow_params
+from ._columns import workflow_row as _row
+from ._keys import notification_key
 from ._pg_messaging import CHANNEL
-from ._protocol import WORKFLOW_COLUMNS, WorkflowQuery, WorkflowRow, notification_key
 from ._results import deduplicated, is_our_insert
+from ._rows import WorkflowQuery, WorkflowRow
 
 if TYPE_CHECKING:
     from ._postgres import PostgresPool
 
 __all__ = ["PostgresManagement"]
 
-_COLS = WORKFLOW_COLUMNS
+_COLS = column_list(WORKFLOW_COLUMNS)
 _LIST_WHERE = (
     "SELECT " + _COLS + " FROM dbos_async.workflow_status"
     " WHERE ($1::text[] IS NULL OR workflow_uuid = ANY($1::text[]))"
@@ -59,7 +62,7 @@ _RESUMED = (
 )
 _INSERT = (
     "INSERT INTO dbos_async.workflow_status (" + _COLS + ") VALUES "
-    "(" + ", ".join(f"${i}" for i in range(1, _COLS.count(",") + 2)) + ")"
+    "(" + ", ".join(f"${i}" for i in range(1, len(WORKFLOW_COLUMNS) + 1)) + ")"
     " ON CONFLICT (workflow_uuid) DO NOTHING RETURNING 1"
 )
 _COPY_STEPS = (
@@ -74,10 +77,6 @@ _CANCELLED_AMONG = (
     " LEFT JOIN dbos_async.workflow_status AS w ON w.workflow_uuid = k.id"
     " WHERE w.workflow_uuid IS NULL OR w.status = 'CANCELLED'"
 )
-
-
-def _row(r: Any) -> WorkflowRow:
-    return WorkflowRow(*r)
 
 
 class PostgresManagement:
@@ -149,7 +148,7 @@ class PostgresManagement:
             nonlocal attempts
             attempts += 1
             async with conn.transaction():
-                if await conn.fetchval(_INSERT, *row.params()) is None:
+                if await conn.fetchval(_INSERT, *workflow_params(row)) is None:
                     stored = _row(await conn.fetchrow(_GET, row.workflow_id))
                     if attempts > 1 and is_our_insert(row, stored):
                         return  # the first attempt committed; its reply was lost

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from .._errors import DBOSNonExistentWorkflowError
+from ._columns import STEP_COLUMNS, column_list
+from ._keys import notification_key
 from ._pg_errors import is_transient
-from ._protocol import STEP_COLUMNS, MessageRow, StepRow, StreamEntry, notification_key
+from ._rows import MessageRow, StepRow, StreamEntry
 
 if TYPE_CHECKING:
     from ._postgres import PostgresPool
@@ -50,7 +52,7 @@ _SEND = (
 # The function (in the schema) takes the step row before it consumes, so a repeat finds
 # the step recorded and consumes nothing more.
 _RECEIVE = (
-    "SELECT " + STEP_COLUMNS + " FROM dbos_async.receive_message($1::text, $2::text,"
+    "SELECT " + column_list(STEP_COLUMNS) + " FROM dbos_async.receive_message($1::text, $2::text,"
     " $3::int, $4::text, $5::bigint)"
 )
 _SET_EVENT = (

@@ -15,23 +15,19 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._errors import DBOSException
+from ._columns import WORKFLOW_COLUMNS, column_list, workflow_params
+from ._keys import notification_key
 from ._pg_messaging import CHANNEL
-from ._protocol import (
-    WORKFLOW_COLUMNS,
-    QueueClaim,
-    QueueInfo,
-    WorkflowRow,
-    notification_key,
-)
 from ._results import deduplicated, insert_result
+from ._rows import QueueClaim, QueueInfo, WorkflowRow
 
 if TYPE_CHECKING:
     from ._postgres import PostgresPool
 
 __all__ = ["PostgresQueues"]
 
-_COLS = WORKFLOW_COLUMNS
-_N = _COLS.count(",") + 1
+_COLS = column_list(WORKFLOW_COLUMNS)
+_N = len(WORKFLOW_COLUMNS)
 
 _ENQUEUE = (
     "WITH ins AS (INSERT INTO dbos_async.workflow_status ("
@@ -96,7 +92,7 @@ class PostgresQueues:
             nonlocal attempts
             retry = attempts > 0
             attempts += 1
-            if await conn.fetch(_ENQUEUE, *row.params(), wake):
+            if await conn.fetch(_ENQUEUE, *workflow_params(row), wake):
                 return None
             stored = await conn.fetchrow(_GET, row.workflow_id)
             if stored is not None:

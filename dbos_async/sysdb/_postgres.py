@@ -29,6 +29,15 @@ if TYPE_CHECKING:
 
 from .._errors import DBOSConnectionError
 from .._urls import redact_url
+from ._columns import (
+    STEP_COLUMNS,
+    WORKFLOW_COLUMNS,
+    column_list,
+    step_params,
+    workflow_params,
+)
+from ._columns import step_row as _step_row
+from ._columns import workflow_row as _workflow_row
 from ._migrations import load_schema_files
 from ._pg_errors import (
     drop_if_broken,
@@ -40,21 +49,19 @@ from ._pg_errors import (
 from ._pg_management import PostgresManagement
 from ._pg_messaging import CHANNEL, PostgresListener, PostgresMessaging
 from ._pg_queues import PostgresQueues
-from ._protocol import (
-    STEP_COLUMNS,
-    WORKFLOW_COLUMNS,
+from ._protocol import TransactionConflict
+from ._results import finish_result, insert_result, step_result
+from ._rows import (
     FinishWorkflow,
     InsertWorkflow,
     RecordStep,
     RecoveryClaim,
     RecoveryRequest,
     StepRow,
-    TransactionConflict,
     WorkflowRow,
     Write,
     WriteResult,
 )
-from ._results import finish_result, insert_result, step_result
 
 __all__ = ["PostgresApplicationDatabase", "PostgresPool", "PostgresSystemDatabase"]
 
@@ -64,8 +71,8 @@ T = TypeVar("T")
 _MIGRATION_LOCK = 0x64626F735F61  # advisory lock key serializing schema migrations
 _CLOSE_TIMEOUT = 5.0  # seconds a pool may take to close gracefully
 
-_COLS = WORKFLOW_COLUMNS
-_STEP_COLS = STEP_COLUMNS
+_COLS = column_list(WORKFLOW_COLUMNS)
+_STEP_COLS = column_list(STEP_COLUMNS)
 
 #: The Postgres type of each of ``WORKFLOW_COLUMNS`` (for unnest).
 _WORKFLOW_TYPES = (
@@ -197,20 +204,12 @@ _ISOLATION = {
 }
 
 
-def _workflow_row(r: Any) -> WorkflowRow:
-    return WorkflowRow(*r)
-
-
-def _step_row(r: Any) -> StepRow:
-    return StepRow(*r)
-
-
 async def _write_one(conn: _Conn, write: Write, retry: bool) -> WriteResult:
     if isinstance(write, InsertWorkflow):
         row = write.row
         inserted = await conn.fetchval(
             _INSERT_WORKFLOW,
-            *row.params(),
+            *workflow_params(row),
         )
         if inserted is not None:
             return None
@@ -220,7 +219,7 @@ async def _write_one(conn: _Conn, write: Write, retry: bool) -> WriteResult:
         step = write.step
         inserted = await conn.fetchval(
             _INSERT_STEP,
-            *step.params(),
+            *step_params(step),
         )
         if inserted is not None:
             return step

@@ -58,21 +58,28 @@ import aiosqlite
 
 from .._errors import DBOSConnectionError, DBOSException
 from .._urls import sqlite_path
-from ._migrations import load_schema_files, split_statements
-from ._protocol import (
+from ._columns import (
     STEP_COLUMNS,
     WORKFLOW_COLUMNS,
+    column_list,
+    step_params,
+    workflow_params,
+)
+from ._columns import step_row as _step_row
+from ._columns import workflow_row as _workflow_row
+from ._migrations import load_schema_files, split_statements
+from ._protocol import TransactionConflict
+from ._results import finish_result, insert_result, step_result
+from ._rows import (
     InsertWorkflow,
     RecordStep,
     RecoveryClaim,
     RecoveryRequest,
     StepRow,
-    TransactionConflict,
     WorkflowRow,
     Write,
     WriteResult,
 )
-from ._results import finish_result, insert_result, step_result
 from ._sqlite_management import SQLiteManagement
 from ._sqlite_messaging import SQLiteMessaging
 from ._sqlite_queues import SQLiteQueues
@@ -100,11 +107,11 @@ _RETRY_MAX = 0.2
 #: A write waiting this long on another process is logged (once per write).
 _WARN_AFTER = 30.0
 
-_COLS = WORKFLOW_COLUMNS
-_STEP_COLS = STEP_COLUMNS
+_COLS = column_list(WORKFLOW_COLUMNS)
+_STEP_COLS = column_list(STEP_COLUMNS)
 _INSERT_WORKFLOW = (
     "INSERT INTO dbos_workflow_status (" + _COLS + ") VALUES "
-    "(" + ", ".join("?" * (_COLS.count(",") + 1)) + ") "
+    "(" + ", ".join("?" * len(WORKFLOW_COLUMNS)) + ") "
     "ON CONFLICT (workflow_uuid) DO NOTHING"
 )
 _GET_WORKFLOW = "SELECT " + _COLS + " FROM dbos_workflow_status WHERE workflow_uuid = ?"
@@ -369,21 +376,13 @@ async def _retry_busy(attempt: Callable[[], Awaitable[T]], path: str) -> T:
         delay = min(delay * 2, _RETRY_MAX)
 
 
-def _workflow_row(r: Any) -> WorkflowRow:
-    return WorkflowRow(*r)
-
-
-def _step_row(r: Any) -> StepRow:
-    return StepRow(*r)
-
-
 async def _write(conn: aiosqlite.Connection, write: Write, retry: bool) -> WriteResult:
     """One write inside a batch's transaction."""
     if isinstance(write, InsertWorkflow):
         row = write.row
         cur = await conn.execute(
             _INSERT_WORKFLOW,
-            row.params(),
+            workflow_params(row),
         )
         if cur.rowcount == 1:
             return None
@@ -394,7 +393,7 @@ async def _write(conn: aiosqlite.Connection, write: Write, retry: bool) -> Write
         step = write.step
         cur = await conn.execute(
             _INSERT_STEP,
-            step.params(),
+            step_params(step),
         )
         if cur.rowcount == 1:
             return step

@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiosqlite
 
-from ._protocol import WORKFLOW_COLUMNS, WorkflowQuery, WorkflowRow
+from ._columns import WORKFLOW_COLUMNS, column_list, workflow_params
+from ._columns import workflow_row as _row
 from ._results import deduplicated
+from ._rows import WorkflowQuery, WorkflowRow
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteConnection
 
 __all__ = ["SQLiteManagement"]
 
-_COLS = WORKFLOW_COLUMNS
+_COLS = column_list(WORKFLOW_COLUMNS)
 _LIST_WHERE = (
     "SELECT " + _COLS + " FROM dbos_workflow_status"
     " WHERE (:ids IS NULL OR workflow_uuid IN (SELECT value FROM json_each(:ids)))"
@@ -52,7 +54,7 @@ _RESUME = (
 )
 _INSERT = (
     "INSERT INTO dbos_workflow_status (" + _COLS + ") VALUES "
-    "(" + ", ".join("?" * (_COLS.count(",") + 1)) + ")"
+    "(" + ", ".join("?" * len(WORKFLOW_COLUMNS)) + ")"
 )
 _COPY_STEPS = (
     "INSERT INTO dbos_operation_outputs (workflow_uuid, function_id, function_name,"
@@ -66,10 +68,6 @@ _CANCELLED_AMONG = (
     " LEFT JOIN dbos_workflow_status AS w ON w.workflow_uuid = k.value"
     " WHERE w.workflow_uuid IS NULL OR w.status = 'CANCELLED'"
 )
-
-
-def _row(r: Any) -> WorkflowRow:
-    return WorkflowRow(*r)
 
 
 class SQLiteManagement:
@@ -131,7 +129,7 @@ class SQLiteManagement:
         async def op(conn: aiosqlite.Connection) -> None:
             await conn.execute(
                 _INSERT,
-                row.params(),
+                workflow_params(row),
             )
             await conn.execute(_COPY_STEPS, (row.workflow_id, source_id, start_step))
 

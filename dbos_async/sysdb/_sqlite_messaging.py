@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import aiosqlite
 
 from .._errors import DBOSNonExistentWorkflowError
-from ._protocol import STEP_COLUMNS, MessageRow, StepRow, StreamEntry
+from ._columns import STEP_COLUMNS, column_list
+from ._rows import MessageRow, StepRow, StreamEntry
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteConnection
@@ -45,7 +46,7 @@ _WRITE_STREAM = (
     " ON CONFLICT (workflow_uuid, write_key) WHERE write_key IS NOT NULL DO NOTHING"
 )
 _GET_STEP = (
-    "SELECT " + STEP_COLUMNS + " FROM dbos_operation_outputs"
+    "SELECT " + column_list(STEP_COLUMNS) + " FROM dbos_operation_outputs"
     " WHERE workflow_uuid = ? AND function_id = ?"
 )
 _READ_STREAM = (

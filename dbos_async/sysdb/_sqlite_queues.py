@@ -14,18 +14,19 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 from .._errors import DBOSException
-from ._protocol import WORKFLOW_COLUMNS, QueueClaim, QueueInfo, WorkflowRow
+from ._columns import WORKFLOW_COLUMNS, column_list, workflow_params
 from ._results import deduplicated, insert_result
+from ._rows import QueueClaim, QueueInfo, WorkflowRow
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteConnection
 
 __all__ = ["SQLiteQueues"]
 
-_COLS = WORKFLOW_COLUMNS
+_COLS = column_list(WORKFLOW_COLUMNS)
 _ENQUEUE = (
     "INSERT INTO dbos_workflow_status (" + _COLS + ") VALUES "
-    "(" + ", ".join("?" * (_COLS.count(",") + 1)) + ") ON CONFLICT DO NOTHING"
+    "(" + ", ".join("?" * len(WORKFLOW_COLUMNS)) + ") ON CONFLICT DO NOTHING"
 )
 _GET = "SELECT " + _COLS + " FROM dbos_workflow_status WHERE workflow_uuid = ?"
 _IN_QUEUE = " WHERE queue_name = :queue AND queue_partition_key IS :partition"
@@ -93,7 +94,7 @@ class SQLiteQueues:
 
     async def enqueue_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
         async def op(conn: aiosqlite.Connection) -> WorkflowRow | None:
-            cur = await conn.execute(_ENQUEUE, row.params())
+            cur = await conn.execute(_ENQUEUE, workflow_params(row))
             if cur.rowcount == 1:
                 return None
             cur = await conn.execute(_GET, (row.workflow_id,))
