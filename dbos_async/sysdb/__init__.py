@@ -87,7 +87,7 @@ def open_databases(
     on meanwhile), except ``:memory:``, where a second connection would see another
     database. Connections to one file share its write lock, so the system role's writes
     queue behind an open transaction body instead of failing ("database is locked"):
-    see ``_sqlite``'s docstring.
+    see ``_sqlite_connection``'s docstring.
     """
     from ._postgres import PostgresApplicationDatabase, PostgresPool, PostgresSystemDatabase
     from ._sqlite import SQLiteApplicationDatabase, SQLiteConnection, SQLiteSystemDatabase
