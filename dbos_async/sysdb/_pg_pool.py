@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     #: A connection lent by the pool, as operations receive it.
     Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
-__all__ = ["Conn", "PostgresPool"]
+__all__ = ["PostgresPool"]
 
 log = logging.getLogger("dbos_async")
 T = TypeVar("T")
