@@ -57,10 +57,10 @@ import aiosqlite
 
 from .._errors import DBOSConnectionError, DBOSException
 from .._urls import sqlite_path
-from ._migrations import load_schema_files, split_statements
+from ._migrations import load_schema_files
 from ._queries import load_queries
 
-__all__ = ["BUSY_TIMEOUT_SECONDS", "SQLiteConnection", "is_busy"]
+__all__ = ["BUSY_TIMEOUT_SECONDS", "SQLiteConnection", "is_busy", "split_statements"]
 
 T = TypeVar("T")
 
@@ -273,6 +273,23 @@ class SQLiteConnection:
             await conn.executemany(Q["record_migration"], [(component, v, now) for v in todo])
 
         await self.write(op)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a schema file into statements (our files hold plain DDL, no procedures)."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in sql.splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        current.append(line)
+        text = "\n".join(current)
+        if sqlite3.complete_statement(text):
+            statements.append(text.strip())
+            current = []
+    if current and "\n".join(current).strip():
+        raise RuntimeError(f"unterminated SQL statement: {' '.join(current)[:80]}")
+    return statements
 
 
 async def _retry_busy(attempt: Callable[[], Awaitable[T]], path: str) -> T:
