@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from ._errors import DBOSConfigError
 from ._serialization import Serializer, make_serializer
+from ._urls import SQLITE_PREFIX, is_sqlite_url, redact_url
 
 __all__ = ["DBOSConfig", "Settings", "resolve_config", "validate_url"]
 
@@ -44,23 +45,13 @@ class Settings:
     connect_timeout: float
 
 
-def _redacted(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            return url.replace(f":{parts.password}@", ":***@")
-    except ValueError:
-        pass
-    return url
-
-
 def validate_url(url: object, key: str) -> str:
     """Check a database URL, naming the config key and the URL when it is malformed."""
     if not isinstance(url, str) or not url:
         raise DBOSConfigError(f"config {key!r} must be a non-empty string, got {url!r}")
-    shown = _redacted(url)
-    if url.startswith("sqlite:"):
-        if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
+    shown = redact_url(url)
+    if is_sqlite_url(url):
+        if not url.startswith(SQLITE_PREFIX) or len(url) == len(SQLITE_PREFIX):
             raise DBOSConfigError(
                 f"config {key!r}: malformed SQLite URL {shown!r}; "
                 "expected sqlite:///relative/path.sqlite, sqlite:////absolute/path.sqlite "
@@ -110,7 +101,7 @@ def resolve_config(config: DBOSConfig | dict[str, Any] | None) -> Settings:
     elif os.environ.get("DBOS_DATABASE_URL"):
         database_url = validate_url(os.environ["DBOS_DATABASE_URL"], "DBOS_DATABASE_URL")
     else:
-        database_url = f"sqlite:///{name}.sqlite"
+        database_url = f"{SQLITE_PREFIX}{name}.sqlite"
     system_url = (
         validate_url(raw["system_database_url"], "system_database_url")
         if raw.get("system_database_url") is not None

@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
 
-from .sysdb import MessagingDatabase
-from .sysdb._protocol import parse_notification_key
+from .sysdb import MessagingDatabase, parse_notification_key
 
 __all__ = ["Notifier"]
 

@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from dbos_async import DBOS
-from dbos_async.sysdb import _sqlite
+from dbos_async.sysdb import _sqlite_connection
 
-_sqlite.BUSY_TIMEOUT_SECONDS = 0.2
+_sqlite_connection.BUSY_TIMEOUT_SECONDS = 0.2
 
 DB_URL = sys.argv[1]
 WORKDIR = Path(sys.argv[2])

@@ -26,7 +26,7 @@ from dbos_async import (
 )
 from dbos_async._ids import MAX_ID_BYTES, check_text, check_workflow_id
 from dbos_async._messaging import idempotent_message_id
-from dbos_async.sysdb._protocol import notification_key, parse_notification_key
+from dbos_async.sysdb import notification_key, parse_notification_key
 
 counts: Counter[str] = Counter()
 gate = asyncio.Event()

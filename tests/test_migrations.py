@@ -12,9 +12,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from dbos_async.sysdb._migrations import load_schema_files, split_statements
-from dbos_async.sysdb._postgres import PostgresPool
-from dbos_async.sysdb._sqlite import SQLiteConnection
+from dbos_async.sysdb._migrations import load_schema_files
+from dbos_async.sysdb._pg_pool import PostgresPool
+from dbos_async.sysdb._sqlite_connection import SQLiteConnection, split_statements
 
 from .conftest import create_pg_database, drop_pg_database_async, pg_url
 

@@ -23,7 +23,7 @@ import aiosqlite
 import pytest
 
 from dbos_async import DBOS, DBOSException, Queue, WorkflowStatusString
-from dbos_async.sysdb import TransactionConflict, _sqlite
+from dbos_async.sysdb import TransactionConflict, _sqlite, _sqlite_connection
 
 from .test_transactions import db_execute, db_fetch, pg_sql
 
@@ -205,7 +205,7 @@ def _reset() -> None:
 @pytest.fixture
 async def low_busy_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
     """A launched DBOS on a SQLite file whose busy timeout is 0.2 s; yields its URL."""
-    monkeypatch.setattr(_sqlite, "BUSY_TIMEOUT_SECONDS", LOW_BUSY_TIMEOUT)
+    monkeypatch.setattr(_sqlite_connection, "BUSY_TIMEOUT_SECONDS", LOW_BUSY_TIMEOUT)
     url = f"sqlite:///{tmp_path / 'lock.sqlite'}"
     await DBOS.destroy()
     DBOS({"database_url": url, "application_version": "test"})

@@ -10,16 +10,15 @@ from typing import Any
 
 from .._errors import DBOSNonExistentWorkflowError
 from .._status import StepInfo, WorkflowStatus, WorkflowStatusString
+from .._urls import redact_url
 from ..client import DBOSClient
-from ..sysdb import open_databases
-from ..sysdb._migrations import load_schema_files
+from ..sysdb import latest_schema_version, open_databases
 from ._output import (
     NONE,
     Result,
     describe,
     error_text,
     iso_time,
-    redact,
     short,
     status_json,
     step_json,
@@ -220,11 +219,6 @@ async def fork_workflow(client: DBOSClient, args: argparse.Namespace) -> Result:
     return Result(status_json(fork), message)
 
 
-def _schema_version(url: str, component: str) -> int:
-    backend = "sqlite" if url.startswith("sqlite:") else "postgres"
-    return load_schema_files(backend, component).latest
-
-
 async def migrate(urls: DatabaseUrls, args: argparse.Namespace) -> Result:
     """Connect both databases (connecting creates or upgrades their tables), then close."""
     system, app = open_databases(urls.system, urls.database, pool_size=1, connect_timeout=10.0)
@@ -233,13 +227,13 @@ async def migrate(urls: DatabaseUrls, args: argparse.Namespace) -> Result:
             stack.push_async_callback(database.close)  # closing a failed connect is safe
             await database.connect()
     databases = [
-        {"role": "system", "url": redact(urls.system), "schema_version": 0},
-        {"role": "application", "url": redact(urls.database), "schema_version": 0},
+        {"role": "system", "url": redact_url(urls.system), "schema_version": 0},
+        {"role": "application", "url": redact_url(urls.database), "schema_version": 0},
     ]
     for entry, url, component in zip(
         databases, (urls.system, urls.database), ("system", "app"), strict=True
     ):
-        entry["schema_version"] = _schema_version(url, component)
+        entry["schema_version"] = latest_schema_version(url, component)
     lines = [
         f"Database {d['url']} ({d['role']} tables, schema version {d['schema_version']}): "
         "up to date."

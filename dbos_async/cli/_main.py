@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 from .._config import validate_url
 from .._errors import DBOSException
+from .._urls import is_sqlite_url, redact_url, sqlite_path
 from ..client import DBOSClient
-from ..sysdb._sqlite import sqlite_path
 from ._commands import DatabaseUrls
-from ._output import Result, redact
+from ._output import Result
 from ._parser import PROG, build_parser
 
 __all__ = ["main"]
@@ -48,7 +48,7 @@ def _database_urls(args: argparse.Namespace) -> DatabaseUrls:
 
 def _require_sqlite_file(url: str) -> None:
     """Refuse to inspect a SQLite file that is not there: connecting would create it."""
-    if not url.startswith("sqlite:"):
+    if not is_sqlite_url(url):
         return
     path = sqlite_path(url)
     if path != ":memory:" and not os.path.exists(path):
@@ -74,7 +74,7 @@ async def _run(args: argparse.Namespace, urls: DatabaseUrls) -> Result:
 def _message(exc: Exception, urls: DatabaseUrls | None) -> str:
     if isinstance(exc, (CLIError, DBOSException, ValueError)):
         return str(exc)
-    where = f"database {redact(urls.system)}: " if urls is not None else ""
+    where = f"database {redact_url(urls.system)}: " if urls is not None else ""
     return f"{where}{type(exc).__name__}: {exc}"
 
 

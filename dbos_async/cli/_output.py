@@ -13,7 +13,6 @@ import json
 import math
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from .._status import StepInfo, WorkflowStatus
 
@@ -23,7 +22,6 @@ __all__ = [
     "error_json",
     "iso_time",
     "jsonable",
-    "redact",
     "short",
     "status_json",
     "step_json",
@@ -107,15 +105,6 @@ def short(value: Any) -> str:
 
 def error_text(error: BaseException | None) -> str:
     return NONE if error is None else f"{type(error).__name__}: {error}"
-
-
-def redact(url: str) -> str:
-    """A database URL with its password hidden."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return url
-    return url.replace(f":{password}@", ":***@") if password else url
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> str:

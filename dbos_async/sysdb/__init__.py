@@ -1,29 +1,37 @@
-"""System and application databases: one interface (``_protocol``), two backends."""
+"""System and application databases: one interface (``_protocol``), two backends.
+
+What the engine and the CLI use is exported here; the backend modules are imported only
+when ``open_databases`` builds one, and import nothing from this package's ``__init__``.
+"""
 
 from __future__ import annotations
 
+from .._urls import is_sqlite_url, sqlite_path
+from ._keys import notification_key, parse_notification_key
+from ._migrations import load_schema_files
 from ._protocol import (
     ApplicationDatabase,
+    ManagementDatabase,
+    MessagingDatabase,
+    QueueDatabase,
+    SystemDatabase,
+    TransactionConflict,
+)
+from ._rows import (
     FinishWorkflow,
     InsertWorkflow,
-    ManagementDatabase,
     MessageRow,
-    MessagingDatabase,
     QueueClaim,
-    QueueDatabase,
     QueueInfo,
     RecordStep,
     RecoveryClaim,
     RecoveryRequest,
     StepRow,
     StreamEntry,
-    SystemDatabase,
-    TransactionConflict,
     WorkflowQuery,
     WorkflowRow,
     Write,
     WriteResult,
-    notification_key,
 )
 
 __all__ = [
@@ -47,9 +55,18 @@ __all__ = [
     "WorkflowRow",
     "Write",
     "WriteResult",
+    "latest_schema_version",
     "notification_key",
     "open_databases",
+    "parse_notification_key",
 ]
+
+
+def latest_schema_version(url: str, component: str) -> int:
+    """The schema version that connecting to ``url`` brings ``component`` ("system": the
+    workflow tables, "app": the transaction outputs) up to, on that URL's backend."""
+    backend = "sqlite" if is_sqlite_url(url) else "postgres"
+    return load_schema_files(backend, component).latest
 
 
 def open_databases(
@@ -70,15 +87,10 @@ def open_databases(
     on meanwhile), except ``:memory:``, where a second connection would see another
     database. Connections to one file share its write lock, so the system role's writes
     queue behind an open transaction body instead of failing ("database is locked"):
-    see ``_sqlite``'s docstring.
+    see ``_sqlite_connection``'s docstring.
     """
     from ._postgres import PostgresApplicationDatabase, PostgresPool, PostgresSystemDatabase
-    from ._sqlite import (
-        SQLiteApplicationDatabase,
-        SQLiteConnection,
-        SQLiteSystemDatabase,
-        sqlite_path,
-    )
+    from ._sqlite import SQLiteApplicationDatabase, SQLiteConnection, SQLiteSystemDatabase
 
     memory: dict[str, SQLiteConnection] = {}
 
@@ -90,7 +102,7 @@ def open_databases(
         return memory[url]
 
     system: SystemDatabase
-    if system_url.startswith("sqlite:"):
+    if is_sqlite_url(system_url):
         system = SQLiteSystemDatabase(sqlite(system_url))
     else:
         system = PostgresSystemDatabase(
@@ -103,7 +115,7 @@ def open_databases(
             )
         )
     app: ApplicationDatabase
-    if app_url.startswith("sqlite:"):
+    if is_sqlite_url(app_url):
         app = SQLiteApplicationDatabase(sqlite(app_url))
     else:
         app = PostgresApplicationDatabase(

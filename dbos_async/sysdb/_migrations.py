@@ -9,11 +9,10 @@ Components: ``system`` (workflow status, steps) and ``app`` (transaction outputs
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["Migration", "SchemaFiles", "load_schema_files", "split_statements"]
+__all__ = ["Migration", "SchemaFiles", "load_schema_files"]
 
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -53,20 +52,3 @@ def load_schema_files(backend: str, component: str) -> SchemaFiles:
     if versions != list(range(1, len(versions) + 1)):
         raise RuntimeError(f"migrations of {backend}/{component} are not numbered 1..N: {versions}")
     return SchemaFiles(tuple(migrations), schema)
-
-
-def split_statements(sql: str) -> list[str]:
-    """Split a schema file into statements (our files hold plain DDL, no procedures)."""
-    statements: list[str] = []
-    current: list[str] = []
-    for line in sql.splitlines():
-        if not current and (not line.strip() or line.lstrip().startswith("--")):
-            continue
-        current.append(line)
-        text = "\n".join(current)
-        if sqlite3.complete_statement(text):
-            statements.append(text.strip())
-            current = []
-    if current and "\n".join(current).strip():
-        raise RuntimeError(f"unterminated SQL statement: {' '.join(current)[:80]}")
-    return statements

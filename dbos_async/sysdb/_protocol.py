@@ -1,7 +1,8 @@
 """The storage seam: what the engine asks of a database, with no SQL in sight.
 
 Two backends implement it: ``_postgres`` (asyncpg pool) and ``_sqlite`` (aiosqlite).
-Values (inputs, outputs, errors) cross this seam already serialized, as text.
+Values (inputs, outputs, errors) cross this seam already serialized, as text; the values
+themselves are in ``_rows``, the keys waiters wait on in ``_keys``.
 
 Checkpoint writes arrive in batches (``write_batch``), gathered by the step journal from
 every workflow running in the process. Every write is keyed and safe to repeat: a
@@ -13,198 +14,37 @@ simply be retried.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, fields
 from typing import Any, Protocol, TypeVar
 
+from ._rows import (
+    MessageRow,
+    QueueClaim,
+    QueueInfo,
+    RecoveryClaim,
+    RecoveryRequest,
+    StepRow,
+    StreamEntry,
+    WorkflowQuery,
+    WorkflowRow,
+    Write,
+    WriteResult,
+)
+
 __all__ = [
-    "STEP_COLUMNS",
-    "WORKFLOW_COLUMNS",
     "ApplicationDatabase",
-    "FinishWorkflow",
-    "InsertWorkflow",
     "ManagementDatabase",
-    "MessageRow",
     "MessagingDatabase",
-    "QueueClaim",
     "QueueDatabase",
-    "QueueInfo",
-    "RecordStep",
-    "RecoveryClaim",
-    "RecoveryRequest",
-    "StepRow",
-    "StreamEntry",
     "SystemDatabase",
     "TransactionConflict",
-    "WorkflowQuery",
-    "WorkflowRow",
-    "Write",
-    "WriteResult",
-    "notification_key",
-    "parse_notification_key",
 ]
 
 T = TypeVar("T")
 
 
-#: The workflow status table's columns, in the order of ``WorkflowRow``'s fields.
-WORKFLOW_COLUMNS = (
-    "workflow_uuid, status, name, inputs, output, error, executor_id, application_version, "
-    "created_at, updated_at, recovery_attempts, queue_name, parent_workflow_id, forked_from, "
-    "workflow_timeout_ms, workflow_deadline_epoch_ms, priority, deduplication_id, "
-    "queue_partition_key, started_at_epoch_ms, delay_until_epoch_ms"
-)
-
-
-@dataclass
-class WorkflowRow:
-    """A row of the workflow status table; ``inputs``, ``output``, ``error`` are serialized.
-    Its fields are in the order of ``WORKFLOW_COLUMNS``."""
-
-    workflow_id: str
-    status: str
-    name: str
-    inputs: str | None
-    output: str | None
-    error: str | None
-    executor_id: str | None
-    application_version: str | None
-    created_at: int
-    updated_at: int
-    recovery_attempts: int = 0
-    queue_name: str | None = None
-    parent_workflow_id: str | None = None
-    forked_from: str | None = None
-    workflow_timeout_ms: int | None = None
-    workflow_deadline_epoch_ms: int | None = None
-    priority: int = 0
-    deduplication_id: str | None = None
-    queue_partition_key: str | None = None
-    #: When a queue worker claimed it (the limiter counts starts per period).
-    started_at_epoch_ms: int | None = None
-    #: An enqueued workflow is not claimed before this time.
-    delay_until_epoch_ms: int | None = None
-
-    def params(self) -> tuple[Any, ...]:
-        """The values to bind for ``WORKFLOW_COLUMNS``."""
-        return tuple(getattr(self, f.name) for f in fields(self))
-
-
-#: The step output table's columns, in the order of ``StepRow``'s fields.
-STEP_COLUMNS = (
-    "workflow_uuid, function_id, function_name, output, error, child_workflow_id, "
-    "started_at_epoch_ms, completed_at_epoch_ms"
-)
-
-
-@dataclass
-class StepRow:
-    """A recorded step: its output or its error (serialized), or the child it started.
-    Its fields are in the order of ``STEP_COLUMNS``."""
-
-    workflow_id: str
-    function_id: int
-    function_name: str
-    output: str | None = None
-    error: str | None = None
-    child_workflow_id: str | None = None
-    started_at_epoch_ms: int | None = None
-    completed_at_epoch_ms: int | None = None
-
-    def params(self) -> tuple[Any, ...]:
-        """The values to bind for ``STEP_COLUMNS``."""
-        return tuple(getattr(self, f.name) for f in fields(self))
-
-
-@dataclass
-class MessageRow:
-    """A message sent to a workflow. ``message_uuid`` makes the send idempotent."""
-
-    message_uuid: str
-    destination_id: str
-    topic: str
-    message: str
-    created_at: int
-
-
-@dataclass
-class StreamEntry:
-    """One value of a stream (``closed`` marks the end; its value is None)."""
-
-    offset: int
-    value: str | None
-    closed: bool
-
-
-@dataclass
-class WorkflowQuery:
-    """Filters of ``list_workflows``; None means no filter. Times are epoch ms."""
-
-    workflow_ids: list[str] | None = None
-    statuses: list[str] | None = None
-    name: str | None = None
-    start_ms: int | None = None
-    end_ms: int | None = None
-    queue_name: str | None = None
-    parent_workflow_id: str | None = None
-    queued_only: bool = False
-    limit: int | None = None
-    offset: int | None = None
-    sort_desc: bool = False
-
-
-@dataclass
-class RecoveryRequest:
-    """A workflow to claim for recovery, as ``pending_workflows`` saw it."""
-
-    workflow_id: str
-    seen_attempts: int
-    max_attempts: int
-
-
-@dataclass
-class RecoveryClaim:
-    """The outcome of claiming a PENDING workflow for recovery."""
-
-    row: WorkflowRow
-    #: True if the claim pushed the workflow past its limit: it is now dead-lettered.
-    exceeded: bool
-
-
 class TransactionConflict(Exception):
     """A backend's translation of a retryable failure (serialization failure, deadlock,
     database busy); the engine retries the transaction."""
-
-
-@dataclass
-class InsertWorkflow:
-    """Insert a workflow status row unless its ID exists. Result: ``None`` if inserted,
-    else the stored row."""
-
-    row: WorkflowRow
-
-
-@dataclass
-class RecordStep:
-    """Insert a step row unless one exists at its ID. Result: the stored row (``step``
-    itself when this write stored it)."""
-
-    step: StepRow
-
-
-@dataclass
-class FinishWorkflow:
-    """Record the outcome of a PENDING workflow. Result: False if it was no longer
-    PENDING."""
-
-    workflow_id: str
-    status: str
-    output: str | None
-    error: str | None
-    updated_at: int
-
-
-Write = InsertWorkflow | RecordStep | FinishWorkflow
-WriteResult = WorkflowRow | StepRow | bool | None
 
 
 class MessagingDatabase(Protocol):
@@ -251,29 +91,6 @@ class MessagingDatabase(Protocol):
         """Tell the other processes' listeners about ``key`` (nothing without push)."""
 
 
-def notification_key(kind: str, workflow_id: str, key: str) -> str:
-    """What waiters wait on: ``f"{kind}<US>{workflow_id}<US>{key}"`` (US is U+001F).
-    ``kind`` is "msg" (key: the topic), "event" or "stream" (key: the event or stream
-    key), "end", "cancel" or "run" (no key), or "queue" (a queue name in the workflow ID's
-    place, no key; the Postgres backend builds that one in SQL as
-    ``'queue' || chr(31) || queue_name || chr(31)``).
-
-    Unambiguous: kinds are fixed words and workflow IDs and queue names have no control
-    characters (``dbos_async._ids``), so the first two separators are always these two,
-    and the key, which may contain anything, is the rest (``parse_notification_key``)."""
-    return f"{kind}\x1f{workflow_id}\x1f{key}"
-
-
-def parse_notification_key(value: str) -> tuple[str, str, str] | None:
-    """``(kind, workflow_id, key)`` of a key ``notification_key`` made; None if ``value``
-    is not one."""
-    kind, sep, rest = value.partition("\x1f")
-    workflow_id, sep2, key = rest.partition("\x1f")
-    if not sep or not sep2:
-        return None
-    return kind, workflow_id, key
-
-
 class ManagementDatabase(Protocol):
     """What operators need: listing, cancelling, resuming and forking workflows."""
 
@@ -301,38 +118,6 @@ class ManagementDatabase(Protocol):
 
     async def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
         """Which of these workflows are CANCELLED (or no longer exist)."""
-
-
-@dataclass
-class QueueInfo:
-    """A queue as the processes that declared it registered it (limits as declared)."""
-
-    name: str
-    concurrency: int | None = None
-    worker_concurrency: int | None = None
-    limiter_limit: int | None = None
-    limiter_period_seconds: float | None = None
-    priority_enabled: bool = False
-    partition_queue: bool = False
-
-
-@dataclass
-class QueueClaim:
-    """What a worker may claim from a queue (or one partition of it) in one poll."""
-
-    queue_name: str
-    #: The partition polled; None for a queue without partitions.
-    partition_key: str | None
-    executor_id: str
-    app_version: str
-    now_ms: int
-    #: At most this many (the worker's free capacity).
-    max_count: int
-    #: Global limits, counted across all processes: running workflows, and starts
-    #: within the last ``period_ms``.
-    concurrency: int | None = None
-    limit: int | None = None
-    period_ms: int | None = None
 
 
 class QueueDatabase(Protocol):

@@ -8,7 +8,7 @@ other writer's row, which wins.
 from __future__ import annotations
 
 from .._errors import DBOSQueueDeduplicatedError
-from ._protocol import FinishWorkflow, StepRow, WorkflowRow
+from ._rows import FinishWorkflow, StepRow, WorkflowRow
 
 __all__ = [
     "deduplicated",

@@ -1,419 +1,78 @@
-"""SQLite backend: the embedded default, one aiosqlite connection per database role.
+"""SQLite backend: the system and application databases, each on one ``SQLiteConnection``.
 
-One file, one writer. SQLite lets one transaction at a time write a file, and by default
-the application's tables (``@DBOS.transaction`` bodies, on the application connection)
-and the runtime's own tables (checkpoints, messages, queue claims, on the system
-connection) share one file. The rules that make that safe:
-
-- **Writes queue on the event loop, per file.** Every ``BEGIN IMMEDIATE`` section on a
-  file, whichever connection runs it, first takes one ``asyncio.Lock`` shared by every
-  connection of this process (and event loop) to that file. So while a transaction body
-  is open, checkpoint writes of other workflows wait their turn on the loop, however long
-  the body takes, instead of spinning in SQLite's busy handler until "database is
-  locked". They never fail for it: a workflow whose step succeeded records it.
-- **Reads keep going.** The file is in WAL mode and reads take only their connection's
-  lock, so status reads, ``get_event``, stream reads and queue polls run while a
-  transaction is open.
-- **Other processes: wait, roll back, retry.** A write that still finds the file locked
-  (another process's transaction, held past ``BUSY_TIMEOUT_SECONDS``) is rolled back and
-  retried with backoff, without end: it is never surfaced to a workflow. Only a
-  transaction body's own lock failure becomes ``TransactionConflict``, which the engine
-  retries.
-- **No system write from inside a transaction body.** Such a write would wait for the
-  lock its own transaction holds. The engine refuses the DBOS calls that write
-  (``send``, ``set_event``, starting a workflow, ...) inside a transaction on every
-  backend; as a backstop, a write reaching this module from inside a transaction on the
-  same file raises ``DBOSException`` at once instead of waiting forever.
-
-The price is the one SQLite always charges: while a transaction body runs, every
-checkpoint write to its file waits for it. Measured (``benchmarks/sqlite_lock_wait.py``,
-2-core machine): a body open 2 s while 20 workflows ran steps held each of their
-checkpoints for the rest of the body (at most 2.0 s, against a median of 1-3 ms with no
-body open); every workflow ended SUCCESS with each step run once, and the first
-checkpoint committed 2-7 ms after the body did (a body open 5 s with 50 workflows: the
-same, 5.0 s at most).
-Keep transaction bodies short, and never make one wait for another workflow (its
-checkpoints would wait for the body).
-
-``sqlite:///:memory:`` keeps everything in one connection shared by both roles; a read
-from inside a transaction body on it runs inside that transaction.
+The layers, each importing only those below: ``_queries`` (the statements,
+``sql/sqlite/queries``); ``_sqlite_connection`` (one aiosqlite connection, the per-file
+write lock and the rules that make sharing a file safe: read its docstring); the parts of
+the system database (``_sqlite_messaging``, ``_sqlite_management``, ``_sqlite_queues``);
+and this module, which puts the system database together, and the application database.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import logging
-import os
 import sqlite3
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiosqlite
 
-from .._errors import DBOSConnectionError, DBOSException
-from ._migrations import load_schema_files, split_statements
-from ._protocol import (
-    STEP_COLUMNS,
-    WORKFLOW_COLUMNS,
+from ._columns import (
+    step_params,
+    step_row,
+    step_row_or_none,
+    workflow_params,
+    workflow_row,
+    workflow_row_or_none,
+)
+from ._protocol import TransactionConflict
+from ._queries import load_queries
+from ._results import finish_result, insert_result, step_result
+from ._rows import (
     InsertWorkflow,
     RecordStep,
     RecoveryClaim,
     RecoveryRequest,
     StepRow,
-    TransactionConflict,
     WorkflowRow,
     Write,
     WriteResult,
 )
-from ._results import finish_result, insert_result, step_result
+from ._sqlite_connection import SQLiteConnection, is_busy
 from ._sqlite_management import SQLiteManagement
 from ._sqlite_messaging import SQLiteMessaging
 from ._sqlite_queues import SQLiteQueues
 
-__all__ = [
-    "BUSY_TIMEOUT_SECONDS",
-    "SQLiteApplicationDatabase",
-    "SQLiteConnection",
-    "SQLiteSystemDatabase",
-    "is_busy",
-]
+__all__ = ["SQLiteApplicationDatabase", "SQLiteConnection", "SQLiteSystemDatabase"]
 
 T = TypeVar("T")
-
-log = logging.getLogger("dbos_async")
-
-#: How long one statement waits in SQLite's busy handler for another process's write
-#: lock before failing with "database is locked" (``PRAGMA busy_timeout``). Within a
-#: process writers never meet there (they queue on the file's lock first). A system write
-#: that fails so is retried (after ``_RETRY_FIRST`` .. ``_RETRY_MAX`` seconds); between
-#: attempts its connection serves reads. Read when a connection opens.
-BUSY_TIMEOUT_SECONDS = 1.0
-_RETRY_FIRST = 0.005
-_RETRY_MAX = 0.2
-#: A write waiting this long on another process is logged (once per write).
-_WARN_AFTER = 30.0
-
-_COLS = WORKFLOW_COLUMNS
-_STEP_COLS = STEP_COLUMNS
-_INSERT_WORKFLOW = (
-    "INSERT INTO dbos_workflow_status (" + _COLS + ") VALUES "
-    "(" + ", ".join("?" * (_COLS.count(",") + 1)) + ") "
-    "ON CONFLICT (workflow_uuid) DO NOTHING"
-)
-_GET_WORKFLOW = "SELECT " + _COLS + " FROM dbos_workflow_status WHERE workflow_uuid = ?"
-_FINISH_WORKFLOW = (
-    "UPDATE dbos_workflow_status SET status = ?, output = ?, error = ?, updated_at = ? "
-    "WHERE workflow_uuid = ? AND status = 'PENDING'"
-)
-_INSERT_STEP = (
-    "INSERT INTO dbos_operation_outputs (" + _STEP_COLS + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (workflow_uuid, function_id) DO NOTHING"
-)
-_GET_STEP = (
-    "SELECT " + _STEP_COLS + " FROM dbos_operation_outputs "
-    "WHERE workflow_uuid = ? AND function_id = ?"
-)
-_LOAD_STEPS = (
-    "SELECT " + _STEP_COLS + " FROM dbos_operation_outputs "
-    "WHERE workflow_uuid = ? ORDER BY function_id"
-)
-_PENDING = (
-    "SELECT " + _COLS + " FROM dbos_workflow_status "
-    "WHERE status = 'PENDING' AND executor_id = ? AND application_version = ? "
-    "ORDER BY created_at"
-)
-_CLAIM = (
-    "UPDATE dbos_workflow_status SET recovery_attempts = recovery_attempts + 1, "
-    "status = CASE WHEN recovery_attempts + 1 > ? "
-    "THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE status END, updated_at = ? "
-    "WHERE workflow_uuid = ? AND status = 'PENDING' AND recovery_attempts = ? "
-    "RETURNING " + _COLS
-)
-_LOAD_STEPS_MANY = (
-    "SELECT " + _STEP_COLS + " FROM dbos_operation_outputs "
-    "WHERE workflow_uuid IN (SELECT value FROM json_each(?)) ORDER BY workflow_uuid, function_id"
-)
-_INSERT_TX_OUTPUT = (
-    "INSERT INTO dbos_transaction_outputs (workflow_uuid, function_id, output, created_at) "
-    "VALUES (?, ?, ?, ?)"
-)
-_GET_TX_OUTPUT = (
-    "SELECT output FROM dbos_transaction_outputs WHERE workflow_uuid = ? AND function_id = ?"
-)
-
-
-def sqlite_path(url: str) -> str:
-    """The file path of a ``sqlite:///path`` URL (``sqlite:////abs/path`` for absolute)."""
-    return url[len("sqlite:///") :]
-
-
-def is_busy(exc: BaseException) -> bool:
-    """True for SQLite's "database is locked" / "database table is locked" failures."""
-    if not isinstance(exc, sqlite3.OperationalError):
-        return False
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    text = str(exc)
-    return "locked" in text or "busy" in text
-
-
-#: The write lock of each file, per event loop (an ``asyncio.Lock`` belongs to one loop).
-_file_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _file_lock(key: str) -> asyncio.Lock:
-    locks = _file_locks.setdefault(asyncio.get_running_loop(), {})
-    lock = locks.get(key)
-    if lock is None:
-        lock = locks[key] = asyncio.Lock()
-    return lock
-
-
-@dataclass(eq=False)
-class _Hold:
-    """A write section in progress: the code it runs (and tasks that code starts) sees it
-    through ``_holding``; ``active`` turns False when the section ends."""
-
-    conn: SQLiteConnection
-    lock: asyncio.Lock
-    active: bool = True
-
-
-_holding: ContextVar[_Hold | None] = ContextVar("dbos_async_sqlite_hold", default=None)
-
-
-class SQLiteConnection:
-    """One aiosqlite connection and the locks that order its use in this process: its
-    own lock (one operation at a time on the connection) and, for writes, its file's
-    lock, taken first (one ``BEGIN IMMEDIATE`` section at a time on the file)."""
-
-    def __init__(self, url: str, *, create_missing: bool = True) -> None:
-        self.url = url
-        self.path = sqlite_path(url)
-        self.create_missing = create_missing
-        self.lock = asyncio.Lock()
-        self._conn: aiosqlite.Connection | None = None
-        self._users = 0
-        # :memory: is one database per connection: its own key. A file: its real path,
-        # so every connection to it in this process shares one write lock.
-        if self.path == ":memory:":
-            self.file_key = f":memory:{id(self)}"
-        else:
-            self.file_key = os.path.realpath(self.path)
-
-    @property
-    def conn(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise RuntimeError("the SQLite connection is not open")
-        return self._conn
-
-    async def open(self) -> None:
-        self._users += 1
-        if self._conn is not None:
-            return
-        missing = self.path != ":memory:" and not await asyncio.to_thread(os.path.exists, self.path)
-        if missing and not self.create_missing:
-            self._users -= 1
-            raise DBOSConnectionError(f"SQLite database {self.path!r} does not exist")
-        try:
-            conn = await aiosqlite.connect(self.path, isolation_level=None)
-        except BaseException:
-            self._users -= 1
-            raise
-        try:
-            await conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            if self.path != ":memory:":
-                # Switching a new file to WAL takes its lock: wait for other processes.
-                await _retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"), self.path)
-            await conn.execute("PRAGMA synchronous = FULL")
-            await conn.execute("PRAGMA foreign_keys = ON")
-        except BaseException:
-            self._users -= 1
-            await conn.close()
-            raise
-        self._conn = conn
-
-    async def close(self) -> None:
-        self._users -= 1
-        if self._users <= 0 and self._conn is not None:
-            conn, self._conn = self._conn, None
-            await conn.close()
-
-    def _refuse_nested(self, file_lock: asyncio.Lock) -> None:
-        hold = _holding.get()
-        if hold is not None and hold.active and hold.lock is file_lock:
-            raise DBOSException(
-                f"cannot write to SQLite database {self.path!r} from inside a transaction "
-                "that holds its write lock (a @DBOS.transaction body): the write would wait "
-                "for that transaction forever. Make the call from the workflow after the "
-                "transaction returns."
-            )
-
-    async def write(
-        self, op: Callable[[aiosqlite.Connection], Awaitable[T]], *, retry_busy: bool = True
-    ) -> T:
-        """Run ``op`` in one ``BEGIN IMMEDIATE`` transaction; roll back on any failure.
-
-        Waits for the file's write lock of this process first (no timeout: a long
-        transaction body delays, never fails, the writes behind it). If another process
-        holds the file, a "database is locked" failure is rolled back and, with
-        ``retry_busy``, retried with backoff until it goes through; without, it is raised.
-        """
-        file_lock = _file_lock(self.file_key)
-        self._refuse_nested(file_lock)
-        delay = _RETRY_FIRST
-        started = time.monotonic()
-        warned = False
-        async with file_lock:
-            while True:
-                try:
-                    async with self.lock:
-                        return await self._transaction(op, file_lock)
-                except sqlite3.OperationalError as exc:
-                    if not retry_busy or not is_busy(exc):
-                        raise
-                waited = time.monotonic() - started
-                if not warned and waited > _WARN_AFTER:
-                    warned = True
-                    log.warning(
-                        "SQLite database %r has been locked by another process for %.0f s; "
-                        "writes are waiting for it",
-                        self.path,
-                        waited,
-                    )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX)
-
-    async def _transaction(
-        self, op: Callable[[aiosqlite.Connection], Awaitable[T]], file_lock: asyncio.Lock
-    ) -> T:
-        conn = self.conn
-        hold = _Hold(self, file_lock)
-        token = _holding.set(hold)
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
-            result = await op(conn)
-            await conn.execute("COMMIT")
-        except BaseException:
-            # aiosqlite runs statements in order, so this follows whatever was sent.
-            with contextlib.suppress(sqlite3.Error):
-                await conn.execute("ROLLBACK")
-            raise
-        finally:
-            hold.active = False
-            _holding.reset(token)
-        return result
-
-    async def read(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run ``op`` outside any write section (WAL: it does not wait for writers). From
-        inside a write section on this very connection (``:memory:``, where both roles
-        share one), it runs there, in that transaction."""
-        hold = _holding.get()
-        if hold is not None and hold.active and hold.conn is self:
-            return await op(self.conn)
-        return await _retry_busy(lambda: self._read(op), self.path)
-
-    async def _read(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        async with self.lock:
-            return await op(self.conn)
-
-    async def migrate(self, component: str, *, from_migrations: bool = False) -> None:
-        files = load_schema_files("sqlite", component)
-
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS dbos_migrations (component TEXT NOT NULL, "
-                "version INTEGER NOT NULL, applied_at INTEGER NOT NULL, "
-                "PRIMARY KEY (component, version))"
-            )
-            cur = await conn.execute(
-                "SELECT version FROM dbos_migrations WHERE component = ?", (component,)
-            )
-            applied = {r[0] for r in await cur.fetchall()}
-            scripts: list[str] = []
-            if not applied and not from_migrations:
-                scripts.append(files.schema)
-                todo = [m.version for m in files.migrations]
-            else:
-                todo = [m.version for m in files.migrations if m.version not in applied]
-                scripts.extend(m.sql for m in files.migrations if m.version in todo)
-            for script in scripts:
-                for statement in split_statements(script):
-                    await conn.execute(statement)
-            now = int(time.time() * 1000)
-            await conn.executemany(
-                "INSERT INTO dbos_migrations (component, version, applied_at) VALUES (?, ?, ?)",
-                [(component, v, now) for v in todo],
-            )
-
-        await self.write(op)
-
-
-async def _retry_busy(attempt: Callable[[], Awaitable[T]], path: str) -> T:
-    """Run ``attempt`` (a read or a statement safe to repeat) until the file is not
-    locked by another process."""
-    delay = _RETRY_FIRST
-    while True:
-        try:
-            return await attempt()
-        except sqlite3.OperationalError as exc:
-            if not is_busy(exc):
-                raise
-        log.debug("SQLite database %r is locked by another process; retrying", path)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, _RETRY_MAX)
-
-
-def _workflow_row(r: Any) -> WorkflowRow:
-    return WorkflowRow(*r)
-
-
-def _step_row(r: Any) -> StepRow:
-    return StepRow(*r)
+Q = load_queries("sqlite")
 
 
 async def _write(conn: aiosqlite.Connection, write: Write, retry: bool) -> WriteResult:
     """One write inside a batch's transaction."""
     if isinstance(write, InsertWorkflow):
         row = write.row
-        cur = await conn.execute(
-            _INSERT_WORKFLOW,
-            row.params(),
-        )
+        cur = await conn.execute(Q["insert_workflow"], workflow_params(row))
         if cur.rowcount == 1:
             return None
-        cur = await conn.execute(_GET_WORKFLOW, (row.workflow_id,))
-        existing = await cur.fetchone()
-        return insert_result(row, _workflow_row(existing) if existing else None, retry)
+        cur = await conn.execute(Q["get_workflow"], (row.workflow_id,))
+        return insert_result(row, workflow_row_or_none(await cur.fetchone()), retry)
     if isinstance(write, RecordStep):
         step = write.step
-        cur = await conn.execute(
-            _INSERT_STEP,
-            step.params(),
-        )
+        cur = await conn.execute(Q["insert_step"], step_params(step))
         if cur.rowcount == 1:
             return step
-        cur = await conn.execute(_GET_STEP, (step.workflow_id, step.function_id))
-        stored = await cur.fetchone()
-        return step_result(step, _step_row(stored) if stored is not None else None)
+        cur = await conn.execute(Q["get_step"], (step.workflow_id, step.function_id))
+        return step_result(step, step_row_or_none(await cur.fetchone()))
     cur = await conn.execute(
-        _FINISH_WORKFLOW,
+        Q["finish_workflow"],
         (write.status, write.output, write.error, write.updated_at, write.workflow_id),
     )
     if cur.rowcount == 1:
         return True
-    cur = await conn.execute(_GET_WORKFLOW, (write.workflow_id,))
-    stored_row = await cur.fetchone()
-    return finish_result(write, _workflow_row(stored_row) if stored_row else None, retry)
+    cur = await conn.execute(Q["get_workflow"], (write.workflow_id,))
+    return finish_result(write, workflow_row_or_none(await cur.fetchone()), retry)
 
 
 class SQLiteSystemDatabase(SQLiteMessaging, SQLiteManagement, SQLiteQueues):
@@ -444,32 +103,31 @@ class SQLiteSystemDatabase(SQLiteMessaging, SQLiteManagement, SQLiteQueues):
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
         async def op(conn: aiosqlite.Connection) -> WorkflowRow | None:
-            cur = await conn.execute(_GET_WORKFLOW, (workflow_id,))
-            r = await cur.fetchone()
-            return _workflow_row(r) if r is not None else None
+            cur = await conn.execute(Q["get_workflow"], (workflow_id,))
+            return workflow_row_or_none(await cur.fetchone())
 
         return await self._db.read(op)
 
     async def load_steps(self, workflow_id: str) -> list[StepRow]:
         async def op(conn: aiosqlite.Connection) -> list[StepRow]:
-            cur = await conn.execute(_LOAD_STEPS, (workflow_id,))
-            return [_step_row(r) for r in await cur.fetchall()]
+            cur = await conn.execute(Q["load_steps"], (workflow_id,))
+            return [step_row(r) for r in await cur.fetchall()]
 
         return await self._db.read(op)
 
     async def pending_workflows(self, executor_id: str, app_version: str) -> list[WorkflowRow]:
         async def op(conn: aiosqlite.Connection) -> list[WorkflowRow]:
-            cur = await conn.execute(_PENDING, (executor_id, app_version))
-            return [_workflow_row(r) for r in await cur.fetchall()]
+            cur = await conn.execute(Q["pending_workflows"], (executor_id, app_version))
+            return [workflow_row(r) for r in await cur.fetchall()]
 
         return await self._db.read(op)
 
     async def load_steps_many(self, workflow_ids: Sequence[str]) -> dict[str, list[StepRow]]:
         async def op(conn: aiosqlite.Connection) -> dict[str, list[StepRow]]:
             found: dict[str, list[StepRow]] = {wid: [] for wid in workflow_ids}
-            cur = await conn.execute(_LOAD_STEPS_MANY, (json.dumps(list(workflow_ids)),))
+            cur = await conn.execute(Q["load_steps_many"], (json.dumps(list(workflow_ids)),))
             for r in await cur.fetchall():
-                found[r[0]].append(_step_row(r))
+                found[r[0]].append(step_row(r))
             return found
 
         return await self._db.read(op)
@@ -481,11 +139,12 @@ class SQLiteSystemDatabase(SQLiteMessaging, SQLiteManagement, SQLiteQueues):
             won = []
             for c in claims:
                 cur = await conn.execute(
-                    _CLAIM, (c.max_attempts, now_ms, c.workflow_id, c.seen_attempts)
+                    Q["claim_for_recovery"],
+                    (c.max_attempts, now_ms, c.workflow_id, c.seen_attempts),
                 )
                 r = await cur.fetchone()
                 if r is not None:
-                    row = _workflow_row(r)
+                    row = workflow_row(r)
                     won.append(
                         RecoveryClaim(row, exceeded=row.status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
                     )
@@ -526,7 +185,7 @@ class SQLiteApplicationDatabase:
                 workflow_id, function_id, output = record(result)
                 try:
                     await conn.execute(
-                        _INSERT_TX_OUTPUT,
+                        Q["insert_transaction_output"],
                         (workflow_id, function_id, output, int(time.time() * 1000)),
                     )
                 except sqlite3.IntegrityError as exc:
@@ -546,7 +205,7 @@ class SQLiteApplicationDatabase:
 
     async def get_transaction_output(self, workflow_id: str, function_id: int) -> str | None:
         async def op(conn: aiosqlite.Connection) -> str | None:
-            cur = await conn.execute(_GET_TX_OUTPUT, (workflow_id, function_id))
+            cur = await conn.execute(Q["get_transaction_output"], (workflow_id, function_id))
             r = await cur.fetchone()
             return None if r is None else str(r[0])
 

@@ -5,71 +5,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from ._protocol import WORKFLOW_COLUMNS, WorkflowQuery, WorkflowRow
+from ._columns import workflow_params, workflow_row, workflow_row_or_none
+from ._queries import load_queries
 from ._results import deduplicated
-
-if TYPE_CHECKING:
-    from ._sqlite import SQLiteConnection
+from ._rows import WorkflowQuery, WorkflowRow
+from ._sqlite_connection import SQLiteConnection
 
 __all__ = ["SQLiteManagement"]
 
-_COLS = WORKFLOW_COLUMNS
-_LIST_WHERE = (
-    "SELECT " + _COLS + " FROM dbos_workflow_status"
-    " WHERE (:ids IS NULL OR workflow_uuid IN (SELECT value FROM json_each(:ids)))"
-    " AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))"
-    " AND (:name IS NULL OR name = :name)"
-    " AND (:start IS NULL OR created_at >= :start)"
-    " AND (:end IS NULL OR created_at <= :end)"
-    " AND (:queue IS NULL OR queue_name = :queue)"
-    " AND (:parent IS NULL OR parent_workflow_id = :parent)"
-    " AND (NOT :queued_only OR queue_name IS NOT NULL)"
-)
-_LIST_ASC = _LIST_WHERE + " ORDER BY created_at ASC, workflow_uuid ASC LIMIT :limit OFFSET :offset"
-_LIST_DESC = (
-    _LIST_WHERE + " ORDER BY created_at DESC, workflow_uuid DESC LIMIT :limit OFFSET :offset"
-)
-_CANCEL = (
-    "UPDATE dbos_workflow_status SET status = 'CANCELLED', updated_at = ?"
-    " WHERE workflow_uuid = ? AND status IN ('PENDING', 'ENQUEUED')"
-)
-_GET = "SELECT " + _COLS + " FROM dbos_workflow_status WHERE workflow_uuid = ?"
-# A workflow of a queue goes back to ENQUEUED (its queue's limits apply again); any other
-# becomes PENDING on the executor given.
-_RESUME = (
-    "UPDATE dbos_workflow_status SET"
-    " status = CASE WHEN queue_name IS NULL THEN 'PENDING' ELSE 'ENQUEUED' END,"
-    " executor_id = CASE WHEN queue_name IS NULL THEN ? END,"
-    " started_at_epoch_ms = CASE WHEN queue_name IS NULL THEN started_at_epoch_ms END,"
-    " recovery_attempts = 0, updated_at = ?, output = NULL, error = NULL,"
-    " workflow_deadline_epoch_ms = NULL"
-    " WHERE workflow_uuid = ? AND status IN ('CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')"
-    " RETURNING " + _COLS
-)
-_INSERT = (
-    "INSERT INTO dbos_workflow_status (" + _COLS + ") VALUES "
-    "(" + ", ".join("?" * (_COLS.count(",") + 1)) + ")"
-)
-_COPY_STEPS = (
-    "INSERT INTO dbos_operation_outputs (workflow_uuid, function_id, function_name,"
-    " output, error, child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)"
-    " SELECT ?, function_id, function_name, output, error, child_workflow_id,"
-    " started_at_epoch_ms, completed_at_epoch_ms FROM dbos_operation_outputs"
-    " WHERE workflow_uuid = ? AND function_id < ?"
-)
-_CANCELLED_AMONG = (
-    "SELECT k.value FROM json_each(?) AS k"
-    " LEFT JOIN dbos_workflow_status AS w ON w.workflow_uuid = k.value"
-    " WHERE w.workflow_uuid IS NULL OR w.status = 'CANCELLED'"
-)
-
-
-def _row(r: Any) -> WorkflowRow:
-    return WorkflowRow(*r)
+Q = load_queries("sqlite")
 
 
 class SQLiteManagement:
@@ -90,20 +37,19 @@ class SQLiteManagement:
             "limit": -1 if query.limit is None else query.limit,
             "offset": query.offset or 0,
         }
-        sql = _LIST_DESC if query.sort_desc else _LIST_ASC
+        sql = Q["list_workflows_newest_first" if query.sort_desc else "list_workflows"]
 
         async def op(conn: aiosqlite.Connection) -> list[WorkflowRow]:
             cur = await conn.execute(sql, params)
-            return [_row(r) for r in await cur.fetchall()]
+            return [workflow_row(r) for r in await cur.fetchall()]
 
         return await self._db.read(op)
 
     async def cancel_workflow(self, workflow_id: str, now_ms: int) -> WorkflowRow | None:
         async def op(conn: aiosqlite.Connection) -> WorkflowRow | None:
-            await conn.execute(_CANCEL, (now_ms, workflow_id))
-            cur = await conn.execute(_GET, (workflow_id,))
-            r = await cur.fetchone()
-            return _row(r) if r is not None else None
+            await conn.execute(Q["cancel_workflow"], (now_ms, workflow_id))
+            cur = await conn.execute(Q["get_workflow"], (workflow_id,))
+            return workflow_row_or_none(await cur.fetchone())
 
         return await self._db.write(op)
 
@@ -112,34 +58,30 @@ class SQLiteManagement:
     ) -> tuple[bool, WorkflowRow | None]:
         async def op(conn: aiosqlite.Connection) -> tuple[bool, WorkflowRow | None]:
             try:
-                cur = await conn.execute(_RESUME, (executor_id, now_ms, workflow_id))
+                cur = await conn.execute(Q["resume_workflow"], (executor_id, now_ms, workflow_id))
                 r = await cur.fetchone()
             except sqlite3.IntegrityError:
                 # Its deduplication ID was taken by another workflow meanwhile.
-                cur = await conn.execute(_GET, (workflow_id,))
+                cur = await conn.execute(Q["get_workflow"], (workflow_id,))
                 stored = await cur.fetchone()
-                raise deduplicated(_row(stored)) from None
+                raise deduplicated(workflow_row(stored)) from None
             if r is not None:
-                return True, _row(r)
-            cur = await conn.execute(_GET, (workflow_id,))
-            r = await cur.fetchone()
-            return False, _row(r) if r is not None else None
+                return True, workflow_row(r)
+            cur = await conn.execute(Q["get_workflow"], (workflow_id,))
+            return False, workflow_row_or_none(await cur.fetchone())
 
         return await self._db.write(op)
 
     async def fork_workflow(self, source_id: str, row: WorkflowRow, start_step: int) -> None:
         async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
-                _INSERT,
-                row.params(),
-            )
-            await conn.execute(_COPY_STEPS, (row.workflow_id, source_id, start_step))
+            await conn.execute(Q["insert_forked_workflow"], workflow_params(row))
+            await conn.execute(Q["copy_steps"], (row.workflow_id, source_id, start_step))
 
         await self._db.write(op)
 
     async def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
         async def op(conn: aiosqlite.Connection) -> list[str]:
-            cur = await conn.execute(_CANCELLED_AMONG, (json.dumps(list(workflow_ids)),))
+            cur = await conn.execute(Q["cancelled_among"], (json.dumps(list(workflow_ids)),))
             return [str(r[0]) for r in await cur.fetchall()]
 
         return await self._db.read(op)

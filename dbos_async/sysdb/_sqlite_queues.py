@@ -9,81 +9,20 @@ limits hold. Enqueue order is the rowid.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiosqlite
 
 from .._errors import DBOSException
-from ._protocol import WORKFLOW_COLUMNS, QueueClaim, QueueInfo, WorkflowRow
+from ._columns import queue_info, workflow_params, workflow_row
+from ._queries import load_queries
 from ._results import deduplicated, insert_result
-
-if TYPE_CHECKING:
-    from ._sqlite import SQLiteConnection
+from ._rows import QueueClaim, QueueInfo, WorkflowRow
+from ._sqlite_connection import SQLiteConnection
 
 __all__ = ["SQLiteQueues"]
 
-_COLS = WORKFLOW_COLUMNS
-_ENQUEUE = (
-    "INSERT INTO dbos_workflow_status (" + _COLS + ") VALUES "
-    "(" + ", ".join("?" * (_COLS.count(",") + 1)) + ") ON CONFLICT DO NOTHING"
-)
-_GET = "SELECT " + _COLS + " FROM dbos_workflow_status WHERE workflow_uuid = ?"
-_IN_QUEUE = " WHERE queue_name = :queue AND queue_partition_key IS :partition"
-_RUNNING = "SELECT count(*) FROM dbos_workflow_status" + _IN_QUEUE + " AND status = 'PENDING'"
-_STARTED = (
-    "SELECT count(*) FROM dbos_workflow_status"
-    + _IN_QUEUE
-    + " AND started_at_epoch_ms > :now - :period"
-)
-_CLAIM = (
-    "UPDATE dbos_workflow_status SET status = 'PENDING', executor_id = :executor,"
-    " application_version = :version, started_at_epoch_ms = :now, updated_at = :now,"
-    " workflow_deadline_epoch_ms = CASE"
-    " WHEN workflow_timeout_ms IS NULL THEN workflow_deadline_epoch_ms"
-    " WHEN workflow_deadline_epoch_ms IS NULL THEN :now + workflow_timeout_ms"
-    " ELSE min(workflow_deadline_epoch_ms, :now + workflow_timeout_ms) END"
-    " WHERE workflow_uuid IN (SELECT workflow_uuid FROM dbos_workflow_status"
-    + _IN_QUEUE
-    + " AND status = 'ENQUEUED'"
-    " AND (delay_until_epoch_ms IS NULL OR delay_until_epoch_ms <= :now)"
-    " AND (application_version IS NULL OR application_version = :version)"
-    " ORDER BY priority, rowid LIMIT :n)"
-    " RETURNING " + _COLS
-)
-_ANY_READY = (
-    "SELECT 1 FROM dbos_workflow_status" + _IN_QUEUE + " AND status = 'ENQUEUED'"
-    " AND (delay_until_epoch_ms IS NULL OR delay_until_epoch_ms <= :now) LIMIT 1"
-)
-_PARTITIONS = (
-    "SELECT DISTINCT queue_partition_key FROM dbos_workflow_status"
-    " WHERE queue_name = ? AND status = 'ENQUEUED' AND queue_partition_key IS NOT NULL"
-)
-_EXPIRE = (
-    "UPDATE dbos_workflow_status SET status = 'CANCELLED', updated_at = ?"
-    " WHERE status = 'ENQUEUED' AND workflow_deadline_epoch_ms <= ?"
-    " AND (? IS NULL OR workflow_uuid = ?) AND (? IS NULL OR queue_name = ?)"
-    " RETURNING workflow_uuid"
-)
-_ANY_EXPIRED = (
-    "SELECT 1 FROM dbos_workflow_status"
-    " WHERE status = 'ENQUEUED' AND workflow_deadline_epoch_ms <= ?"
-    " AND (? IS NULL OR workflow_uuid = ?) AND (? IS NULL OR queue_name = ?) LIMIT 1"
-)
-_REGISTER = (
-    "INSERT INTO dbos_queues (name, concurrency, worker_concurrency, limiter_limit,"
-    " limiter_period_seconds, priority_enabled, partition_queue, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,"
-    " worker_concurrency = excluded.worker_concurrency,"
-    " limiter_limit = excluded.limiter_limit,"
-    " limiter_period_seconds = excluded.limiter_period_seconds,"
-    " priority_enabled = excluded.priority_enabled,"
-    " partition_queue = excluded.partition_queue, updated_at = excluded.updated_at"
-)
-_LIST_QUEUES = (
-    "SELECT name, concurrency, worker_concurrency, limiter_limit, limiter_period_seconds,"
-    " priority_enabled, partition_queue FROM dbos_queues ORDER BY name"
-)
+Q = load_queries("sqlite")
 
 
 class SQLiteQueues:
@@ -93,13 +32,13 @@ class SQLiteQueues:
 
     async def enqueue_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
         async def op(conn: aiosqlite.Connection) -> WorkflowRow | None:
-            cur = await conn.execute(_ENQUEUE, row.params())
+            cur = await conn.execute(Q["enqueue_workflow"], workflow_params(row))
             if cur.rowcount == 1:
                 return None
-            cur = await conn.execute(_GET, (row.workflow_id,))
+            cur = await conn.execute(Q["get_workflow"], (row.workflow_id,))
             stored = await cur.fetchone()
             if stored is not None:
-                return insert_result(row, WorkflowRow(*stored), False)
+                return insert_result(row, workflow_row(stored), False)
             if row.deduplication_id is None:
                 raise DBOSException(f"workflow {row.workflow_id!r} could not be enqueued")
             raise deduplicated(row)
@@ -122,7 +61,7 @@ class SQLiteQueues:
             return int(r[0]) if r is not None else 0
 
         async def any_ready(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(_ANY_READY, params)
+            cur = await conn.execute(Q["any_ready"], params)
             return await cur.fetchone() is not None
 
         # An idle worker's poll is a read: the write lock is taken only for a claim.
@@ -132,19 +71,19 @@ class SQLiteQueues:
         async def op(conn: aiosqlite.Connection) -> list[WorkflowRow]:
             n = claim.max_count
             if claim.concurrency is not None:
-                n = min(n, claim.concurrency - await count(conn, _RUNNING))
+                n = min(n, claim.concurrency - await count(conn, Q["count_running"]))
             if claim.limit is not None:
-                n = min(n, claim.limit - await count(conn, _STARTED))
+                n = min(n, claim.limit - await count(conn, Q["count_started"]))
             if n <= 0:
                 return []
-            cur = await conn.execute(_CLAIM, {**params, "n": n})
-            return [WorkflowRow(*r) for r in await cur.fetchall()]
+            cur = await conn.execute(Q["claim_queued"], {**params, "n": n})
+            return [workflow_row(r) for r in await cur.fetchall()]
 
         return await self._db.write(op)
 
     async def queue_partitions(self, queue_name: str) -> list[str]:
         async def op(conn: aiosqlite.Connection) -> list[str]:
-            cur = await conn.execute(_PARTITIONS, (queue_name,))
+            cur = await conn.execute(Q["queue_partitions"], (queue_name,))
             return [str(r[0]) for r in await cur.fetchall()]
 
         return await self._db.read(op)
@@ -155,11 +94,11 @@ class SQLiteQueues:
         params = (now_ms, now_ms, workflow_id, workflow_id, queue_name, queue_name)
 
         async def any_expired(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(_ANY_EXPIRED, params[1:])
+            cur = await conn.execute(Q["any_expired_enqueued"], params[1:])
             return await cur.fetchone() is not None
 
         async def op(conn: aiosqlite.Connection) -> list[str]:
-            cur = await conn.execute(_EXPIRE, params)
+            cur = await conn.execute(Q["cancel_expired_enqueued"], params)
             return [str(r[0]) for r in await cur.fetchall()]
 
         # Most sweeps find nothing: they only read, without taking the write lock.
@@ -170,7 +109,7 @@ class SQLiteQueues:
     async def register_queues(self, queues: Sequence[QueueInfo], now_ms: int) -> None:
         async def op(conn: aiosqlite.Connection) -> None:
             await conn.executemany(
-                _REGISTER,
+                Q["register_queue"],
                 [
                     (
                         q.name,
@@ -191,10 +130,7 @@ class SQLiteQueues:
 
     async def list_queues(self) -> list[QueueInfo]:
         async def op(conn: aiosqlite.Connection) -> list[QueueInfo]:
-            cur = await conn.execute(_LIST_QUEUES)
-            return [
-                QueueInfo(r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]))
-                for r in await cur.fetchall()
-            ]
+            cur = await conn.execute(Q["list_queues"])
+            return [queue_info(r) for r in await cur.fetchall()]
 
         return await self._db.read(op)

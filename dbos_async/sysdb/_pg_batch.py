@@ -1,0 +1,130 @@
+"""Postgres: the journal's checkpoint batches, each in one statement.
+
+A batch of one write runs that write's own statement; a larger batch runs ``write_batch``,
+one statement for every insert, step and finish of the batch (arrays, one per column).
+A write that finds a row already there reads what is stored, and ``_results`` decides
+whether it is this write's own (after a retry) or another writer's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._columns import (
+    STEP_FIELDS,
+    WORKFLOW_FIELDS,
+    step_params,
+    step_row,
+    step_row_or_none,
+    workflow_params,
+    workflow_row,
+    workflow_row_or_none,
+)
+from ._queries import load_queries
+from ._results import finish_result, insert_result, step_result
+from ._rows import (
+    FinishWorkflow,
+    InsertWorkflow,
+    RecordStep,
+    StepRow,
+    WorkflowRow,
+    Write,
+    WriteResult,
+)
+
+if TYPE_CHECKING:
+    from ._pg_pool import Conn
+
+__all__ = ["write_batch"]
+
+Q = load_queries("postgres")
+
+_FINISH_FIELDS = ("workflow_id", "status", "output", "error", "updated_at")
+
+
+async def write_batch(conn: Conn, writes: Sequence[Write], retry: bool) -> list[WriteResult]:
+    """Commit ``writes`` in one statement (``SystemDatabase.write_batch``'s contract)."""
+    if len(writes) == 1:
+        return [await _write_one(conn, writes[0], retry)]
+    return await _write_many(conn, writes, retry)
+
+
+async def _write_one(conn: Conn, write: Write, retry: bool) -> WriteResult:
+    if isinstance(write, InsertWorkflow):
+        row = write.row
+        inserted = await conn.fetchval(Q["insert_workflow"], *workflow_params(row))
+        if inserted is not None:
+            return None
+        r = await conn.fetchrow(Q["get_workflow"], row.workflow_id)
+        return insert_result(row, workflow_row_or_none(r), retry)
+    if isinstance(write, RecordStep):
+        step = write.step
+        inserted = await conn.fetchval(Q["insert_step"], *step_params(step))
+        if inserted is not None:
+            return step
+        r = await conn.fetchrow(Q["get_step"], step.workflow_id, step.function_id)
+        return step_result(step, step_row_or_none(r))
+    updated = await conn.fetchval(
+        Q["finish_workflow"],
+        write.workflow_id,
+        write.status,
+        write.output,
+        write.error,
+        write.updated_at,
+    )
+    if updated == 1:
+        return True
+    r = await conn.fetchrow(Q["get_workflow"], write.workflow_id)
+    return finish_result(write, workflow_row_or_none(r), retry)
+
+
+def _by_column(rows: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
+    return [[getattr(r, n) for r in rows] for n in names]
+
+
+async def _write_many(conn: Conn, writes: Sequence[Write], retry: bool) -> list[WriteResult]:
+    inserts = [w.row for w in writes if isinstance(w, InsertWorkflow)]
+    steps = [w.step for w in writes if isinstance(w, RecordStep)]
+    finishes = [w for w in writes if isinstance(w, FinishWorkflow)]
+    done = await conn.fetch(
+        Q["write_batch"],
+        *_by_column(inserts, WORKFLOW_FIELDS),
+        *_by_column(steps, STEP_FIELDS),
+        *_by_column(finishes, _FINISH_FIELDS),
+    )
+    inserted = {r[1] for r in done if r[0] == 1}
+    recorded = {(r[1], r[2]) for r in done if r[0] == 2}
+    finished = {r[1] for r in done if r[0] == 3}
+
+    # Rows that were there already (rare): read what is stored.
+    clashing = [r.workflow_id for r in inserts if r.workflow_id not in inserted]
+    clashing += [f.workflow_id for f in finishes if f.workflow_id not in finished]
+    stored_rows: dict[str, WorkflowRow] = {}
+    if clashing:
+        for r in await conn.fetch(Q["get_workflows"], clashing):
+            stored_rows[r[0]] = workflow_row(r)
+    missing = [s for s in steps if (s.workflow_id, s.function_id) not in recorded]
+    stored_steps: dict[tuple[str, int], StepRow] = {}
+    if missing:
+        keys = _by_column(missing, ("workflow_id", "function_id"))
+        for r in await conn.fetch(Q["get_steps"], *keys):
+            stored_steps[(r[0], r[1])] = step_row(r)
+
+    results: list[WriteResult] = []
+    for w in writes:
+        if isinstance(w, InsertWorkflow):
+            wid = w.row.workflow_id
+            results.append(
+                None if wid in inserted else insert_result(w.row, stored_rows.get(wid), retry)
+            )
+        elif isinstance(w, RecordStep):
+            key = (w.step.workflow_id, w.step.function_id)
+            results.append(
+                w.step if key in recorded else step_result(w.step, stored_steps.get(key))
+            )
+        else:
+            results.append(
+                w.workflow_id in finished or finish_result(w, stored_rows.get(w.workflow_id), retry)
+            )
+    return results

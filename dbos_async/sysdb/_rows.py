@@ -1,0 +1,190 @@
+"""The values that cross the storage seam: rows, filters, claims and checkpoint writes.
+
+Plain data, no SQL: the backends map their rows to these in ``_columns``. Values (inputs,
+outputs, errors) are already serialized, as text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "FinishWorkflow",
+    "InsertWorkflow",
+    "MessageRow",
+    "QueueClaim",
+    "QueueInfo",
+    "RecordStep",
+    "RecoveryClaim",
+    "RecoveryRequest",
+    "StepRow",
+    "StreamEntry",
+    "WorkflowQuery",
+    "WorkflowRow",
+    "Write",
+    "WriteResult",
+]
+
+
+@dataclass
+class WorkflowRow:
+    """A row of the workflow status table; ``inputs``, ``output``, ``error`` are serialized.
+    Its fields are in the order of ``_columns.WORKFLOW_COLUMNS``."""
+
+    workflow_id: str
+    status: str
+    name: str
+    inputs: str | None
+    output: str | None
+    error: str | None
+    executor_id: str | None
+    application_version: str | None
+    created_at: int
+    updated_at: int
+    recovery_attempts: int = 0
+    queue_name: str | None = None
+    parent_workflow_id: str | None = None
+    forked_from: str | None = None
+    workflow_timeout_ms: int | None = None
+    workflow_deadline_epoch_ms: int | None = None
+    priority: int = 0
+    deduplication_id: str | None = None
+    queue_partition_key: str | None = None
+    #: When a queue worker claimed it (the limiter counts starts per period).
+    started_at_epoch_ms: int | None = None
+    #: An enqueued workflow is not claimed before this time.
+    delay_until_epoch_ms: int | None = None
+
+
+@dataclass
+class StepRow:
+    """A recorded step: its output or its error (serialized), or the child it started.
+    Its fields are in the order of ``_columns.STEP_COLUMNS``."""
+
+    workflow_id: str
+    function_id: int
+    function_name: str
+    output: str | None = None
+    error: str | None = None
+    child_workflow_id: str | None = None
+    started_at_epoch_ms: int | None = None
+    completed_at_epoch_ms: int | None = None
+
+
+@dataclass
+class MessageRow:
+    """A message sent to a workflow. ``message_uuid`` makes the send idempotent."""
+
+    message_uuid: str
+    destination_id: str
+    topic: str
+    message: str
+    created_at: int
+
+
+@dataclass
+class StreamEntry:
+    """One value of a stream (``closed`` marks the end; its value is None)."""
+
+    offset: int
+    value: str | None
+    closed: bool
+
+
+@dataclass
+class WorkflowQuery:
+    """Filters of ``list_workflows``; None means no filter. Times are epoch ms."""
+
+    workflow_ids: list[str] | None = None
+    statuses: list[str] | None = None
+    name: str | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    queue_name: str | None = None
+    parent_workflow_id: str | None = None
+    queued_only: bool = False
+    limit: int | None = None
+    offset: int | None = None
+    sort_desc: bool = False
+
+
+@dataclass
+class RecoveryRequest:
+    """A workflow to claim for recovery, as ``pending_workflows`` saw it."""
+
+    workflow_id: str
+    seen_attempts: int
+    max_attempts: int
+
+
+@dataclass
+class RecoveryClaim:
+    """The outcome of claiming a PENDING workflow for recovery."""
+
+    row: WorkflowRow
+    #: True if the claim pushed the workflow past its limit: it is now dead-lettered.
+    exceeded: bool
+
+
+@dataclass
+class QueueInfo:
+    """A queue as the processes that declared it registered it (limits as declared)."""
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    limiter_limit: int | None = None
+    limiter_period_seconds: float | None = None
+    priority_enabled: bool = False
+    partition_queue: bool = False
+
+
+@dataclass
+class QueueClaim:
+    """What a worker may claim from a queue (or one partition of it) in one poll."""
+
+    queue_name: str
+    #: The partition polled; None for a queue without partitions.
+    partition_key: str | None
+    executor_id: str
+    app_version: str
+    now_ms: int
+    #: At most this many (the worker's free capacity).
+    max_count: int
+    #: Global limits, counted across all processes: running workflows, and starts
+    #: within the last ``period_ms``.
+    concurrency: int | None = None
+    limit: int | None = None
+    period_ms: int | None = None
+
+
+@dataclass
+class InsertWorkflow:
+    """Insert a workflow status row unless its ID exists. Result: ``None`` if inserted,
+    else the stored row."""
+
+    row: WorkflowRow
+
+
+@dataclass
+class RecordStep:
+    """Insert a step row unless one exists at its ID. Result: the stored row (``step``
+    itself when this write stored it)."""
+
+    step: StepRow
+
+
+@dataclass
+class FinishWorkflow:
+    """Record the outcome of a PENDING workflow. Result: False if it was no longer
+    PENDING."""
+
+    workflow_id: str
+    status: str
+    output: str | None
+    error: str | None
+    updated_at: int
+
+
+Write = InsertWorkflow | RecordStep | FinishWorkflow
+WriteResult = WorkflowRow | StepRow | bool | None

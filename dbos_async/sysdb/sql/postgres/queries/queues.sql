@@ -1,0 +1,53 @@
+-- Enqueueing and claiming queued workflows, and the registry of declared queues.
+
+-- name: enqueue_workflow
+-- Insert an ENQUEUED workflow row ($1-$21) in enqueue order unless its ID or its
+-- deduplication ID is taken, and wake its queue's workers ($22: key). A row if inserted.
+WITH ins AS (
+    INSERT INTO dbos_async.workflow_status ({workflow_columns}, enqueue_seq)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+        $18, $19, $20, $21, nextval('dbos_async.enqueue_seq'))
+    ON CONFLICT DO NOTHING RETURNING 1
+)
+SELECT pg_notify({channel}, $22) FROM ins;
+
+-- name: claim_queued
+-- Claim what the queue allows now (the schema's function): queue, partition key,
+-- executor, application version, now (ms), most to claim, concurrency, limiter limit,
+-- limiter period (ms), claim token. Returns the rows claimed.
+SELECT {workflow_columns} FROM dbos_async.claim_queued($1::text, $2::text, $3::text,
+    $4::text, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10::text);
+
+-- name: claimed_queued
+-- What a claim whose reply was lost took: queue $1's PENDING rows with its token ($2).
+SELECT {workflow_columns} FROM dbos_async.workflow_status
+WHERE queue_name = $1 AND status = 'PENDING' AND claim_token = $2;
+
+-- name: queue_partitions
+-- The partition keys that have ENQUEUED workflows on queue $1.
+SELECT DISTINCT queue_partition_key FROM dbos_async.workflow_status
+WHERE queue_name = $1 AND status = 'ENQUEUED' AND queue_partition_key IS NOT NULL;
+
+-- name: cancel_expired_enqueued
+-- Make CANCELLED the ENQUEUED workflows whose deadline is at or before $1 (only workflow
+-- $2, or only queue $3, if given); their IDs.
+UPDATE dbos_async.workflow_status SET status = 'CANCELLED', updated_at = $1
+WHERE status = 'ENQUEUED' AND workflow_deadline_epoch_ms <= $1
+    AND ($2::text IS NULL OR workflow_uuid = $2) AND ($3::text IS NULL OR queue_name = $3)
+RETURNING workflow_uuid;
+
+-- name: register_queues
+-- Record or update declared queues ($1-$7: one array per column of queue_columns) at $8.
+INSERT INTO dbos_async.queues ({queue_columns}, updated_at)
+SELECT q.*, $8 FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::float8[],
+    $6::bool[], $7::bool[]) AS q
+ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
+    worker_concurrency = excluded.worker_concurrency,
+    limiter_limit = excluded.limiter_limit,
+    limiter_period_seconds = excluded.limiter_period_seconds,
+    priority_enabled = excluded.priority_enabled,
+    partition_queue = excluded.partition_queue, updated_at = excluded.updated_at;
+
+-- name: list_queues
+-- Every registered queue, by name.
+SELECT {queue_columns} FROM dbos_async.queues ORDER BY name;

@@ -1,0 +1,24 @@
+-- The application database: the outputs of @DBOS.transaction functions, and what tells
+-- whether a transaction whose connection was lost during COMMIT committed.
+
+-- name: insert_transaction_output
+-- Record a transaction's output inside it; returns its transaction ID and server process.
+INSERT INTO dbos_async.transaction_outputs (workflow_uuid, function_id, output, created_at)
+VALUES ($1, $2, $3, $4) RETURNING txid_current(), pg_backend_pid();
+
+-- name: transaction_id
+-- A transaction's ID (NULL if it wrote nothing) and its server process, before COMMIT.
+SELECT txid_current_if_assigned(), pg_backend_pid();
+
+-- name: transaction_status
+-- The fate of transaction $1: "committed", "aborted" or "in progress".
+SELECT txid_status($1);
+
+-- name: end_orphan_transaction
+-- End server process $2 if it still runs transaction $1 (its COMMIT never arrived).
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+WHERE pid = $2 AND backend_xid::text = ($1 % 4294967296)::text;
+
+-- name: get_transaction_output
+-- The output a committed transaction recorded for (workflow ID, step ID).
+SELECT output FROM dbos_async.transaction_outputs WHERE workflow_uuid = $1 AND function_id = $2;

@@ -1,0 +1,210 @@
+"""The storage layer's plumbing: the named query files, the column lists the row mappers
+rely on, the one definition of a queue's notification key (Python and the SQL built from
+it agree, on a real Postgres), and the database URL helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from dataclasses import fields
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from dbos_async._urls import is_sqlite_url, redact_url, sqlite_path
+from dbos_async.sysdb import FinishWorkflow, QueueClaim, WorkflowRow, notification_key
+from dbos_async.sysdb._columns import QUEUE_COLUMNS, STEP_COLUMNS, WORKFLOW_COLUMNS
+from dbos_async.sysdb._keys import CHANNEL
+from dbos_async.sysdb._pg_pool import PostgresPool
+from dbos_async.sysdb._postgres import PostgresSystemDatabase
+from dbos_async.sysdb._queries import load_queries, parse_queries, sql_text
+from dbos_async.sysdb._rows import QueueInfo, StepRow
+from dbos_async.sysdb._sqlite_connection import SQLiteConnection
+
+BACKENDS = ("postgres", "sqlite")
+QUEUE_NAMES = ["q", "orders-eu.1", "with space", "it's", "ünïcode"]
+
+
+# -- query files -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_queries__every_statement_is_named_documented_and_filled(backend: str) -> None:
+    queries = load_queries(backend)
+    assert "get_workflow" in queries and "list_workflows" in queries
+    for name, statement in queries.items():
+        assert queries.doc(name), name
+        assert "{" not in statement and "}" not in statement, name
+        assert not statement.rstrip().endswith(";"), name
+    assert load_queries(backend) is queries  # parsed once
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_queries__one_select_of_a_workflow_by_id(backend: str) -> None:
+    select = "SELECT " + ", ".join(WORKFLOW_COLUMNS) + " FROM "
+    where = " WHERE workflow_uuid = " + ("$1" if backend == "postgres" else "?")
+    queries = load_queries(backend)
+    by_id = [
+        name
+        for name, sql in queries.items()
+        if sql.startswith(select) and " ".join(sql.split()).endswith(where)
+    ]
+    assert by_id == ["get_workflow"]
+
+
+def test_queries__parse_errors_are_reported() -> None:
+    block = "-- name: a\n-- Does a.\nSELECT 1;\n"
+    assert parse_queries(block, "postgres", "x.sql") == {"a": ("SELECT 1", "Does a.")}
+    with pytest.raises(ValueError, match="defined twice"):
+        parse_queries(block + block, "postgres", "x.sql")
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        parse_queries("-- name: a\n-- Does a.\nSELECT {nope};", "postgres", "x.sql")
+    with pytest.raises(ValueError, match="comment line"):
+        parse_queries("-- name: a\nSELECT 1;", "postgres", "x.sql")
+    with pytest.raises(ValueError, match="outside"):
+        parse_queries("SELECT 1;\n" + block, "postgres", "x.sql")
+    # A comment between blocks belongs to no statement.
+    two = block + "\n-- About b.\n\n-- name: b\n-- Does b.\nSELECT 2\n"
+    assert parse_queries(two, "sqlite", "x.sql")["a"] == ("SELECT 1", "Does a.")
+
+
+def test_queries__placeholders() -> None:
+    ((sql, _),) = parse_queries(
+        "-- name: a\n-- A.\nSELECT {w.step_columns}, {channel}, {queue_key:w.queue_name};",
+        "postgres",
+        "x.sql",
+    ).values()
+    assert sql == (
+        "SELECT " + ", ".join("w." + c for c in STEP_COLUMNS) + ", 'dbos_async_notify', "
+        "'queue' || chr(31) || w.queue_name || chr(31)"
+    )
+
+
+# -- columns and mappers ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("columns", "row_type"),
+    [(WORKFLOW_COLUMNS, WorkflowRow), (STEP_COLUMNS, StepRow), (QUEUE_COLUMNS, QueueInfo)],
+)
+def test_columns__follow_the_fields_of_their_row(columns: tuple[str, ...], row_type: type) -> None:
+    for column, field in zip(columns, fields(row_type), strict=True):
+        assert column == field.name or (column, field.name) == ("workflow_uuid", "workflow_id")
+
+
+async def test_columns__exist_in_the_sqlite_schema(tmp_path: Path) -> None:
+    db = SQLiteConnection(f"sqlite:///{tmp_path / 'cols.sqlite'}")
+    await db.open()
+    try:
+        await db.migrate("system")
+    finally:
+        await db.close()
+    with sqlite3.connect(tmp_path / "cols.sqlite") as conn:
+        for table, columns in (
+            ("dbos_workflow_status", WORKFLOW_COLUMNS),
+            ("dbos_operation_outputs", STEP_COLUMNS),
+            ("dbos_queues", QUEUE_COLUMNS),
+        ):
+            names = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            assert set(columns) <= names, table
+
+
+# -- the queue notification key: one definition ----------------------------------------
+
+
+def test_queue_key__sqlite_renders_the_python_key() -> None:
+    with sqlite3.connect(":memory:") as conn:
+        for name in QUEUE_NAMES:
+            expression = sql_text(notification_key("queue", name, ""), "sqlite")
+            assert conn.execute("SELECT " + expression).fetchone()[0] == notification_key(
+                "queue", name, ""
+            )
+
+
+async def test_queue_key__postgres_sql_equals_python(fresh_pg: str) -> None:
+    """The expression the statements use to wake a queue's workers, run on Postgres."""
+    ((sql, _),) = parse_queries(
+        "-- name: k\n-- The key.\nSELECT {queue_key:$1::text};", "postgres", "x.sql"
+    ).values()
+    conn = await asyncpg.connect(fresh_pg)
+    try:
+        for name in QUEUE_NAMES:
+            assert await conn.fetchval(sql, name) == notification_key("queue", name, "")
+    finally:
+        await conn.close()
+
+
+def _queued(workflow_id: str, queue: str) -> WorkflowRow:
+    return WorkflowRow(
+        workflow_id, "ENQUEUED", "wf", None, None, None, None, None, 1, 1, queue_name=queue
+    )
+
+
+async def test_queue_key__postgres_statements_wake_with_the_python_key(fresh_pg: str) -> None:
+    """Finishing (alone and in a batch) and resuming a queued workflow notify the key
+    ``notification_key`` makes for its queue, as the queue workers wait on it."""
+    pool = PostgresPool(fresh_pg, 2, 5.0, reset_sessions=False)
+    sysdb = PostgresSystemDatabase(pool)
+    await sysdb.connect()
+    got: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(fresh_pg)
+    await listener.add_listener(CHANNEL, lambda *args: got.put_nowait(str(args[3])))
+
+    async def heard(key: str) -> None:
+        async with asyncio.timeout(10):
+            while await got.get() != key:
+                pass
+
+    try:
+        queue = "orders-eu.1"
+        wake = notification_key("queue", queue, "")
+        for wid in ("k1", "k2", "k3"):
+            assert await sysdb.enqueue_workflow(_queued(wid, queue)) is None
+            await heard(wake)
+        claim = QueueClaim(queue, None, "exec", "v", 2, max_count=3)
+        assert len(await sysdb.claim_queued(claim)) == 3
+
+        assert await sysdb.write_batch([FinishWorkflow("k1", "SUCCESS", "1", None, 3)]) == [True]
+        await heard(wake)
+        finishes = [FinishWorkflow(w, "SUCCESS", "1", None, 3) for w in ("k2", "k3")]
+        assert await sysdb.write_batch(finishes) == [True, True]
+        await heard(wake)
+
+        assert await sysdb.enqueue_workflow(_queued("k4", queue)) is None
+        await heard(wake)
+        assert (await sysdb.cancel_workflow("k4", 5)) is not None
+        await heard(notification_key("cancel", "k4", ""))
+        changed, row = await sysdb.resume_workflow("k4", "exec", 6)
+        assert changed and row is not None and row.status == "ENQUEUED"
+        await heard(wake)
+    finally:
+        await listener.close()
+        await sysdb.close()
+
+
+# -- URLs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:secret@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u:p@ss@h/db?x=:p@ss@", "postgresql://u:***@h/db?x=:p@ss@"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("postgresql://u:@h/db", "postgresql://u:@h/db"),
+        ("postgresql://u:x@h:notaport/db", "postgresql://u:***@h:notaport/db"),
+        ("postgresql://[::1/db", "postgresql://[::1/db"),
+        ("sqlite:///x.sqlite", "sqlite:///x.sqlite"),
+    ],
+)
+def test_urls__redact(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_urls__sqlite() -> None:
+    assert is_sqlite_url("sqlite:///a.sqlite") and is_sqlite_url("sqlite:bad")
+    assert not is_sqlite_url("postgresql://h/db")
+    assert sqlite_path("sqlite:///rel/a.sqlite") == "rel/a.sqlite"
+    assert sqlite_path("sqlite:////abs/a.sqlite") == "/abs/a.sqlite"
+    assert sqlite_path("sqlite:///:memory:") == ":memory:"
