@@ -22,6 +22,7 @@ from dbos_async import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
     DBOSClient,
+    DBOSConflictingWorkflowError,
     DBOSException,
     DBOSNonExistentWorkflowError,
     DBOSWorkflowCancelledError,
@@ -549,6 +550,20 @@ async def test_fork_workflow__set_workflow_id_names_the_fork(dbos: DBOS) -> None
     assert st.forked_from == source.workflow_id
     assert counts["s1"] == 1
     assert counts["s2"] == 2
+
+
+async def test_fork_workflow__onto_an_existing_id_raises_conflict(dbos: DBOS) -> None:
+    """A fork whose SetWorkflowID names another workflow changes nothing and says so,
+    on both backends (not a driver's integrity error)."""
+    source = await DBOS.start_workflow(mg_five, 2)
+    await source
+    other = await DBOS.start_workflow(mg_echo, 1)
+    await other
+    before = await status(other.workflow_id)
+    with SetWorkflowID(other.workflow_id), pytest.raises(DBOSConflictingWorkflowError):
+        await DBOS.fork_workflow(source.workflow_id, 2)
+    assert await status(other.workflow_id) == before
+    assert len(await DBOS.list_workflow_steps(other.workflow_id)) == 0
 
 
 @pytest.mark.parametrize("start_step", [0, 7])

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import aiosqlite
 
+from .._errors import DBOSConflictingWorkflowError
 from ._columns import workflow_params, workflow_row, workflow_row_or_none
 from ._queries import load_queries
 from ._results import deduplicated
@@ -74,7 +75,11 @@ class SQLiteManagement:
 
     async def fork_workflow(self, source_id: str, row: WorkflowRow, start_step: int) -> None:
         async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(Q["insert_forked_workflow"], workflow_params(row))
+            cur = await conn.execute(Q["insert_workflow"], workflow_params(row))
+            if cur.rowcount == 0:
+                cur = await conn.execute(Q["get_workflow"], (row.workflow_id,))
+                stored = workflow_row(await cur.fetchone())
+                raise DBOSConflictingWorkflowError(row.workflow_id, stored.name, row.name)
             await conn.execute(Q["copy_steps"], (row.workflow_id, source_id, start_step))
 
         await self._db.write(op)

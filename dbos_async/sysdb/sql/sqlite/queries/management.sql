@@ -45,11 +45,6 @@ UPDATE dbos_workflow_status SET
 WHERE workflow_uuid = ? AND status IN ('CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
 RETURNING {workflow_columns};
 
--- name: insert_forked_workflow
--- Insert a fork's status row (fails if its ID is taken).
-INSERT INTO dbos_workflow_status ({workflow_columns})
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
-
 -- name: copy_steps
 -- Copy the step rows of a workflow below a step ID to another (new ID, source ID, step).
 INSERT INTO dbos_operation_outputs ({step_columns})
