@@ -4,6 +4,7 @@ handed back to its workflow. Steps, transactions, ``DBOS.sleep`` and the messagi
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ._clock import now_ms
@@ -112,7 +113,13 @@ class Checkpoint:
         self, rt: Runtime, error: Exception, started_ms: int | None = None
     ) -> Any:
         """Record ``error`` as the step's outcome and, once it is durable, raise it; or
-        hand back the outcome of the run that recorded this step first."""
+        hand back the outcome of the run that recorded this step first.
+
+        Not while the runtime closes: the error may be the shutdown's doing (a closed
+        pool, no runtime any more), so nothing is recorded and the workflow stops here
+        as its cancelled task would; recovery runs the step again."""
+        if not rt.launched:
+            raise asyncio.CancelledError from error
         row = self.row(error=rt.codec.dump_error(error), started_ms=started_ms)
         stored = await rt.journal.record_step(row)
         if stored is row:

@@ -160,3 +160,69 @@ async def test_destroy__workflow_failing_as_runtime_closes_stays_pending(
         assert steps[0].endswith("lc_step") and steps.count(steps[0]) == 1
     finally:
         await DBOS.destroy()
+
+
+lc_attempts: list[int] = []
+
+
+@DBOS.step()
+async def lc_step_failing_once() -> str:
+    lc_attempts.append(1)
+    await lc_gates["open"].wait()
+    if len(lc_attempts) == 1:
+        lc_seen.append("failed")
+        raise ValueError("failed while the runtime closed")
+    return "ok"
+
+
+@DBOS.workflow()
+async def lc_step_caught_by_shutdown() -> str:
+    try:
+        return await lc_step_failing_once()
+    except ValueError:
+        return "took the error"
+
+
+async def test_destroy__step_failing_as_runtime_closes_is_not_recorded(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step that fails while ``destroy()`` stops the runtime records nothing (the
+    failure may be the shutdown's doing) and its workflow does not go on past it: after
+    recovery the step runs again, and the workflow sees that run's outcome."""
+    stop_workers = QueueWorkers.stop
+
+    async def stop_after_the_step_failed(self: QueueWorkers) -> None:
+        lc_gates["open"].set()
+        for _ in range(500):
+            if lc_seen:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # room for a (wrong) error row to be written
+        await stop_workers(self)
+
+    monkeypatch.setattr(QueueWorkers, "stop", stop_after_the_step_failed)
+    lc_gates["open"] = asyncio.Event()
+    lc_seen.clear()
+    lc_attempts.clear()
+    await DBOS.destroy()
+    DBOS({"database_url": db_url, "application_version": "test"})
+    await DBOS.launch()
+    try:
+        with SetWorkflowID("lc-step-caught"):
+            await DBOS.start_workflow(lc_step_caught_by_shutdown)
+        for _ in range(500):
+            if lc_attempts:
+                break
+            await asyncio.sleep(0.01)
+        await DBOS.destroy()
+        assert lc_seen == ["failed"]
+
+        DBOS({"database_url": db_url, "application_version": "test"})
+        await DBOS.launch()
+        handle = await DBOS.retrieve_workflow("lc-step-caught")
+        assert await asyncio.wait_for(handle, timeout=30) == "ok"
+        assert len(lc_attempts) == 2
+        steps = await DBOS.list_workflow_steps("lc-step-caught")
+        assert [(s.output, s.error) for s in steps] == [("ok", None)]
+    finally:
+        await DBOS.destroy()
