@@ -1,7 +1,8 @@
 """SQLite, one file for the application's and the runtime's tables: a transaction body
 open past the busy timeout delays other workflows' checkpoints but never fails them, in
 this process or another; and, on both backends, a DBOS call that writes to the system
-database from inside a transaction body is refused at once (sysdb/_sqlite.py, _txguard.py).
+database from inside a transaction body is refused at once (sysdb/_sqlite_connection.py,
+_txguard.py).
 
 No stopwatch assertions: conditions are awaited with generous bounds; the tests assert
 orderings (nothing past a checkpoint while the body is open) and outcomes.
