@@ -22,7 +22,7 @@ database and the notifier. A new background service is one more ``Part`` in this
 from __future__ import annotations
 
 from ._queue_worker import QueueWorkers
-from ._recovery import recover_once
+from ._recovery import recover_pending_workflows
 from ._runtime import Part, Runtime
 from ._scheduler import Scheduler
 from ._watcher import RequestWatcher
@@ -37,7 +37,7 @@ def process_parts(rt: Runtime) -> list[Part]:
     scheduler = Scheduler(rt)
 
     async def recover() -> None:
-        await recover_once(rt)
+        await recover_pending_workflows(rt)
 
     async def nothing() -> None:
         return None

@@ -83,13 +83,12 @@ class LiveWorkflows:
         if key is not None:
             self._by_queue[key] = self._by_queue.get(key, 0) + 1
 
-    def remove(self, state: WorkflowState) -> None:
-        """Forget the run of ``state`` once its task has ended (a newer run under its ID
-        stays); for a workflow of a queue, tell the queue listeners a place is free."""
-        run = self._runs.get(state.workflow_id)
-        if run is None or run.state is not state:
-            return
-        del self._runs[state.workflow_id]
+    def remove(self, run: LiveRun) -> None:
+        """Forget ``run`` once its task has ended (a newer run under its ID stays); for a
+        workflow of a queue, free its place and tell the queue listeners. Call it once
+        per ``add``."""
+        if self._runs.get(run.state.workflow_id) is run:
+            del self._runs[run.state.workflow_id]
         key = run.queue_key
         if key is None:
             return

@@ -77,13 +77,15 @@ class QueueWorkers:
     async def start(self) -> None:
         """Register every declared queue, then start its worker loop; from now on a queue
         declared later gets its worker when declared."""
-        queues = list(registry.queues.values())
-        await self._rt.sysdb.register_queues([q.info for q in queues], now_ms())
+        # Listen first: a queue declared while the others register gets its worker too.
+        registry.queue_listeners.append(self._declared)
         self._rt.notifier.hooks["queue"] = self._on_notify
         self._rt.live.on_queue_place_freed(self._on_place_freed)
-        registry.queue_listeners.append(self._declared)
+        queues = list(registry.queues.values())
+        await self._rt.sysdb.register_queues([q.info for q in queues], now_ms())
         for queue in queues:
-            self._start_loop(queue)
+            if queue.name not in self._tasks:
+                self._start_loop(queue)
 
     def _declared(self, queue: Queue) -> None:
         """Start the worker of a queue declared after launch (it registers it first)."""

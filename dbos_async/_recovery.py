@@ -64,10 +64,3 @@ async def recover_pending_workflows(rt: Runtime) -> list[WorkflowHandle[Any]]:
                 continue
             handles.append(WorkflowHandle(rt, row.workflow_id))
     return handles
-
-
-async def recover_once(rt: Runtime) -> None:
-    """The launch's recovery: once per runtime (again only if it failed)."""
-    if not rt.recovered:
-        await recover_pending_workflows(rt)
-        rt.recovered = True

@@ -255,7 +255,11 @@ async def _create(
     recorded_id = workflow_id
     if parent is not None:
         recorded_id = await _record_child(rt, parent, info.name, workflow_id, now)
-    if existing is None:
+    if existing is None and recorded_id != workflow_id:
+        # Another run of the parent started another child at this step first: that one
+        # stands, and the row written here never runs.
+        await cancel_workflow(rt, workflow_id)
+    elif existing is None:
         state = WorkflowState(workflow_id, info.name, deadline_ms=deadline_ms)
         _launch(rt, info, state, args, kwargs)
     return WorkflowHandle(rt, recorded_id)
@@ -291,11 +295,16 @@ def _launch(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> None:
+    if not rt.launched:
+        return  # closing: it stays PENDING, to be recovered at the next launch
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     # Nobody may await a workflow started in the background; don't warn about its error.
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
     task = rt.spawn(_execute(rt, info, state, args, kwargs, future))
-    rt.live.add(LiveRun(state, task, future))
+    run = LiveRun(state, task, future)
+    rt.live.add(run)
+    # (A done callback, not a finally: it runs even if the task is cancelled unstarted.)
+    task.add_done_callback(lambda _: rt.live.remove(run))
     if state.deadline_ms is not None:
         arm_deadline(rt, state, state.deadline_ms)
 
@@ -371,8 +380,6 @@ async def _execute(
         if not isinstance(exc, Exception):
             raise
         log.error("workflow %s could not record its outcome: %r", workflow_id, exc)
-    finally:
-        rt.live.remove(state)
 
 
 def launch_recorded(

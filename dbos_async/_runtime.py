@@ -64,8 +64,6 @@ class Runtime:
         #: True while workflows may run here: from the start of the workflows part (before
         #: recovery runs any) until close.
         self.launched = False
-        #: True once this runtime recovered its executor's workflows (once per runtime).
-        self.recovered = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._parts: list[Part] = []
         self._lock = asyncio.Lock()
@@ -136,9 +134,10 @@ class Runtime:
     async def close(self) -> None:
         """Stop every part in reverse order, each even if one before it failed; then
         raise the first failure, if any."""
-        self.launched = False
-        parts, self._parts = self._parts, []
-        await self._stop(parts, raise_first=True)
+        async with self._lock:  # (a start under way finishes first, then is undone)
+            self.launched = False
+            parts, self._parts = self._parts, []
+            await self._stop(parts, raise_first=True)
 
     @staticmethod
     async def _stop(parts: Sequence[Part], *, raise_first: bool = False) -> None:

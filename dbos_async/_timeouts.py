@@ -30,8 +30,8 @@ def arm_deadline(rt: Runtime, state: WorkflowState, deadline_ms: int) -> None:
     delay = max(0.0, deadline_ms / 1000 - time.time())
 
     def expire() -> None:
-        if rt.live.is_current(state):
-            rt.spawn(cancel_workflow(rt, state.workflow_id))
+        if rt.launched and rt.live.is_current(state):
+            rt.spawn(quietly(cancel_workflow(rt, state.workflow_id), state.workflow_id))
 
     loop.call_later(delay, expire)
 

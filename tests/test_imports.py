@@ -160,3 +160,48 @@ def test_imports__the_engine_reaches_storage_through_its_package() -> None:
         if _in_storage(target) and target != f"{PACKAGE}.sysdb"
     }
     assert offenders == set()
+
+
+#: The layers of docs/architecture.md, lowest first. A module may import only from its
+#: own layer or lower ones; a new module must be placed here.
+LAYERS: list[tuple[str, set[str]]] = [
+    ("leaves", {"_errors", "errors", "_clock", "_urls", "_status", "_ids", "_cron"}),
+    ("storage", {"sysdb"}),
+    ("foundations", {"_context", "_registry", "_serialization", "_config", "_txguard"}),
+    ("runtime", {"_journal", "_notifier", "_live", "_runtime"}),
+    (
+        "engine",
+        {"_deadlines", "_handle", "_management", "_timeouts", "_runner", "_checkpoint", "_steps"},
+    ),
+    (
+        "features",
+        {"_decorators", "_queue", "_queue_worker", "_scheduler", "_recovery", "_watcher"}
+        | {"_messaging"},
+    ),
+    ("lifecycle", {"_lifecycle"}),
+    ("facade", {"", "_dbos", "client", "cli"}),
+]
+
+
+def layer_of(module: str) -> int:
+    """The layer of a package module, by its first name under the package."""
+    first = module.split(".")[1] if "." in module else ""
+    for number, (_, names) in enumerate(LAYERS):
+        if first in names:
+            return number
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS (and the docs)")
+
+
+def test_imports__every_module_has_a_layer() -> None:
+    for module in MODULES:
+        layer_of(module)
+
+
+def test_imports__no_upward_arrows() -> None:
+    upward = sorted(
+        f"{m} ({LAYERS[layer_of(m)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})"
+        for m, targets in graph().items()
+        for t in targets
+        if layer_of(t) > layer_of(m)
+    )
+    assert upward == []

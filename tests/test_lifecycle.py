@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dbos_async import DBOS, DBOSException, Queue, SetWorkflowID
+from dbos_async import DBOS, DBOSClient, DBOSException, Queue, SetWorkflowID
 from dbos_async._config import resolve_config
 from dbos_async._lifecycle import client_parts, process_parts
 from dbos_async._queue_worker import QueueWorkers
@@ -226,3 +226,59 @@ async def test_destroy__step_failing_as_runtime_closes_is_not_recorded(
         assert [(s.output, s.error) for s in steps] == [("ok", None)]
     finally:
         await DBOS.destroy()
+
+
+@DBOS.workflow()
+async def lc_blocked() -> str:
+    await lc_step()
+    await lc_gates["open"].wait()
+    return "unblocked"
+
+
+async def test_launch__retried_after_a_failed_start_recovers_again(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A launch whose recovery ran but a later part failed is undone (its recovered
+    workflows' tasks are cancelled); the retried launch recovers them again."""
+    lc_gates["open"] = asyncio.Event()
+    await DBOS.destroy()
+    DBOS({"database_url": db_url, "application_version": "test"})
+    await DBOS.launch()
+    with SetWorkflowID("lc-blocked"):
+        await DBOS.start_workflow(lc_blocked)
+    await DBOS.destroy()  # it stays PENDING
+
+    start_workers = QueueWorkers.start
+    failures: list[str] = []
+
+    async def fail_once(self: QueueWorkers) -> None:
+        if not failures:
+            failures.append("queue workers")
+            raise RuntimeError("queue workers cannot start")
+        await start_workers(self)
+
+    monkeypatch.setattr(QueueWorkers, "start", fail_once)
+    DBOS({"database_url": db_url, "application_version": "test"})
+    try:
+        with pytest.raises(RuntimeError, match="queue workers cannot start"):
+            await DBOS.launch()  # recovery ran, then the workers failed: all undone
+        await DBOS.launch()
+        lc_gates["open"].set()
+        handle = await DBOS.retrieve_workflow("lc-blocked")
+        assert await asyncio.wait_for(handle, timeout=30) == "unblocked"
+    finally:
+        await DBOS.destroy()
+
+
+async def test_client__destroy_during_its_first_connect_leaves_nothing_open(
+    db_url: str,
+) -> None:
+    """``destroy()`` racing the connect of a client's first call waits for it and then
+    closes what it opened, rather than finding nothing to close yet."""
+    client = DBOSClient(db_url)
+    first = asyncio.create_task(client.list_workflows())
+    await asyncio.sleep(0)  # the connect is under way
+    await client.destroy()
+    await asyncio.gather(first, return_exceptions=True)
+    assert client._runtime._parts == []
+    assert not client._runtime.launched

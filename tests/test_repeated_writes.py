@@ -101,7 +101,8 @@ async def rw_parent_of_assigned_child() -> str:
 async def test_child_start__child_recorded_by_another_run_wins(dbos: DBOS) -> None:
     """A child's start is the parent's step: if another run of the parent recorded that
     step first (with another child, as a SetWorkflowID inside a workflow may give), this
-    run's handle is to the child recorded there, as a replay would give."""
+    run's handle is to the child recorded there, as a replay would give, and the child
+    this run wrote is cancelled before it runs."""
     rw_gates["go"] = asyncio.Event()
     with SetWorkflowID("rw-parent"):
         parent = await DBOS.start_workflow(rw_parent_of_assigned_child)
@@ -117,3 +118,6 @@ async def test_child_start__child_recorded_by_another_run_wins(dbos: DBOS) -> No
     assert await asyncio.wait_for(parent, timeout=30) == "rw-winner-child"
     steps = await DBOS.list_workflow_steps("rw-parent")
     assert [s.child_workflow_id for s in steps] == ["rw-winner-child"]
+    # The child this run wrote never runs: it is cancelled, not left PENDING.
+    own = await DBOS.get_workflow_status("rw-parent-own-child")
+    assert own is not None and own.status == "CANCELLED"
