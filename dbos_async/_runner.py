@@ -300,11 +300,13 @@ def _launch(
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     # Nobody may await a workflow started in the background; don't warn about its error.
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
-    task = rt.spawn(_execute(rt, info, state, args, kwargs, future))
+
+    def ended() -> None:  # (not a finally: a task cancelled before it starts runs none)
+        rt.live.remove(run)
+
+    task = rt.spawn(_execute(rt, info, state, args, kwargs, future), ended)
     run = LiveRun(state, task, future)
     rt.live.add(run)
-    # (A done callback, not a finally: it runs even if the task is cancelled unstarted.)
-    task.add_done_callback(lambda _: rt.live.remove(run))
     if state.deadline_ms is not None:
         arm_deadline(rt, state, state.deadline_ms)
 

@@ -151,12 +151,23 @@ class Runtime:
         if raise_first and first is not None:
             raise first
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[None]:
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], on_done: Callable[[], None] | None = None
+    ) -> asyncio.Task[None]:
         """Run a workflow body or a background job as a task this runtime owns (and
-        cancels at close)."""
+        cancels at close); ``on_done`` is called when the task ends, even if it was
+        cancelled before it started."""
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if on_done is None:
+            task.add_done_callback(self._tasks.discard)
+        else:  # (one callback, not two: each costs the event loop a turn)
+
+            def done(ended: asyncio.Task[None]) -> None:
+                self._tasks.discard(ended)
+                on_done()
+
+            task.add_done_callback(done)
         return task
 
     async def _stop_tasks(self) -> None:
