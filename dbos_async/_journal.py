@@ -24,6 +24,8 @@ import contextlib
 import logging
 from typing import Any
 
+from ._failpoints import ACTIVE as FAILPOINTS
+from ._failpoints import hit
 from .sysdb import (
     FinishWorkflow,
     InsertWorkflow,
@@ -130,6 +132,8 @@ class Journal:
 
     async def _flush(self, batch: list[_Entry], retry: bool = False) -> None:
         writes = [w for w, _ in batch]
+        if FAILPOINTS:
+            hit("before_flush")
         try:
             results = await self._sysdb.write_batch(writes, retry=retry)
         except asyncio.CancelledError:
@@ -146,6 +150,8 @@ class Journal:
             for entry in batch:
                 await self._flush([entry], retry=True)
             return
+        if FAILPOINTS:
+            hit("after_flush")
         self.batches += 1
         self.writes += len(batch)
         for (_, future), result in zip(batch, results, strict=True):

@@ -20,6 +20,8 @@ import time
 from ._clock import now_ms
 from ._deadlines import expire_enqueued
 from ._errors import DBOSException
+from ._failpoints import ACTIVE as FAILPOINTS
+from ._failpoints import hit
 from ._queue import Queue
 from ._registry import registry
 from ._runner import launch_recorded
@@ -169,6 +171,8 @@ class QueueWorkers:
             )
             if not rows:
                 continue
+            if FAILPOINTS:
+                hit("after_claim")
             rows.sort(key=lambda r: (r.priority, r.created_at))
             # A resumed workflow has recorded steps: they return their outputs, not rerun.
             try:

@@ -25,6 +25,8 @@ from ._context import (
     current_step,
 )
 from ._errors import DBOSMaxStepRetriesExceeded, DBOSWorkflowCancelledError
+from ._failpoints import ACTIVE as FAILPOINTS
+from ._failpoints import hit
 from ._registry import FunctionInfo
 from ._runtime import get_runtime
 from .sysdb import TransactionConflict
@@ -108,6 +110,8 @@ async def _run_step(
             value = await _attempts(state, info, args, kwargs)
         finally:
             current_step.reset(token)
+        if FAILPOINTS:
+            hit("after_step_body")
         output = rt.codec.dumps(value, f"output of step {info.name!r}")
     except Exception as exc:
         return await checkpoint.record_error(rt, exc, started)
@@ -172,6 +176,8 @@ async def _run_transaction(
                 info.transaction_options.isolation_level,
                 record if checkpoint is not None else None,
             )
+            if FAILPOINTS and checkpoint is not None:
+                hit("after_transaction_commit")
             break
         except TransactionConflict:
             await asyncio.sleep(delay)
