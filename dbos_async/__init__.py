@@ -26,7 +26,7 @@ from ._errors import (
 )
 from ._handle import WorkflowHandle
 from ._queue import Queue, SetEnqueueOptions
-from ._status import StepInfo, WorkflowStatus, WorkflowStatusString
+from ._status import ExecutorInfo, StepInfo, WorkflowStatus, WorkflowStatusString
 from .client import DBOSClient
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "DBOSWorkflowCancelledError",
     "DBOSWorkflowError",
     "DBOSWorkflowFunctionNotFoundError",
+    "ExecutorInfo",
     "Queue",
     "SetEnqueueOptions",
     "SetWorkflowID",

@@ -26,6 +26,7 @@ class DBOSConfig(TypedDict, total=False):
     serializer: Any
     pool_size: int
     connect_timeout: float
+    executor_lease_seconds: float
 
 
 _KEYS = set(DBOSConfig.__annotations__)
@@ -43,6 +44,8 @@ class Settings:
     serializer: Serializer
     pool_size: int
     connect_timeout: float
+    #: How long a process's lease lasts unrenewed; it renews it several times per period.
+    executor_lease_seconds: float = 10.0
 
 
 def validate_url(url: object, key: str) -> str:
@@ -116,15 +119,12 @@ def resolve_config(config: DBOSConfig | dict[str, Any] | None) -> Settings:
     pool_size = raw.get("pool_size", 10)
     if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 1:
         raise DBOSConfigError(f"config 'pool_size' must be a positive integer, got {pool_size!r}")
-    timeout = raw.get("connect_timeout", 10.0)
-    if (
-        not isinstance(timeout, (int, float))
-        or isinstance(timeout, bool)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
+    timeout = _positive_seconds(raw.get("connect_timeout", 10.0), "connect_timeout")
+    lease = _positive_seconds(raw.get("executor_lease_seconds", 10.0), "executor_lease_seconds")
+    if lease < 0.5:
         raise DBOSConfigError(
-            f"config 'connect_timeout' must be a positive number, got {timeout!r}"
+            f"config 'executor_lease_seconds' must be at least 0.5 (a process renews its "
+            f"lease several times per period), got {lease!r}"
         )
     return Settings(
         name=name,
@@ -134,5 +134,17 @@ def resolve_config(config: DBOSConfig | dict[str, Any] | None) -> Settings:
         application_version=version,
         serializer=make_serializer(raw.get("serializer")),
         pool_size=pool_size,
-        connect_timeout=float(timeout),
+        connect_timeout=timeout,
+        executor_lease_seconds=lease,
     )
+
+
+def _positive_seconds(value: object, key: str) -> float:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise DBOSConfigError(f"config {key!r} must be a positive number, got {value!r}")
+    return float(value)

@@ -3,6 +3,7 @@ class-level, so ``DBOS.start_workflow(...)`` works anywhere once ``DBOS(config)`
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from types import TracebackType
@@ -19,7 +20,7 @@ from ._registry import registry
 from ._runner import launch_recorded, start_workflow
 from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
 from ._scheduler import backfill
-from ._status import StepInfo, WorkflowStatus, WorkflowStatusString
+from ._status import ExecutorInfo, StepInfo, WorkflowStatus, WorkflowStatusString
 from ._steps import durable_sleep
 from ._txguard import refuse_in_transaction
 from .sysdb import notification_key
@@ -99,13 +100,38 @@ class DBOS(metaclass=_DBOSMeta):
         await rt.start(process_parts(rt))
 
     @classmethod
-    async def destroy(cls, *, destroy_registry: bool = False) -> None:
-        """Stop the runtime: running workflows stay PENDING, to be recovered later.
-        The registry of decorated functions survives unless ``destroy_registry``."""
+    async def destroy(
+        cls, *, destroy_registry: bool = False, workflow_completion_timeout_sec: float = 0
+    ) -> None:
+        """Stop the runtime. It stops taking work (queue claims, schedules, takeovers),
+        lets the workflows running here go on for up to ``workflow_completion_timeout_sec``
+        seconds, then stops the rest and hands them over: they stay PENDING, and a live
+        process of the same application version takes them over at once (or this
+        application's next launch recovers them). The registry of decorated functions
+        survives unless ``destroy_registry``."""
+        grace = workflow_completion_timeout_sec
+        if (
+            isinstance(grace, bool)
+            or not isinstance(grace, (int, float))
+            or not math.isfinite(grace)
+            or grace < 0
+        ):
+            raise ValueError(
+                "workflow_completion_timeout_sec must be a non-negative number of seconds, "
+                f"got {grace!r}"
+            )
         rt = current_runtime()
-        set_runtime(None)
-        if rt is not None:
-            await rt.close()
+        if rt is not None and grace > 0:
+            # The workflows that go on need their runtime: it stays current until closed.
+            try:
+                await rt.close(grace=float(grace))
+            finally:
+                if current_runtime() is rt:
+                    set_runtime(None)
+        else:
+            set_runtime(None)
+            if rt is not None:
+                await rt.close()
         if destroy_registry:
             registry.clear()
 
@@ -188,6 +214,14 @@ class DBOS(metaclass=_DBOSMeta):
         return step_infos(rt, await rt.sysdb.load_steps(workflow_id))
 
     list_workflow_steps_async = list_workflow_steps
+
+    @staticmethod
+    async def list_executors() -> list[ExecutorInfo]:
+        """The processes that hold (``alive``) or held a lease on this database, oldest
+        first, with how many PENDING workflows each owns."""
+        return await _management.list_executors(get_runtime())
+
+    list_executors_async = list_executors
 
     # -- management ------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ __all__ = [
     "DBOSWorkflowCancelledError",
     "DBOSWorkflowError",
     "DBOSWorkflowFunctionNotFoundError",
-]
+]  # (and WorkflowOwnershipLost, internal to the runtime)
 
 
 class DBOSException(Exception):
@@ -187,3 +187,24 @@ class DBOSWorkflowCancelledError(BaseException):
 
     def __str__(self) -> str:
         return f"workflow {self.workflow_id!r} was cancelled"
+
+
+class WorkflowOwnershipLost(BaseException):
+    """Raised inside a workflow run whose process no longer owns the workflow: another
+    process took it over (this one was paused, or cut off from the database, past its
+    lease) or an operator handed it elsewhere. The write that found it out committed
+    nothing; the run stops, records nothing more, and the new owner's run is the one that
+    counts.
+
+    Internal to the runtime; it derives from ``BaseException`` so an ``except Exception``
+    in user code cannot swallow it and carry on."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(workflow_id)
+        self.workflow_id = workflow_id
+
+    def __str__(self) -> str:
+        return (
+            f"workflow {self.workflow_id!r} is no longer owned by this process "
+            "(another process took it over)"
+        )

@@ -13,6 +13,7 @@ from ._errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
     DBOSNonExistentWorkflowError,
+    WorkflowOwnershipLost,
 )
 from ._registry import registry
 from ._status import StepInfo, WorkflowStatus, WorkflowStatusString
@@ -111,8 +112,11 @@ class WorkflowHandle(Generic[R]):
         ENQUEUED workflow whose deadline has passed is cancelled here."""
         local = self._runtime.live.outcome(self.workflow_id)
         if local is not None:
-            result: R = await asyncio.shield(local)
-            return result
+            try:
+                result: R = await asyncio.shield(local)
+                return result
+            except WorkflowOwnershipLost:
+                pass  # another process runs it now: follow it in the status table
         delay = _POLL_FIRST
         # Woken at once if it ends in this process (a queued workflow claimed here after
         # this handle was made); else the status table is polled.
@@ -137,8 +141,11 @@ class WorkflowHandle(Generic[R]):
                     continue
                 local = self._runtime.live.outcome(self.workflow_id)
                 if local is not None:
-                    result = await asyncio.shield(local)
-                    return result
+                    try:
+                        result = await asyncio.shield(local)
+                        return result
+                    except WorkflowOwnershipLost:
+                        pass
                 await self._runtime.notifier.wait(ended, delay)
                 delay = min(delay * 2, _POLL_MAX)
 

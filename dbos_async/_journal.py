@@ -14,7 +14,9 @@ The ordering rule (rule 1 of docs/architecture.md, "Durable before visible"):
   own writes are never reordered (a workflow awaits each write before its next);
 - if a batch fails, its writes are retried one by one, so only the write that caused the
   failure fails (its caller gets the error) and the others commit. Writes are keyed and
-  idempotent, so retrying a batch whose outcome was unknown converges.
+  idempotent, so retrying a batch whose outcome was unknown converges;
+- a step or outcome of a workflow this process no longer owns is not written (fencing:
+  see ``sysdb``); its caller gets ``WorkflowOwnershipLost`` and the rest commit.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import contextlib
 import logging
 from typing import Any
 
+from ._errors import WorkflowOwnershipLost
 from ._failpoints import ACTIVE as FAILPOINTS
 from ._failpoints import hit
 from .sysdb import (
+    Fenced,
     FinishWorkflow,
     InsertWorkflow,
     RecordStep,
@@ -155,7 +159,11 @@ class Journal:
         self.batches += 1
         self.writes += len(batch)
         for (_, future), result in zip(batch, results, strict=True):
-            _settle(future, result=result)
+            if isinstance(result, Fenced):
+                # Another process owns the workflow now: nothing of it was written.
+                _settle(future, error=WorkflowOwnershipLost(result.workflow_id))
+            else:
+                _settle(future, result=result)
 
 
 def _settle(

@@ -3,26 +3,32 @@
 A process (``DBOS.launch``) starts, in order:
 
 1. the databases (connected, the schema created or migrated);
-2. the journal, through which every checkpoint write goes;
-3. the notifier (Postgres LISTEN; local wake-ups on SQLite);
-4. the workflows part: from here on workflows may run in this process;
-5. the request watcher, which stops workflows other processes cancel and runs those a
-   client resumes or forks for this executor;
-6. recovery of this executor's PENDING workflows (before any queue worker claims more,
-   so recovered workflows of a queue count against its per-process limits);
-7. the queue workers, one loop per declared queue;
-8. the scheduler, one loop per scheduled workflow.
+2. the lease, which makes this process the owner of the workflows it runs;
+3. the journal, through which every checkpoint write goes;
+4. the notifier (Postgres LISTEN; local wake-ups on SQLite);
+5. the workflows part: from here on workflows may run in this process;
+6. the request watcher, which stops runs whose workflow another process cancelled or
+   took over;
+7. the takeover: recovery of the orphaned workflows of this application version (a
+   predecessor's on this machine, those of expired leases, unowned ones), before any
+   queue worker claims more so they count against per-process limits; then it goes on
+   looking for orphans in the background;
+8. the queue workers, one loop per declared queue;
+9. the scheduler, one loop per scheduled workflow.
 
-``DBOS.destroy`` stops them in reverse order: no new work is taken, then the workflow
-tasks are cancelled (the workflows stay PENDING, to be recovered), then the notifier,
-the journal and the databases close. A client (``DBOSClient``) starts only the system
-database and the notifier. A new background service is one more ``Part`` in this list.
+``DBOS.destroy`` stops them in reverse order: no new work is taken, the running
+workflows may finish within the grace period ``destroy`` was given, then their tasks are
+cancelled (the workflows stay PENDING), the notifier and the journal close, the lease
+ends (so live processes take over what was left at once) and the databases close. A
+client (``DBOSClient``) starts only the system database and the notifier. A new
+background service is one more ``Part`` in this list.
 """
 
 from __future__ import annotations
 
+from ._leases import Lease
 from ._queue_worker import QueueWorkers
-from ._recovery import recover_pending_workflows
+from ._recovery import Takeover
 from ._runtime import Part, Runtime
 from ._scheduler import Scheduler
 from ._watcher import RequestWatcher
@@ -32,23 +38,19 @@ __all__ = ["client_parts", "process_parts"]
 
 def process_parts(rt: Runtime) -> list[Part]:
     """The parts of a process that runs workflows, in start order."""
+    lease = Lease(rt)
     watcher = RequestWatcher(rt)
+    takeover = Takeover(rt)
     workers = QueueWorkers(rt)
     scheduler = Scheduler(rt)
-
-    async def recover() -> None:
-        await recover_pending_workflows(rt)
-
-    async def nothing() -> None:
-        return None
-
     return [
         rt.databases(),
+        Part("lease", lease.start, lease.stop),
         rt.journal_part(),
         rt.notifier_part(),
         rt.workflows_part(),
         Part("request watcher", watcher.start, watcher.stop),
-        Part("recovery", recover, nothing),
+        Part("takeover", takeover.start, takeover.stop),
         Part("queue workers", workers.start, workers.stop),
         Part("scheduler", scheduler.start, scheduler.stop),
     ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._context import WorkflowState
-from ._errors import DBOSAwaitedWorkflowCancelledError
+from ._errors import DBOSAwaitedWorkflowCancelledError, WorkflowOwnershipLost
 
 __all__ = ["LiveRun", "LiveWorkflows"]
 
@@ -121,6 +121,33 @@ class LiveWorkflows:
         if not run.outcome.done():
             run.outcome.set_exception(DBOSAwaitedWorkflowCancelledError(workflow_id))
         run.state.cancel(run.task.cancel)
+
+    def lose(self, workflow_id: str) -> None:
+        """Another process owns this workflow now: stop its run here at once (anything it
+        would still write is refused anyway) and let its awaiters here follow the
+        workflow in the status table to the new owner's outcome."""
+        run = self._runs.get(workflow_id)
+        if run is None:
+            return
+        log.warning(
+            "workflow %s was taken over by another process (this one was paused or cut "
+            "off from the database past its lease, or it was handed elsewhere); its run "
+            "here stops and records nothing more",
+            workflow_id,
+        )
+        if not run.outcome.done():
+            run.outcome.set_exception(WorkflowOwnershipLost(workflow_id))
+        run.task.cancel()
+
+    async def drained(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for every run here to end; True if they did."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while self._runs:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            await asyncio.wait({run.task for run in self._runs.values()}, timeout=left)
+        return True
 
     async def ended(self, workflow_id: str) -> None:
         """Wait until the run of ``workflow_id`` here (if any) has ended. A cancelled run

@@ -15,12 +15,13 @@ from ._context import new_workflow_id, take_assigned_workflow_id
 from ._errors import DBOSNonExistentWorkflowError
 from ._handle import status_of
 from ._runtime import Runtime
-from ._status import WorkflowStatus, WorkflowStatusString
+from ._status import ExecutorInfo, WorkflowStatus, WorkflowStatusString
 from .sysdb import StepRow, WorkflowQuery, WorkflowRow
 
 __all__ = [
     "cancel_workflow",
     "fork_workflow",
+    "list_executors",
     "list_workflows",
     "resume_workflow",
     "to_epoch_ms",
@@ -107,6 +108,25 @@ async def list_workflows(
     return [status_of(rt, row) for row in rows]
 
 
+async def list_executors(rt: Runtime) -> list[ExecutorInfo]:
+    """The processes that hold or held a lease on this database, oldest first."""
+    return [
+        ExecutorInfo(
+            executor_id=e.executor_id,
+            hostname=e.hostname,
+            pid=e.pid,
+            application_version=e.application_version,
+            started_at=e.started_at,
+            last_heartbeat_at=e.last_heartbeat_at,
+            alive=e.alive,
+            workflows=e.workflows,
+            process_id=e.process_id,
+            lease_expires_at=e.lease_expires_at,
+        )
+        for e in await rt.sysdb.list_executors()
+    ]
+
+
 async def cancel_workflow(rt: Runtime, workflow_id: str) -> WorkflowRow:
     """Mark a PENDING or ENQUEUED workflow CANCELLED (any other is left as it is) and stop
     it if it runs here; other processes stop theirs when they hear of it (notification or
@@ -182,6 +202,8 @@ async def fork_workflow(
         updated_at=now,
         forked_from=workflow_id,
         workflow_timeout_ms=source.workflow_timeout_ms,
+        # A process runs its fork itself; a client's is left for a live process to take.
+        owner=rt.sysdb.owner,
     )
     await rt.sysdb.fork_workflow(workflow_id, row, start_step)
     return row, [s for s in steps if s.function_id < start_step]

@@ -1,14 +1,21 @@
-"""Recovering this executor's workflows at launch.
+"""Taking over the workflows no live process runs: at launch (recovery) and from then on.
 
-Recovery claims each PENDING workflow of this executor and application version with one
-conditional update (so of several processes sharing an executor ID only one runs it),
-loads the recorded steps of a chunk of them at once, and runs each body again; recorded
-steps return their outputs without running. A workflow past its ``max_recovery_attempts``
-is marked MAX_RECOVERY_ATTEMPTS_EXCEEDED (dead-lettered) instead.
+A PENDING workflow is orphaned when no live process runs it: its owner's lease has
+expired (the process died, or was paused or cut off from the database past its lease),
+it has no owner (its process stopped and handed it back, or a client resumed or forked
+it), or this process owns it but nothing here runs it (a claim whose reply was lost).
+Every live process looks for the orphans of its application version at launch, then
+every few seconds, and at once when another process's lease ends (a Postgres
+notification). One conditional update per chunk gives each to exactly one process,
+counting a recovery attempt (past ``max_recovery_attempts`` the workflow is marked
+MAX_RECOVERY_ATTEMPTS_EXCEEDED instead); the winner loads the recorded steps of the chunk
+at once and runs each workflow again, its recorded steps returning their outputs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -21,31 +28,40 @@ from ._runtime import Runtime
 from ._status import WorkflowStatusString
 from .sysdb import RecoveryRequest
 
-__all__ = ["recover_pending_workflows"]
+__all__ = ["Takeover", "take_over_orphans"]
 
 log = logging.getLogger("dbos_async")
 
-_RECOVERY_CHUNK = 500
+_CHUNK = 500
 
 
-async def recover_pending_workflows(rt: Runtime) -> list[WorkflowHandle[Any]]:
-    """Recover this executor's PENDING workflows of this application version: claim them
-    and load their recorded steps a chunk at a time, then run each again."""
-    requests: list[RecoveryRequest] = []
-    for row in await rt.sysdb.pending_workflows(rt.executor_id, rt.app_version):
-        if row.workflow_id in rt.live:
-            continue
-        info = registry.workflows.get(row.name)
-        if info is None:
-            error = DBOSWorkflowFunctionNotFoundError(row.workflow_id, row.name)
-            log.error("cannot recover: %s", error)
-            continue
-        limit = info.workflow_options.max_recovery_attempts
-        requests.append(RecoveryRequest(row.workflow_id, row.recovery_attempts, limit))
+async def take_over_orphans(rt: Runtime) -> list[WorkflowHandle[Any]]:
+    """Take over and run the orphaned workflows of this application version, a chunk at
+    a time; handles to those this process won."""
+    lease_ms = int(rt.settings.executor_lease_seconds * 1000)
     handles: list[WorkflowHandle[Any]] = []
-    for start in range(0, len(requests), _RECOVERY_CHUNK):
-        chunk = requests[start : start + _RECOVERY_CHUNK]
-        claims = await rt.sysdb.claim_for_recovery(chunk, now_ms())
+    skipped: set[str] = set()
+    while True:
+        rows = await rt.sysdb.orphaned_workflows(
+            rt.app_version, now_ms() - lease_ms, list(rt.live), _CHUNK + len(skipped)
+        )
+        requests: list[RecoveryRequest] = []
+        for row in rows:
+            if row.workflow_id in rt.live or row.workflow_id in skipped:
+                continue
+            info = registry.workflows.get(row.name)
+            if info is None:
+                skipped.add(row.workflow_id)
+                error = DBOSWorkflowFunctionNotFoundError(row.workflow_id, row.name)
+                log.error("cannot take over: %s", error)
+                continue
+            limit = info.workflow_options.max_recovery_attempts
+            requests.append(
+                RecoveryRequest(row.workflow_id, row.recovery_attempts, limit, row.owner)
+            )
+        if not requests:
+            return handles
+        claims = await rt.sysdb.take_over(requests, rt.executor_id, now_ms())
         for claim in claims:
             if claim.exceeded:
                 log.warning(
@@ -60,7 +76,47 @@ async def recover_pending_workflows(rt: Runtime) -> list[WorkflowHandle[Any]]:
             try:
                 launch_recorded(rt, row, steps.get(row.workflow_id, []))
             except DBOSException as exc:
-                log.error("cannot recover workflow %s: %s", row.workflow_id, exc)
+                log.error("cannot run workflow %s: %s", row.workflow_id, exc)
                 continue
             handles.append(WorkflowHandle(rt, row.workflow_id))
-    return handles
+        if len(rows) < _CHUNK + len(skipped) or not claims:
+            return handles
+
+
+class Takeover:
+    """Looks for orphaned workflows at launch and then in the background: every third of
+    a lease (at most a second apart without push notifications, so a client's resume or
+    fork on SQLite is run within that), and at once when another process's lease ends or
+    a client asks."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._rt.notifier.hooks["run"] = self._on_request
+        await take_over_orphans(self._rt)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="dbos_async takeover")
+
+    async def stop(self) -> None:
+        if self._rt.notifier.hooks.get("run") == self._on_request:
+            del self._rt.notifier.hooks["run"]
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _on_request(self, workflow_id: str | None) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        lease = self._rt.settings.executor_lease_seconds
+        while True:
+            interval = lease / 3 if self._rt.notifier.push else min(lease / 3, 1.0)
+            await self._rt.notifier.wait(self._wake, interval)
+            try:
+                await take_over_orphans(self._rt)
+            except Exception as exc:  # the database is away: try again next time
+                log.warning("could not look for workflows to take over: %r", exc)

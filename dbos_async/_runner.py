@@ -31,6 +31,7 @@ from ._errors import (
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowFunctionNotFoundError,
+    WorkflowOwnershipLost,
 )
 from ._handle import WorkflowHandle, outcome_of
 from ._live import LiveRun
@@ -248,6 +249,7 @@ async def _create(
         parent_workflow_id=parent[0].workflow_id if parent else None,
         workflow_timeout_ms=timeout_ms,
         workflow_deadline_epoch_ms=deadline_ms,
+        owner=rt.sysdb.owner,
     )
     existing = await rt.journal.insert_workflow(row)
     if existing is not None and existing.name != info.name:
@@ -297,6 +299,8 @@ def _launch(
 ) -> None:
     if not rt.launched:
         return  # closing: it stays PENDING, to be recovered at the next launch
+    if state.workflow_id in rt.live:
+        return  # one run per workflow in a process: the one here goes on
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     # Nobody may await a workflow started in the background; don't warn about its error.
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -339,24 +343,31 @@ async def _execute(
             raise
         except Exception as exc:
             error = exc
+        except WorkflowOwnershipLost:
+            _abandon(state, future)
+            return
         if not rt.launched:
             # The runtime began to close while the body ran: what it met may be that
             # (no runtime any more), so nothing is recorded. It stays PENDING and is
             # recovered; its recorded steps make the rerun cheap.
             future.cancel()
             return
-        if error is None:
-            finished = await rt.journal.finish_workflow(
-                workflow_id, WorkflowStatusString.SUCCESS.value, output, None, now_ms()
-            )
-        else:
-            finished = await rt.journal.finish_workflow(
-                workflow_id,
-                WorkflowStatusString.ERROR.value,
-                None,
-                rt.codec.dump_error(error),
-                now_ms(),
-            )
+        try:
+            if error is None:
+                finished = await rt.journal.finish_workflow(
+                    workflow_id, WorkflowStatusString.SUCCESS.value, output, None, now_ms()
+                )
+            else:
+                finished = await rt.journal.finish_workflow(
+                    workflow_id,
+                    WorkflowStatusString.ERROR.value,
+                    None,
+                    rt.codec.dump_error(error),
+                    now_ms(),
+                )
+        except WorkflowOwnershipLost:
+            _abandon(state, future)
+            return
         if not finished:
             # Someone else decided this workflow's outcome first (cancelled, dead-lettered).
             row = await rt.sysdb.get_workflow(workflow_id)
@@ -382,6 +393,19 @@ async def _execute(
         if not isinstance(exc, Exception):
             raise
         log.error("workflow %s could not record its outcome: %r", workflow_id, exc)
+
+
+def _abandon(state: WorkflowState, future: asyncio.Future[Any]) -> None:
+    """Another process owns this workflow now: this run stops and records nothing more.
+    Awaiters here follow the workflow in the status table to the new owner's outcome."""
+    log.warning(
+        "workflow %s was taken over by another process (this one was paused or cut off "
+        "from the database past its lease, or the workflow was handed elsewhere); this "
+        "run stops here and records nothing more",
+        state.workflow_id,
+    )
+    if not future.done():
+        future.set_exception(WorkflowOwnershipLost(state.workflow_id))
 
 
 def launch_recorded(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,9 @@ class Runtime:
         self.notifier = Notifier(self.sysdb)
         self.executor_id = settings.executor_id
         self.app_version = settings.application_version or ""
+        #: This runtime's identity in the fleet: the key of its lease, and the owner of
+        #: the workflows it runs (one per launch; see ``_leases``).
+        self.process_id = uuid.uuid4().hex
         #: The workflows running in this process.
         self.live = LiveWorkflows()
         #: True while workflows may run here: from the start of the workflows part (before
@@ -67,6 +71,8 @@ class Runtime:
         self._tasks: set[asyncio.Task[None]] = set()
         self._parts: list[Part] = []
         self._lock = asyncio.Lock()
+        #: How long a closing runtime lets its running workflows go on (``close``).
+        self._grace = 0.0
 
     # -- the parts every runtime has ----------------------------------------------------
 
@@ -104,9 +110,10 @@ class Runtime:
         return Part("notifier", self.notifier.start, self.notifier.stop)
 
     def workflows_part(self) -> Part:
-        """From its start workflows may run here; at close every workflow task and
-        background task of this runtime is cancelled (the workflows stay PENDING, to be
-        recovered) and their awaiters here are told."""
+        """From its start workflows may run here; at close, once the running ones have
+        ended or the grace period ``close`` was given is over, every workflow task and
+        background task of this runtime is cancelled (the workflows stay PENDING, for a
+        live process to take over) and their awaiters here are told."""
 
         async def open_() -> None:
             self.launched = True
@@ -131,11 +138,15 @@ class Runtime:
                 raise
             self._parts = started
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 0.0) -> None:
         """Stop every part in reverse order, each even if one before it failed; then
-        raise the first failure, if any."""
+        raise the first failure, if any. With a ``grace`` period (seconds), the parts that
+        take new work stop first and the running workflows may go on that long (they may
+        start children meanwhile) before they are cancelled."""
         async with self._lock:  # (a start under way finishes first, then is undone)
-            self.launched = False
+            self._grace = grace
+            if grace <= 0:
+                self.launched = False
             parts, self._parts = self._parts, []
             await self._stop(parts, raise_first=True)
 
@@ -171,6 +182,12 @@ class Runtime:
         return task
 
     async def _stop_tasks(self) -> None:
+        if self._grace > 0 and self.launched and not await self.live.drained(self._grace):
+            log.info(
+                "%d workflows still running after %.1fs; handing them over",
+                len(self.live),
+                self._grace,
+            )
         self.launched = False
         tasks = list(self._tasks)
         for task in tasks:

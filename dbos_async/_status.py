@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StepInfo", "WorkflowStatus", "WorkflowStatusString"]
+__all__ = ["ExecutorInfo", "StepInfo", "WorkflowStatus", "WorkflowStatusString"]
 
 
 class WorkflowStatusString(enum.StrEnum):
@@ -66,3 +66,24 @@ class StepInfo:
     child_workflow_id: str | None
     started_at_epoch_ms: int | None
     completed_at_epoch_ms: int | None
+
+
+@dataclass(frozen=True)
+class ExecutorInfo:
+    """A process that holds (``alive``) or held a lease on the database: one launch of a
+    ``DBOS`` app. Times are epoch milliseconds (the database's clock on Postgres)."""
+
+    executor_id: str
+    hostname: str
+    pid: int
+    application_version: str
+    started_at: int
+    last_heartbeat_at: int
+    #: Whether its lease is live: its workflows are its own until it expires.
+    alive: bool
+    #: How many PENDING workflows it owns.
+    workflows: int
+    #: The process's lease key (the owner recorded on the workflows it runs).
+    process_id: str
+    #: When its lease expires (or expired), unless renewed.
+    lease_expires_at: int

@@ -24,7 +24,11 @@ from ._context import (
     current_sql_connection,
     current_step,
 )
-from ._errors import DBOSMaxStepRetriesExceeded, DBOSWorkflowCancelledError
+from ._errors import (
+    DBOSMaxStepRetriesExceeded,
+    DBOSWorkflowCancelledError,
+    WorkflowOwnershipLost,
+)
 from ._failpoints import ACTIVE as FAILPOINTS
 from ._failpoints import hit
 from ._registry import FunctionInfo
@@ -146,6 +150,12 @@ async def _run_transaction(
             )
             if committed is not None:
                 return await checkpoint.record_committed(rt, committed)
+        if not rt.appdb.fenced:
+            # The application database is not the system database, so its commit cannot
+            # check the owner itself: check now, before the body runs.
+            workflow_id = checkpoint.state.workflow_id
+            if await rt.sysdb.not_owned_among([workflow_id]):
+                raise WorkflowOwnershipLost(workflow_id)
     output: list[str] = []
 
     def record(value: Any) -> tuple[str, int, str]:

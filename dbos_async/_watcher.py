@@ -1,10 +1,9 @@
-"""What other processes ask of this one: stop a workflow they cancelled, and run one a
-client resumed or forked for this executor.
+"""What other processes ask of this one: stop a workflow they cancelled, and give up one
+another process took over.
 
-Woken by notifications where the backend has them (Postgres LISTEN); cancellations are
-also checked on a timer, so a missed notification (or SQLite, which has none) costs
-latency, never correctness. A run request that is missed leaves the workflow PENDING on
-this executor, so it runs at the executor's next launch (recovery).
+Woken by notifications where the backend has them (Postgres LISTEN); both are also
+checked on a timer, so a missed notification (or SQLite, which has none) costs latency,
+never correctness. (Workflows a client resumes or forks are taken over by ``_recovery``.)
 """
 
 from __future__ import annotations
@@ -13,12 +12,7 @@ import asyncio
 import contextlib
 import logging
 
-from ._clock import now_ms
-from ._registry import registry
-from ._runner import launch_recorded
 from ._runtime import Runtime
-from ._status import WorkflowStatusString
-from .sysdb import RecoveryRequest
 
 __all__ = ["RequestWatcher"]
 
@@ -26,8 +20,8 @@ log = logging.getLogger("dbos_async")
 
 
 class RequestWatcher:
-    """Stops workflows of this process that another process cancelled, and runs those a
-    client resumed or forked for it."""
+    """Stops the runs of this process whose workflow another process cancelled or took
+    over."""
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
@@ -36,15 +30,13 @@ class RequestWatcher:
 
     async def start(self) -> None:
         self._rt.notifier.hooks["cancel"] = self._on_cancel
-        self._rt.notifier.hooks["run"] = self._on_run_request
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name="dbos_async request watcher"
         )
 
     async def stop(self) -> None:
-        for kind, hook in (("cancel", self._on_cancel), ("run", self._on_run_request)):
-            if self._rt.notifier.hooks.get(kind) == hook:
-                del self._rt.notifier.hooks[kind]
+        if self._rt.notifier.hooks.get("cancel") == self._on_cancel:
+            del self._rt.notifier.hooks["cancel"]
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -55,16 +47,6 @@ class RequestWatcher:
         if workflow_id is None or workflow_id in self._rt.live:
             self._wake.set()
 
-    def _on_run_request(self, workflow_id: str | None) -> None:
-        if workflow_id is not None:
-            self._rt.spawn(self._take_over(workflow_id))
-
-    async def _take_over(self, workflow_id: str) -> None:
-        try:
-            await take_over(self._rt, workflow_id)
-        except Exception as exc:  # it stays PENDING for this executor's next launch
-            log.warning("could not take over workflow %s: %r", workflow_id, exc)
-
     async def _run(self) -> None:
         interval = 2.0 if self._rt.notifier.push else 1.0
         while True:
@@ -74,38 +56,12 @@ class RequestWatcher:
                 continue
             try:
                 cancelled = await self._rt.sysdb.cancelled_among(running)
+                lost = await self._rt.sysdb.not_owned_among(running)
             except Exception as exc:  # a lost connection: try again next time
                 log.warning("could not check for cancelled workflows: %r", exc)
                 continue
             for workflow_id in cancelled:
                 self._rt.live.stop(workflow_id)
-
-
-async def take_over(rt: Runtime, workflow_id: str) -> None:
-    """Run a workflow that a client resumed or forked for this executor: claimed with the
-    recovery claim, so of several processes sharing an executor ID only one runs it. A
-    cancelled run of it still finishing a step here ends first."""
-    previous = rt.live.get(workflow_id)
-    if previous is not None:
-        if not previous.state.cancelled:
-            return
-        await rt.live.ended(workflow_id)
-    row = await rt.sysdb.get_workflow(workflow_id)
-    if (
-        row is None
-        or row.status != WorkflowStatusString.PENDING
-        or row.executor_id != rt.executor_id
-        or row.application_version != rt.app_version
-        or workflow_id in rt.live
-    ):
-        return
-    info = registry.workflows.get(row.name)
-    if info is None:
-        return
-    limit = info.workflow_options.max_recovery_attempts
-    claims = await rt.sysdb.claim_for_recovery(
-        [RecoveryRequest(workflow_id, row.recovery_attempts, limit)], now_ms()
-    )
-    for claim in claims:
-        if not claim.exceeded and workflow_id not in rt.live:
-            launch_recorded(rt, claim.row, await rt.sysdb.load_steps(workflow_id))
+            for workflow_id in lost:
+                if workflow_id not in cancelled:
+                    self._rt.live.lose(workflow_id)

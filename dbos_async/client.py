@@ -28,7 +28,7 @@ from ._lifecycle import client_parts
 from ._queue import SetEnqueueOptions, check_enqueue_options
 from ._runner import enqueued_row
 from ._runtime import Runtime
-from ._status import StepInfo, WorkflowStatus, WorkflowStatusString
+from ._status import ExecutorInfo, StepInfo, WorkflowStatus, WorkflowStatusString
 from .sysdb import QueueInfo, notification_key
 
 __all__ = ["DBOSClient", "EnqueueOptions"]
@@ -173,6 +173,10 @@ class DBOSClient:
         rt = await self._rt()
         return step_infos(rt, await rt.sysdb.load_steps(workflow_id))
 
+    async def list_executors(self) -> list[ExecutorInfo]:
+        """``DBOS.list_executors``: the processes that hold or held a lease."""
+        return await _management.list_executors(await self._rt())
+
     async def list_workflows(self, **filters: Any) -> list[WorkflowStatus]:
         """``DBOS.list_workflows`` with the same keyword filters."""
         check_workflow_filters(filters)
@@ -265,6 +269,7 @@ class DBOSClient:
     get_all_events_async = get_all_events
     destroy_async = destroy
     list_workflows_async = list_workflows
+    list_executors_async = list_executors
     list_queued_workflows_async = list_queued_workflows
     cancel_workflow_async = cancel_workflow
     resume_workflow_async = resume_workflow

@@ -155,8 +155,14 @@ async def test_migrations__postgres_migrated_equals_fresh(postgres_template: str
             "workflow_events",
             "streams",
             "queues",
+            "executors",
         }
-        assert [f[0] for f in fresh["functions"]] == ["claim_queued", "receive_message"]
+        assert [f[0] for f in fresh["functions"]] == [
+            "assert_owner",
+            "claim_queued",
+            "now_ms",
+            "receive_message",
+        ]
         assert migrated == fresh
     finally:
         for name in names:

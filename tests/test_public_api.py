@@ -34,6 +34,9 @@ API_NAMES = [
     "DBOSClient",
 ]
 
+#: Names API.md leaves to us: the type ``DBOS.list_executors()`` returns (section 9).
+OUR_NAMES = ["ExecutorInfo"]
+
 #: API.md section 8, plus DBOSConnectionError (what an unreachable database raises) and
 #: DBOSQueueNotFoundError (a client naming a queue no process declared).
 DBOS_EXCEPTION_SUBCLASSES = [
@@ -58,7 +61,7 @@ ERROR_NAMES = ["DBOSException", *DBOS_EXCEPTION_SUBCLASSES, "DBOSWorkflowCancell
 #: expect them absent until then.
 NOT_YET: dict[str, str] = {}
 
-PUBLIC_NAMES = sorted({*API_NAMES, *ERROR_NAMES} - set(NOT_YET))
+PUBLIC_NAMES = sorted({*API_NAMES, *OUR_NAMES, *ERROR_NAMES} - set(NOT_YET))
 
 #: The coroutine methods DBOS has today; every one must also answer to ``X_async``.
 DBOS_COROUTINE_METHODS = [
@@ -70,6 +73,7 @@ DBOS_COROUTINE_METHODS = [
     "get_workflow_status",
     "list_workflow_steps",
     "backfill_schedule",
+    "list_executors",
 ]
 
 

@@ -1,5 +1,5 @@
-"""Recovery claims: one conditional update per chunk, and only one claimant wins each
-workflow, however many race for it."""
+"""Takeover claims: one conditional update per chunk, and only one process wins each
+orphaned workflow, however many race for it; a live lease is never taken from."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 
 from dbos_async import DBOS, SetWorkflowID, WorkflowStatusString
 from dbos_async._runtime import get_runtime
-from dbos_async.sysdb import RecoveryRequest
+from dbos_async.sysdb import RecoveryRequest, SystemDatabase, open_databases
 
 gate = asyncio.Event()
 
@@ -40,35 +40,76 @@ async def leave_pending(db_url: str, count: int) -> list[str]:
     return ids
 
 
-async def test_claim_for_recovery__racing_claimants_win_each_workflow_once(
-    dbos: DBOS, db_url: str
-) -> None:
-    ids = await leave_pending(db_url, 30)
-    # A runtime that does not recover on its own: another executor id.
-    DBOS({"database_url": db_url, "application_version": "test", "executor_id": "other"})
-    await DBOS.launch()
-    sysdb = get_runtime().sysdb
-    requests = [RecoveryRequest(wid, 0, 5) for wid in ids]
-    results = await asyncio.gather(*(sysdb.claim_for_recovery(requests, 1) for _ in range(4)))
-    won = sorted(c.row.workflow_id for claims in results for c in claims)
-    assert won == sorted(ids)
-    assert all(not c.exceeded and c.row.recovery_attempts == 1 for r in results for c in r)
-    # A request that saw a stale attempt count wins nothing.
-    assert await sysdb.claim_for_recovery(requests, 2) == []
+async def other_processes(db_url: str, count: int) -> list[SystemDatabase]:
+    """System databases of ``count`` other (not launched) processes, each its own owner."""
+    found = []
+    for i in range(count):
+        sysdb, _ = open_databases(db_url, db_url, pool_size=2, connect_timeout=5.0)
+        sysdb.owner = f"other-{i}"
+        await sysdb.connect()
+        found.append(sysdb)
+    return found
 
 
-async def test_claim_for_recovery__past_the_limit_dead_letters(dbos: DBOS, db_url: str) -> None:
-    ids = await leave_pending(db_url, 3)
-    DBOS({"database_url": db_url, "application_version": "test", "executor_id": "other"})
-    await DBOS.launch()
-    sysdb = get_runtime().sysdb
-    claims = await sysdb.claim_for_recovery([RecoveryRequest(w, 0, 0) for w in ids], 1)
-    assert sorted(c.row.workflow_id for c in claims) == sorted(ids)
-    assert all(c.exceeded for c in claims)
+async def requests_for(sysdb: SystemDatabase, ids: list[str], limit: int) -> list[RecoveryRequest]:
+    requests = []
     for wid in ids:
-        status = await DBOS.get_workflow_status(wid)
-        assert status is not None
-        assert status.status == WorkflowStatusString.MAX_RECOVERY_ATTEMPTS_EXCEEDED
+        row = await sysdb.get_workflow(wid)
+        assert row is not None and row.owner is not None  # the stopped process's
+        requests.append(RecoveryRequest(wid, row.recovery_attempts, limit, row.owner))
+    return requests
+
+
+async def test_take_over__racing_processes_win_each_workflow_once(dbos: DBOS, db_url: str) -> None:
+    ids = await leave_pending(db_url, 30)  # its process stopped: its lease ended
+    others = await other_processes(db_url, 4)
+    try:
+        requests = await requests_for(others[0], ids, 5)
+        results = await asyncio.gather(*(o.take_over(requests, "exec", 1) for o in others))
+        won = sorted(c.row.workflow_id for claims in results for c in claims)
+        assert won == sorted(ids)
+        for other, claims in zip(others, results, strict=True):
+            for claim in claims:
+                assert not claim.exceeded
+                assert claim.row.recovery_attempts == 1
+                assert claim.row.owner == other.owner
+                assert claim.row.executor_id == "exec"
+        # A request that saw a stale owner (or attempt count) wins nothing.
+        assert await others[0].take_over(requests, "exec", 2) == []
+    finally:
+        for other in others:
+            await other.close()
+
+
+async def test_take_over__past_the_limit_dead_letters(dbos: DBOS, db_url: str) -> None:
+    ids = await leave_pending(db_url, 3)
+    (other,) = await other_processes(db_url, 1)
+    try:
+        claims = await other.take_over(await requests_for(other, ids, 0), "exec", 1)
+        assert sorted(c.row.workflow_id for c in claims) == sorted(ids)
+        assert all(c.exceeded for c in claims)
+        for wid in ids:
+            row = await other.get_workflow(wid)
+            assert row is not None
+            assert row.status == WorkflowStatusString.MAX_RECOVERY_ATTEMPTS_EXCEEDED
+    finally:
+        await other.close()
+
+
+async def test_take_over__never_from_a_live_lease(dbos: DBOS, db_url: str) -> None:
+    global gate
+    gate = asyncio.Event()
+    with SetWorkflowID("rc-live"):
+        handle = await DBOS.start_workflow(rc_blocked, 1)
+    (other,) = await other_processes(db_url, 1)
+    try:
+        # This process's lease is live: nothing of it is orphaned, and a takeover fails.
+        assert await other.orphaned_workflows("test", 2**62, [], 10) == []
+        assert await other.take_over(await requests_for(other, ["rc-live"], 5), "x", 1) == []
+    finally:
+        await other.close()
+    gate.set()
+    assert await handle == 1
 
 
 async def test_recovery__many_pending_workflows_all_finish(dbos: DBOS, db_url: str) -> None:

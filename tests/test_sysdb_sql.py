@@ -146,6 +146,7 @@ async def test_queue_key__postgres_statements_wake_with_the_python_key(fresh_pg:
     ``notification_key`` makes for its queue, as the queue workers wait on it."""
     pool = PostgresPool(fresh_pg, 2, 5.0, reset_sessions=False)
     sysdb = PostgresSystemDatabase(pool)
+    sysdb.owner = "test-process"  # (its claims are its own: it may finish them)
     await sysdb.connect()
     got: asyncio.Queue[str] = asyncio.Queue()
     listener = await asyncpg.connect(fresh_pg)

@@ -11,6 +11,7 @@ Commands::
     dbos-async workflow resume ID
     dbos-async workflow fork ID [--step N] [--application-version V]
     dbos-async queue list [--queue Q] [...the filters of workflow list]
+    dbos-async executor list
     dbos-async migrate
 
 Global options (before or after the command): ``--database-url URL`` (else the

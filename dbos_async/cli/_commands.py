@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +109,28 @@ async def list_workflows(client: DBOSClient, args: argparse.Namespace) -> Result
         load_output=args.load_output,
     )
     return Result([status_json(s) for s in statuses], _workflow_table(statuses, args))
+
+
+async def list_executors(client: DBOSClient, args: argparse.Namespace) -> Result:
+    executors = await client.list_executors()
+    rows = [
+        [
+            e.executor_id,
+            e.hostname,
+            str(e.pid),
+            e.application_version,
+            iso_time(e.started_at),
+            iso_time(e.last_heartbeat_at),
+            "yes" if e.alive else "no",
+            str(e.workflows),
+        ]
+        for e in executors
+    ]
+    headers = ["EXECUTOR", "HOST", "PID", "VERSION", "STARTED", "HEARTBEAT", "ALIVE", "PENDING"]
+    return Result(
+        [dataclasses.asdict(e) for e in executors],
+        table(headers, rows, "No executors found."),
+    )
 
 
 async def list_queued(client: DBOSClient, args: argparse.Namespace) -> Result:

@@ -137,6 +137,15 @@ def _add_queue_commands(commands: argparse._SubParsersAction[Parser], common: Pa
     list_.set_defaults(handler=_commands.list_queued, uses_client=True)
 
 
+def _add_executor_commands(commands: argparse._SubParsersAction[Parser], common: Parser) -> None:
+    executor = commands.add_parser("executor", help="inspect the processes of the fleet")
+    sub = executor.add_subparsers(dest="action", metavar="ACTION", required=True)
+    list_ = sub.add_parser(
+        "list", parents=[common], help="list the processes that hold or held a lease"
+    )
+    list_.set_defaults(handler=_commands.list_executors, uses_client=True)
+
+
 def build_parser() -> Parser:
     """The ``dbos-async`` parser."""
     parser = Parser(
@@ -148,6 +157,7 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_workflow_commands(commands, common)
     _add_queue_commands(commands, common)
+    _add_executor_commands(commands, common)
     migrate = commands.add_parser(
         "migrate", parents=[common], help="create or upgrade the database schema"
     )

@@ -18,8 +18,11 @@ from ._protocol import (
     TransactionConflict,
 )
 from ._rows import (
+    ExecutorRow,
+    Fenced,
     FinishWorkflow,
     InsertWorkflow,
+    LeaseHolder,
     MessageRow,
     QueueClaim,
     QueueInfo,
@@ -36,8 +39,11 @@ from ._rows import (
 
 __all__ = [
     "ApplicationDatabase",
+    "ExecutorRow",
+    "Fenced",
     "FinishWorkflow",
     "InsertWorkflow",
+    "LeaseHolder",
     "ManagementDatabase",
     "MessageRow",
     "MessagingDatabase",
@@ -101,6 +107,8 @@ def open_databases(
             memory[url] = SQLiteConnection(url)
         return memory[url]
 
+    # One database for both roles: a transaction's output is fenced in its own commit.
+    shared = system_url == app_url
     system: SystemDatabase
     if is_sqlite_url(system_url):
         system = SQLiteSystemDatabase(sqlite(system_url))
@@ -116,9 +124,10 @@ def open_databases(
         )
     app: ApplicationDatabase
     if is_sqlite_url(app_url):
-        app = SQLiteApplicationDatabase(sqlite(app_url))
+        app = SQLiteApplicationDatabase(sqlite(app_url), fenced=shared)
     else:
         app = PostgresApplicationDatabase(
-            PostgresPool(app_url, pool_size, connect_timeout, create_missing=create_missing)
+            PostgresPool(app_url, pool_size, connect_timeout, create_missing=create_missing),
+            fenced=shared,
         )
     return system, app

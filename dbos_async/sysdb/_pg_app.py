@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 
 from .._errors import DBOSConnectionError
-from ._pg_errors import drop_if_broken, is_closed, is_pool_closed, is_transient, lost_by_driver
+from ._pg_errors import (
+    drop_if_broken,
+    is_closed,
+    is_pool_closed,
+    is_transient,
+    lost_by_driver,
+    raise_if_fenced,
+)
 from ._pg_pool import PostgresPool
 from ._protocol import TransactionConflict
 from ._queries import load_queries
@@ -41,9 +48,13 @@ _ISOLATION = {
 class PostgresApplicationDatabase:
     """The application database on Postgres: where ``@DBOS.transaction`` bodies run."""
 
-    def __init__(self, pool: PostgresPool) -> None:
+    def __init__(self, pool: PostgresPool, *, fenced: bool = False) -> None:
         self._pg = pool
         self.url = pool.url
+        #: Whether a transaction's output commits only if its workflow's owner is
+        #: ``owner`` (this database is the system database too, so one statement checks).
+        self.fenced = fenced
+        self.owner: str | None = None
 
     async def connect(self) -> None:
         await self._pg.open()
@@ -82,17 +93,31 @@ class PostgresApplicationDatabase:
                         in_body = False
                         if record is not None:
                             workflow_id, function_id, output = record(result)
+                            now = int(time.time() * 1000)
                             try:
-                                xid = await conn.fetchrow(
-                                    Q["insert_transaction_output"],
-                                    workflow_id,
-                                    function_id,
-                                    output,
-                                    int(time.time() * 1000),
-                                )
+                                if self.fenced:
+                                    xid = await conn.fetchrow(
+                                        Q["insert_transaction_output_fenced"],
+                                        workflow_id,
+                                        function_id,
+                                        output,
+                                        now,
+                                        self.owner,
+                                    )
+                                else:
+                                    xid = await conn.fetchrow(
+                                        Q["insert_transaction_output"],
+                                        workflow_id,
+                                        function_id,
+                                        output,
+                                        now,
+                                    )
                             except asyncpg.UniqueViolationError as exc:
                                 # Another run committed this step first: its output wins.
                                 raise TransactionConflict(str(exc)) from exc
+                            except asyncpg.PostgresError as exc:
+                                raise_if_fenced(exc, workflow_id)  # (rolled back below)
+                                raise
                         else:
                             xid = await conn.fetchrow(Q["transaction_id"])
                     except BaseException:

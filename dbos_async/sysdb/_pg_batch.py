@@ -4,6 +4,10 @@ A batch of one write runs that write's own statement; a larger batch runs ``writ
 one statement for every insert, step and finish of the batch (arrays, one per column).
 A write that finds a row already there reads what is stored, and ``_results`` decides
 whether it is this write's own (after a retry) or another writer's.
+
+Step and finish writes are fenced on the workflow's owner: only a workflow that ``owner``
+(this process) owns gets them. One that was taken over answers ``Fenced``, and the rest
+of the batch commits as usual.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ._columns import (
 from ._queries import load_queries
 from ._results import finish_result, insert_result, step_result
 from ._rows import (
+    Fenced,
     FinishWorkflow,
     InsertWorkflow,
     RecordStep,
@@ -43,14 +48,17 @@ Q = load_queries("postgres")
 _FINISH_FIELDS = ("workflow_id", "status", "output", "error", "updated_at")
 
 
-async def write_batch(conn: Conn, writes: Sequence[Write], retry: bool) -> list[WriteResult]:
-    """Commit ``writes`` in one statement (``SystemDatabase.write_batch``'s contract)."""
+async def write_batch(
+    conn: Conn, writes: Sequence[Write], retry: bool, owner: str | None
+) -> list[WriteResult]:
+    """Commit ``writes`` in one statement (``SystemDatabase.write_batch``'s contract), the
+    steps and finishes only for workflows ``owner`` owns."""
     if len(writes) == 1:
-        return [await _write_one(conn, writes[0], retry)]
-    return await _write_many(conn, writes, retry)
+        return [await _write_one(conn, writes[0], retry, owner)]
+    return await _write_many(conn, writes, retry, owner)
 
 
-async def _write_one(conn: Conn, write: Write, retry: bool) -> WriteResult:
+async def _write_one(conn: Conn, write: Write, retry: bool, owner: str | None) -> WriteResult:
     if isinstance(write, InsertWorkflow):
         row = write.row
         inserted = await conn.fetchval(Q["insert_workflow"], *workflow_params(row))
@@ -60,9 +68,11 @@ async def _write_one(conn: Conn, write: Write, retry: bool) -> WriteResult:
         return insert_result(row, workflow_row_or_none(r), retry)
     if isinstance(write, RecordStep):
         step = write.step
-        inserted = await conn.fetchval(Q["insert_step"], *step_params(step))
+        inserted = await conn.fetchval(Q["insert_step"], *step_params(step), owner)
         if inserted is not None:
             return step
+        if await conn.fetch(Q["not_owned"], [step.workflow_id], owner):
+            return Fenced(step.workflow_id)
         r = await conn.fetchrow(Q["get_step"], step.workflow_id, step.function_id)
         return step_result(step, step_row_or_none(r))
     updated = await conn.fetchval(
@@ -72,18 +82,21 @@ async def _write_one(conn: Conn, write: Write, retry: bool) -> WriteResult:
         write.output,
         write.error,
         write.updated_at,
+        owner,
     )
     if updated == 1:
         return True
     r = await conn.fetchrow(Q["get_workflow"], write.workflow_id)
-    return finish_result(write, workflow_row_or_none(r), retry)
+    return finish_result(write, workflow_row_or_none(r), retry, owner)
 
 
 def _by_column(rows: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
     return [[getattr(r, n) for r in rows] for n in names]
 
 
-async def _write_many(conn: Conn, writes: Sequence[Write], retry: bool) -> list[WriteResult]:
+async def _write_many(
+    conn: Conn, writes: Sequence[Write], retry: bool, owner: str | None
+) -> list[WriteResult]:
     inserts = [w.row for w in writes if isinstance(w, InsertWorkflow)]
     steps = [w.step for w in writes if isinstance(w, RecordStep)]
     finishes = [w for w in writes if isinstance(w, FinishWorkflow)]
@@ -92,6 +105,7 @@ async def _write_many(conn: Conn, writes: Sequence[Write], retry: bool) -> list[
         *_by_column(inserts, WORKFLOW_FIELDS),
         *_by_column(steps, STEP_FIELDS),
         *_by_column(finishes, _FINISH_FIELDS),
+        owner,
     )
     inserted = {r[1] for r in done if r[0] == 1}
     recorded = {(r[1], r[2]) for r in done if r[0] == 2}
@@ -106,10 +120,12 @@ async def _write_many(conn: Conn, writes: Sequence[Write], retry: bool) -> list[
             stored_rows[r[0]] = workflow_row(r)
     missing = [s for s in steps if (s.workflow_id, s.function_id) not in recorded]
     stored_steps: dict[tuple[str, int], StepRow] = {}
+    fenced: set[str] = set()
     if missing:
         keys = _by_column(missing, ("workflow_id", "function_id"))
         for r in await conn.fetch(Q["get_steps"], *keys):
             stored_steps[(r[0], r[1])] = step_row(r)
+        fenced = {r[0] for r in await conn.fetch(Q["not_owned"], keys[0], owner)}
 
     results: list[WriteResult] = []
     for w in writes:
@@ -120,11 +136,14 @@ async def _write_many(conn: Conn, writes: Sequence[Write], retry: bool) -> list[
             )
         elif isinstance(w, RecordStep):
             key = (w.step.workflow_id, w.step.function_id)
-            results.append(
-                w.step if key in recorded else step_result(w.step, stored_steps.get(key))
-            )
+            if key in recorded:
+                results.append(w.step)
+            elif key[0] in fenced:
+                results.append(Fenced(key[0]))
+            else:
+                results.append(step_result(w.step, stored_steps.get(key)))
+        elif w.workflow_id in finished:
+            results.append(True)
         else:
-            results.append(
-                w.workflow_id in finished or finish_result(w, stored_rows.get(w.workflow_id), retry)
-            )
+            results.append(finish_result(w, stored_rows.get(w.workflow_id), retry, owner))
     return results

@@ -23,7 +23,21 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["drop_if_broken", "is_closed", "is_pool_closed", "is_transient", "lost_by_driver"]
+from .._errors import WorkflowOwnershipLost
+
+__all__ = [
+    "FENCED",
+    "drop_if_broken",
+    "is_closed",
+    "is_pool_closed",
+    "is_transient",
+    "lost_by_driver",
+    "raise_if_fenced",
+]
+
+#: The SQLSTATE ``dbos_async.assert_owner`` raises: the writing process does not own the
+#: workflow (any more), so the statement wrote nothing.
+FENCED = "DBA01"
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # class 08, incl. ConnectionDoesNotExistError
@@ -88,3 +102,9 @@ def is_closed(conn: Any) -> bool:
         return bool(conn.is_closed())
     except asyncpg.InterfaceError:
         return True  # released back to the pool: asyncpg does that when it closes
+
+
+def raise_if_fenced(exc: BaseException, workflow_id: str | None) -> None:
+    """Raise ``WorkflowOwnershipLost`` if ``exc`` is ``assert_owner``'s refusal."""
+    if workflow_id is not None and getattr(exc, "sqlstate", None) == FENCED:
+        raise WorkflowOwnershipLost(workflow_id) from None

@@ -25,6 +25,7 @@ class PostgresManagement:
     """The management half of the Postgres system database."""
 
     _pg: PostgresPool
+    owner: str | None
 
     async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRow]:
         sql = Q["list_workflows_newest_first" if query.sort_desc else "list_workflows"]
@@ -70,7 +71,7 @@ class PostgresManagement:
                     return True, workflow_row(mine)  # the first attempt committed
             try:
                 r = await conn.fetchrow(
-                    Q["resume_workflow"], workflow_id, executor_id, now_ms, token
+                    Q["resume_workflow"], workflow_id, executor_id, now_ms, token, self.owner
                 )
             except asyncpg.UniqueViolationError:
                 # Its deduplication ID was taken by another workflow meanwhile.
@@ -102,5 +103,12 @@ class PostgresManagement:
     async def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
         async def op(conn: Any) -> list[str]:
             return [r[0] for r in await conn.fetch(Q["cancelled_among"], list(workflow_ids))]
+
+        return await self._pg.retrying(op)
+
+    async def not_owned_among(self, workflow_ids: Sequence[str]) -> list[str]:
+        async def op(conn: Any) -> list[str]:
+            rows = await conn.fetch(Q["not_owned"], list(workflow_ids), self.owner)
+            return [r[0] for r in rows]
 
         return await self._pg.retrying(op)

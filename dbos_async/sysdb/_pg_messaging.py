@@ -15,6 +15,7 @@ import asyncpg
 from .._errors import DBOSNonExistentWorkflowError
 from ._columns import step_row_or_none, stream_entry
 from ._keys import notification_key
+from ._pg_errors import raise_if_fenced
 from ._pg_pool import PostgresPool
 from ._queries import load_queries
 from ._rows import MessageRow, StepRow, StreamEntry
@@ -35,6 +36,9 @@ class PostgresMessaging:
 
     def __init__(self, pool: PostgresPool) -> None:
         self._pg = pool
+        #: The process whose workflows' writes this database makes (set by the runtime
+        #: before it connects; None for a client): see ``SystemDatabase.owner``.
+        self.owner: str | None = None
 
     async def send_message(self, message: MessageRow, step: StepRow | None) -> None:
         fid, fname, out = _step_params(step)
@@ -53,12 +57,16 @@ class PostgresMessaging:
                 fname,
                 out,
                 wake,
+                self.owner,
             )
 
         try:
             await self._pg.retrying(op)
         except asyncpg.ForeignKeyViolationError:
             raise DBOSNonExistentWorkflowError(message.destination_id) from None
+        except asyncpg.PostgresError as exc:
+            raise_if_fenced(exc, step.workflow_id if step else None)
+            raise
 
     async def receive_message(self, workflow_id: str, topic: str, step: StepRow) -> StepRow | None:
         async def op(conn: Any) -> StepRow | None:
@@ -69,10 +77,15 @@ class PostgresMessaging:
                 step.function_id,
                 step.function_name,
                 step.completed_at_epoch_ms,
+                self.owner,
             )
             return step_row_or_none(r)
 
-        return await self._pg.retrying(op)
+        try:
+            return await self._pg.retrying(op)
+        except asyncpg.PostgresError as exc:
+            raise_if_fenced(exc, workflow_id)
+            raise
 
     async def set_event(self, workflow_id: str, key: str, value: str, step: StepRow | None) -> None:
         fid, fname, out = _step_params(step)
@@ -89,9 +102,14 @@ class PostgresMessaging:
                 out,
                 now,
                 notification_key("event", workflow_id, key),
+                self.owner,
             )
 
-        await self._pg.retrying(op)
+        try:
+            await self._pg.retrying(op)
+        except asyncpg.PostgresError as exc:
+            raise_if_fenced(exc, workflow_id)
+            raise
 
     async def get_event(self, workflow_id: str, key: str) -> str | None:
         async def op(conn: Any) -> str | None:
@@ -130,6 +148,7 @@ class PostgresMessaging:
                         now,
                         notification_key("stream", workflow_id, key),
                         write_key,
+                        self.owner,
                     )
                     return
                 except asyncpg.UniqueViolationError:
@@ -140,6 +159,9 @@ class PostgresMessaging:
             await self._pg.retrying(op)
         except asyncpg.ForeignKeyViolationError:
             raise DBOSNonExistentWorkflowError(workflow_id) from None
+        except asyncpg.PostgresError as exc:
+            raise_if_fenced(exc, workflow_id)
+            raise
 
     async def announce(self, key: str) -> None:
         async def op(conn: Any) -> None:

@@ -31,6 +31,7 @@ class PostgresQueues:
     """The queue half of the Postgres system database."""
 
     _pg: PostgresPool
+    owner: str | None
 
     async def enqueue_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
         attempts = 0
@@ -64,6 +65,7 @@ class PostgresQueues:
             claim.limit,
             claim.period_ms,
             token,
+            self.owner,
         )
         attempts = 0
 

@@ -4,26 +4,26 @@ Tables live in the ``dbos_async`` schema. The layers, each importing only those 
 ``_pg_errors`` and ``_queries`` (the statements, ``sql/postgres/queries``); ``_pg_pool``
 (connecting, migrating, retrying through connection loss); the parts of the system
 database (``_pg_batch``: checkpoints, ``_pg_messaging`` with ``_pg_listener``,
-``_pg_management``, ``_pg_queues``) and the application database (``_pg_app``); and this
-module, which puts the system database together.
+``_pg_management``, ``_pg_queues``, ``_pg_leases``) and the application database
+(``_pg_app``); and this module, which puts the system database together.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ._columns import step_row, workflow_row, workflow_row_or_none
+from ._columns import step_row, workflow_row_or_none
 from ._pg_app import PostgresApplicationDatabase
 from ._pg_batch import write_batch
+from ._pg_leases import PostgresLeases
 from ._pg_listener import PostgresListener
 from ._pg_management import PostgresManagement
 from ._pg_messaging import PostgresMessaging
 from ._pg_pool import PostgresPool
 from ._pg_queues import PostgresQueues
 from ._queries import load_queries
-from ._rows import RecoveryClaim, RecoveryRequest, StepRow, WorkflowRow, Write, WriteResult
+from ._rows import StepRow, WorkflowRow, Write, WriteResult
 
 if TYPE_CHECKING:
     from ._pg_pool import Conn
@@ -33,7 +33,7 @@ __all__ = ["PostgresApplicationDatabase", "PostgresPool", "PostgresSystemDatabas
 Q = load_queries("postgres")
 
 
-class PostgresSystemDatabase(PostgresMessaging, PostgresManagement, PostgresQueues):
+class PostgresSystemDatabase(PostgresMessaging, PostgresManagement, PostgresQueues, PostgresLeases):
     """The system database on Postgres."""
 
     def __init__(self, pool: PostgresPool) -> None:
@@ -73,7 +73,7 @@ class PostgresSystemDatabase(PostgresMessaging, PostgresManagement, PostgresQueu
             nonlocal attempts
             retrying = retry or attempts > 0
             attempts += 1
-            return await write_batch(conn, writes, retrying)
+            return await write_batch(conn, writes, retrying, self.owner)
 
         return await self._pg.retrying(op, held=True)
 
@@ -89,45 +89,11 @@ class PostgresSystemDatabase(PostgresMessaging, PostgresManagement, PostgresQueu
 
         return await self._pg.retrying(op)
 
-    async def pending_workflows(self, executor_id: str, app_version: str) -> list[WorkflowRow]:
-        async def op(conn: Conn) -> list[WorkflowRow]:
-            rows = await conn.fetch(Q["pending_workflows"], executor_id, app_version)
-            return [workflow_row(r) for r in rows]
-
-        return await self._pg.retrying(op)
-
     async def load_steps_many(self, workflow_ids: Sequence[str]) -> dict[str, list[StepRow]]:
         async def op(conn: Conn) -> dict[str, list[StepRow]]:
             found: dict[str, list[StepRow]] = {wid: [] for wid in workflow_ids}
             for r in await conn.fetch(Q["load_steps_many"], list(workflow_ids)):
                 found[r[0]].append(step_row(r))
             return found
-
-        return await self._pg.retrying(op)
-
-    async def claim_for_recovery(
-        self, claims: Sequence[RecoveryRequest], now_ms: int
-    ) -> list[RecoveryClaim]:
-        ids = [c.workflow_id for c in claims]
-        token = uuid.uuid4().hex
-        attempts = 0
-
-        async def op(conn: Conn) -> list[RecoveryClaim]:
-            nonlocal attempts
-            attempts += 1
-            rows = await conn.fetch(Q["claimed_for_recovery"], ids, token) if attempts > 1 else []
-            if not rows:
-                rows = await conn.fetch(
-                    Q["claim_for_recovery"],
-                    ids,
-                    [c.seen_attempts for c in claims],
-                    [c.max_attempts for c in claims],
-                    now_ms,
-                    token,
-                )
-            return [
-                RecoveryClaim(row, exceeded=row.status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
-                for row in map(workflow_row, rows)
-            ]
 
         return await self._pg.retrying(op)

@@ -9,6 +9,14 @@ every workflow running in the process. Every write is keyed and safe to repeat: 
 workflow row by its ID, a step row by ``(workflow_id, function_id)``. A repeated write
 changes nothing and reports what is stored, so a commit whose outcome was unknown can
 simply be retried.
+
+Ownership: a launched process holds a lease (``register_lease``) and owns the PENDING
+workflows it runs (``WorkflowRow.owner``). Every write a workflow makes (a step row, its
+outcome, a message, an event, a stream value, a recv, a transaction's output) commits
+only if the database's ``owner`` (this process) still owns the workflow: a step or an
+outcome then answers ``Fenced``, the others raise ``WorkflowOwnershipLost``, and nothing
+is written. A workflow whose owner's lease has expired is taken over (``take_over``) by
+exactly one live process, and no fenced write of the old owner commits after that.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from ._rows import (
+    ExecutorRow,
+    LeaseHolder,
     MessageRow,
     QueueClaim,
     QueueInfo,
@@ -32,6 +42,7 @@ from ._rows import (
 
 __all__ = [
     "ApplicationDatabase",
+    "LeaseDatabase",
     "ManagementDatabase",
     "MessagingDatabase",
     "QueueDatabase",
@@ -106,8 +117,9 @@ class ManagementDatabase(Protocol):
     ) -> tuple[bool, WorkflowRow | None]:
         """Run a CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again, its recovery
         attempts reset and its deadline cleared: one of a queue becomes ENQUEUED on it
-        (no executor, no start time; its queue's workers are woken), any other PENDING
-        on ``executor_id``. Returns (changed, row now). Raises
+        (no executor, no owner, no start time; its queue's workers are woken), any other
+        PENDING on ``executor_id``, owned by ``owner`` (a client's None leaves it for the
+        first live process to take over). Returns (changed, row now). Raises
         ``DBOSQueueDeduplicatedError`` if another active workflow of its queue took its
         deduplication ID meanwhile. A repeat after a lost reply still answers changed."""
 
@@ -118,6 +130,9 @@ class ManagementDatabase(Protocol):
 
     async def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
         """Which of these workflows are CANCELLED (or no longer exist)."""
+
+    async def not_owned_among(self, workflow_ids: Sequence[str]) -> list[str]:
+        """Which of these workflows ``owner`` does not own (any more), or no longer exist."""
 
 
 class QueueDatabase(Protocol):
@@ -130,7 +145,8 @@ class QueueDatabase(Protocol):
         holds its deduplication ID."""
 
     async def claim_queued(self, claim: QueueClaim) -> list[WorkflowRow]:
-        """Make up to ``claim.max_count`` ENQUEUED workflows PENDING on this executor,
+        """Make up to ``claim.max_count`` ENQUEUED workflows PENDING on this executor, owned
+        by ``owner``,
         lowest priority first then in enqueue order, skipping delayed ones and those of
         another application version, and never past the global limits, however many
         workers claim at once. Only one worker wins each workflow. A claimed workflow's
@@ -155,10 +171,50 @@ class QueueDatabase(Protocol):
         """Every queue some process registered, by name."""
 
 
-class SystemDatabase(MessagingDatabase, ManagementDatabase, QueueDatabase, Protocol):
-    """The runtime's own tables: workflow status, step outputs, messaging, queues."""
+class LeaseDatabase(Protocol):
+    """Leases of launched processes, and taking over what expired ones owned."""
+
+    async def register_lease(self, holder: LeaseHolder, lease_ms: int) -> None:
+        """Register a launched process with a lease of ``lease_ms`` from now (and forget
+        processes whose lease expired long ago and that own nothing)."""
+
+    async def renew_lease(self, process_id: str, lease_ms: int) -> bool:
+        """Extend a process's lease to ``lease_ms`` from now, even if it had expired.
+        False if the process is not registered (register it again)."""
+
+    async def end_lease(self, process_id: str) -> None:
+        """End a process's lease now (it stops, or it died) and wake the other processes'
+        takeover: what it owns is theirs to take at once."""
+
+    async def list_executors(self) -> list[ExecutorRow]:
+        """Every registered process, oldest first."""
+
+    async def orphaned_workflows(
+        self, app_version: str, stale_before_ms: int, running: Sequence[str], limit: int
+    ) -> list[WorkflowRow]:
+        """PENDING workflows of ``app_version`` that no live process runs (at most
+        ``limit``, oldest first): unowned ones, those whose owner's lease has expired,
+        and those ``owner`` itself owns but does not run (not in ``running``) and has not
+        updated since ``stale_before_ms`` (claimed here, but the reply was lost)."""
+
+    async def take_over(
+        self, requests: Sequence[RecoveryRequest], executor_id: str, now_ms: int
+    ) -> list[RecoveryClaim]:
+        """Make ``owner`` the owner of each workflow still PENDING with the owner and the
+        attempt count its request saw, if that owner still has no live lease; count one
+        more recovery attempt (past its ``max_attempts`` it is dead-lettered instead).
+        One conditional statement: exactly one process wins each. Returns the claims won,
+        in any order."""
+
+
+class SystemDatabase(MessagingDatabase, ManagementDatabase, QueueDatabase, LeaseDatabase, Protocol):
+    """The runtime's own tables: workflow status, step outputs, messaging, queues, leases."""
 
     url: str
+    #: The process (its lease's ``process_id``) whose workflows' writes this database
+    #: makes, fenced on it; set before ``connect``. None for a client, which writes no
+    #: workflow's steps.
+    owner: str | None
 
     async def connect(self) -> None:
         """Open connections, creating the database if missing, and migrate the schema."""
@@ -174,6 +230,8 @@ class SystemDatabase(MessagingDatabase, ManagementDatabase, QueueDatabase, Proto
         ``retry`` says these writes may have committed already (an earlier attempt's
         outcome is unknown): a stored row equal to the write's own then counts as this
         write's, not as a conflict, so a retried batch returns what the first would have.
+        A step or finish of a workflow ``owner`` does not own answers ``Fenced`` (and the
+        rest of the batch commits).
         """
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRow | None: ...
@@ -181,25 +239,19 @@ class SystemDatabase(MessagingDatabase, ManagementDatabase, QueueDatabase, Proto
     async def load_steps(self, workflow_id: str) -> list[StepRow]:
         """All recorded steps of a workflow, by step ID."""
 
-    async def pending_workflows(self, executor_id: str, app_version: str) -> list[WorkflowRow]:
-        """PENDING workflows of this executor and application version."""
-
     async def load_steps_many(self, workflow_ids: Sequence[str]) -> dict[str, list[StepRow]]:
         """The recorded steps of several workflows at once (recovery loads them together)."""
-
-    async def claim_for_recovery(
-        self, claims: Sequence[RecoveryRequest], now_ms: int
-    ) -> list[RecoveryClaim]:
-        """Count one more recovery attempt for each workflow still PENDING with the attempt
-        count its request saw: one conditional update, so only one process wins each.
-        Past its ``max_attempts`` a workflow becomes MAX_RECOVERY_ATTEMPTS_EXCEEDED.
-        Returns the claims won, in any order."""
 
 
 class ApplicationDatabase(Protocol):
     """Where ``@DBOS.transaction`` functions run, and where their outputs are recorded."""
 
     url: str
+    #: True if a transaction's output commits only while its workflow's owner is
+    #: ``owner`` (this database holds the system tables too); else the engine checks
+    #: ownership before the transaction runs.
+    fenced: bool
+    owner: str | None
 
     async def connect(self) -> None: ...
 
@@ -212,8 +264,10 @@ class ApplicationDatabase(Protocol):
         record: Callable[[T], tuple[str, int, str]] | None,
     ) -> T:
         """Run ``body(connection)`` in one database transaction. If ``record`` is given,
-        write the ``(workflow_id, function_id, output)`` it returns in the same transaction.
-        Retryable failures are raised as ``TransactionConflict``."""
+        write the ``(workflow_id, function_id, output)`` it returns in the same transaction
+        (if ``fenced``, only while ``owner`` owns the workflow: else everything rolls back
+        and ``WorkflowOwnershipLost`` is raised). Retryable failures are raised as
+        ``TransactionConflict``."""
 
     async def get_transaction_output(self, workflow_id: str, function_id: int) -> str | None:
         """The output a committed transaction recorded, or ``None``."""

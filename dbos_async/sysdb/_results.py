@@ -8,7 +8,7 @@ other writer's row, which wins.
 from __future__ import annotations
 
 from .._errors import DBOSQueueDeduplicatedError
-from ._rows import FinishWorkflow, StepRow, WorkflowRow
+from ._rows import Fenced, FinishWorkflow, StepRow, WorkflowRow
 
 __all__ = [
     "deduplicated",
@@ -49,7 +49,14 @@ def step_result(ours: StepRow, stored: StepRow | None) -> StepRow:
     return ours if stored is None or same_step(ours, stored) else stored
 
 
-def finish_result(write: FinishWorkflow, stored: WorkflowRow | None, retry: bool) -> bool:
+def finish_result(
+    write: FinishWorkflow, stored: WorkflowRow | None, retry: bool, owner: str | None
+) -> bool | Fenced:
+    """A finish that changed nothing: ``Fenced`` if the workflow has another owner now,
+    True if the stored outcome is this write's own (after a retry), else False (someone
+    else decided the outcome first: a cancel, a dead-letter)."""
+    if stored is not None and stored.owner != owner:
+        return Fenced(write.workflow_id)
     return (
         retry
         and stored is not None

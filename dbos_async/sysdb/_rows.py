@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "ExecutorRow",
+    "Fenced",
     "FinishWorkflow",
     "InsertWorkflow",
+    "LeaseHolder",
     "MessageRow",
     "QueueClaim",
     "QueueInfo",
@@ -54,6 +57,9 @@ class WorkflowRow:
     started_at_epoch_ms: int | None = None
     #: An enqueued workflow is not claimed before this time.
     delay_until_epoch_ms: int | None = None
+    #: The process (``process_id`` of its lease) that runs it; None: none yet, or its
+    #: last owner handed it back. Every write the workflow makes is fenced on it.
+    owner: str | None = None
 
 
 @dataclass
@@ -115,6 +121,8 @@ class RecoveryRequest:
     workflow_id: str
     seen_attempts: int
     max_attempts: int
+    #: The owner it had then (a process whose lease has expired, or None).
+    seen_owner: str | None = None
 
 
 @dataclass
@@ -186,5 +194,46 @@ class FinishWorkflow:
     updated_at: int
 
 
+@dataclass(frozen=True)
+class Fenced:
+    """The result of a step or finish write of a workflow that the writing process does
+    not own (any more): nothing was written."""
+
+    workflow_id: str
+
+
 Write = InsertWorkflow | RecordStep | FinishWorkflow
-WriteResult = WorkflowRow | StepRow | bool | None
+WriteResult = WorkflowRow | StepRow | bool | Fenced | None
+
+
+@dataclass
+class LeaseHolder:
+    """A launched process, as it registers its lease."""
+
+    process_id: str
+    executor_id: str
+    hostname: str
+    pid: int
+    #: What tells this process from a later one that reuses its PID (its start time).
+    pid_start: str | None
+    application_version: str
+
+
+@dataclass
+class ExecutorRow:
+    """A process that holds or held a lease. Times are epoch ms (the database's clock on
+    Postgres)."""
+
+    process_id: str
+    executor_id: str
+    hostname: str
+    pid: int
+    pid_start: str | None
+    application_version: str
+    started_at: int
+    last_heartbeat_at: int
+    lease_expires_at: int
+    #: Whether its lease has not expired.
+    alive: bool
+    #: How many PENDING workflows it owns.
+    workflows: int

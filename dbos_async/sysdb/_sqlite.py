@@ -17,28 +17,28 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from .._errors import WorkflowOwnershipLost
 from ._columns import (
     step_params,
     step_row,
     step_row_or_none,
     workflow_params,
-    workflow_row,
     workflow_row_or_none,
 )
 from ._protocol import TransactionConflict
 from ._queries import load_queries
 from ._results import finish_result, insert_result, step_result
 from ._rows import (
+    Fenced,
     InsertWorkflow,
     RecordStep,
-    RecoveryClaim,
-    RecoveryRequest,
     StepRow,
     WorkflowRow,
     Write,
     WriteResult,
 )
 from ._sqlite_connection import SQLiteConnection, is_busy
+from ._sqlite_leases import SQLiteLeases
 from ._sqlite_management import SQLiteManagement
 from ._sqlite_messaging import SQLiteMessaging
 from ._sqlite_queues import SQLiteQueues
@@ -49,8 +49,11 @@ T = TypeVar("T")
 Q = load_queries("sqlite")
 
 
-async def _write(conn: aiosqlite.Connection, write: Write, retry: bool) -> WriteResult:
-    """One write inside a batch's transaction."""
+async def _write(
+    conn: aiosqlite.Connection, write: Write, retry: bool, owner: str | None
+) -> WriteResult:
+    """One write inside a batch's transaction; steps and finishes only for workflows
+    ``owner`` owns (else ``Fenced``)."""
     if isinstance(write, InsertWorkflow):
         row = write.row
         cur = await conn.execute(Q["insert_workflow"], workflow_params(row))
@@ -60,27 +63,34 @@ async def _write(conn: aiosqlite.Connection, write: Write, retry: bool) -> Write
         return insert_result(row, workflow_row_or_none(await cur.fetchone()), retry)
     if isinstance(write, RecordStep):
         step = write.step
-        cur = await conn.execute(Q["insert_step"], step_params(step))
+        cur = await conn.execute(Q["insert_step"], (*step_params(step), owner))
         if cur.rowcount == 1:
             return step
+        cur = await conn.execute(Q["owner_of"], (step.workflow_id,))
+        found = await cur.fetchone()
+        if found is None or found[0] != owner:
+            return Fenced(step.workflow_id)
         cur = await conn.execute(Q["get_step"], (step.workflow_id, step.function_id))
         return step_result(step, step_row_or_none(await cur.fetchone()))
     cur = await conn.execute(
         Q["finish_workflow"],
-        (write.status, write.output, write.error, write.updated_at, write.workflow_id),
+        (write.status, write.output, write.error, write.updated_at, write.workflow_id, owner),
     )
     if cur.rowcount == 1:
         return True
     cur = await conn.execute(Q["get_workflow"], (write.workflow_id,))
-    return finish_result(write, workflow_row_or_none(await cur.fetchone()), retry)
+    return finish_result(write, workflow_row_or_none(await cur.fetchone()), retry, owner)
 
 
-class SQLiteSystemDatabase(SQLiteMessaging, SQLiteManagement, SQLiteQueues):
+class SQLiteSystemDatabase(SQLiteMessaging, SQLiteManagement, SQLiteQueues, SQLiteLeases):
     """The system database on SQLite."""
 
     def __init__(self, db: SQLiteConnection) -> None:
         self._db = db
         self.url = db.url
+        #: The process whose workflows' writes this database makes (set by the runtime
+        #: before it connects; None for a client): see ``SystemDatabase.owner``.
+        self.owner: str | None = None
 
     async def connect(self) -> None:
         await self._db.open()
@@ -97,7 +107,7 @@ class SQLiteSystemDatabase(SQLiteMessaging, SQLiteManagement, SQLiteQueues):
         self, writes: Sequence[Write], *, retry: bool = False
     ) -> list[WriteResult]:
         async def op(conn: aiosqlite.Connection) -> list[WriteResult]:
-            return [await _write(conn, w, retry) for w in writes]
+            return [await _write(conn, w, retry, self.owner) for w in writes]
 
         return await self._db.write(op)
 
@@ -115,13 +125,6 @@ class SQLiteSystemDatabase(SQLiteMessaging, SQLiteManagement, SQLiteQueues):
 
         return await self._db.read(op)
 
-    async def pending_workflows(self, executor_id: str, app_version: str) -> list[WorkflowRow]:
-        async def op(conn: aiosqlite.Connection) -> list[WorkflowRow]:
-            cur = await conn.execute(Q["pending_workflows"], (executor_id, app_version))
-            return [workflow_row(r) for r in await cur.fetchall()]
-
-        return await self._db.read(op)
-
     async def load_steps_many(self, workflow_ids: Sequence[str]) -> dict[str, list[StepRow]]:
         async def op(conn: aiosqlite.Connection) -> dict[str, list[StepRow]]:
             found: dict[str, list[StepRow]] = {wid: [] for wid in workflow_ids}
@@ -132,35 +135,19 @@ class SQLiteSystemDatabase(SQLiteMessaging, SQLiteManagement, SQLiteQueues):
 
         return await self._db.read(op)
 
-    async def claim_for_recovery(
-        self, claims: Sequence[RecoveryRequest], now_ms: int
-    ) -> list[RecoveryClaim]:
-        async def op(conn: aiosqlite.Connection) -> list[RecoveryClaim]:
-            won = []
-            for c in claims:
-                cur = await conn.execute(
-                    Q["claim_for_recovery"],
-                    (c.max_attempts, now_ms, c.workflow_id, c.seen_attempts),
-                )
-                r = await cur.fetchone()
-                if r is not None:
-                    row = workflow_row(r)
-                    won.append(
-                        RecoveryClaim(row, exceeded=row.status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
-                    )
-            return won
-
-        return await self._db.write(op)
-
 
 class SQLiteApplicationDatabase:
     """The application database on SQLite. Transactions run one at a time per file (SQLite
     has one writer) as ``BEGIN IMMEDIATE``, queued with the file's other writes (module
     docstring); every isolation level is serializable."""
 
-    def __init__(self, db: SQLiteConnection) -> None:
+    def __init__(self, db: SQLiteConnection, *, fenced: bool = False) -> None:
         self._db = db
         self.url = db.url
+        #: Whether a transaction's output commits only if its workflow's owner is
+        #: ``owner`` (the system database is in this file too, so one statement checks).
+        self.fenced = fenced
+        self.owner: str | None = None
 
     async def connect(self) -> None:
         await self._db.open()
@@ -183,11 +170,16 @@ class SQLiteApplicationDatabase:
             result = await body(conn)
             if record is not None:
                 workflow_id, function_id, output = record(result)
+                values = (workflow_id, function_id, output, int(time.time() * 1000))
                 try:
-                    await conn.execute(
-                        Q["insert_transaction_output"],
-                        (workflow_id, function_id, output, int(time.time() * 1000)),
-                    )
+                    if self.fenced:
+                        cur = await conn.execute(
+                            Q["insert_transaction_output_fenced"], (*values, self.owner)
+                        )
+                        if cur.rowcount == 0:  # (the writes of the body roll back)
+                            raise WorkflowOwnershipLost(workflow_id)
+                    else:
+                        await conn.execute(Q["insert_transaction_output"], values)
                 except sqlite3.IntegrityError as exc:
                     # Another run committed this step first: its output wins (the engine
                     # reads it back). This run's writes roll back.

@@ -24,6 +24,7 @@ class SQLiteManagement:
     """The management half of the SQLite system database."""
 
     _db: SQLiteConnection
+    owner: str | None
 
     async def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRow]:
         params = {
@@ -59,7 +60,9 @@ class SQLiteManagement:
     ) -> tuple[bool, WorkflowRow | None]:
         async def op(conn: aiosqlite.Connection) -> tuple[bool, WorkflowRow | None]:
             try:
-                cur = await conn.execute(Q["resume_workflow"], (executor_id, now_ms, workflow_id))
+                cur = await conn.execute(
+                    Q["resume_workflow"], (executor_id, self.owner, now_ms, workflow_id)
+                )
                 r = await cur.fetchone()
             except sqlite3.IntegrityError:
                 # Its deduplication ID was taken by another workflow meanwhile.
@@ -87,6 +90,14 @@ class SQLiteManagement:
     async def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
         async def op(conn: aiosqlite.Connection) -> list[str]:
             cur = await conn.execute(Q["cancelled_among"], (json.dumps(list(workflow_ids)),))
+            return [str(r[0]) for r in await cur.fetchall()]
+
+        return await self._db.read(op)
+
+    async def not_owned_among(self, workflow_ids: Sequence[str]) -> list[str]:
+        async def op(conn: aiosqlite.Connection) -> list[str]:
+            ids = json.dumps(list(workflow_ids))
+            cur = await conn.execute(Q["not_owned"], (ids, self.owner))
             return [str(r[0]) for r in await cur.fetchall()]
 
         return await self._db.read(op)

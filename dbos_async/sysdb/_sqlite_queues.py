@@ -29,6 +29,7 @@ class SQLiteQueues:
     """The queue half of the SQLite system database."""
 
     _db: SQLiteConnection
+    owner: str | None
 
     async def enqueue_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
         async def op(conn: aiosqlite.Connection) -> WorkflowRow | None:
@@ -53,6 +54,7 @@ class SQLiteQueues:
             "version": claim.app_version,
             "now": claim.now_ms,
             "period": claim.period_ms or 0,
+            "owner": self.owner,
         }
 
         async def count(conn: aiosqlite.Connection, sql: str) -> int:

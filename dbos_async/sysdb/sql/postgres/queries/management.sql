@@ -38,12 +38,15 @@ SELECT pg_notify({channel}, $3) FROM c;
 
 -- name: resume_workflow
 -- Run a CANCELLED or dead-lettered workflow again (at $3, token $4): one of a queue goes
--- back to ENQUEUED (its queue's limits apply again) and its queue's workers are woken; any
--- other becomes PENDING on executor $2. Returns the row, then the notification's column.
+-- back to ENQUEUED (its queue's limits apply again; no owner) and its queue's workers are
+-- woken; any other becomes PENDING on executor $2, owned by process $5 (None: unowned,
+-- for the first live process to take over). Returns the row, then the notification's
+-- column.
 WITH r AS (
     UPDATE dbos_async.workflow_status SET
         status = CASE WHEN queue_name IS NULL THEN 'PENDING' ELSE 'ENQUEUED' END,
         executor_id = CASE WHEN queue_name IS NULL THEN $2 END,
+        owner = CASE WHEN queue_name IS NULL THEN $5 END,
         started_at_epoch_ms = CASE WHEN queue_name IS NULL THEN started_at_epoch_ms END,
         recovery_attempts = 0, updated_at = $3, output = NULL, error = NULL,
         workflow_deadline_epoch_ms = NULL, claim_token = $4

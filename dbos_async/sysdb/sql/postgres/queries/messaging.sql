@@ -6,38 +6,43 @@
 -- name: send_message
 -- Store a message ($1-$5) unless its ID was stored before, with the sender's step row
 -- ($6 workflow, $7 step ID, $8 name, $9 output; at $5), and wake its receiver ($10: key).
-WITH m AS (
+-- A sending workflow must be owned by process $11 (assert_owner), or nothing is written.
+WITH own AS (
+    SELECT dbos_async.assert_owner($6, $11) WHERE $7::int IS NOT NULL
+), m AS (
     INSERT INTO dbos_async.notifications (message_uuid, destination_uuid, topic, message,
         created_at_epoch_ms)
-    VALUES ($1, $2, $3, $4, $5)
+    SELECT $1, $2, $3, $4, $5 WHERE $7::int IS NULL OR EXISTS (SELECT 1 FROM own)
     ON CONFLICT (message_uuid) DO NOTHING RETURNING 1
 ), s AS (
     INSERT INTO dbos_async.operation_outputs (workflow_uuid, function_id, function_name,
         output, started_at_epoch_ms, completed_at_epoch_ms)
-    SELECT $6::text, $7::int, $8::text, $9::text, $5::bigint, $5::bigint
-    WHERE $7::int IS NOT NULL
+    SELECT $6::text, $7::int, $8::text, $9::text, $5::bigint, $5::bigint FROM own
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING 1
 )
 SELECT pg_notify({channel}, $10);
 
 -- name: receive_message
--- Consume the oldest message of a topic as a recv step (the schema's function takes the
--- step row first, so a repeat consumes nothing more); the step row, or none.
+-- Consume the oldest message of a topic as a recv step of a workflow process $6 owns (the
+-- schema's function takes the step row first, so a repeat consumes nothing more); the
+-- step row, or none.
 SELECT {step_columns} FROM dbos_async.receive_message($1::text, $2::text, $3::int, $4::text,
-    $5::bigint);
+    $5::bigint, $6::text);
 
 -- name: set_event
 -- Set an event ($1 workflow, $2 key, $3 value), with the workflow's step row ($4 step ID,
--- $5 name, $6 output, at $7), and wake its readers ($8: key).
-WITH e AS (
+-- $5 name, $6 output, at $7), and wake its readers ($8: key). As a step, the workflow must
+-- be owned by process $9 (assert_owner), or nothing is written.
+WITH own AS (
+    SELECT dbos_async.assert_owner($1, $9) WHERE $4::int IS NOT NULL
+), e AS (
     INSERT INTO dbos_async.workflow_events (workflow_uuid, key, value)
-    VALUES ($1, $2, $3)
+    SELECT $1, $2, $3 WHERE $4::int IS NULL OR EXISTS (SELECT 1 FROM own)
     ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = EXCLUDED.value RETURNING 1
 ), s AS (
     INSERT INTO dbos_async.operation_outputs (workflow_uuid, function_id, function_name,
         output, started_at_epoch_ms, completed_at_epoch_ms)
-    SELECT $1::text, $4::int, $5::text, $6::text, $7::bigint, $7::bigint
-    WHERE $4::int IS NOT NULL
+    SELECT $1::text, $4::int, $5::text, $6::text, $7::bigint, $7::bigint FROM own
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING 1
 )
 SELECT pg_notify({channel}, $8);
@@ -53,19 +58,22 @@ SELECT key, value FROM dbos_async.workflow_events WHERE workflow_uuid = $1;
 -- name: write_stream
 -- Append a value ($3, or the closing mark $4) to stream $2 of workflow $1 at the next
 -- offset, unless a write with its key ($10) was stored before; with the workflow's step
--- row ($5 step ID, $6 name, $7 output, at $8); wake its readers ($9: key). A concurrent
--- write taking the same offset fails with a unique violation: try again.
-WITH w AS (
+-- row ($5 step ID, $6 name, $7 output, at $8); wake its readers ($9: key). As a step, the
+-- workflow must be owned by process $11 (assert_owner), or nothing is written. A
+-- concurrent write taking the same offset fails with a unique violation: try again.
+WITH own AS (
+    SELECT dbos_async.assert_owner($1, $11) WHERE $5::int IS NOT NULL
+), w AS (
     INSERT INTO dbos_async.streams (workflow_uuid, key, "offset", value, closed, write_key)
     SELECT $1, $2, COALESCE(MAX("offset") + 1, 0), $3, $4, $10 FROM dbos_async.streams
     WHERE workflow_uuid = $1 AND key = $2
+    HAVING $5::int IS NULL OR EXISTS (SELECT 1 FROM own)
     ON CONFLICT (workflow_uuid, write_key) WHERE write_key IS NOT NULL DO NOTHING
     RETURNING 1
 ), s AS (
     INSERT INTO dbos_async.operation_outputs (workflow_uuid, function_id, function_name,
         output, started_at_epoch_ms, completed_at_epoch_ms)
-    SELECT $1::text, $5::int, $6::text, $7::text, $8::bigint, $8::bigint
-    WHERE $5::int IS NOT NULL
+    SELECT $1::text, $5::int, $6::text, $7::text, $8::bigint, $8::bigint FROM own
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING 1
 )
 SELECT pg_notify({channel}, $9);

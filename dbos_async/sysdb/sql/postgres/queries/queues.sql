@@ -1,22 +1,24 @@
 -- Enqueueing and claiming queued workflows, and the registry of declared queues.
 
 -- name: enqueue_workflow
--- Insert an ENQUEUED workflow row ($1-$21) in enqueue order unless its ID or its
--- deduplication ID is taken, and wake its queue's workers ($22: key). A row if inserted.
+-- Insert an ENQUEUED workflow row ($1-$22) in enqueue order unless its ID or its
+-- deduplication ID is taken, and wake its queue's workers ($23: key). A row if inserted.
 WITH ins AS (
     INSERT INTO dbos_async.workflow_status ({workflow_columns}, enqueue_seq)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-        $18, $19, $20, $21, nextval('dbos_async.enqueue_seq'))
+        $18, $19, $20, $21, $22, nextval('dbos_async.enqueue_seq'))
     ON CONFLICT DO NOTHING RETURNING 1
 )
-SELECT pg_notify({channel}, $22) FROM ins;
+SELECT pg_notify({channel}, $23) FROM ins;
 
 -- name: claim_queued
 -- Claim what the queue allows now (the schema's function): queue, partition key,
 -- executor, application version, now (ms), most to claim, concurrency, limiter limit,
--- limiter period (ms), claim token. Returns the rows claimed.
+-- limiter period (ms), claim token, the claiming process (their owner from now on).
+-- Returns the rows claimed.
 SELECT {workflow_columns} FROM dbos_async.claim_queued($1::text, $2::text, $3::text,
-    $4::text, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10::text);
+    $4::text, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10::text,
+    $11::text);
 
 -- name: claimed_queued
 -- What a claim whose reply was lost took: queue $1's PENDING rows with its token ($2).

@@ -6,6 +6,13 @@
 INSERT INTO dbos_async.transaction_outputs (workflow_uuid, function_id, output, created_at)
 VALUES ($1, $2, $3, $4) RETURNING txid_current(), pg_backend_pid();
 
+-- name: insert_transaction_output_fenced
+-- insert_transaction_output, if process $5 owns workflow $1 (assert_owner: an application
+-- database that is the system database too fences its transactions in the same commit).
+INSERT INTO dbos_async.transaction_outputs (workflow_uuid, function_id, output, created_at)
+SELECT $1, $2, $3, $4 WHERE dbos_async.assert_owner($1, $5)
+RETURNING txid_current(), pg_backend_pid();
+
 -- name: transaction_id
 -- A transaction's ID (NULL if it wrote nothing) and its server process, before COMMIT.
 SELECT txid_current_if_assigned(), pg_backend_pid();

@@ -22,11 +22,16 @@ CREATE TABLE dbos_async.workflow_status (
     started_at_epoch_ms BIGINT,
     delay_until_epoch_ms BIGINT,
     enqueue_seq BIGINT,
-    claim_token TEXT
+    claim_token TEXT,
+    owner TEXT
 );
 
 CREATE INDEX workflow_status_pending_idx
     ON dbos_async.workflow_status (executor_id, application_version)
+    WHERE status = 'PENDING';
+
+CREATE INDEX workflow_status_owner_idx
+    ON dbos_async.workflow_status (owner)
     WHERE status = 'PENDING';
 
 CREATE INDEX workflow_status_created_at_idx ON dbos_async.workflow_status (created_at);
@@ -116,13 +121,52 @@ CREATE TABLE dbos_async.queues (
     updated_at BIGINT NOT NULL
 );
 
+-- The database's clock in epoch ms: leases are timed by it, so processes on machines whose
+-- clocks disagree still agree on which leases have expired.
+CREATE FUNCTION dbos_async.now_ms() RETURNS BIGINT
+LANGUAGE sql VOLATILE AS $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
+
+-- Leases: each launched process (one launch) has a row here that it renews several times
+-- per lease period; its lease has expired once lease_expires_at (the database's clock,
+-- epoch ms) is past. pid_start tells a reused PID from the process that held the lease.
+CREATE TABLE dbos_async.executors (
+    process_id TEXT PRIMARY KEY,
+    executor_id TEXT NOT NULL,
+    hostname TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    pid_start TEXT,
+    application_version TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    last_heartbeat_at BIGINT NOT NULL,
+    lease_expires_at BIGINT NOT NULL
+);
+
+-- Fencing: a write a workflow makes as one of its steps (a message, an event, a stream
+-- value, a recv, a transaction's output) first checks that the writing process still owns
+-- the workflow, and holds the row FOR SHARE until it commits: a takeover (which locks
+-- the row FOR UPDATE) either comes first, and this write fails, or waits for it, and then
+-- sees what it wrote. Raises SQLSTATE DBA01 if the workflow has another owner.
+CREATE FUNCTION dbos_async.assert_owner(p_workflow TEXT, p_owner TEXT) RETURNS BOOLEAN
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM 1 FROM dbos_async.workflow_status
+    WHERE workflow_uuid = p_workflow AND owner = p_owner FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'workflow % is not owned by process %', p_workflow, p_owner
+            USING ERRCODE = 'DBA01';
+    END IF;
+    RETURN TRUE;
+END
+$$;
+
 -- Claim what a queue (or one partition of it) allows now, in one statement per poll.
 -- Rows are picked FOR UPDATE SKIP LOCKED, so workers claiming at once never wait for each
 -- other nor take the same row. A global limit (concurrency, limiter) counts the claims of
 -- every process, so those claims take turns per queue and partition under an advisory
 -- lock; in a VOLATILE function each query takes a fresh snapshot, so the counts after the
 -- lock see every claim committed before it was granted. The claimed rows carry the
--- caller's token, so a caller whose reply was lost finds what it took.
+-- caller's token, so a caller whose reply was lost finds what it took, and belong to the
+-- claiming process (p_owner).
 CREATE FUNCTION dbos_async.claim_queued(
     p_queue TEXT,
     p_partition TEXT,
@@ -133,7 +177,8 @@ CREATE FUNCTION dbos_async.claim_queued(
     p_concurrency BIGINT,
     p_limit BIGINT,
     p_period BIGINT,
-    p_token TEXT
+    p_token TEXT,
+    p_owner TEXT
 ) RETURNS SETOF dbos_async.workflow_status
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -175,6 +220,7 @@ BEGIN
     UPDATE dbos_async.workflow_status AS w
     SET status = 'PENDING', executor_id = p_executor, application_version = p_version,
         started_at_epoch_ms = p_now, updated_at = p_now, claim_token = p_token,
+        owner = p_owner,
         -- the earlier of an inherited deadline and its own timeout from now (LEAST
         -- ignores NULLs)
         workflow_deadline_epoch_ms =
@@ -185,16 +231,17 @@ BEGIN
 END
 $$;
 
--- Consume the oldest unconsumed message of a topic as a workflow's recv step. The step
--- row is taken first, so a call repeated after its reply was lost (or a second run of the
--- same workflow) finds the step recorded and consumes nothing more: it gets the recorded
--- row back. An idle poll (no message, no step) writes nothing.
+-- Consume the oldest unconsumed message of a topic as a workflow's recv step, by the
+-- workflow's owner only (assert_owner). The step row is taken first, so a call repeated
+-- after its reply was lost finds the step recorded and consumes nothing more: it gets the
+-- recorded row back. An idle poll (no message, no step) writes nothing.
 CREATE FUNCTION dbos_async.receive_message(
     p_workflow TEXT,
     p_topic TEXT,
     p_function_id INTEGER,
     p_name TEXT,
-    p_now BIGINT
+    p_now BIGINT,
+    p_owner TEXT
 ) RETURNS SETOF dbos_async.operation_outputs
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -209,6 +256,7 @@ BEGIN
     ) THEN
         RETURN;
     END IF;
+    PERFORM dbos_async.assert_owner(p_workflow, p_owner);
     INSERT INTO dbos_async.operation_outputs (workflow_uuid, function_id, function_name,
         started_at_epoch_ms, completed_at_epoch_ms)
     VALUES (p_workflow, p_function_id, p_name, p_now, p_now)

@@ -33,12 +33,14 @@ UPDATE dbos_workflow_status SET status = 'CANCELLED', updated_at = ?
 WHERE workflow_uuid = ? AND status IN ('PENDING', 'ENQUEUED');
 
 -- name: resume_workflow
--- Run a CANCELLED or dead-lettered workflow again (executor, now, ID): one of a queue
--- goes back to ENQUEUED (its queue's limits apply again), any other becomes PENDING on
--- the executor given. The row if resumed.
+-- Run a CANCELLED or dead-lettered workflow again (executor, owner, now, ID): one of a
+-- queue goes back to ENQUEUED (its queue's limits apply again; no owner), any other
+-- becomes PENDING on the executor given, owned by the process given (NULL: unowned, for
+-- the first live process to take over). The row if resumed.
 UPDATE dbos_workflow_status SET
     status = CASE WHEN queue_name IS NULL THEN 'PENDING' ELSE 'ENQUEUED' END,
     executor_id = CASE WHEN queue_name IS NULL THEN ? END,
+    owner = CASE WHEN queue_name IS NULL THEN ? END,
     started_at_epoch_ms = CASE WHEN queue_name IS NULL THEN started_at_epoch_ms END,
     recovery_attempts = 0, updated_at = ?, output = NULL, error = NULL,
     workflow_deadline_epoch_ms = NULL
@@ -58,3 +60,10 @@ WHERE workflow_uuid = ? AND function_id < ?;
 SELECT k.value FROM json_each(?) AS k
 LEFT JOIN dbos_workflow_status AS w ON w.workflow_uuid = k.value
 WHERE w.workflow_uuid IS NULL OR w.status = 'CANCELLED';
+
+-- name: not_owned
+-- Which of these workflows (a JSON array of IDs) the process given does not own (any
+-- more), or no longer exist.
+SELECT k.value FROM json_each(?) AS k
+LEFT JOIN dbos_workflow_status AS w ON w.workflow_uuid = k.value
+WHERE w.workflow_uuid IS NULL OR w.owner IS NOT ?;

@@ -4,7 +4,7 @@
 -- name: enqueue_workflow
 -- Insert an ENQUEUED workflow row unless its ID or its deduplication ID is taken.
 INSERT INTO dbos_workflow_status ({workflow_columns})
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING;
 
 -- name: count_running
@@ -28,8 +28,9 @@ LIMIT 1;
 -- name: claim_queued
 -- Make up to :n ENQUEUED workflows of the queue (partition) PENDING on this executor,
 -- lowest priority first, then in enqueue order; a claimed workflow's deadline becomes the
--- earlier of the one it inherited and now plus its timeout. The rows claimed.
-UPDATE dbos_workflow_status SET status = 'PENDING', executor_id = :executor,
+-- earlier of the one it inherited and now plus its timeout; the claiming process (:owner)
+-- owns it from now on. The rows claimed.
+UPDATE dbos_workflow_status SET status = 'PENDING', executor_id = :executor, owner = :owner,
     application_version = :version, started_at_epoch_ms = :now, updated_at = :now,
     workflow_deadline_epoch_ms = CASE
         WHEN workflow_timeout_ms IS NULL THEN workflow_deadline_epoch_ms

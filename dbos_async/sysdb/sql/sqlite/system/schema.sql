@@ -20,11 +20,16 @@ CREATE TABLE dbos_workflow_status (
     deduplication_id TEXT,
     queue_partition_key TEXT,
     started_at_epoch_ms INTEGER,
-    delay_until_epoch_ms INTEGER
+    delay_until_epoch_ms INTEGER,
+    owner TEXT
 );
 
 CREATE INDEX dbos_workflow_status_pending_idx
     ON dbos_workflow_status (executor_id, application_version)
+    WHERE status = 'PENDING';
+
+CREATE INDEX dbos_workflow_status_owner_idx
+    ON dbos_workflow_status (owner)
     WHERE status = 'PENDING';
 
 CREATE INDEX dbos_workflow_status_created_at_idx ON dbos_workflow_status (created_at);
@@ -111,4 +116,19 @@ CREATE TABLE dbos_queues (
     priority_enabled INTEGER NOT NULL,
     partition_queue INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
+);
+
+-- Leases: each launched process (one launch) has a row here that it renews several times
+-- per lease period; its lease has expired once lease_expires_at (epoch ms) is past.
+-- pid_start tells a reused PID from the process that held the lease.
+CREATE TABLE dbos_executors (
+    process_id TEXT PRIMARY KEY,
+    executor_id TEXT NOT NULL,
+    hostname TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    pid_start TEXT,
+    application_version TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    last_heartbeat_at INTEGER NOT NULL,
+    lease_expires_at INTEGER NOT NULL
 );

@@ -1,0 +1,176 @@
+-- Ownership by process: leases, the owner of each running workflow, and fenced writes.
+-- The database's clock in epoch ms: leases are timed by it, so processes on machines whose
+-- clocks disagree still agree on which leases have expired.
+CREATE FUNCTION dbos_async.now_ms() RETURNS BIGINT
+LANGUAGE sql VOLATILE AS $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
+
+-- Leases: each launched process (one launch) has a row here that it renews several times
+-- per lease period; its lease has expired once lease_expires_at (the database's clock,
+-- epoch ms) is past. pid_start tells a reused PID from the process that held the lease.
+CREATE TABLE dbos_async.executors (
+    process_id TEXT PRIMARY KEY,
+    executor_id TEXT NOT NULL,
+    hostname TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    pid_start TEXT,
+    application_version TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    last_heartbeat_at BIGINT NOT NULL,
+    lease_expires_at BIGINT NOT NULL
+);
+
+-- The process that runs a PENDING workflow (NULL: none yet, or handed back). Every write
+-- a workflow makes is conditional on it; a takeover changes it.
+ALTER TABLE dbos_async.workflow_status ADD COLUMN owner TEXT;
+
+CREATE INDEX workflow_status_owner_idx
+    ON dbos_async.workflow_status (owner)
+    WHERE status = 'PENDING';
+
+-- Fencing: a write a workflow makes as one of its steps (a message, an event, a stream
+-- value, a recv, a transaction's output) first checks that the writing process still owns
+-- the workflow, and holds the row FOR SHARE until it commits: a takeover (which locks
+-- the row FOR UPDATE) either comes first, and this write fails, or waits for it, and then
+-- sees what it wrote. Raises SQLSTATE DBA01 if the workflow has another owner.
+CREATE FUNCTION dbos_async.assert_owner(p_workflow TEXT, p_owner TEXT) RETURNS BOOLEAN
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM 1 FROM dbos_async.workflow_status
+    WHERE workflow_uuid = p_workflow AND owner = p_owner FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'workflow % is not owned by process %', p_workflow, p_owner
+            USING ERRCODE = 'DBA01';
+    END IF;
+    RETURN TRUE;
+END
+$$;
+
+DROP FUNCTION dbos_async.claim_queued(
+    TEXT, TEXT, TEXT, TEXT, BIGINT, BIGINT, BIGINT, BIGINT, BIGINT, TEXT);
+
+-- Claim what a queue (or one partition of it) allows now, in one statement per poll.
+-- Rows are picked FOR UPDATE SKIP LOCKED, so workers claiming at once never wait for each
+-- other nor take the same row. A global limit (concurrency, limiter) counts the claims of
+-- every process, so those claims take turns per queue and partition under an advisory
+-- lock; in a VOLATILE function each query takes a fresh snapshot, so the counts after the
+-- lock see every claim committed before it was granted. The claimed rows carry the
+-- caller's token, so a caller whose reply was lost finds what it took, and belong to the
+-- claiming process (p_owner).
+CREATE FUNCTION dbos_async.claim_queued(
+    p_queue TEXT,
+    p_partition TEXT,
+    p_executor TEXT,
+    p_version TEXT,
+    p_now BIGINT,
+    p_max BIGINT,
+    p_concurrency BIGINT,
+    p_limit BIGINT,
+    p_period BIGINT,
+    p_token TEXT,
+    p_owner TEXT
+) RETURNS SETOF dbos_async.workflow_status
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    room BIGINT := p_max;
+BEGIN
+    IF p_concurrency IS NOT NULL OR p_limit IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(
+            1684172659, hashtext(p_queue || chr(31) || COALESCE(p_partition, '')));
+        IF p_concurrency IS NOT NULL THEN
+            room := LEAST(room, p_concurrency - (
+                SELECT count(*) FROM dbos_async.workflow_status
+                WHERE queue_name = p_queue
+                    AND queue_partition_key IS NOT DISTINCT FROM p_partition
+                    AND status = 'PENDING'));
+        END IF;
+        IF p_limit IS NOT NULL THEN
+            room := LEAST(room, p_limit - (
+                SELECT count(*) FROM dbos_async.workflow_status
+                WHERE queue_name = p_queue
+                    AND queue_partition_key IS NOT DISTINCT FROM p_partition
+                    AND started_at_epoch_ms > p_now - p_period));
+        END IF;
+    END IF;
+    IF room <= 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH picked AS (
+        SELECT workflow_uuid FROM dbos_async.workflow_status
+        WHERE queue_name = p_queue
+            AND queue_partition_key IS NOT DISTINCT FROM p_partition
+            AND status = 'ENQUEUED'
+            AND (delay_until_epoch_ms IS NULL OR delay_until_epoch_ms <= p_now)
+            AND (application_version IS NULL OR application_version = p_version)
+        ORDER BY priority, enqueue_seq
+        LIMIT room
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE dbos_async.workflow_status AS w
+    SET status = 'PENDING', executor_id = p_executor, application_version = p_version,
+        started_at_epoch_ms = p_now, updated_at = p_now, claim_token = p_token,
+        owner = p_owner,
+        -- the earlier of an inherited deadline and its own timeout from now (LEAST
+        -- ignores NULLs)
+        workflow_deadline_epoch_ms =
+            LEAST(w.workflow_deadline_epoch_ms, p_now + w.workflow_timeout_ms)
+    FROM picked
+    WHERE w.workflow_uuid = picked.workflow_uuid AND w.status = 'ENQUEUED'
+    RETURNING w.*;
+END
+$$;
+
+DROP FUNCTION dbos_async.receive_message(TEXT, TEXT, INTEGER, TEXT, BIGINT);
+
+-- Consume the oldest unconsumed message of a topic as a workflow's recv step, by the
+-- workflow's owner only (assert_owner). The step row is taken first, so a call repeated
+-- after its reply was lost finds the step recorded and consumes nothing more: it gets the
+-- recorded row back. An idle poll (no message, no step) writes nothing.
+CREATE FUNCTION dbos_async.receive_message(
+    p_workflow TEXT,
+    p_topic TEXT,
+    p_function_id INTEGER,
+    p_name TEXT,
+    p_now BIGINT,
+    p_owner TEXT
+) RETURNS SETOF dbos_async.operation_outputs
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    got TEXT;
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM dbos_async.notifications
+        WHERE destination_uuid = p_workflow AND topic = p_topic AND NOT consumed
+    ) AND NOT EXISTS (
+        SELECT 1 FROM dbos_async.operation_outputs
+        WHERE workflow_uuid = p_workflow AND function_id = p_function_id
+    ) THEN
+        RETURN;
+    END IF;
+    PERFORM dbos_async.assert_owner(p_workflow, p_owner);
+    INSERT INTO dbos_async.operation_outputs (workflow_uuid, function_id, function_name,
+        started_at_epoch_ms, completed_at_epoch_ms)
+    VALUES (p_workflow, p_function_id, p_name, p_now, p_now)
+    ON CONFLICT (workflow_uuid, function_id) DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT * FROM dbos_async.operation_outputs
+            WHERE workflow_uuid = p_workflow AND function_id = p_function_id;
+        RETURN;
+    END IF;
+    UPDATE dbos_async.notifications SET consumed = TRUE
+    WHERE message_uuid = (
+        SELECT message_uuid FROM dbos_async.notifications
+        WHERE destination_uuid = p_workflow AND topic = p_topic AND NOT consumed
+        ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING message INTO got;
+    IF got IS NULL THEN
+        -- Taken by someone else meanwhile: record nothing.
+        DELETE FROM dbos_async.operation_outputs
+            WHERE workflow_uuid = p_workflow AND function_id = p_function_id;
+        RETURN;
+    END IF;
+    RETURN QUERY UPDATE dbos_async.operation_outputs SET output = got
+        WHERE workflow_uuid = p_workflow AND function_id = p_function_id
+        RETURNING *;
+END
+$$;
