@@ -18,6 +18,8 @@ from typing import IO
 import pytest
 
 from dbos_async import DBOSClient
+from dbos_async._failpoints import ENV as FAILPOINT_ENV
+from dbos_async._failpoints import EXIT_STATUS, parse
 
 APP = Path(__file__).with_name("fleet_app.py")
 ROOT = APP.parent.parent
@@ -34,7 +36,9 @@ class Fleet:
         self.procs: list[subprocess.Popen[str]] = []
         self.files: list[IO[str]] = []
 
-    def spawn(self, role: str, executor: str, lease: float) -> subprocess.Popen[str]:
+    def spawn(
+        self, role: str, executor: str, lease: float, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
         err = open(self.workdir / f"{executor}-{len(self.procs)}.err", "w")  # noqa: SIM115
         self.files.append(err)
         proc = subprocess.Popen(
@@ -42,7 +46,7 @@ class Fleet:
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT), **(env or {})},
         )
         self.procs.append(proc)
         return proc
@@ -194,3 +198,28 @@ async def test_fleet__destroy_hands_over_without_waiting_for_the_lease(
     assert time.monotonic() - handed_at < 15
     assert (await recorded_pids(db_url, "fleet-wf"))[-1] == staying.pid
     assert leaving.poll() is None  # alive: the takeover did not wait for its PID to go
+
+
+async def test_fleet__a_failpoint_exits_and_the_workflow_goes_on_elsewhere(
+    fleet: Fleet, db_url: str
+) -> None:
+    survivor = fleet.spawn("worker", "exec-b", 10.0)
+    fleet.wait_line(survivor, "ready")
+    failing = fleet.spawn("start", "exec-a", 10.0, env={FAILPOINT_ENV: "after_step_body"})
+    assert failing.wait(timeout=30) == EXIT_STATUS
+    assert "failpoint after_step_body" in fleet.stderr()
+    # Its step 0 ran but was never recorded: the survivor (same machine, the PID gone)
+    # takes the workflow over at once and runs it from step 0.
+    await wait_status(db_url, "fleet-wf", "SUCCESS", within=30)
+    assert await recorded_pids(db_url, "fleet-wf") == [survivor.pid] * STEPS
+
+
+def test_failpoints__parse() -> None:
+    assert parse("") == {}
+    assert parse("after_flush, before_flush@0.25") == {"after_flush": 1.0, "before_flush": 0.25}
+    with pytest.raises(ValueError, match="unknown failpoint 'nowhere'"):
+        parse("nowhere")
+    with pytest.raises(ValueError, match="probability"):
+        parse("after_flush@2")
+    with pytest.raises(ValueError, match="probability"):
+        parse("after_flush@x")

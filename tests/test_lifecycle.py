@@ -77,17 +77,19 @@ async def test_close__stops_every_part_though_one_fails_then_raises_that(tmp_pat
 
 
 def test_process_parts__the_documented_order(tmp_path: Path) -> None:
-    """Recovery runs before any queue worker claims more work (recovered queued
-    workflows count against per-process limits), and workflows may run from before
-    recovery until after the workers and the scheduler stopped."""
+    """The lease is held before anything runs and until everything stopped; the takeover
+    (recovery) runs before any queue worker claims more work (taken-over queued workflows
+    count against per-process limits), and workflows may run from before it until after
+    the workers and the scheduler stopped."""
     rt = _runtime(tmp_path)
     assert [p.name for p in process_parts(rt)] == [
         "databases",
+        "lease",
         "journal",
         "notifier",
         "workflows",
         "request watcher",
-        "recovery",
+        "takeover",
         "queue workers",
         "scheduler",
     ]

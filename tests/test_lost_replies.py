@@ -148,7 +148,7 @@ async def test_lost_reply__recovery_claim_still_recovers(
             await asyncio.sleep(0.01)
     await DBOS.destroy()  # they stay PENDING
     BLOCK.clear()
-    injector.arm("claim_token = $5", only_rows=True)
+    injector.arm("claim_token = $8", only_rows=True)  # (the takeover)
     DBOS(config)
     await DBOS.launch()
     try:

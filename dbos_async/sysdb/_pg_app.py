@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
-from .._errors import DBOSConnectionError
+from .._errors import DBOSConnectionError, WorkflowOwnershipLost
 from ._pg_errors import (
     drop_if_broken,
     is_closed,
     is_pool_closed,
     is_transient,
     lost_by_driver,
-    raise_if_fenced,
 )
 from ._pg_pool import PostgresPool
 from ._protocol import TransactionConflict
@@ -104,6 +103,8 @@ class PostgresApplicationDatabase:
                                         now,
                                         self.owner,
                                     )
+                                    if xid is None:  # (rolled back below)
+                                        raise WorkflowOwnershipLost(workflow_id)
                                 else:
                                     xid = await conn.fetchrow(
                                         Q["insert_transaction_output"],
@@ -115,9 +116,7 @@ class PostgresApplicationDatabase:
                             except asyncpg.UniqueViolationError as exc:
                                 # Another run committed this step first: its output wins.
                                 raise TransactionConflict(str(exc)) from exc
-                            except asyncpg.PostgresError as exc:
-                                raise_if_fenced(exc, workflow_id)  # (rolled back below)
-                                raise
+
                         else:
                             xid = await conn.fetchrow(Q["transaction_id"])
                     except BaseException:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import aiosqlite
 
-from .._clock import now_ms
+from .. import _clock
 from ._columns import workflow_row
 from ._queries import load_queries
 from ._rows import ExecutorRow, LeaseHolder, RecoveryClaim, RecoveryRequest, WorkflowRow
@@ -34,7 +34,7 @@ class SQLiteLeases:
 
     async def register_lease(self, holder: LeaseHolder, lease_ms: int) -> None:
         async def op(conn: aiosqlite.Connection) -> None:
-            now = now_ms()
+            now = _clock.now_ms()
             await conn.execute(Q["forget_executors"], {"before": now - _FORGET_AFTER_MS})
             await conn.execute(
                 Q["register_lease"],
@@ -54,7 +54,7 @@ class SQLiteLeases:
 
     async def renew_lease(self, process_id: str, lease_ms: int) -> bool:
         async def op(conn: aiosqlite.Connection) -> bool:
-            now = now_ms()
+            now = _clock.now_ms()
             cur = await conn.execute(Q["renew_lease"], (now, now + lease_ms, process_id))
             return cur.rowcount == 1
 
@@ -62,13 +62,13 @@ class SQLiteLeases:
 
     async def end_lease(self, process_id: str) -> None:
         async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(Q["end_lease"], (now_ms(), process_id))
+            await conn.execute(Q["end_lease"], (_clock.now_ms(), process_id))
 
         await self._db.write(op)
 
     async def list_executors(self) -> list[ExecutorRow]:
         async def op(conn: aiosqlite.Connection) -> list[ExecutorRow]:
-            cur = await conn.execute(Q["list_executors"], (now_ms(),))
+            cur = await conn.execute(Q["list_executors"], (_clock.now_ms(),))
             return [
                 ExecutorRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10])
                 for r in await cur.fetchall()
@@ -87,7 +87,7 @@ class SQLiteLeases:
                     "me": self.owner,
                     "stale": stale_before_ms,
                     "running": json.dumps(list(running)),
-                    "now": now_ms(),
+                    "now": _clock.now_ms(),
                     "n": limit,
                 },
             )
@@ -100,6 +100,7 @@ class SQLiteLeases:
     ) -> list[RecoveryClaim]:
         async def op(conn: aiosqlite.Connection) -> list[RecoveryClaim]:
             won = []
+            clock = _clock.now_ms()
             for r in requests:
                 cur = await conn.execute(
                     Q["take_over"],
@@ -111,6 +112,7 @@ class SQLiteLeases:
                         "me": self.owner,
                         "executor": executor_id,
                         "now": now_ms,
+                        "clock": clock,
                     },
                 )
                 found = await cur.fetchone()

@@ -7,10 +7,16 @@ INSERT INTO dbos_async.transaction_outputs (workflow_uuid, function_id, output, 
 VALUES ($1, $2, $3, $4) RETURNING txid_current(), pg_backend_pid();
 
 -- name: insert_transaction_output_fenced
--- insert_transaction_output, if process $5 owns workflow $1 (assert_owner: an application
--- database that is the system database too fences its transactions in the same commit).
+-- insert_transaction_output, if process $5 owns workflow $1 as the transaction sees it (an
+-- application database that is the system database too fences its transactions in their
+-- own commit); no row if not. No lock: in a REPEATABLE READ or SERIALIZABLE transaction,
+-- locking a row a cancel or takeover changed meanwhile would fail it. A takeover racing
+-- the commit still gives one outcome: the new owner's run of this step waits on the
+-- unique key, then reads the output committed here.
 INSERT INTO dbos_async.transaction_outputs (workflow_uuid, function_id, output, created_at)
-SELECT $1, $2, $3, $4 WHERE dbos_async.assert_owner($1, $5)
+SELECT $1, $2, $3, $4
+WHERE EXISTS (
+    SELECT 1 FROM dbos_async.workflow_status WHERE workflow_uuid = $1 AND owner = $5)
 RETURNING txid_current(), pg_backend_pid();
 
 -- name: transaction_id

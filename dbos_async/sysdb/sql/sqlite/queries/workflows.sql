@@ -62,8 +62,8 @@ ORDER BY w.created_at LIMIT :n;
 -- Take over a workflow still PENDING with the owner and recovery attempt count its
 -- request saw, if that owner (other than the taker) still has no live lease: count a
 -- recovery attempt (past :max it is dead-lettered) and make :me its owner and :executor
--- its executor. Parameters :id, :seen_owner, :seen, :max, :me, :executor, :now. The row
--- if won.
+-- its executor at :now. Leases are live if they expire after :clock. Parameters :id,
+-- :seen_owner, :seen, :max, :me, :executor, :now, :clock. The row if won.
 UPDATE dbos_workflow_status SET recovery_attempts = recovery_attempts + 1,
     status = CASE WHEN recovery_attempts + 1 > :max
         THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE status END,
@@ -72,5 +72,5 @@ WHERE workflow_uuid = :id AND status = 'PENDING' AND recovery_attempts = :seen
     AND owner IS :seen_owner
     AND (:seen_owner IS NULL OR :seen_owner = :me OR NOT EXISTS (
         SELECT 1 FROM dbos_executors AS e
-        WHERE e.process_id = :seen_owner AND e.lease_expires_at > :now))
+        WHERE e.process_id = :seen_owner AND e.lease_expires_at > :clock))
 RETURNING {workflow_columns};
