@@ -188,7 +188,9 @@ async def msg_get_event_in_workflow(workflow_id: str, key: str, wait_s: float) -
 
 @DBOS.workflow()
 async def msg_many_waiter() -> Any:
-    return await DBOS.recv("go", timeout_seconds=30)
+    # Long: on SQLite, starting the thousand of them one by one takes 15-35 s on a busy
+    # 2-core machine, and the first must still be waiting when the sends come.
+    return await DBOS.recv("go", timeout_seconds=90)
 
 
 @DBOS.workflow()
