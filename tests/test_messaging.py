@@ -848,7 +848,7 @@ async def test_timeout__recv_recovered_after_its_deadline_takes_a_message_that_c
     message sent meanwhile is there when it looks again, and it takes it (as DBOS)."""
     try:
         with SetWorkflowID("msg-durable"):
-            await DBOS.start_workflow(msg_wait_durably, "recv", 1.0)
+            await DBOS.start_workflow(msg_wait_durably, "recv", 2.0)
         wake_at = await recorded_deadline("msg-durable")
         await DBOS.destroy()
         await asyncio.sleep(max(0.0, wake_at - time.time()) + 0.2)
@@ -858,7 +858,7 @@ async def test_timeout__recv_recovered_after_its_deadline_takes_a_message_that_c
         handle = await DBOS.retrieve_workflow("msg-durable")
         got, woke_at = await asyncio.wait_for(handle, timeout=30)
         assert got == "while down"
-        assert woke_at - REACHED[1] < 0.5
+        assert woke_at - REACHED[1] < 1.0  # it took it at once
     finally:
         await DBOS.destroy()
 
