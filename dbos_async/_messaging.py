@@ -4,6 +4,11 @@ Inside a workflow each call is a step: it takes the next step ID when called, an
 write and its step row commit together, so a re-executed workflow gets the recorded
 result back and never sends, consumes or publishes twice (``_checkpoint``).
 
+The calls that wait (``recv``, and ``get_event`` in a workflow) take two step IDs: their
+own, then one for their deadline, which is recorded there (as DBOS does, a ``DBOS.sleep``
+row holding the wake-up time) once the call finds it has to wait. A workflow recovered
+after a crash waits only what was left of the first run's timeout (``_wait``).
+
 ``DBOSClient`` is never in a workflow: it calls the plain functions (``send_message``,
 ``wait_for_event``, ``read_all_events``, ``stream_values``) with its runtime; ``DBOS.*``
 calls the workflow-facing ones, which are steps only in a workflow's own code.
@@ -26,8 +31,9 @@ from ._errors import DBOSException, DBOSNonExistentWorkflowError
 from ._ids import check_text, check_workflow_id
 from ._runtime import Runtime, get_runtime
 from ._status import WorkflowStatusString
+from ._steps import SLEEP_STEP_NAME
 from ._txguard import refuse_in_transaction
-from .sysdb import MessageRow, notification_key
+from .sysdb import MessageRow, StepRow, notification_key
 
 __all__ = [
     "close_stream",
@@ -162,6 +168,14 @@ def idempotent_message_id(destination_id: str, topic: str, idempotency_key: str)
 
 
 def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any, Any, Any]:
+    """``DBOS.recv`` (workflows only): consume the oldest unconsumed message on the topic,
+    waiting for one up to ``timeout_seconds``; None if none came.
+
+    It takes two step IDs when called: its own, where the outcome is recorded (the
+    message, or None once timed out), and the next one, where its deadline is recorded
+    as a durable sleep's wake-up time if it has to wait (``_wait``). A recovered run
+    waits only what remains of the first run's deadline; a recorded outcome replays,
+    and a recorded None never consumes a message that came later."""
     refuse_in_transaction("DBOS.recv()")
     topic_key = _topic(topic)
     timeout = _check_timeout(timeout_seconds)
@@ -170,31 +184,88 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any
         raise DBOSException(
             "DBOS.recv() can only be called from a workflow, not from a step or outside workflows"
         )
-    return _recv(checkpoint, topic_key, timeout)
+    return _recv(checkpoint, _deadline_checkpoint(checkpoint), topic_key, timeout)
 
 
-async def _recv(checkpoint: Checkpoint, topic: str, seconds: float) -> Any:
+async def _recv(checkpoint: Checkpoint, deadline: Checkpoint, topic: str, seconds: float) -> Any:
     rt = get_runtime()
     if checkpoint.recorded:
         return checkpoint.replay(rt)
     workflow_id = checkpoint.state.workflow_id
-    deadline = time.monotonic() + seconds
+
+    def take() -> Awaitable[StepRow | None]:
+        # Consumes a message and records it as this step, atomically; or answers with
+        # the row another run of this step recorded first (a message, or None).
+        return rt.sysdb.receive_message(workflow_id, topic, checkpoint.row(output="null"))
+
+    got = await _wait(rt, notification_key("msg", workflow_id, topic), take, seconds, deadline)
+    if got is not None:
+        checkpoint.adopt(got)
+        return checkpoint.replay(rt)
+    # Timed out. (A message sent from here on stays for the next recv; if another run
+    # recorded this step first, its outcome stands.)
+    return await checkpoint.record(rt, "null", None)
+
+
+# -- waiting ----------------------------------------------------------------------------
+
+
+def _deadline_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
+    """The step after a waiting call's own (``recv``, ``get_event`` in a workflow), taken
+    at call time with it: where the call's deadline is recorded, named as DBOS names it
+    (``DBOS.sleep``, its output the wake-up time as seconds since the epoch).
+
+    The ID is taken whether or not the deadline is ever written there: whether the call
+    has to wait is known only once it has looked, after its step IDs are taken, and
+    every run of the workflow must number its steps the same way (rule 4 of
+    docs/architecture.md)."""
+    return Checkpoint(checkpoint.state, checkpoint.state.take_step_id(), SLEEP_STEP_NAME, float)
+
+
+async def _wait(
+    rt: Runtime,
+    key: str,
+    check: Callable[[], Awaitable[T | None]],
+    seconds: float,
+    deadline: Checkpoint | None,
+) -> T | None:
+    """``check()`` until it finds something (returned) or ``seconds`` have passed (None),
+    re-checking when ``key`` is notified or the notifier's timer fires.
+
+    With ``deadline`` (a workflow's call) the wait is durable: if the first check finds
+    nothing, the wake-up time is recorded at ``deadline`` through the journal (one group
+    commit) before waiting, and a run that finds one recorded by an earlier run waits
+    only until then: once it has passed, it checks once more and gives up. A call that
+    finds what it wants at once, or has a zero timeout, records no deadline."""
+    called_at = time.time()
+    ends = time.monotonic() + seconds
     notifier = rt.notifier
-    with notifier.subscribe(notification_key("msg", workflow_id, topic)) as woken:
+    with notifier.subscribe(key) as woken:
+        found = await check()
+        if found is not None:
+            return found
+        if deadline is not None and (deadline.recorded or seconds > 0):
+            ends = await _durable_end(rt, deadline, called_at + seconds)
         attempt = 0
-        while True:
-            step = checkpoint.row(output="null")
-            got = await rt.sysdb.receive_message(workflow_id, topic, step)
-            if got is not None:
-                # (The stored row, if another run of this step recorded it first.)
-                checkpoint.adopt(got)
-                return checkpoint.replay(rt)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
+        while (remaining := ends - time.monotonic()) > 0:
             await notifier.wait(woken, min(remaining, notifier.poll_interval(attempt)))
             attempt += 1
-    return await checkpoint.record(rt, "null", None)
+            found = await check()
+            if found is not None:
+                return found
+    return None
+
+
+async def _durable_end(rt: Runtime, deadline: Checkpoint, wake_at: float) -> float:
+    """When (on ``time.monotonic``) a workflow's wait ends: at the wake-up time an earlier
+    run recorded at ``deadline``; else at ``wake_at`` (seconds since the epoch), recorded
+    there now, or at the one another run recorded first, if one did."""
+    if deadline.recorded:
+        wake_at = float(deadline.replay(rt))
+    else:
+        output = rt.codec.dumps(wake_at, "wake time")
+        wake_at = float(await deadline.record(rt, output, wake_at))
+    return time.monotonic() + max(0.0, wake_at - time.time())
 
 
 # -- events -----------------------------------------------------------------------------
@@ -224,14 +295,16 @@ async def _set_event(checkpoint: Checkpoint | None, workflow_id: str, key: str, 
 
 def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Coroutine[Any, Any, Any]:
     """``DBOS.get_event``: from a workflow's own code a step (a re-run gets the value this
-    run got); from a step or outside workflows a plain wait (``wait_for_event``)."""
+    run got), taking a second step ID for its durable deadline as ``recv`` does; from a
+    step or outside workflows a plain wait (``wait_for_event``)."""
     check_workflow_id(workflow_id)
     check_text(key, "key")
     timeout = _check_timeout(timeout_seconds)
     checkpoint = next_checkpoint("DBOS.getEvent")
     if checkpoint is None:
         return _with_runtime(_get_event, workflow_id, key, timeout)
-    return _get_event_step(checkpoint, workflow_id, key, timeout)
+    deadline = _deadline_checkpoint(checkpoint)
+    return _get_event_step(checkpoint, deadline, workflow_id, key, timeout)
 
 
 def wait_for_event(
@@ -245,35 +318,32 @@ def wait_for_event(
 
 
 async def _get_event(rt: Runtime, workflow_id: str, key: str, seconds: float) -> Any:
-    return rt.codec.loads(await _event_data(rt, workflow_id, key, seconds))
+    return rt.codec.loads(await _event_data(rt, workflow_id, key, seconds, None))
 
 
 async def _get_event_step(
-    checkpoint: Checkpoint, workflow_id: str, key: str, seconds: float
+    checkpoint: Checkpoint, deadline: Checkpoint, workflow_id: str, key: str, seconds: float
 ) -> Any:
     rt = get_runtime()
     if checkpoint.recorded:
         return checkpoint.replay(rt)
-    data = await _event_data(rt, workflow_id, key, seconds)
+    data = await _event_data(rt, workflow_id, key, seconds, deadline)
     value = rt.codec.loads(data)
     return await checkpoint.record(rt, data if data is not None else "null", value)
 
 
-async def _event_data(rt: Runtime, workflow_id: str, key: str, seconds: float) -> str | None:
-    """The event's stored value, waiting up to ``seconds`` for one; None if none came."""
-    deadline = time.monotonic() + seconds
-    notifier = rt.notifier
-    data: str | None = None
-    with notifier.subscribe(notification_key("event", workflow_id, key)) as woken:
-        attempt = 0
-        while True:
-            data = await rt.sysdb.get_event(workflow_id, key)
-            remaining = deadline - time.monotonic()
-            if data is not None or remaining <= 0:
-                break
-            await notifier.wait(woken, min(remaining, notifier.poll_interval(attempt)))
-            attempt += 1
-    return data
+def _event_data(
+    rt: Runtime, workflow_id: str, key: str, seconds: float, deadline: Checkpoint | None
+) -> Awaitable[str | None]:
+    """The event's stored value, waiting up to ``seconds`` for one (durably with
+    ``deadline``: ``_wait``); None if none came."""
+    return _wait(
+        rt,
+        notification_key("event", workflow_id, key),
+        lambda: rt.sysdb.get_event(workflow_id, key),
+        seconds,
+        deadline,
+    )
 
 
 def get_all_events(workflow_id: str) -> Coroutine[Any, Any, dict[str, Any]]:

@@ -140,6 +140,20 @@ async def crash_sleeper(seconds: float) -> float:
     return time.time()
 
 
+# -- recv / get_event: killed from outside while waiting out their timeout ------------
+
+
+@DBOS.workflow()
+async def crash_waiter(kind: str, seconds: float) -> list[Any]:
+    await crash_step_one(0)  # step 1; the wait is step 2, its deadline step 3
+    log(f"waiting {time.time()}")
+    if kind == "recv":
+        got = await DBOS.recv("crash-topic", timeout_seconds=seconds)
+    else:
+        got = await DBOS.get_event(WORKFLOW_ID, "never-set", timeout_seconds=seconds)
+    return [got, time.time()]
+
+
 # -- determinism: step 1 is another function after the code changed -------------------
 
 
@@ -169,6 +183,8 @@ STARTS = {
     "transaction": (crash_transaction, ("once",)),
     "max_recovery": (crash_every_time, (7,)),
     "sleep": (crash_sleeper, (float(os.environ.get("CRASH_SLEEP", "4")),)),
+    "recv": (crash_waiter, ("recv", float(os.environ.get("CRASH_WAIT", "4")))),
+    "get_event": (crash_waiter, ("get_event", float(os.environ.get("CRASH_WAIT", "4")))),
     "determinism": (crash_changed, (3,)),
 }
 

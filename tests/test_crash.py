@@ -153,6 +153,71 @@ def test_crash__interrupted_sleep_sleeps_only_the_remainder(db_url: str, tmp_pat
     assert log_lines(tmp_path).count("step1") == 1
 
 
+def wait_marks(workdir: Path) -> list[float]:
+    """When each run of the recv / get_event scenarios reached its wait."""
+    return [float(x.split()[1]) for x in log_lines(workdir) if x.startswith("waiting")]
+
+
+def recorded_steps(db_url: str, workflow_id: str) -> list[tuple[int, str, Any]]:
+    import asyncio
+
+    from dbos_async import DBOSClient
+
+    async def steps() -> list[tuple[int, str, Any]]:
+        async with DBOSClient(db_url) as client:
+            rows = await client.list_workflow_steps(workflow_id)
+        return [(s.function_id, s.function_name, s.output) for s in rows]
+
+    return asyncio.run(steps())
+
+
+@pytest.mark.parametrize("kind", ["recv", "get_event"])
+def test_crash__interrupted_wait_waits_only_the_remainder(
+    db_url: str, tmp_path: Path, kind: str
+) -> None:
+    """A workflow killed while ``recv`` (or ``get_event``) waits out its timeout is
+    recovered by a new process, which waits only until the deadline the first recorded."""
+    timeout = 4.0
+    proc = subprocess.Popen(
+        [sys.executable, str(APP), kind, "start", db_url, str(tmp_path)],
+        env={**os.environ, "CRASH_WAIT": str(timeout)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not wait_marks(tmp_path):
+            assert time.monotonic() < deadline, "the workflow never started waiting"
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(1.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    [waited_from] = wait_marks(tmp_path)
+
+    result = outcome(run(kind, "recover", db_url, tmp_path))
+    assert result["status"] == "SUCCESS"
+    assert result["recovery_attempts"] == 1
+    got, woke_at = result["result"]
+    assert got is None
+    # The recovered run logs "waiting" again when it reaches the wait (step 1 replays).
+    waits = wait_marks(tmp_path)
+    assert len(waits) == 2, log_lines(tmp_path)
+    resumed_at = waits[1]
+    assert resumed_at >= waited_from + 1.5  # it was killed 1.5 s into the wait
+    # Not before the first run's deadline ...
+    assert woke_at >= waited_from + timeout - 0.01
+    # ... and not the whole timeout again from where the recovery reached it.
+    assert woke_at < resumed_at + timeout, (waited_from, resumed_at, woke_at)
+    assert log_lines(tmp_path).count("step1") == 1
+    # The deadline the first run recorded, at the step after the wait's own.
+    name = "DBOS.recv" if kind == "recv" else "DBOS.getEvent"
+    steps = recorded_steps(db_url, f"crash-{kind}")
+    assert [(i, n) for i, n, _ in steps] == [(1, "crash_step_one"), (2, name), (3, "DBOS.sleep")]
+    assert waited_from + timeout <= steps[2][2] <= woke_at
+
+
 def test_crash__changed_step_fails_recovery_with_unexpected_step(
     db_url: str, tmp_path: Path
 ) -> None:

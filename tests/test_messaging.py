@@ -34,12 +34,15 @@ from dbos_async._notifier import Notifier
 # Module-level state the workflows below report into; reset before every test.
 GATES: dict[str, asyncio.Event] = {}
 CALLS: Counter[str] = Counter()
+#: When (``time.time()``) each run of ``msg_wait_durably`` reached its waiting call.
+REACHED: list[float] = []
 
 
 @pytest.fixture(autouse=True)
 def _reset_state() -> Iterator[None]:
     GATES.clear()
     CALLS.clear()
+    REACHED.clear()
     yield
     GATES.clear()
 
@@ -185,7 +188,9 @@ async def msg_get_event_in_workflow(workflow_id: str, key: str, wait_s: float) -
 
 @DBOS.workflow()
 async def msg_many_waiter() -> Any:
-    return await DBOS.recv("go", timeout_seconds=30)
+    # Long: on SQLite, starting the thousand of them one by one takes 15-35 s on a busy
+    # 2-core machine, and the first must still be waiting when the sends come.
+    return await DBOS.recv("go", timeout_seconds=90)
 
 
 @DBOS.workflow()
@@ -233,17 +238,59 @@ async def msg_stream_from_step(key: str, values: list[Any]) -> int:
 @DBOS.workflow()
 async def msg_replayed(source_id: str) -> dict[str, Any]:
     CALLS["msg_replayed"] += 1
-    got = await DBOS.recv("t", timeout_seconds=10)  # step 1
-    event = await DBOS.get_event(source_id, "k", timeout_seconds=0.3)  # step 2
-    await DBOS.set_event("mine", got)  # step 3
-    await DBOS.write_stream("s", got)  # step 4
-    idle = await DBOS.recv("never", timeout_seconds=0.4)  # step 5
-    unset = await DBOS.get_event(source_id, "never", timeout_seconds=0.4)  # step 6
+    got = await DBOS.recv("t", timeout_seconds=10)  # step 1 (its deadline: 2)
+    event = await DBOS.get_event(source_id, "k", timeout_seconds=0.3)  # step 3 (4)
+    await DBOS.set_event("mine", got)  # step 5
+    await DBOS.write_stream("s", got)  # step 6
+    idle = await DBOS.recv("never", timeout_seconds=0.4)  # step 7 (8)
+    unset = await DBOS.get_event(source_id, "never", timeout_seconds=0.4)  # step 9 (10)
     gate("replay-reached").set()
     await gate("replay-release").wait()
-    after = await DBOS.recv("t", timeout_seconds=30)  # step 7
-    await DBOS.close_stream("s")  # step 8
+    after = await DBOS.recv("t", timeout_seconds=30)  # step 11 (12)
+    await DBOS.close_stream("s")  # step 13
     return {"got": got, "event": event, "idle": idle, "unset": unset, "after": after}
+
+
+@DBOS.workflow()
+async def msg_wait_durably(kind: str, wait_s: float) -> list[Any]:
+    """Wait in recv (topic "durable") or get_event (an event no one sets) for ``wait_s``;
+    return what came and when (``time.time()``) the wait ended."""
+    REACHED.append(time.time())
+    if kind == "recv":
+        got = await DBOS.recv("durable", timeout_seconds=wait_s)
+    else:
+        got = await DBOS.get_event(DBOS.workflow_id or "", "never", timeout_seconds=wait_s)
+    return [got, time.time()]
+
+
+@DBOS.step()
+async def msg_counted_step() -> str:
+    CALLS["msg_counted_step"] += 1
+    return "stepped"
+
+
+@DBOS.workflow()
+async def msg_recv_pair_then_step() -> list[Any]:
+    """Two recvs at once (a's message comes later, b's is there), then a step."""
+    await gate("pair-go").wait()
+    got = await asyncio.gather(
+        DBOS.recv("a", timeout_seconds=30),  # step 1, deadline 2
+        DBOS.recv("b", timeout_seconds=30),  # step 3, deadline 4
+    )
+    polled = await DBOS.recv("b", timeout_seconds=0)  # step 5, deadline 6
+    stepped = await msg_counted_step()  # step 7
+    gate("pair-reached").set()
+    await gate("pair-release").wait()
+    return [*got, polled, stepped]
+
+
+@DBOS.workflow()
+async def msg_timeout_then_recv() -> list[Any]:
+    first = await DBOS.recv("late", timeout_seconds=0.3)  # step 1, deadline 2
+    gate("timed-out").set()
+    await gate("timed-out-release").wait()
+    second = await DBOS.recv("late", timeout_seconds=30)  # step 3, deadline 4
+    return [first, second]
 
 
 @DBOS.workflow()
@@ -348,10 +395,15 @@ async def test_recv__messages_sent_before_recv_wait_in_order(dbos: DBOS) -> None
 
 async def test_recv__timeout_returns_none_and_is_recorded(dbos: DBOS) -> None:
     start = time.monotonic()
+    called = time.time()
     handle = await DBOS.start_workflow(msg_recv_timed, 0.5)
     assert await asyncio.wait_for(handle, timeout=30) is None
     assert time.monotonic() - start >= 0.5  # it waited its timeout (a lower bound only)
-    assert await steps_of(handle.workflow_id) == [(1, "DBOS.recv", None)]
+    # Its outcome at its own step ID, and at the next one the deadline it waited for.
+    [outcome, (deadline_id, deadline_name, wake_at)] = await steps_of(handle.workflow_id)
+    assert outcome == (1, "DBOS.recv", None)
+    assert (deadline_id, deadline_name) == (2, "DBOS.sleep")
+    assert called + 0.5 <= wake_at <= time.time()
 
 
 async def test_recv__outside_workflow_raises(dbos: DBOS) -> None:
@@ -538,6 +590,7 @@ async def test_get_event__inside_workflow_is_recorded(dbos: DBOS) -> None:
     await source
     reader = await DBOS.start_workflow(msg_get_event_in_workflow, source.workflow_id, "k", 1)
     assert await reader == [1, "two"]
+    # Found at once: no deadline recorded at step 2 (its ID is taken all the same).
     assert await steps_of(reader.workflow_id) == [(1, "DBOS.getEvent", [1, "two"])]
 
 
@@ -658,14 +711,17 @@ async def test_replay__recorded_communication_returns_at_once(
         with SetWorkflowID("msg-replay-source"):
             await msg_set_events([["k", "late"]])
         steps_before = await steps_of("msg-replayed")
-        assert steps_before == [
+        # (The first recv may have found its message at once, and recorded no deadline.)
+        assert [s for s in steps_before if s[1] != "DBOS.sleep"] == [
             (1, "DBOS.recv", "first"),
-            (2, "DBOS.getEvent", None),
-            (3, "DBOS.setEvent", None),
-            (4, "DBOS.writeStream", None),
-            (5, "DBOS.recv", None),
-            (6, "DBOS.getEvent", None),
+            (3, "DBOS.getEvent", None),
+            (5, "DBOS.setEvent", None),
+            (6, "DBOS.writeStream", None),
+            (7, "DBOS.recv", None),
+            (9, "DBOS.getEvent", None),
         ]
+        # The three calls that timed out waited, so they recorded their deadlines.
+        assert {4, 8, 10} <= {s[0] for s in steps_before if s[1] == "DBOS.sleep"} <= {2, 4, 8, 10}
 
         gate("replay-reached").clear()
         await DBOS.destroy()
@@ -718,6 +774,156 @@ async def test_replay__failed_send_to_unknown_workflow_fails_again(dbos: DBOS, d
         gate("unknown-release").set()
         handle = await DBOS.retrieve_workflow("msg-unknown-sender")
         assert await asyncio.wait_for(handle, timeout=30) == "raised"
+    finally:
+        await DBOS.destroy()
+
+
+# -- durable timeouts ---------------------------------------------------------------------
+
+
+async def recorded_deadline(workflow_id: str, within: float = 30.0) -> float:
+    """The wake-up time a waiting call of the workflow recorded at step 2, once it has."""
+    deadline = time.monotonic() + within
+    while True:
+        for step_id, name, output in await steps_of(workflow_id):
+            if step_id == 2:
+                assert name == "DBOS.sleep"
+                return float(output)
+        assert time.monotonic() < deadline, "no deadline was recorded"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("kind", ["recv", "get_event"])
+async def test_timeout__recovered_wait_waits_only_what_remains(
+    dbos: DBOS, db_url: str, kind: str
+) -> None:
+    """A workflow stopped while it waits (here by a restart of its runtime) and recovered
+    waits until the deadline its first run recorded, not its whole timeout again."""
+    wait_s = 3.0
+    try:
+        with SetWorkflowID("msg-durable"):
+            await DBOS.start_workflow(msg_wait_durably, kind, wait_s)
+        wake_at = await recorded_deadline("msg-durable")
+        assert REACHED[0] + wait_s <= wake_at < REACHED[0] + wait_s + 5
+        await asyncio.sleep(1.5)
+        await relaunch(db_url)
+        handle = await DBOS.retrieve_workflow("msg-durable")
+        got, woke_at = await asyncio.wait_for(handle, timeout=30)
+        assert got is None
+        assert len(REACHED) == 2, "the workflow was not recovered"
+        assert woke_at >= wake_at  # not before the first run's deadline ...
+        # ... and not the whole timeout again from where the recovered run reached it.
+        assert woke_at < REACHED[1] + wait_s, (REACHED, wake_at, woke_at)
+        name = "DBOS.recv" if kind == "recv" else "DBOS.getEvent"
+        assert await steps_of("msg-durable") == [(1, name, None), (2, "DBOS.sleep", wake_at)]
+    finally:
+        await DBOS.destroy()
+
+
+@pytest.mark.parametrize("kind", ["recv", "get_event"])
+async def test_timeout__recovered_after_its_deadline_gives_up_at_once(
+    dbos: DBOS, db_url: str, kind: str
+) -> None:
+    wait_s = 2.0
+    try:
+        with SetWorkflowID("msg-durable"):
+            await DBOS.start_workflow(msg_wait_durably, kind, wait_s)
+        wake_at = await recorded_deadline("msg-durable")
+        await DBOS.destroy()  # it stops waiting, and records nothing more
+        await asyncio.sleep(max(0.0, wake_at - time.time()) + 0.2)
+        await relaunch(db_url)
+        handle = await DBOS.retrieve_workflow("msg-durable")
+        got, woke_at = await asyncio.wait_for(handle, timeout=30)
+        assert got is None
+        assert len(REACHED) == 2, "the workflow was not recovered"
+        assert woke_at - REACHED[1] < wait_s / 2, (REACHED, woke_at)
+    finally:
+        await DBOS.destroy()
+
+
+async def test_timeout__recv_recovered_after_its_deadline_takes_a_message_that_came(
+    dbos: DBOS, db_url: str
+) -> None:
+    """A recv whose deadline passed while nothing ran has recorded no outcome yet: a
+    message sent meanwhile is there when it looks again, and it takes it (as DBOS)."""
+    try:
+        with SetWorkflowID("msg-durable"):
+            await DBOS.start_workflow(msg_wait_durably, "recv", 2.0)
+        wake_at = await recorded_deadline("msg-durable")
+        await DBOS.destroy()
+        await asyncio.sleep(max(0.0, wake_at - time.time()) + 0.2)
+        async with DBOSClient(db_url) as client:
+            await client.send("msg-durable", "while down", "durable")
+        await relaunch(db_url)
+        handle = await DBOS.retrieve_workflow("msg-durable")
+        got, woke_at = await asyncio.wait_for(handle, timeout=30)
+        assert got == "while down"
+        assert woke_at - REACHED[1] < 1.0  # it took it at once
+    finally:
+        await DBOS.destroy()
+
+
+async def test_timeout__recorded_timeout_replays_none_and_leaves_the_message(
+    dbos: DBOS, db_url: str
+) -> None:
+    """A recv that timed out recorded None: a re-run gets None again, at once, and the
+    message sent after it stays for the next recv."""
+    try:
+        with SetWorkflowID("msg-timed-out"):
+            await DBOS.start_workflow(msg_timeout_then_recv)
+        await asyncio.wait_for(gate("timed-out").wait(), timeout=30)
+        await DBOS.send("msg-timed-out", "after", "late")
+        gate("timed-out").clear()
+        await relaunch(db_url)
+        await asyncio.wait_for(gate("timed-out").wait(), timeout=30)
+        gate("timed-out-release").set()
+        handle = await DBOS.retrieve_workflow("msg-timed-out")
+        assert await asyncio.wait_for(handle, timeout=30) == [None, "after"]
+        steps = await steps_of("msg-timed-out")
+        # The second recv found its message at once: no deadline at step 4.
+        assert [(i, name) for i, name, _ in steps] == [
+            (1, "DBOS.recv"),
+            (2, "DBOS.sleep"),
+            (3, "DBOS.recv"),
+        ]
+        assert steps[2][2] == "after"
+    finally:
+        await DBOS.destroy()
+
+
+async def test_timeout__every_call_takes_its_deadline_step_even_if_unused(
+    dbos: DBOS, db_url: str
+) -> None:
+    """Step IDs do not depend on whether a call had to wait: a recv that found its
+    message at once (or has no timeout) leaves its deadline's ID unused, and a recovered
+    run, which replays without looking, numbers its steps the same."""
+    try:
+        with SetWorkflowID("msg-pair"):
+            await DBOS.start_workflow(msg_recv_pair_then_step)
+        for message in ("b1", "b2"):
+            await DBOS.send("msg-pair", message, "b")
+        gate("pair-go").set()
+        await recorded_deadline("msg-pair")  # recv a waits ...
+        await DBOS.send("msg-pair", "a1", "a")  # ... until this comes
+        await asyncio.wait_for(gate("pair-reached").wait(), timeout=30)
+        steps = await steps_of("msg-pair")
+        assert [(i, name, out) for i, name, out in steps if i != 2] == [
+            (1, "DBOS.recv", "a1"),
+            (3, "DBOS.recv", "b1"),
+            (5, "DBOS.recv", "b2"),
+            (7, "msg_counted_step", "stepped"),
+        ]
+        assert steps[1][:2] == (2, "DBOS.sleep")
+
+        gate("pair-reached").clear()
+        await relaunch(db_url)
+        gate("pair-go").set()
+        await asyncio.wait_for(gate("pair-reached").wait(), timeout=30)
+        gate("pair-release").set()
+        handle = await DBOS.retrieve_workflow("msg-pair")
+        assert await asyncio.wait_for(handle, timeout=30) == ["a1", "b1", "b2", "stepped"]
+        assert CALLS["msg_counted_step"] == 1  # replayed at step 7, not run again
+        assert await steps_of("msg-pair") == steps
     finally:
         await DBOS.destroy()
 
