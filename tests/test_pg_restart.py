@@ -118,9 +118,10 @@ async def test_recv__waiter_survives_postgres_restart(
     try:
         with SetWorkflowID("pgr-1"):
             handle = await DBOS.start_workflow(pgr_waiter)
-        # In recv: it recorded no step yet and is still running.
+        # In recv: it recorded only its deadline (a DBOS.sleep row) and is still running.
         await asyncio.sleep(0.5)
-        assert not (await DBOS.list_workflow_steps("pgr-1"))
+        steps = await DBOS.list_workflow_steps("pgr-1")
+        assert [s.function_name for s in steps] == ["DBOS.sleep"]
 
         await asyncio.to_thread(restart_postgres, restartable_cluster)
         # Wait for the LISTEN connection to be back (it checks every 2 s, then
