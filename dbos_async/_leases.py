@@ -9,9 +9,9 @@ longer than a lease) a live process of the same application version takes them o
 (fencing, in ``sysdb``). At close the lease is ended, so live processes take over at once
 what this one leaves running.
 
-A process on this machine whose lease is live but whose PID is gone (a crash, then a
-restart) has its lease ended here at once, so a restarted process recovers its
-predecessor's workflows within seconds, not a lease later.
+A process of this machine (and PID namespace: see ``_host``) whose lease is live but
+whose PID is gone (a crash, then a restart) has its lease ended here at once, so a
+restarted process recovers its predecessor's workflows within seconds, not a lease later.
 
 The lease costs each process one small update every third of a lease (and one read of
 the lease table), never a round trip on a workflow's path.
@@ -44,6 +44,7 @@ class Lease:
         self._rt = rt
         self._lease_ms = int(rt.settings.executor_lease_seconds * 1000)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     @property
     def renew_interval(self) -> float:
@@ -59,7 +60,7 @@ class Lease:
             executor_id=rt.executor_id,
             hostname=_host.hostname(),
             pid=pid,
-            pid_start=_host.pid_start(pid),
+            process_tag=_host.process_tag(pid),
             application_version=rt.app_version,
         )
         await rt.sysdb.register_lease(self._holder, self._lease_ms)
@@ -68,9 +69,15 @@ class Lease:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # A renewal under way finishes first (cancelled mid-statement, it could
+            # still commit after the lease ends below, and extend it); one stuck on a
+            # database that is away is cancelled after a while.
+            self._stopping.set()
+            done, _ = await asyncio.wait({self._task}, timeout=5.0)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
         # What is still PENDING here is handed over now, not a lease from now.
         try:
@@ -80,7 +87,11 @@ class Lease:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.renew_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.renew_interval):
+                    await self._stopping.wait()
+            if self._stopping.is_set():
+                return
             try:
                 if not await self._rt.sysdb.renew_lease(self._rt.process_id, self._lease_ms):
                     await self._rt.sysdb.register_lease(self._holder, self._lease_ms)
@@ -96,7 +107,7 @@ class Lease:
                 executor.alive
                 and executor.hostname == here
                 and executor.process_id != self._rt.process_id
-                and not _host.pid_alive(executor.pid, executor.pid_start)
+                and not _host.pid_alive(executor.pid, executor.process_tag)
             ):
                 log.info(
                     "process %d of executor %r on this machine is gone; its workflows "

@@ -6,9 +6,9 @@ A process (``DBOS.launch``) starts, in order:
 2. the lease, which makes this process the owner of the workflows it runs;
 3. the journal, through which every checkpoint write goes;
 4. the notifier (Postgres LISTEN; local wake-ups on SQLite);
-5. the workflows part: from here on workflows may run in this process;
-6. the request watcher, which stops runs whose workflow another process cancelled or
-   took over;
+5. the request watcher, which stops runs whose workflow another process cancelled or
+   took over (up to the very end of a closing process's grace period);
+6. the workflows part: from here on workflows may run in this process;
 7. the takeover: recovery of the orphaned workflows of this application version (a
    predecessor's on this machine, those of expired leases, unowned ones), before any
    queue worker claims more so they count against per-process limits; then it goes on
@@ -48,8 +48,10 @@ def process_parts(rt: Runtime) -> list[Part]:
         Part("lease", lease.start, lease.stop),
         rt.journal_part(),
         rt.notifier_part(),
-        rt.workflows_part(),
+        # (Before the workflows part, so cancels and takeovers from elsewhere still stop
+        # runs while a closing process lets its workflows finish.)
         Part("request watcher", watcher.start, watcher.stop),
+        rt.workflows_part(),
         Part("takeover", takeover.start, takeover.stop),
         Part("queue workers", workers.start, workers.stop),
         Part("scheduler", scheduler.start, scheduler.stop),

@@ -19,7 +19,7 @@ import time
 
 from ._clock import now_ms
 from ._deadlines import expire_enqueued
-from ._errors import DBOSException
+from ._errors import DBOSException, WorkflowOwnershipLost
 from ._failpoints import ACTIVE as FAILPOINTS
 from ._failpoints import hit
 from ._queue import Queue
@@ -190,7 +190,7 @@ class QueueWorkers:
 
     def _run_claimed(self, row: WorkflowRow, steps: list[StepRow]) -> None:
         if not self._rt.launched:
-            return  # closing: it stays PENDING here, recovered at the next launch
+            return  # closing: it stays PENDING, for a live process to take over
         if row.workflow_id in self._rt.live:
             # Resumed while its cancelled run here still finishes a step: start after it.
             self._launch_later(row, wait=True)
@@ -218,7 +218,7 @@ class QueueWorkers:
             if wait:
                 await self._rt.live.ended(row.workflow_id)
             steps = await self._rt.sysdb.load_steps(row.workflow_id)
-        except Exception as exc:  # it stays PENDING here, recovered at the next launch
+        except Exception as exc:  # it stays PENDING here: taken over a lease from now
             log.warning("queue %r: cannot run %s: %r", row.queue_name, row.workflow_id, exc)
             steps = None
         finally:
@@ -233,10 +233,11 @@ class QueueWorkers:
 
     async def _fail(self, row: WorkflowRow, exc: BaseException) -> None:
         rt = self._rt
-        await rt.journal.finish_workflow(
-            row.workflow_id,
-            WorkflowStatusString.ERROR.value,
-            None,
-            rt.codec.dump_error(exc),
-            now_ms(),
-        )
+        with contextlib.suppress(WorkflowOwnershipLost):  # (its new owner decides)
+            await rt.journal.finish_workflow(
+                row.workflow_id,
+                WorkflowStatusString.ERROR.value,
+                None,
+                rt.codec.dump_error(exc),
+                now_ms(),
+            )

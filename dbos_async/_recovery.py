@@ -20,7 +20,7 @@ import logging
 from typing import Any
 
 from ._clock import now_ms
-from ._errors import DBOSException, DBOSWorkflowFunctionNotFoundError
+from ._errors import DBOSException
 from ._handle import WorkflowHandle
 from ._registry import registry
 from ._runner import launch_recorded
@@ -36,29 +36,26 @@ _CHUNK = 500
 
 
 async def take_over_orphans(rt: Runtime) -> list[WorkflowHandle[Any]]:
-    """Take over and run the orphaned workflows of this application version, a chunk at
-    a time; handles to those this process won."""
+    """Take over and run the orphaned workflows of this application version (those of
+    the workflow functions registered here), a chunk at a time; handles to those this
+    process won."""
     lease_ms = int(rt.settings.executor_lease_seconds * 1000)
+    names = list(registry.workflows)
     handles: list[WorkflowHandle[Any]] = []
-    skipped: set[str] = set()
     while True:
         rows = await rt.sysdb.orphaned_workflows(
-            rt.app_version, now_ms() - lease_ms, list(rt.live), _CHUNK + len(skipped)
+            rt.app_version, names, now_ms() - lease_ms, list(rt.live), _CHUNK
         )
-        requests: list[RecoveryRequest] = []
-        for row in rows:
-            if row.workflow_id in rt.live or row.workflow_id in skipped:
-                continue
-            info = registry.workflows.get(row.name)
-            if info is None:
-                skipped.add(row.workflow_id)
-                error = DBOSWorkflowFunctionNotFoundError(row.workflow_id, row.name)
-                log.error("cannot take over: %s", error)
-                continue
-            limit = info.workflow_options.max_recovery_attempts
-            requests.append(
-                RecoveryRequest(row.workflow_id, row.recovery_attempts, limit, row.owner)
+        requests = [
+            RecoveryRequest(
+                row.workflow_id,
+                row.recovery_attempts,
+                registry.workflows[row.name].workflow_options.max_recovery_attempts,
+                row.owner,
             )
+            for row in rows
+            if row.workflow_id not in rt.live and row.name in registry.workflows
+        ]
         if not requests:
             return handles
         claims = await rt.sysdb.take_over(requests, rt.executor_id, now_ms())
@@ -79,7 +76,7 @@ async def take_over_orphans(rt: Runtime) -> list[WorkflowHandle[Any]]:
                 log.error("cannot run workflow %s: %s", row.workflow_id, exc)
                 continue
             handles.append(WorkflowHandle(rt, row.workflow_id))
-        if len(rows) < _CHUNK + len(skipped) or not claims:
+        if len(rows) < _CHUNK or not claims:
             return handles
 
 

@@ -298,7 +298,7 @@ def _launch(
     kwargs: dict[str, Any],
 ) -> None:
     if not rt.launched:
-        return  # closing: it stays PENDING, to be recovered at the next launch
+        return  # closing: it stays PENDING, for a live process to take over
     if state.workflow_id in rt.live:
         return  # one run per workflow in a process: the one here goes on
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

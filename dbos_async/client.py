@@ -4,9 +4,10 @@ It connects on first use to the system database and offers what needs no registe
 workflow code: enqueueing workflows by name, handles, status, steps, listing, cancelling,
 resuming and forking, messages and events. Its handles resolve by watching the status
 table; its waiters wake through LISTEN/NOTIFY on Postgres. A workflow it resumes or forks
-is run by that workflow's executor: at once by a running process of it on Postgres, else
-at its next launch; a resumed workflow of a queue goes back to that queue. A workflow it
-enqueues is run by the processes that declare the queue.
+has no owner: the first live process of its application version takes it over and runs
+it (at once on Postgres, within a second on SQLite); a resumed workflow of a queue goes
+back to that queue. A workflow it enqueues is run by the processes that declare the
+queue.
 """
 
 from __future__ import annotations
@@ -201,9 +202,10 @@ class DBOSClient:
     async def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
         """Run a CANCELLED or dead-lettered workflow again from its last completed step.
         A workflow of a queue goes back to ENQUEUED on it: a process that declares the
-        queue claims it within the queue's limits. Any other becomes PENDING again on its
-        executor: on Postgres a running process of that executor (and application version)
-        is told and runs it on; otherwise it runs at that executor's next launch."""
+        queue claims it within the queue's limits. Any other becomes PENDING again with no
+        owner: the first live process of its application version takes it over and runs
+        it on (told at once on Postgres; within a second on SQLite), or the next one to
+        launch."""
         check_workflow_id(workflow_id)
         rt = await self._rt()
         row = await _management.resume_workflow(rt, workflow_id, executor_id=None)
@@ -214,8 +216,9 @@ class DBOSClient:
     async def fork_workflow(
         self, workflow_id: str, start_step: int, *, application_version: str | None = None
     ) -> WorkflowHandle[Any]:
-        """Create the fork (PENDING, on the source's executor and application version unless
-        given); it runs as a resumed workflow does."""
+        """Create the fork (PENDING with no owner, on the source's application version
+        unless given); a live process of that version takes it over and runs it, as for a
+        resumed workflow."""
         check_workflow_id(workflow_id)
         check_text(application_version, "application_version", optional=True)
         rt = await self._rt()

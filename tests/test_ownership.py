@@ -94,6 +94,16 @@ async def write_nothing() -> None:
     return None  # (the workflow's outcome is the write)
 
 
+@DBOS.step()
+async def own_step_sets_event() -> None:
+    await DBOS.set_event("key", "from a step")
+
+
+@DBOS.step()
+async def own_step_writes_stream() -> None:
+    await DBOS.write_stream("stream", "from a step")
+
+
 WRITES: dict[str, Callable[[], Awaitable[None]]] = {
     "step": write_step,
     "transaction": write_transaction,
@@ -102,6 +112,8 @@ WRITES: dict[str, Callable[[], Awaitable[None]]] = {
     "write_stream": write_stream,
     "recv": write_recv,
     "outcome": write_nothing,
+    "set_event_in_step": own_step_sets_event,
+    "write_stream_in_step": own_step_writes_stream,
 }
 
 
@@ -149,6 +161,7 @@ async def test_ownership__a_taken_over_workflow_writes_nothing_more(
     status = await DBOS.get_workflow_status("own-fenced")
     assert status is not None and status.status == WorkflowStatusString.PENDING
     assert await DBOS.get_event("own-fenced", "key", timeout_seconds=0) is None
+    assert await stream_values(db_url, "own-fenced") == 0
     if kind == "send":
         assert await own_target_messages(db_url) == 0
     if kind == "recv":
@@ -197,6 +210,15 @@ async def unconsumed_messages(db_url: str, workflow_id: str) -> int:
         "SELECT count(*) FROM dbos_async.notifications "
         "WHERE destination_uuid = $1 AND NOT consumed",
         "SELECT count(*) FROM dbos_notifications WHERE destination_uuid = ? AND consumed = 0",
+        workflow_id,
+    )
+
+
+async def stream_values(db_url: str, workflow_id: str) -> int:
+    return await count(
+        db_url,
+        "SELECT count(*) FROM dbos_async.streams WHERE workflow_uuid = $1",
+        "SELECT count(*) FROM dbos_streams WHERE workflow_uuid = ?",
         workflow_id,
     )
 

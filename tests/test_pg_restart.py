@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 
 from dbos_async import DBOS, SetWorkflowID
@@ -139,5 +140,64 @@ async def test_recv__waiter_survives_postgres_restart(
         assert proc.returncode == 0, err.decode()
         result = await asyncio.wait_for(handle.get_result(), WOKEN_WITHIN)
         assert result == "got after restart"
+    finally:
+        await DBOS.destroy()
+
+
+RAN: dict[str, int] = {}
+
+
+@DBOS.step()
+async def pgr_step(i: int) -> int:
+    RAN[f"step-{i}"] = RAN.get(f"step-{i}", 0) + 1
+    await asyncio.sleep(0.05)
+    return i
+
+
+@DBOS.transaction()
+async def pgr_count(i: int) -> int:
+    await DBOS.sql_connection.execute("CREATE TABLE IF NOT EXISTS pgr_applied (i INTEGER)")
+    await DBOS.sql_connection.execute("INSERT INTO pgr_applied (i) VALUES ($1)", i)
+    return i
+
+
+@DBOS.workflow()
+async def pgr_steps(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += await pgr_step(i)
+        total += await pgr_count(i)
+    return total
+
+
+async def test_restart__running_workflows_carry_on_and_lose_nothing(
+    restartable_cluster: str, fresh_pg: str
+) -> None:
+    """Steps and transactions run on through a Postgres restart, in the same process: each
+    step runs once, each transaction applies once, and every workflow ends SUCCESS."""
+    RAN.clear()
+    n = 40
+    DBOS({"database_url": fresh_pg, "application_version": "test"})
+    await DBOS.launch()
+    try:
+        handles = []
+        for w in range(4):
+            with SetWorkflowID(f"pgr-steps-{w}"):
+                handles.append(await DBOS.start_workflow(pgr_steps, n))
+        while len(RAN) < 5:  # noqa: ASYNC110 - a counter, not an event
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(restart_postgres, restartable_cluster)
+        results = await asyncio.wait_for(asyncio.gather(*handles), 120)
+        assert results == [2 * sum(range(n))] * 4
+        assert all(count == 4 for count in RAN.values()), RAN  # once per workflow
+        conn = await asyncpg.connect(fresh_pg)
+        try:
+            applied = await conn.fetch("SELECT i, count(*) FROM pgr_applied GROUP BY i")
+        finally:
+            await conn.close()
+        assert sorted((r[0], r[1]) for r in applied) == [(i, 4) for i in range(n)]
+        for w in range(4):
+            steps = await DBOS.list_workflow_steps(f"pgr-steps-{w}")
+            assert [s.function_id for s in steps] == list(range(1, 2 * n + 1))
     finally:
         await DBOS.destroy()

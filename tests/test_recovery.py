@@ -7,7 +7,13 @@ import asyncio
 
 from dbos_async import DBOS, SetWorkflowID, WorkflowStatusString
 from dbos_async._runtime import get_runtime
-from dbos_async.sysdb import RecoveryRequest, SystemDatabase, open_databases
+from dbos_async.sysdb import (
+    InsertWorkflow,
+    RecoveryRequest,
+    SystemDatabase,
+    WorkflowRow,
+    open_databases,
+)
 
 gate = asyncio.Event()
 
@@ -104,7 +110,7 @@ async def test_take_over__never_from_a_live_lease(dbos: DBOS, db_url: str) -> No
     (other,) = await other_processes(db_url, 1)
     try:
         # This process's lease is live: nothing of it is orphaned, and a takeover fails.
-        assert await other.orphaned_workflows("test", 2**62, [], 10) == []
+        assert await other.orphaned_workflows("test", ["rc_blocked"], 2**62, [], 10) == []
         assert await other.take_over(await requests_for(other, ["rc-live"], 5), "x", 1) == []
     finally:
         await other.close()
@@ -121,3 +127,30 @@ async def test_recovery__many_pending_workflows_all_finish(dbos: DBOS, db_url: s
     assert results == list(range(1200))
     steps = await get_runtime().sysdb.load_steps_many(ids[:5])
     assert [len(v) for v in steps.values()] == [1] * 5
+
+
+async def test_take_over__orphans_of_functions_not_here_do_not_block_ours(
+    dbos: DBOS, db_url: str
+) -> None:
+    """Another app's (or an unknown function's) orphans of the same version, however many,
+    neither starve this process's takeover nor flood its log."""
+    global gate
+    gate = asyncio.Event()
+    gate.set()
+    (other,) = await other_processes(db_url, 1)
+    try:
+        foreign = [
+            WorkflowRow(f"foreign-{i}", "PENDING", "not_here", "[]", None, None, "x", "test",
+                        i, i, owner=None)
+            for i in range(600)
+        ]  # fmt: skip
+        inputs = get_runtime().codec.dump_inputs("rc_blocked", None, (5,), {})
+        ours = WorkflowRow(
+            "ours", "PENDING", "rc_blocked", inputs, None, None, "x", "test", 10_000, 10_000,
+            owner=None,
+        )  # fmt: skip
+        await other.write_batch([InsertWorkflow(r) for r in [*foreign, ours]])
+    finally:
+        await other.close()
+    handle = await DBOS.retrieve_workflow("ours")
+    assert await asyncio.wait_for(handle.get_result(), 15) == 5

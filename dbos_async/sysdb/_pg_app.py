@@ -50,8 +50,9 @@ class PostgresApplicationDatabase:
     def __init__(self, pool: PostgresPool, *, fenced: bool = False) -> None:
         self._pg = pool
         self.url = pool.url
-        #: Whether a transaction's output commits only if its workflow's owner is
-        #: ``owner`` (this database is the system database too, so one statement checks).
+        #: Whether a transaction's output is written only if its workflow's owner is
+        #: ``owner`` as the transaction sees it (this database is the system database
+        #: too, so its own insert checks; without a lock: see transactions.sql).
         self.fenced = fenced
         self.owner: str | None = None
 

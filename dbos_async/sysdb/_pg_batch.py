@@ -74,7 +74,7 @@ async def _write_one(conn: Conn, write: Write, retry: bool, owner: str | None) -
         if await conn.fetch(Q["not_owned"], [step.workflow_id], owner):
             return Fenced(step.workflow_id)
         r = await conn.fetchrow(Q["get_step"], step.workflow_id, step.function_id)
-        return step_result(step, step_row_or_none(r))
+        return _step_result(step, step_row_or_none(r))
     updated = await conn.fetchval(
         Q["finish_workflow"],
         write.workflow_id,
@@ -88,6 +88,13 @@ async def _write_one(conn: Conn, write: Write, retry: bool, owner: str | None) -
         return True
     r = await conn.fetchrow(Q["get_workflow"], write.workflow_id)
     return finish_result(write, workflow_row_or_none(r), retry, owner)
+
+
+def _step_result(step: StepRow, stored: StepRow | None) -> StepRow | Fenced:
+    """A step not inserted though its workflow is ours (now): the row stored at its ID.
+    With none, the insert was fenced: ownership went away and came back between the
+    insert and this read (these are separate statements)."""
+    return Fenced(step.workflow_id) if stored is None else step_result(step, stored)
 
 
 def _by_column(rows: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
@@ -141,7 +148,7 @@ async def _write_many(
             elif key[0] in fenced:
                 results.append(Fenced(key[0]))
             else:
-                results.append(step_result(w.step, stored_steps.get(key)))
+                results.append(_step_result(w.step, stored_steps.get(key)))
         elif w.workflow_id in finished:
             results.append(True)
         else:

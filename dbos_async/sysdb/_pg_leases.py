@@ -42,7 +42,7 @@ class PostgresLeases:
                 holder.executor_id,
                 holder.hostname,
                 holder.pid,
-                holder.pid_start,
+                holder.process_tag,
                 holder.application_version,
                 lease_ms,
             )
@@ -68,7 +68,12 @@ class PostgresLeases:
         return await self._pg.retrying(op)
 
     async def orphaned_workflows(
-        self, app_version: str, stale_before_ms: int, running: Sequence[str], limit: int
+        self,
+        app_version: str,
+        names: Sequence[str],
+        stale_before_ms: int,
+        running: Sequence[str],
+        limit: int,
     ) -> list[WorkflowRow]:
         async def op(conn: Any) -> list[WorkflowRow]:
             rows = await conn.fetch(
@@ -78,6 +83,7 @@ class PostgresLeases:
                 stale_before_ms,
                 list(running),
                 limit,
+                list(names),
             )
             return [workflow_row(r) for r in rows]
 

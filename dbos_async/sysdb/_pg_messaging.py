@@ -108,7 +108,7 @@ class PostgresMessaging:
         try:
             await self._pg.retrying(op)
         except asyncpg.PostgresError as exc:
-            raise_if_fenced(exc, workflow_id)
+            raise_if_fenced(exc, workflow_id if self.owner is not None else None)
             raise
 
     async def get_event(self, workflow_id: str, key: str) -> str | None:

@@ -190,10 +190,16 @@ class LeaseDatabase(Protocol):
         """Every registered process, oldest first."""
 
     async def orphaned_workflows(
-        self, app_version: str, stale_before_ms: int, running: Sequence[str], limit: int
+        self,
+        app_version: str,
+        names: Sequence[str],
+        stale_before_ms: int,
+        running: Sequence[str],
+        limit: int,
     ) -> list[WorkflowRow]:
-        """PENDING workflows of ``app_version`` that no live process runs (at most
-        ``limit``, oldest first): unowned ones, those whose owner's lease has expired,
+        """PENDING workflows of ``app_version`` and of the workflow functions ``names``
+        that no live process runs (at most ``limit``, oldest first): unowned ones, those
+        whose owner's lease has expired,
         and those ``owner`` itself owns but does not run (not in ``running``) and has not
         updated since ``stale_before_ms`` (claimed here, but the reply was lost)."""
 
@@ -247,7 +253,7 @@ class ApplicationDatabase(Protocol):
     """Where ``@DBOS.transaction`` functions run, and where their outputs are recorded."""
 
     url: str
-    #: True if a transaction's output commits only while its workflow's owner is
+    #: True if a transaction's output is written only if its workflow's owner is
     #: ``owner`` (this database holds the system tables too); else the engine checks
     #: ownership before the transaction runs.
     fenced: bool
@@ -265,9 +271,9 @@ class ApplicationDatabase(Protocol):
     ) -> T:
         """Run ``body(connection)`` in one database transaction. If ``record`` is given,
         write the ``(workflow_id, function_id, output)`` it returns in the same transaction
-        (if ``fenced``, only while ``owner`` owns the workflow: else everything rolls back
-        and ``WorkflowOwnershipLost`` is raised). Retryable failures are raised as
-        ``TransactionConflict``."""
+        (if ``fenced``, only if ``owner`` owns the workflow as the transaction sees it:
+        else everything rolls back and ``WorkflowOwnershipLost`` is raised). Retryable
+        failures are raised as ``TransactionConflict``."""
 
     async def get_transaction_output(self, workflow_id: str, function_id: int) -> str | None:
         """The output a committed transaction recorded, or ``None``."""

@@ -215,7 +215,7 @@ class LeaseHolder:
     hostname: str
     pid: int
     #: What tells this process from a later one that reuses its PID (its start time).
-    pid_start: str | None
+    process_tag: str | None
     application_version: str
 
 
@@ -228,7 +228,7 @@ class ExecutorRow:
     executor_id: str
     hostname: str
     pid: int
-    pid_start: str | None
+    process_tag: str | None
     application_version: str
     started_at: int
     last_heartbeat_at: int

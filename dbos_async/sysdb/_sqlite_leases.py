@@ -43,7 +43,7 @@ class SQLiteLeases:
                     "executor": holder.executor_id,
                     "host": holder.hostname,
                     "pid": holder.pid,
-                    "pid_start": holder.pid_start,
+                    "process_tag": holder.process_tag,
                     "version": holder.application_version,
                     "now": now,
                     "expires": now + lease_ms,
@@ -77,13 +77,19 @@ class SQLiteLeases:
         return await self._db.read(op)
 
     async def orphaned_workflows(
-        self, app_version: str, stale_before_ms: int, running: Sequence[str], limit: int
+        self,
+        app_version: str,
+        names: Sequence[str],
+        stale_before_ms: int,
+        running: Sequence[str],
+        limit: int,
     ) -> list[WorkflowRow]:
         async def op(conn: aiosqlite.Connection) -> list[WorkflowRow]:
             cur = await conn.execute(
                 Q["orphaned_workflows"],
                 {
                     "version": app_version,
+                    "names": json.dumps(list(names)),
                     "me": self.owner,
                     "stale": stale_before_ms,
                     "running": json.dumps(list(running)),
@@ -98,9 +104,13 @@ class SQLiteLeases:
     async def take_over(
         self, requests: Sequence[RecoveryRequest], executor_id: str, now_ms: int
     ) -> list[RecoveryClaim]:
+        # Leases are judged as of this call, not after waiting for the file's write lock:
+        # a lease that ran out only because a long transaction held the lock (and with
+        # it every process's renewal) is not taken from; the next round sees it renewed.
+        clock = _clock.now_ms()
+
         async def op(conn: aiosqlite.Connection) -> list[RecoveryClaim]:
             won = []
-            clock = _clock.now_ms()
             for r in requests:
                 cur = await conn.execute(
                     Q["take_over"],

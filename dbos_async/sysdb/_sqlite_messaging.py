@@ -34,16 +34,17 @@ async def _insert_step(conn: aiosqlite.Connection, step: StepRow | None) -> None
 
 
 async def _require_owner(
-    conn: aiosqlite.Connection, step: StepRow | None, owner: str | None
+    conn: aiosqlite.Connection, workflow_id: str | None, owner: str | None
 ) -> None:
-    """A write made as a workflow's step commits only if ``owner`` owns the workflow (the
-    check and the write are in one transaction: SQLite has one writer)."""
-    if step is None:
+    """A workflow's write commits only if ``owner`` owns the workflow (the check and the
+    write are in one transaction: SQLite has one writer). Nothing to check without a
+    workflow, or for a client (no owner)."""
+    if workflow_id is None or owner is None:
         return
-    cur = await conn.execute(Q["owner_of"], (step.workflow_id,))
+    cur = await conn.execute(Q["owner_of"], (workflow_id,))
     found = await cur.fetchone()
     if found is None or found[0] != owner:
-        raise WorkflowOwnershipLost(step.workflow_id)
+        raise WorkflowOwnershipLost(workflow_id)
 
 
 async def _require_workflow(conn: aiosqlite.Connection, workflow_id: str) -> None:
@@ -60,7 +61,7 @@ class SQLiteMessaging:
 
     async def send_message(self, message: MessageRow, step: StepRow | None) -> None:
         async def op(conn: aiosqlite.Connection) -> None:
-            await _require_owner(conn, step, self.owner)
+            await _require_owner(conn, step.workflow_id if step else None, self.owner)
             await _require_workflow(conn, message.destination_id)
             await conn.execute(
                 Q["send_message"],
@@ -82,13 +83,13 @@ class SQLiteMessaging:
             cur = await conn.execute(Q["get_step"], (workflow_id, step.function_id))
             stored = await cur.fetchone()
             if stored is not None:
-                await _require_owner(conn, step, self.owner)
+                await _require_owner(conn, workflow_id, self.owner)
                 return step_row(stored)
             cur = await conn.execute(Q["consume_message"], (workflow_id, topic))
             row = await cur.fetchone()
             if row is None:
                 return None
-            await _require_owner(conn, step, self.owner)  # (else the consume rolls back)
+            await _require_owner(conn, workflow_id, self.owner)  # (else the consume rolls back)
             step.output = str(row[0])
             await _insert_step(conn, step)
             return step
@@ -97,7 +98,7 @@ class SQLiteMessaging:
 
     async def set_event(self, workflow_id: str, key: str, value: str, step: StepRow | None) -> None:
         async def op(conn: aiosqlite.Connection) -> None:
-            await _require_owner(conn, step, self.owner)
+            await _require_owner(conn, workflow_id, self.owner)
             await _require_workflow(conn, workflow_id)
             await conn.execute(Q["set_event"], (workflow_id, key, value))
             await _insert_step(conn, step)
@@ -123,7 +124,7 @@ class SQLiteMessaging:
         self, workflow_id: str, key: str, value: str | None, closed: bool, step: StepRow | None
     ) -> None:
         async def op(conn: aiosqlite.Connection) -> None:
-            await _require_owner(conn, step, self.owner)
+            await _require_owner(conn, workflow_id, self.owner)
             await _require_workflow(conn, workflow_id)
             write_key = None if step is None else f"step-{step.function_id}"
             await conn.execute(

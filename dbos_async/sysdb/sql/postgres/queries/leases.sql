@@ -13,7 +13,7 @@ WITH forgotten AS (
             SELECT 1 FROM dbos_async.workflow_status AS w
             WHERE w.owner = e.process_id AND w.status = 'PENDING')
 )
-INSERT INTO dbos_async.executors (process_id, executor_id, hostname, pid, pid_start,
+INSERT INTO dbos_async.executors (process_id, executor_id, hostname, pid, process_tag,
     application_version, started_at, last_heartbeat_at, lease_expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, dbos_async.now_ms(), dbos_async.now_ms(),
     dbos_async.now_ms() + $7)
@@ -40,7 +40,7 @@ SELECT pg_notify({channel}, $2) FROM e;
 -- name: list_executors
 -- Every registered process, oldest first: its row, whether its lease is live, and how many
 -- PENDING workflows it owns.
-SELECT e.process_id, e.executor_id, e.hostname, e.pid, e.pid_start, e.application_version,
+SELECT e.process_id, e.executor_id, e.hostname, e.pid, e.process_tag, e.application_version,
     e.started_at, e.last_heartbeat_at, e.lease_expires_at,
     e.lease_expires_at > dbos_async.now_ms(),
     (SELECT count(*) FROM dbos_async.workflow_status AS w

@@ -31,18 +31,20 @@ SELECT {step_columns} FROM dbos_async.receive_message($1::text, $2::text, $3::in
 
 -- name: set_event
 -- Set an event ($1 workflow, $2 key, $3 value), with the workflow's step row ($4 step ID,
--- $5 name, $6 output, at $7), and wake its readers ($8: key). As a step, the workflow must
--- be owned by process $9 (assert_owner), or nothing is written.
+-- $5 name, $6 output, at $7; none if $4 is NULL: a call from inside a step), and wake its
+-- readers ($8: key). The workflow must be owned by process $9 (assert_owner; a NULL
+-- owner, a client, checks nothing), or nothing is written.
 WITH own AS (
-    SELECT dbos_async.assert_owner($1, $9) WHERE $4::int IS NOT NULL
+    SELECT dbos_async.assert_owner($1, $9) WHERE $9::text IS NOT NULL
 ), e AS (
     INSERT INTO dbos_async.workflow_events (workflow_uuid, key, value)
-    SELECT $1, $2, $3 WHERE $4::int IS NULL OR EXISTS (SELECT 1 FROM own)
+    SELECT $1, $2, $3 WHERE $9::text IS NULL OR EXISTS (SELECT 1 FROM own)
     ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = EXCLUDED.value RETURNING 1
 ), s AS (
     INSERT INTO dbos_async.operation_outputs (workflow_uuid, function_id, function_name,
         output, started_at_epoch_ms, completed_at_epoch_ms)
-    SELECT $1::text, $4::int, $5::text, $6::text, $7::bigint, $7::bigint FROM own
+    SELECT $1::text, $4::int, $5::text, $6::text, $7::bigint, $7::bigint
+    WHERE $4::int IS NOT NULL AND ($9::text IS NULL OR EXISTS (SELECT 1 FROM own))
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING 1
 )
 SELECT pg_notify({channel}, $8);
@@ -58,22 +60,24 @@ SELECT key, value FROM dbos_async.workflow_events WHERE workflow_uuid = $1;
 -- name: write_stream
 -- Append a value ($3, or the closing mark $4) to stream $2 of workflow $1 at the next
 -- offset, unless a write with its key ($10) was stored before; with the workflow's step
--- row ($5 step ID, $6 name, $7 output, at $8); wake its readers ($9: key). As a step, the
--- workflow must be owned by process $11 (assert_owner), or nothing is written. A
--- concurrent write taking the same offset fails with a unique violation: try again.
+-- row ($5 step ID, $6 name, $7 output, at $8; none if $5 is NULL: a call from inside a
+-- step); wake its readers ($9: key). The workflow must be owned by process $11
+-- (assert_owner; a NULL owner checks nothing), or nothing is written. A concurrent
+-- write taking the same offset fails with a unique violation: try again.
 WITH own AS (
-    SELECT dbos_async.assert_owner($1, $11) WHERE $5::int IS NOT NULL
+    SELECT dbos_async.assert_owner($1, $11) WHERE $11::text IS NOT NULL
 ), w AS (
     INSERT INTO dbos_async.streams (workflow_uuid, key, "offset", value, closed, write_key)
     SELECT $1, $2, COALESCE(MAX("offset") + 1, 0), $3, $4, $10 FROM dbos_async.streams
     WHERE workflow_uuid = $1 AND key = $2
-    HAVING $5::int IS NULL OR EXISTS (SELECT 1 FROM own)
+    HAVING $11::text IS NULL OR EXISTS (SELECT 1 FROM own)
     ON CONFLICT (workflow_uuid, write_key) WHERE write_key IS NOT NULL DO NOTHING
     RETURNING 1
 ), s AS (
     INSERT INTO dbos_async.operation_outputs (workflow_uuid, function_id, function_name,
         output, started_at_epoch_ms, completed_at_epoch_ms)
-    SELECT $1::text, $5::int, $6::text, $7::text, $8::bigint, $8::bigint FROM own
+    SELECT $1::text, $5::int, $6::text, $7::text, $8::bigint, $8::bigint
+    WHERE $5::int IS NOT NULL AND ($11::text IS NULL OR EXISTS (SELECT 1 FROM own))
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING 1
 )
 SELECT pg_notify({channel}, $9);

@@ -110,13 +110,13 @@ SELECT {step_columns} FROM dbos_async.operation_outputs
 WHERE workflow_uuid = ANY($1::text[]) ORDER BY workflow_uuid, function_id;
 
 -- name: orphaned_workflows
--- PENDING workflows of application version $1 that no live process runs, oldest first (at
--- most $5): unowned ones (handed back, resumed or forked by a client), those whose
--- owner's lease has expired (or whose owner is unknown), and those process $2 itself owns
--- but does not run ($4: the IDs it runs) and has not touched since $3 (claimed here, the
--- reply lost).
+-- PENDING workflows of application version $1 and of the functions named in $6 (those
+-- the caller can run) that no live process runs, oldest first (at most $5): unowned ones
+-- (handed back, resumed or forked by a client), those whose owner's lease has expired
+-- (or whose owner is unknown), and those process $2 itself owns but does not run ($4:
+-- the IDs it runs) and has not touched since $3 (claimed here, the reply lost).
 SELECT {w.workflow_columns} FROM dbos_async.workflow_status AS w
-WHERE w.status = 'PENDING' AND w.application_version = $1
+WHERE w.status = 'PENDING' AND w.application_version = $1 AND w.name = ANY($6::text[])
     AND (w.owner IS NULL
         OR (w.owner = $2 AND w.updated_at < $3 AND w.workflow_uuid <> ALL($4::text[]))
         OR (w.owner <> $2 AND NOT EXISTS (

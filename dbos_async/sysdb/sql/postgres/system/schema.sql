@@ -128,24 +128,25 @@ LANGUAGE sql VOLATILE AS $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000
 
 -- Leases: each launched process (one launch) has a row here that it renews several times
 -- per lease period; its lease has expired once lease_expires_at (the database's clock,
--- epoch ms) is past. pid_start tells a reused PID from the process that held the lease.
+-- epoch ms) is past. process_tag (boot, PID namespace, start time) tells a reused PID
+-- from the process that held the lease.
 CREATE TABLE dbos_async.executors (
     process_id TEXT PRIMARY KEY,
     executor_id TEXT NOT NULL,
     hostname TEXT NOT NULL,
     pid INTEGER NOT NULL,
-    pid_start TEXT,
+    process_tag TEXT,
     application_version TEXT NOT NULL,
     started_at BIGINT NOT NULL,
     last_heartbeat_at BIGINT NOT NULL,
     lease_expires_at BIGINT NOT NULL
 );
 
--- Fencing: a write a workflow makes as one of its steps (a message, an event, a stream
--- value, a recv, a transaction's output) first checks that the writing process still owns
--- the workflow, and holds the row FOR SHARE until it commits: a takeover (which locks
--- the row FOR UPDATE) either comes first, and this write fails, or waits for it, and then
--- sees what it wrote. Raises SQLSTATE DBA01 if the workflow has another owner.
+-- Fencing: a write of a workflow's (a message, an event, a stream value, a recv) first
+-- checks that the writing process still owns the workflow, and holds the row FOR SHARE
+-- until it commits: a takeover (which locks the row FOR UPDATE) either comes first, and
+-- this write fails, or waits for it, and then sees what it wrote. Raises SQLSTATE DBA01
+-- if the workflow has another owner.
 CREATE FUNCTION dbos_async.assert_owner(p_workflow TEXT, p_owner TEXT) RETURNS BOOLEAN
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN

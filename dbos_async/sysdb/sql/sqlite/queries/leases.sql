@@ -12,9 +12,9 @@ WHERE lease_expires_at < :before
 
 -- name: register_lease
 -- Register a launched process with a lease until :expires.
-INSERT INTO dbos_executors (process_id, executor_id, hostname, pid, pid_start,
+INSERT INTO dbos_executors (process_id, executor_id, hostname, pid, process_tag,
     application_version, started_at, last_heartbeat_at, lease_expires_at)
-VALUES (:process, :executor, :host, :pid, :pid_start, :version, :now, :now, :expires)
+VALUES (:process, :executor, :host, :pid, :process_tag, :version, :now, :now, :expires)
 ON CONFLICT (process_id) DO UPDATE SET last_heartbeat_at = excluded.last_heartbeat_at,
     lease_expires_at = excluded.lease_expires_at;
 
@@ -30,7 +30,7 @@ UPDATE dbos_executors SET lease_expires_at = min(lease_expires_at, ?1) WHERE pro
 -- name: list_executors
 -- Every registered process, oldest first: its row, whether its lease is live at the time
 -- given, and how many PENDING workflows it owns.
-SELECT e.process_id, e.executor_id, e.hostname, e.pid, e.pid_start, e.application_version,
+SELECT e.process_id, e.executor_id, e.hostname, e.pid, e.process_tag, e.application_version,
     e.started_at, e.last_heartbeat_at, e.lease_expires_at, e.lease_expires_at > ?,
     (SELECT count(*) FROM dbos_workflow_status AS w
         WHERE w.owner = e.process_id AND w.status = 'PENDING')

@@ -43,13 +43,15 @@ SELECT {step_columns} FROM dbos_operation_outputs
 WHERE workflow_uuid IN (SELECT value FROM json_each(?)) ORDER BY workflow_uuid, function_id;
 
 -- name: orphaned_workflows
--- PENDING workflows of an application version that no live process runs, oldest first:
+-- PENDING workflows of an application version and of the functions named in :names (a
+-- JSON array: those the caller can run) that no live process runs, oldest first:
 -- unowned ones (handed back, resumed or forked by a client), those whose owner's lease
 -- has expired (or whose owner is unknown), and those this process owns but does not run
 -- (:running, a JSON array of the IDs it runs) and has not touched since :stale.
--- Parameters :version, :me, :stale, :running, :now, :n.
+-- Parameters :version, :names, :me, :stale, :running, :now, :n.
 SELECT {w.workflow_columns} FROM dbos_workflow_status AS w
 WHERE w.status = 'PENDING' AND w.application_version = :version
+    AND w.name IN (SELECT value FROM json_each(:names))
     AND (w.owner IS NULL
         OR (w.owner = :me AND w.updated_at < :stale
             AND w.workflow_uuid NOT IN (SELECT value FROM json_each(:running)))

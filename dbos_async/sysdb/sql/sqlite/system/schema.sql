@@ -120,13 +120,14 @@ CREATE TABLE dbos_queues (
 
 -- Leases: each launched process (one launch) has a row here that it renews several times
 -- per lease period; its lease has expired once lease_expires_at (epoch ms) is past.
--- pid_start tells a reused PID from the process that held the lease.
+-- process_tag (boot, PID namespace, start time) tells a reused PID from the process that
+-- held the lease.
 CREATE TABLE dbos_executors (
     process_id TEXT PRIMARY KEY,
     executor_id TEXT NOT NULL,
     hostname TEXT NOT NULL,
     pid INTEGER NOT NULL,
-    pid_start TEXT,
+    process_tag TEXT,
     application_version TEXT NOT NULL,
     started_at INTEGER NOT NULL,
     last_heartbeat_at INTEGER NOT NULL,
