@@ -231,10 +231,11 @@ async def main() -> None:
         server.cancel()
     finally:
         watcher.cancel()
+        # Hand running workflows back at once (a library without the hand-back: none).
+        hand_back: dict[str, Any] = {}
         if "workflow_completion_timeout_sec" in inspect.signature(DBOS.destroy).parameters:
-            await DBOS.destroy(workflow_completion_timeout_sec=0)  # type: ignore[call-arg]
-        else:  # a library without the hand-back
-            await DBOS.destroy()
+            hand_back["workflow_completion_timeout_sec"] = 0
+        await DBOS.destroy(**hand_back)
     say(f"stopped {ARGS.executor_id} {os.getpid()}")
 
 

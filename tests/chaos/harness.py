@@ -195,15 +195,15 @@ class Database:
                 await conn.close()
         else:
             assert self.path is not None
-            conn = sqlite3.connect(self.path)
+            lite = sqlite3.connect(self.path)
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
+                lite.execute("PRAGMA journal_mode=WAL")
                 for statement in ddl:
-                    conn.execute(statement)
-                conn.executemany("INSERT INTO accounts VALUES (?, ?)", rows)
-                conn.commit()
+                    lite.execute(statement)
+                lite.executemany("INSERT INTO accounts VALUES (?, ?)", rows)
+                lite.commit()
             finally:
-                conn.close()
+                lite.close()
             self.created = True
 
     async def fetch(self, pg_sql: str, lite_sql: str, *args: Any) -> list[tuple[Any, ...]]:
