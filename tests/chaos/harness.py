@@ -329,6 +329,9 @@ class Options:
     worker_concurrency: int = 6
     step_delay: float = 1.0
     keep: bool = False
+    #: Restart a worker under its first executor ID (the recovery at launch, which
+    #: needs no lease, takes its workflows back): a baseline for the harness itself.
+    same_ids: bool = False
 
 
 class Harness:
@@ -364,8 +367,8 @@ class Harness:
     async def start_worker(self, slot: int, failpoints: str | None = None) -> Worker:
         gen = self.generations[slot]
         self.generations[slot] += 1
-        executor_id = f"w{slot}-{gen}"
-        stderr_path = self.workdir / f"stderr-{executor_id}.txt"
+        executor_id = f"w{slot}-{0 if self.opts.same_ids else gen}"
+        stderr_path = self.workdir / f"stderr-w{slot}-{gen}.txt"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         env.pop("DBOS_ASYNC_FAILPOINTS", None)
@@ -512,7 +515,7 @@ class Harness:
         await self.record("kill", worker)
         # Some never come back (if enough others are running); others restart under a
         # new executor ID.
-        if len(self.running()) >= 3 and self.rng.random() < 0.3:
+        if not self.opts.same_ids and len(self.running()) >= 3 and self.rng.random() < 0.3:
             log(f"{worker.executor_id} stays dead")
             return
         self.spawn_task(self.restart(worker.slot, self.rng.uniform(0.5, 3.0)))
@@ -842,6 +845,7 @@ class Harness:
         report.missing_effects = [t for t in sorted(expected - report.lost_ids) if effects[t] == 0]
         report.executions = Counter(e.transfer_id for e in events if e.kind == "begin")
         self.takeovers(events, report)
+        self.fencing(events, ledger, report)
         report.faults = Counter(f.kind for f in self.faults)
         report.surprises = list(self.surprises)
         report.start_errors = list(self.start_errors)
@@ -857,6 +861,23 @@ class Harness:
                 if len(words) == 4:
                     out.append(Event(words[0], words[1], int(words[2]), float(words[3])))
         return out
+
+    def fencing(self, events: list[Event], ledger: list[tuple[Any, ...]], report: Report) -> None:
+        """A transaction a process committed for a workflow that another process had
+        begun running since the committer last began it: a process that lost a workflow
+        committed for it. (The ledger row's time is when the body began, before the
+        commit, so a commit that raced the takeover goes unseen: a lower bound.)"""
+        begins: defaultdict[str, list[Event]] = defaultdict(list)
+        for e in sorted(events, key=lambda e: e.t):
+            if e.kind == "begin":
+                begins[e.transfer_id].append(e)
+        for transfer_id, kind, _, _, pid, at in ledger:
+            earlier = [e for e in begins.get(transfer_id, []) if e.t < at]
+            if earlier and earlier[-1].pid != pid:
+                report.fenced_commits.append(
+                    f"{transfer_id}/{kind} by pid {pid} at {at - self.t0:.2f}s, after pid "
+                    f"{earlier[-1].pid} began it at {earlier[-1].t - self.t0:.2f}s"
+                )
 
     def takeovers(self, events: list[Event], report: Report) -> None:
         """For every fault that took a worker out: each workflow it owned then, and when
@@ -986,6 +1007,7 @@ class Report:
     duplicates: list[str] = field(default_factory=list)
     missing_tx: list[str] = field(default_factory=list)
     ledger_unknown: list[str] = field(default_factory=list)
+    fenced_commits: list[str] = field(default_factory=list)
     step_errors: list[str] = field(default_factory=list)
     bad_steps: list[str] = field(default_factory=list)
     bad_tx_rows: list[str] = field(default_factory=list)
@@ -1021,6 +1043,7 @@ class Report:
             "transactions applied more than once": self.duplicates,
             "transactions of finished transfers never applied": self.missing_tx,
             "ledger rows of no transfer": self.ledger_unknown,
+            "commits by a process that had lost the workflow": self.fenced_commits,
             "recorded step errors": self.step_errors,
             "step rows other than the three steps": self.bad_steps,
             "transaction rows other than the two transactions": self.bad_tx_rows,
@@ -1073,6 +1096,7 @@ class Report:
                 k: {"n": len(v), "p50": percentile(v, 50), "p95": percentile(v, 95)}
                 for k, v in sorted(self.latencies.items())
             },
+            "fenced_commits": len(self.fenced_commits),
             "resumed_by_owner": self.resumed_by_owner,
             "not_taken_over": len(self.not_taken_over),
             "max_executions": max(self.executions.values(), default=0),
@@ -1159,6 +1183,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="Postgres restarts at most (default: one per 90 s of chaos; 0: none)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and the files")
+    parser.add_argument(
+        "--same-ids",
+        action="store_true",
+        help="restart workers under their first executor ID, and always restart them"
+        " (the recovery at launch takes their workflows back; a baseline)",
+    )
     args = parser.parse_args(argv)
     if args.workers < 2:
         parser.error("--workers must be at least 2")
@@ -1176,6 +1206,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         drain=drain,
         pg_restarts=args.pg_restarts,
         keep=args.keep,
+        same_ids=args.same_ids,
     )
 
 
