@@ -308,6 +308,8 @@ class Fault:
     detail: str = ""
     #: The workflows the victim owned at the fault.
     owned: set[str] = field(default_factory=set)
+    #: When a fault that lasts ended (a stop's SIGCONT, Postgres back).
+    until: float | None = None
 
 
 @dataclass
@@ -364,10 +366,12 @@ class Harness:
         task.add_done_callback(self.background.discard)
         return task
 
-    async def start_worker(self, slot: int, failpoints: str | None = None) -> Worker:
+    async def start_worker(
+        self, slot: int, failpoints: str | None = None, executor_id: str | None = None
+    ) -> Worker:
         gen = self.generations[slot]
         self.generations[slot] += 1
-        executor_id = f"w{slot}-{0 if self.opts.same_ids else gen}"
+        executor_id = executor_id or f"w{slot}-{0 if self.opts.same_ids else gen}"
         stderr_path = self.workdir / f"stderr-w{slot}-{gen}.txt"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -492,7 +496,13 @@ class Harness:
         fault = Fault(kind, at or time.time(), detail=detail)
         if worker is not None:
             fault.executor_id, fault.pid = worker.executor_id, worker.pid
-            fault.owned = await self.owned_now(worker)
+            # What the rows name is this process's only if no other live process shares
+            # its executor ID (a twin); else its events alone say what it ran.
+            if not any(
+                w.alive and w is not worker and w.executor_id == worker.executor_id
+                for w in self.workers
+            ):
+                fault.owned = await self.owned_now(worker)
         self.faults.append(fault)
         words = [f"fault {kind}"]
         if worker is not None:
@@ -524,12 +534,15 @@ class Harness:
         seconds = self.opts.lease * self.rng.uniform(1.5, 3.0)
         worker.signal(signal.SIGSTOP)
         worker.stopped = True
+        fault: Fault | None = None
         try:
-            await self.record("stop", worker, f"for {seconds:.1f}s")
+            fault = await self.record("stop", worker, f"for {seconds:.1f}s")
             await asyncio.sleep(seconds)
         finally:
             worker.signal(signal.SIGCONT)
             worker.stopped = False
+            if fault is not None:
+                fault.until = time.time()
 
     async def term(self, worker: Worker) -> None:
         worker.expected_exit = True
@@ -543,11 +556,21 @@ class Harness:
             worker.signal(signal.SIGKILL)
         self.spawn_task(self.restart(worker.slot, self.rng.uniform(0.5, 2.0)))
 
+    async def twin(self, worker: Worker) -> None:
+        """Launch a second process under a running worker's executor ID: it must take
+        nothing from the live one (API.md section 9)."""
+        twin = await self.start_worker(worker.slot, executor_id=worker.executor_id)
+        await self.record("twin", None, f"of {worker.executor_id} (pid {worker.pid}): {twin.pid}")
+        await self.wait_launched(twin)
+
     async def pg_restart(self) -> None:
         assert self.cluster is not None
         fault = await self.record("pg_restart", None)
         started = time.monotonic()
-        await asyncio.to_thread(restart_postgres, self.cluster)
+        try:
+            await asyncio.to_thread(restart_postgres, self.cluster)
+        finally:
+            fault.until = time.time()
         fault.detail = f"took {time.monotonic() - started:.1f}s"
         log(f"postgres is back after {fault.detail[5:]}")
 
@@ -574,6 +597,8 @@ class Harness:
         choices: list[tuple[str, float]] = []
         if victims:
             choices += [("kill", 3.0), ("stop", 2.0), ("term", 1.0)]
+        if self.alive_count() <= self.opts.workers and self.running():
+            choices.append(("twin", 0.5))
         if self.db.pg:
             choices += [("pg_terminate_all", 1.0), ("pg_terminate_one", 1.0)]
             if self.pg_restart_budget():
@@ -587,6 +612,8 @@ class Harness:
             self.spawn_task(self.stop(self.rng.choice(victims)))
         elif kind == "term":
             self.spawn_task(self.term(self.rng.choice(victims)))
+        elif kind == "twin":
+            self.spawn_task(self.twin(self.rng.choice(self.running())))
         elif kind == "pg_restart":
             await self.pg_restart()
         elif kind == "pg_terminate_all":
@@ -846,6 +873,7 @@ class Harness:
         report.executions = Counter(e.transfer_id for e in events if e.kind == "begin")
         self.takeovers(events, report)
         self.fencing(events, ledger, report)
+        self.steals(events, report)
         report.faults = Counter(f.kind for f in self.faults)
         report.surprises = list(self.surprises)
         report.start_errors = list(self.start_errors)
@@ -878,6 +906,48 @@ class Harness:
                     f"{transfer_id}/{kind} by pid {pid} at {at - self.t0:.2f}s, after pid "
                     f"{earlier[-1].pid} began it at {earlier[-1].t - self.t0:.2f}s"
                 )
+
+    def steals(self, events: list[Event], report: Report) -> None:
+        """Executions that began while the process running the workflow was alive,
+        unpaused and not handing it back: taken from a live process. Excused: a
+        take-over during or within two leases after the owner's pause, a Postgres
+        restart, or (on SQLite, whose file lock a paused process may hold) anyone's
+        pause. A figure, not an invariant: a starved process may miss its lease."""
+        slack = 2 * self.opts.lease
+        workers = {w.pid: w for w in self.workers}
+        paused: defaultdict[int, list[tuple[float, float]]] = defaultdict(list)
+        everyone: list[tuple[float, float]] = []
+        leaving: dict[int, float] = {}
+        for f in self.faults:
+            window = (f.at, (f.until or f.at) + slack)
+            if f.kind == "stop" and f.pid is not None:
+                paused[f.pid].append(window)
+                if not self.db.pg:
+                    everyone.append(window)
+            elif f.kind == "pg_restart":
+                everyone.append(window)
+            elif f.kind in WORKER_FAULTS and f.pid is not None:
+                leaving.setdefault(f.pid, f.at)
+        running: dict[str, Event] = {}
+        for e in sorted(events, key=lambda e: e.t):
+            if e.kind == "end":
+                if running.get(e.transfer_id, e).pid == e.pid:
+                    running.pop(e.transfer_id, None)
+                continue
+            if e.kind != "begin":
+                continue
+            previous, running[e.transfer_id] = running.get(e.transfer_id), e
+            if previous is None or previous.pid == e.pid or previous.pid not in workers:
+                continue
+            owner = workers[previous.pid]
+            gone = min(leaving.get(owner.pid, math.inf), owner.exited_at or math.inf)
+            excused = paused[owner.pid] + everyone
+            if e.t >= gone or any(a <= e.t <= b for a, b in excused):
+                continue
+            report.steals.append(
+                f"{e.transfer_id}: pid {e.pid} began it at {e.t - self.t0:.2f}s while pid "
+                f"{owner.pid} ({owner.executor_id}) ran it"
+            )
 
     def takeovers(self, events: list[Event], report: Report) -> None:
         """For every fault that took a worker out: each workflow it owned then, and when
@@ -1008,6 +1078,7 @@ class Report:
     missing_tx: list[str] = field(default_factory=list)
     ledger_unknown: list[str] = field(default_factory=list)
     fenced_commits: list[str] = field(default_factory=list)
+    steals: list[str] = field(default_factory=list)
     step_errors: list[str] = field(default_factory=list)
     bad_steps: list[str] = field(default_factory=list)
     bad_tx_rows: list[str] = field(default_factory=list)
@@ -1072,6 +1143,7 @@ class Report:
             f"duplicated transaction effects {self.duplicated_tx}, "
             f"plain-step re-executions {self.step_reexecutions}, "
             f"takeover p50 {fmt(50)} p95 {fmt(95)} (n={len(latencies)}), "
+            f"taken from live processes {len(self.steals)}, "
             f"faults {sum(self.faults.values())} ({faults}) -> {verdict}"
         )
 
@@ -1097,6 +1169,7 @@ class Report:
                 for k, v in sorted(self.latencies.items())
             },
             "fenced_commits": len(self.fenced_commits),
+            "steals": len(self.steals),
             "resumed_by_owner": self.resumed_by_owner,
             "not_taken_over": len(self.not_taken_over),
             "max_executions": max(self.executions.values(), default=0),
@@ -1113,11 +1186,12 @@ class Report:
         for name, items in self.failures().items():
             shown = ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
             lines.append(f"  {name}: {shown}")
-        if self.not_taken_over:
-            lines.append(
-                f"  owned by a faulted worker and never run elsewhere: "
-                f"{', '.join(self.not_taken_over[:8])} ({len(self.not_taken_over)} in all)"
-            )
+        for name, items in (
+            ("owned by a faulted worker and never run elsewhere", self.not_taken_over),
+            ("taken from a live process (a figure)", self.steals),
+        ):
+            if items:
+                lines.append(f"  {name}: {', '.join(items[:8])} ({len(items)} in all)")
         return "\n".join(lines)
 
 
@@ -1148,8 +1222,10 @@ async def run(opts: Options) -> int:
         await harness.close()
     print(report.summary(), flush=True)
     print("CHAOS_RESULT " + json.dumps(report.as_json(), sort_keys=True), flush=True)
+    details = report.details()
+    if details:
+        print(details, flush=True)
     if report.failures():
-        print(report.details(), flush=True)
         if failed_tails:
             print("workers' stderr (those with errors):\n" + failed_tails, flush=True)
         return 1
