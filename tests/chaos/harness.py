@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -334,6 +335,8 @@ class Options:
     #: Restart a worker under its first executor ID (the recovery at launch, which
     #: needs no lease, takes its workflows back): a baseline for the harness itself.
     same_ids: bool = False
+    #: Otherwise, the chance that a restart reuses its predecessor's executor ID.
+    same_id_chance: float = 0.25
 
 
 class Harness:
@@ -453,9 +456,9 @@ class Harness:
             )
         await self.record(kind, worker, f"exit {code}", at=worker.exited_at)
         if not self.chaos_over:
-            self.spawn_task(self.restart(worker.slot, self.rng.uniform(0.5, 2.0)))
+            self.spawn_task(self.restart(worker, self.rng.uniform(0.5, 2.0)))
         elif not self.clean_running():
-            self.spawn_task(self.restart(worker.slot, 0.0, clean=True))
+            self.spawn_task(self.restart(None, 0.0, clean=True))
 
     def running(self) -> list[Worker]:
         return [w for w in self.workers if w.running]
@@ -466,10 +469,18 @@ class Harness:
     def alive_count(self) -> int:
         return sum(1 for w in self.workers if w.alive)
 
-    async def restart(self, slot: int, delay: float, clean: bool = False) -> None:
+    async def restart(self, previous: Worker | None, delay: float, clean: bool = False) -> None:
+        """Start a worker in the place of ``previous`` (None: a new place) after
+        ``delay``: mostly under a new executor ID, sometimes under the same one (its
+        launch then recovers what its predecessor left at once), sometimes with
+        failpoints armed; ``clean``: none, even once the chaos is over."""
         await asyncio.sleep(delay)
         if self.chaos_over and not clean:
             return
+        slot = previous.slot if previous else 0
+        executor_id = None
+        if previous is not None and self.rng.random() < self.opts.same_id_chance:
+            executor_id = previous.executor_id
         armed = None
         if (
             not clean
@@ -478,7 +489,7 @@ class Harness:
             and self.rng.random() < self.opts.failpoint_chance
         ):
             armed = FAILPOINTS
-        worker = await self.start_worker(slot, armed)
+        worker = await self.start_worker(slot, armed, executor_id)
         await self.wait_launched(worker)
 
     # -- faults ------------------------------------------------------------------------
@@ -528,7 +539,7 @@ class Harness:
         if not self.opts.same_ids and len(self.running()) >= 3 and self.rng.random() < 0.3:
             log(f"{worker.executor_id} stays dead")
             return
-        self.spawn_task(self.restart(worker.slot, self.rng.uniform(0.5, 3.0)))
+        self.spawn_task(self.restart(worker, self.rng.uniform(0.5, 3.0)))
 
     async def stop(self, worker: Worker) -> None:
         seconds = self.opts.lease * self.rng.uniform(1.5, 3.0)
@@ -554,7 +565,7 @@ class Harness:
         except TimeoutError:
             self.surprises.append(f"{worker.executor_id} ignored SIGTERM for {STOP_TIMEOUT}s")
             worker.signal(signal.SIGKILL)
-        self.spawn_task(self.restart(worker.slot, self.rng.uniform(0.5, 2.0)))
+        self.spawn_task(self.restart(worker, self.rng.uniform(0.5, 2.0)))
 
     async def twin(self, worker: Worker) -> None:
         """Launch a second process under a running worker's executor ID: it must take
@@ -728,7 +739,7 @@ class Harness:
         if pending:
             await asyncio.wait(pending, timeout=STOP_TIMEOUT + LAUNCH_TIMEOUT)
         if not self.clean_running():
-            await self.restart(0, 0.0, clean=True)
+            await self.restart(None, 0.0, clean=True)
         drained_at = time.monotonic()
         deadline = drained_at + opts.drain
         expected: set[str] = set()
@@ -879,7 +890,40 @@ class Harness:
         report.start_errors = list(self.start_errors)
         report.acked_direct = len(self.acked & self.direct_requested)
         report.enqueue_errors = len(self.enqueue_errors)
+        await self.check_executors(report)
         return report
+
+    async def check_executors(self, report: Report) -> None:
+        """Where the library has ``list_executors``: every worker still running is
+        listed alive, every process gone for more than two leases is listed dead, and
+        once every transfer ended nobody owns a PENDING workflow."""
+        lister = getattr(self.client, "list_executors", None)
+        if lister is None:
+            return
+        try:
+            entries = [as_dict(e) for e in await asyncio.wait_for(lister(), DB_TIMEOUT)]
+        except Exception as exc:
+            report.executor_errors.append(f"list_executors() raised {exc!r}")
+            return
+        report.executors = len(entries)
+        by_pid = {int(e["pid"]): e for e in entries if e.get("pid") is not None}
+        now, lease = time.time(), self.opts.lease
+        for worker in self.workers:
+            entry = by_pid.get(worker.pid)
+            name = f"{worker.executor_id} (pid {worker.pid})"
+            if worker.running:
+                if entry is None or not entry.get("alive"):
+                    report.executor_errors.append(f"{name} runs but is listed as {entry}")
+                elif entry.get("executor_id") != worker.executor_id:
+                    report.executor_errors.append(f"{name} is listed as {entry}")
+                continue
+            gone_long = worker.exited_at is not None and now - worker.exited_at > 2 * lease
+            if gone_long and entry is not None and entry.get("alive"):
+                report.executor_errors.append(f"{name} is gone but listed alive: {entry}")
+        if not report.lost:
+            for entry in entries:
+                if entry.get("workflows"):
+                    report.executor_errors.append(f"owns PENDING workflows at the end: {entry}")
 
     def events(self) -> list[Event]:
         out = []
@@ -1032,6 +1076,16 @@ class Event:
     t: float
 
 
+def as_dict(entry: Any) -> dict[str, Any]:
+    """An entry of ``list_executors()`` (a dict, a dataclass or an object) as a dict."""
+    if isinstance(entry, dict):
+        return entry
+    if dataclasses.is_dataclass(entry) and not isinstance(entry, type):
+        return dataclasses.asdict(entry)
+    fields = ("executor_id", "hostname", "pid", "application_version", "alive", "workflows")
+    return {name: getattr(entry, name, None) for name in fields}
+
+
 def tail(path: Path, lines: int) -> str:
     try:
         text = path.read_text(errors="replace").strip()
@@ -1079,6 +1133,8 @@ class Report:
     ledger_unknown: list[str] = field(default_factory=list)
     fenced_commits: list[str] = field(default_factory=list)
     steals: list[str] = field(default_factory=list)
+    executors: int | None = None
+    executor_errors: list[str] = field(default_factory=list)
     step_errors: list[str] = field(default_factory=list)
     bad_steps: list[str] = field(default_factory=list)
     bad_tx_rows: list[str] = field(default_factory=list)
@@ -1121,6 +1177,7 @@ class Report:
             "finished transfers whose plain step never ran": self.missing_effects,
             "worker crashes and harness surprises": self.surprises,
             "direct starts that failed": self.start_errors,
+            "list_executors() disagrees with the processes": self.executor_errors,
         }
         return {name: items for name, items in checks.items() if items}
 
@@ -1170,6 +1227,7 @@ class Report:
             },
             "fenced_commits": len(self.fenced_commits),
             "steals": len(self.steals),
+            "executors_listed": self.executors,
             "resumed_by_owner": self.resumed_by_owner,
             "not_taken_over": len(self.not_taken_over),
             "max_executions": max(self.executions.values(), default=0),
