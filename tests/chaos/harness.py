@@ -327,7 +327,7 @@ class Options:
     fault_gap: tuple[float, float] = (2.0, 5.0)
     drain: float = 60.0
     pg_restarts: int | None = None
-    pg_restart_gap: float = 90.0
+    pg_restart_gap: float = 120.0
     failpoint_chance: float = 0.35
     worker_concurrency: int = 6
     step_delay: float = 1.0
@@ -1095,14 +1095,16 @@ def tail(path: Path, lines: int) -> str:
 
 
 def commit() -> str:
-    out = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    return out.stdout.strip() or "unknown"
+    """The last commit that changed the library (``+dirty``: with changes on top)."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip()
+
+    last = git("log", "-1", "--format=%h", "--", "dbos_async") or "unknown"
+    return last + ("+dirty" if git("status", "--porcelain", "--", "dbos_async") else "")
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -1314,7 +1316,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--pg-restarts",
         type=int,
         default=None,
-        help="Postgres restarts at most (default: one per 90 s of chaos; 0: none)",
+        help="Postgres restarts at most (default: one per 120 s of chaos; 0: none)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and the files")
     parser.add_argument(
