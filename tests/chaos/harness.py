@@ -276,6 +276,8 @@ class Worker:
     launched: asyncio.Event = field(default_factory=asyncio.Event)
     lease: bool | None = None
     stopped: bool = False
+    #: Killed or told to stop: no longer counted as running, even before it exits.
+    leaving: bool = False
     #: The harness killed or stopped it on purpose: its exit is no surprise.
     expected_exit: bool = False
     exit_code: int | None = None
@@ -293,7 +295,7 @@ class Worker:
     @property
     def running(self) -> bool:
         """Alive, launched and not paused."""
-        return self.alive and self.launched.is_set() and not self.stopped
+        return self.alive and self.launched.is_set() and not self.stopped and not self.leaving
 
     def signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -415,14 +417,21 @@ class Harness:
         return worker
 
     async def wait_launched(self, worker: Worker) -> None:
+        """Until the worker says it launched, or exits (a failpoint may end it first);
+        one that does neither in time is killed."""
+        launched = asyncio.ensure_future(worker.launched.wait())
+        exited = asyncio.ensure_future(worker.proc.wait())
         try:
-            async with asyncio.timeout(LAUNCH_TIMEOUT):
-                await worker.launched.wait()
-        except TimeoutError:
-            if worker.alive:
-                self.surprises.append(f"{worker.executor_id} not launched in {LAUNCH_TIMEOUT}s")
-                worker.expected_exit = True
-                worker.signal(signal.SIGKILL)
+            await asyncio.wait(
+                [launched, exited], timeout=LAUNCH_TIMEOUT, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            launched.cancel()
+            exited.cancel()
+        if worker.alive and not worker.launched.is_set():
+            self.surprises.append(f"{worker.executor_id} not launched in {LAUNCH_TIMEOUT}s")
+            worker.expected_exit = True
+            worker.signal(signal.SIGKILL)
 
     async def read_stdout(self, worker: Worker) -> None:
         assert worker.proc.stdout is not None
@@ -495,6 +504,14 @@ class Harness:
     # -- faults ------------------------------------------------------------------------
 
     async def owned_now(self, worker: Worker) -> set[str]:
+        """The PENDING workflows whose rows name the worker's executor ID: its own,
+        unless another live process shares the ID (a twin; then its events alone say
+        what it ran)."""
+        if any(
+            w.alive and w is not worker and w.executor_id == worker.executor_id
+            for w in self.workers
+        ):
+            return set()
         try:
             return await asyncio.wait_for(self.db.owned_by(worker.executor_id), DB_TIMEOUT)
         except (OSError, asyncpg.PostgresError, TimeoutError, sqlite3.Error) as exc:
@@ -502,18 +519,19 @@ class Harness:
             return set()
 
     async def record(
-        self, kind: str, worker: Worker | None, detail: str = "", at: float | None = None
+        self,
+        kind: str,
+        worker: Worker | None,
+        detail: str = "",
+        at: float | None = None,
+        owned: set[str] | None = None,
     ) -> Fault:
+        """Log a fault; for one that takes a worker out, with what it owned then (read
+        now, unless ``owned`` was read before the fault)."""
         fault = Fault(kind, at or time.time(), detail=detail)
         if worker is not None:
             fault.executor_id, fault.pid = worker.executor_id, worker.pid
-            # What the rows name is this process's only if no other live process shares
-            # its executor ID (a twin); else its events alone say what it ran.
-            if not any(
-                w.alive and w is not worker and w.executor_id == worker.executor_id
-                for w in self.workers
-            ):
-                fault.owned = await self.owned_now(worker)
+            fault.owned = await self.owned_now(worker) if owned is None else owned
         self.faults.append(fault)
         words = [f"fault {kind}"]
         if worker is not None:
@@ -531,7 +549,7 @@ class Harness:
         return [w for w in self.running() if any(o is not w for o in self.clean_running())]
 
     async def kill(self, worker: Worker) -> None:
-        worker.expected_exit = True
+        worker.expected_exit = worker.leaving = True
         worker.signal(signal.SIGKILL)
         await self.record("kill", worker)
         # Some never come back (if enough others are running); others restart under a
@@ -556,9 +574,11 @@ class Harness:
                 fault.until = time.time()
 
     async def term(self, worker: Worker) -> None:
-        worker.expected_exit = True
+        # What it owns, read first: it hands its workflows back as it stops.
+        owned = await self.owned_now(worker)
+        worker.expected_exit = worker.leaving = True
         worker.signal(signal.SIGTERM)
-        await self.record("term", worker)
+        await self.record("term", worker, owned=owned)
         try:
             async with asyncio.timeout(STOP_TIMEOUT):
                 await worker.proc.wait()
@@ -743,8 +763,12 @@ class Harness:
         drained_at = time.monotonic()
         deadline = drained_at + opts.drain
         expected: set[str] = set()
+        counts: Counter[str] = Counter()
         while True:
             await asyncio.sleep(1.0)
+            if time.monotonic() > deadline:
+                log(f"drain deadline ({opts.drain:.0f}s) passed: {dict(counts)}")
+                break
             try:
                 expected = await self.expected()
                 counts = await self.status_counts()
@@ -758,9 +782,7 @@ class Harness:
                     f" into the drain: {dict(counts)}"
                 )
                 break
-            if time.monotonic() > deadline:
-                log(f"drain deadline ({opts.drain:.0f}s) passed: {dict(counts)}")
-                break
+        expected = await self.expected()
         progress.cancel()
         return await self.check(expected, lease)
 
