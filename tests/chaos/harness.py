@@ -628,7 +628,7 @@ class Harness:
         choices: list[tuple[str, float]] = []
         if victims:
             choices += [("kill", 3.0), ("stop", 2.0), ("term", 1.0)]
-        if self.alive_count() <= self.opts.workers and self.running():
+        if not self.opts.same_ids and self.alive_count() <= self.opts.workers and self.running():
             choices.append(("twin", 0.5))
         if self.db.pg:
             choices += [("pg_terminate_all", 1.0), ("pg_terminate_one", 1.0)]
@@ -1344,8 +1344,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--same-ids",
         action="store_true",
-        help="restart workers under their first executor ID, and always restart them"
-        " (the recovery at launch takes their workflows back; a baseline)",
+        help="restart workers under their first executor ID, always, and launch no twins"
+        " (the recovery at launch takes their workflows back: a baseline that needs no"
+        " lease)",
     )
     args = parser.parse_args(argv)
     if args.workers < 2:
