@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -227,10 +228,28 @@ class Database:
 
         return await asyncio.to_thread(read)
 
-    async def owned_by(self, executor_id: str) -> set[str]:
-        """The PENDING workflows whose row names ``executor_id`` (every process of a run
-        has its own executor ID)."""
-        status = self.table("workflow_status")
+    async def owned_by(self, executor_id: str, pid: int, shared: bool) -> set[str] | None:
+        """The PENDING workflows owned by process ``pid`` (where workflows have an owner
+        process and processes a lease row); else those whose row names ``executor_id``,
+        or None if another live process shares it (``shared``)."""
+        status, executors = self.table("workflow_status"), self.table("executors")
+        try:
+            rows = await self.fetch(
+                f"SELECT w.workflow_uuid FROM {status} w JOIN {executors} e"
+                " ON e.process_id = w.owner WHERE w.status = 'PENDING' AND e.pid = $1",
+                f"SELECT w.workflow_uuid FROM {status} w JOIN {executors} e"
+                " ON e.process_id = w.owner WHERE w.status = 'PENDING' AND e.pid = ?",
+                pid,
+            )
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
+            pass  # a library without owners
+        except sqlite3.OperationalError as exc:
+            if "no such" not in str(exc):
+                raise
+        else:
+            return {r[0] for r in rows}
+        if shared:
+            return None
         rows = await self.fetch(
             f"SELECT workflow_uuid FROM {status} WHERE status = 'PENDING' AND executor_id = $1",
             f"SELECT workflow_uuid FROM {status} WHERE status = 'PENDING' AND executor_id = ?",
@@ -504,19 +523,25 @@ class Harness:
     # -- faults ------------------------------------------------------------------------
 
     async def owned_now(self, worker: Worker) -> set[str]:
-        """The PENDING workflows whose rows name the worker's executor ID: its own,
-        unless another live process shares the ID (a twin; then its events alone say
-        what it ran)."""
-        if any(
-            w.alive and w is not worker and w.executor_id == worker.executor_id
-            for w in self.workers
-        ):
-            return set()
+        """The PENDING workflows the worker's process owns (where the library cannot
+        say, and another live process shares its executor ID, none: its events alone
+        will say what it ran)."""
         try:
-            return await asyncio.wait_for(self.db.owned_by(worker.executor_id), DB_TIMEOUT)
+            owned = await asyncio.wait_for(
+                self.db.owned_by(
+                    worker.executor_id, worker.pid, worker.executor_id in self.shared_ids()
+                ),
+                DB_TIMEOUT,
+            )
         except (OSError, asyncpg.PostgresError, TimeoutError, sqlite3.Error) as exc:
             log(f"could not read what {worker.executor_id} owned: {exc!r}")
             return set()
+        return owned or set()
+
+    def shared_ids(self) -> set[str]:
+        """The executor IDs that more than one live process has (twins)."""
+        ids = Counter(w.executor_id for w in self.workers if w.alive)
+        return {executor_id for executor_id, n in ids.items() if n > 1}
 
     async def record(
         self,
@@ -905,13 +930,19 @@ class Harness:
         report.missing_effects = [t for t in sorted(expected - report.lost_ids) if effects[t] == 0]
         report.executions = Counter(e.transfer_id for e in events if e.kind == "begin")
         self.takeovers(events, report)
-        self.fencing(events, ledger, report)
-        self.steals(events, report)
+        executions = self.executions(events, ledger)
+        self.fencing(executions, ledger, report)
+        self.steals(executions, report)
+        self.timelines(events, ledger, report)
         report.faults = Counter(f.kind for f in self.faults)
         report.surprises = list(self.surprises)
         report.start_errors = list(self.start_errors)
         report.acked_direct = len(self.acked & self.direct_requested)
         report.enqueue_errors = len(self.enqueue_errors)
+        report.abandoned = sum(
+            tail(w.stderr_path, 10**6).count("was taken over by another process")
+            for w in self.workers
+        )
         await self.check_executors(report)
         return report
 
@@ -956,29 +987,84 @@ class Harness:
                     out.append(Event(words[0], words[1], int(words[2]), float(words[3])))
         return out
 
-    def fencing(self, events: list[Event], ledger: list[tuple[Any, ...]], report: Report) -> None:
-        """A transaction a process committed for a workflow that another process had
-        begun running since the committer last began it: a process that lost a workflow
-        committed for it. (The ledger row's time is when the body began, before the
-        commit, so a commit that raced the takeover goes unseen: a lower bound.)"""
-        begins: defaultdict[str, list[Event]] = defaultdict(list)
+    def executions(
+        self, events: list[Event], ledger: list[tuple[Any, ...]]
+    ) -> dict[str, list[Execution]]:
+        """Each transfer's executions, by their ``begin``, with whether each is proven
+        real: a process that claimed a workflow and was paused before its body began may
+        begin it after losing it (its writes are then fenced off); an execution that
+        committed a ledger row or ended its body owned the workflow."""
+        out: defaultdict[str, list[Execution]] = defaultdict(list)
         for e in sorted(events, key=lambda e: e.t):
             if e.kind == "begin":
-                begins[e.transfer_id].append(e)
-        for transfer_id, kind, _, _, pid, at in ledger:
-            earlier = [e for e in begins.get(transfer_id, []) if e.t < at]
-            if earlier and earlier[-1].pid != pid:
-                report.fenced_commits.append(
-                    f"{transfer_id}/{kind} by pid {pid} at {at - self.t0:.2f}s, after pid "
-                    f"{earlier[-1].pid} began it at {earlier[-1].t - self.t0:.2f}s"
-                )
+                mine = [x for x in out[e.transfer_id] if x.pid == e.pid and x.until is None]
+                for x in mine:
+                    x.until = e.t
+                out[e.transfer_id].append(Execution(e.pid, e.t))
+        proofs = [(e.transfer_id, e.pid, e.t) for e in events if e.kind == "end"]
+        proofs += [(str(r[0]), int(r[4]), float(r[5])) for r in ledger]
+        for transfer_id, pid, t in proofs:
+            for x in out.get(transfer_id, []):
+                if x.pid == pid and x.began <= t < (x.until or math.inf):
+                    x.proven = True
+        return out
 
-    def steals(self, events: list[Event], report: Report) -> None:
-        """Executions that began while the process running the workflow was alive,
-        unpaused and not handing it back: taken from a live process. Excused: a
-        take-over during or within two leases after the owner's pause, a Postgres
-        restart, or (on SQLite, whose file lock a paused process may hold) anyone's
-        pause. A figure, not an invariant: a starved process may miss its lease."""
+    def fencing(
+        self, executions: dict[str, list[Execution]], ledger: list[tuple[Any, ...]], report: Report
+    ) -> None:
+        """A transaction a process committed for a workflow after another process's
+        proven execution of it began, with no new execution of its own since: a process
+        that had lost the workflow committed for it. (The ledger row's time is when the
+        body began, before the commit, so a commit racing the takeover goes unseen: a
+        lower bound.)"""
+        for transfer_id, kind, _, _, pid, at in ledger:
+            runs = executions.get(transfer_id, [])
+            mine = max((x.began for x in runs if x.pid == pid and x.began < at), default=None)
+            for x in runs:
+                if x.pid != pid and x.proven and x.began < at and (mine is None or mine < x.began):
+                    report.fenced_commits.append(
+                        f"{transfer_id}/{kind} by pid {pid} at {at - self.t0:.2f}s, after pid "
+                        f"{x.pid} began it at {x.began - self.t0:.2f}s"
+                    )
+                    break
+
+    def timelines(self, events: list[Event], ledger: list[tuple[Any, ...]], report: Report) -> None:
+        """What happened to a few transfers that failed a check, for the reader."""
+        flagged: list[str] = []
+        for entry in (
+            report.fenced_commits
+            + report.duplicates
+            + report.lost
+            + report.bad_steps
+            + report.bad_tx_rows
+            + report.wrong_output
+        ):
+            transfer_id = entry.replace("/", " ").replace(":", " ").split()[0]
+            if transfer_id not in flagged:
+                flagged.append(transfer_id)
+        names = {w.pid: w.executor_id for w in self.workers}
+        for transfer_id in flagged[:3]:
+            items = [(e.t, e.kind, e.pid) for e in events if e.transfer_id == transfer_id]
+            items += [
+                (float(r[5]), f"commit {r[1]}", int(r[4])) for r in ledger if r[0] == transfer_id
+            ]
+            items += [
+                (f.at, f"fault {f.kind}", f.pid or 0)
+                for f in self.faults
+                if f.kind not in ("twin", "pg_terminate") and transfer_id in f.owned
+            ]
+            shown = "; ".join(
+                f"+{t - self.t0:.2f}s {what} {names.get(pid, '?')}({pid})"
+                for t, what, pid in sorted(items)
+            )
+            report.timelines.append(f"{transfer_id}: {shown}")
+
+    def steals(self, executions: dict[str, list[Execution]], report: Report) -> None:
+        """Proven executions that began while the process of the one before was alive,
+        unpaused and not leaving: taken from a live process. Excused: a takeover during
+        or within two leases after the owner's pause, a Postgres restart, or (on SQLite,
+        whose file lock a paused process may hold) anyone's pause. A figure, not an
+        invariant: a starved process may miss its lease."""
         slack = 2 * self.opts.lease
         workers = {w.pid: w for w in self.workers}
         paused: defaultdict[int, list[tuple[float, float]]] = defaultdict(list)
@@ -994,26 +1080,20 @@ class Harness:
                 everyone.append(window)
             elif f.kind in WORKER_FAULTS and f.pid is not None:
                 leaving.setdefault(f.pid, f.at)
-        running: dict[str, Event] = {}
-        for e in sorted(events, key=lambda e: e.t):
-            if e.kind == "end":
-                if running.get(e.transfer_id, e).pid == e.pid:
-                    running.pop(e.transfer_id, None)
-                continue
-            if e.kind != "begin":
-                continue
-            previous, running[e.transfer_id] = running.get(e.transfer_id), e
-            if previous is None or previous.pid == e.pid or previous.pid not in workers:
-                continue
-            owner = workers[previous.pid]
-            gone = min(leaving.get(owner.pid, math.inf), owner.exited_at or math.inf)
-            excused = paused[owner.pid] + everyone
-            if e.t >= gone or any(a <= e.t <= b for a, b in excused):
-                continue
-            report.steals.append(
-                f"{e.transfer_id}: pid {e.pid} began it at {e.t - self.t0:.2f}s while pid "
-                f"{owner.pid} ({owner.executor_id}) ran it"
-            )
+        for transfer_id, runs in executions.items():
+            proven = [x for x in runs if x.proven]
+            for previous, x in itertools.pairwise(proven):
+                if previous.pid == x.pid or previous.pid not in workers:
+                    continue
+                owner = workers[previous.pid]
+                gone = min(leaving.get(owner.pid, math.inf), owner.exited_at or math.inf)
+                excused = paused[owner.pid] + everyone
+                if x.began >= gone or any(a <= x.began <= b for a, b in excused):
+                    continue
+                report.steals.append(
+                    f"{transfer_id}: pid {x.pid} began it at {x.began - self.t0:.2f}s while "
+                    f"pid {owner.pid} ({owner.executor_id}) ran it"
+                )
 
     def takeovers(self, events: list[Event], report: Report) -> None:
         """For every fault that took a worker out: each workflow it owned then, and when
@@ -1091,6 +1171,17 @@ class HarnessError(Exception):
 
 
 @dataclass
+class Execution:
+    """One run of a transfer's body in one process, from its ``begin`` until that
+    process's next ``begin`` of it (None: none)."""
+
+    pid: int
+    began: float
+    until: float | None = None
+    proven: bool = False
+
+
+@dataclass
 class Event:
     kind: str
     transfer_id: str
@@ -1157,6 +1248,9 @@ class Report:
     ledger_unknown: list[str] = field(default_factory=list)
     fenced_commits: list[str] = field(default_factory=list)
     steals: list[str] = field(default_factory=list)
+    timelines: list[str] = field(default_factory=list)
+    #: Runs the library logged as abandoned after a takeover (fenced off).
+    abandoned: int = 0
     executors: int | None = None
     executor_errors: list[str] = field(default_factory=list)
     step_errors: list[str] = field(default_factory=list)
@@ -1253,6 +1347,7 @@ class Report:
             "steals": len(self.steals),
             "executors_listed": self.executors,
             "resumed_by_owner": self.resumed_by_owner,
+            "abandoned_runs_logged": self.abandoned,
             "not_taken_over": len(self.not_taken_over),
             "max_executions": max(self.executions.values(), default=0),
             "max_recovery_attempts": self.max_recovery_attempts,
@@ -1274,6 +1369,7 @@ class Report:
         ):
             if items:
                 lines.append(f"  {name}: {', '.join(items[:8])} ({len(items)} in all)")
+        lines += [f"  timeline of {line}" for line in self.timelines]
         return "\n".join(lines)
 
 
