@@ -5,26 +5,33 @@
 1. It creates a fresh database (Postgres: a new database on ``DBOS_TEST_POSTGRES``, default
    ``postgresql://postgres@127.0.0.1:5432``; SQLite: a file in a temporary directory) with
    the accounts (a known total) and an empty ledger, and starts three workers
-   (``bank_app.py``).
+   (``bank_app.py``, ``executor_lease_seconds`` 2).
 2. For N seconds it enqueues transfers through a ``DBOSClient``, has random workers start
    some directly, and injects faults at random: SIGKILL (some workers never come back,
-   others restart under a new executor ID, some of those with failpoints armed), SIGSTOP
-   for longer than the lease then SIGCONT, SIGTERM (a graceful hand-back), and on Postgres
-   restarts of the server and ``pg_terminate_backend`` of every connection to the
-   database or of one worker's. At least one worker is always running, unpaused and free
-   of failpoints.
+   others restart, mostly under a new executor ID, some with failpoints armed), SIGSTOP
+   for longer than the lease then SIGCONT, SIGTERM (a graceful hand-back), a twin (a
+   second process launched under a live worker's executor ID), and on Postgres restarts
+   of the server (where it is the local pg_ctlcluster cluster) and
+   ``pg_terminate_backend`` of every connection to the database or of one worker's. New
+   workers join when the fleet has shrunk. At least one worker is always running,
+   unpaused and free of failpoints.
 3. Then no new faults: the workers still alive must finish every transfer before a
    deadline, and the harness checks what the database and the workers' event files hold:
    every transfer SUCCESS with its output; money conserved, account by account; exactly
    one debit and one credit ledger row per transfer; exactly the three expected step rows
-   and the two transaction rows per transfer; every plain step run at least once.
+   and the two transaction rows per transfer; every plain step run at least once; no
+   transaction committed by a process after another one's proven execution of that
+   workflow began (fencing); no worker crashed; ``list_executors()`` (where the library
+   has it) agrees with the processes.
 
 It prints one summary line (``survived/total``, lost, duplicated transaction effects,
-plain-step re-executions, takeover latency p50/p95, faults) and a ``CHAOS_RESULT {json}``
-line, and exits 1 if an invariant failed (0 otherwise, 2 on a harness error).
+plain-step re-executions, takeover latency p50/p95, executions taken from live
+processes, faults) and a ``CHAOS_RESULT {json}`` line, and exits 1 if an invariant
+failed (0 otherwise, 2 on a harness error). ``--same-ids`` is a baseline that needs no
+lease: restarts reuse the executor ID, so the recovery at launch takes the work back.
 
 Takeover latency: for every fault that takes a worker out (kill, stop, term, failpoint
-exit), the workflows it owned then (PENDING rows with its executor ID, plus those whose
+exit), the workflows its process owned then (PENDING rows it owns, plus those whose
 latest execution began there and had not ended) and, for each, the time from the fault
 to the next ``begin`` of that workflow in another process.
 
@@ -612,6 +619,13 @@ class Harness:
             worker.signal(signal.SIGKILL)
         self.spawn_task(self.restart(worker, self.rng.uniform(0.5, 2.0)))
 
+    async def join(self) -> None:
+        """A new worker joins in a new place (not a fault: the fleet grows back)."""
+        slot = max(w.slot for w in self.workers) + 1
+        log(f"a new worker joins: w{slot}")
+        worker = await self.start_worker(slot)
+        await self.wait_launched(worker)
+
     async def twin(self, worker: Worker) -> None:
         """Launch a second process under a running worker's executor ID: it must take
         nothing from the live one (API.md section 9)."""
@@ -655,6 +669,8 @@ class Harness:
             choices += [("kill", 3.0), ("stop", 2.0), ("term", 1.0)]
         if not self.opts.same_ids and self.alive_count() <= self.opts.workers and self.running():
             choices.append(("twin", 0.5))
+        if self.alive_count() < self.opts.workers:
+            choices.append(("join", 2.0))  # the fleet grows back after deaths
         if self.db.pg:
             choices += [("pg_terminate_all", 1.0), ("pg_terminate_one", 1.0)]
             if self.pg_restart_budget():
@@ -668,6 +684,8 @@ class Harness:
             self.spawn_task(self.stop(self.rng.choice(victims)))
         elif kind == "term":
             self.spawn_task(self.term(self.rng.choice(victims)))
+        elif kind == "join":
+            self.spawn_task(self.join())
         elif kind == "twin":
             self.spawn_task(self.twin(self.rng.choice(self.running())))
         elif kind == "pg_restart":
