@@ -34,9 +34,10 @@ faults: $(STAMP)
 ## chaos: the chaos harness, ten minutes per backend (Postgres, then SQLite): bank workers
 ## killed, paused past their lease, stopped, failpointed, cut off and Postgres restarted;
 ## prints the figures of each run and fails if a transfer is lost or applied twice.
-## CHAOS_SECONDS=60 for a shorter run, CHAOS_SEED=N to fix the fault schedule.
+## CHAOS_SECONDS=60 for a shorter run, CHAOS_SEED=N to fix the fault schedule,
+## CHAOS_FLAGS=--keep-on-failure to keep the database and the logs of a failed run.
 CHAOS_SECONDS ?= 600
-CHAOS_ARGS = --seconds $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+CHAOS_ARGS = --seconds $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) $(CHAOS_FLAGS)
 chaos: $(STAMP)
 	$(PY) -m tests.chaos.harness --backend postgres $(CHAOS_ARGS); pg=$$?; \
 	$(PY) -m tests.chaos.harness --backend sqlite $(CHAOS_ARGS); lite=$$?; \

@@ -360,6 +360,7 @@ class Options:
     worker_concurrency: int = 6
     step_delay: float = 1.0
     keep: bool = False
+    keep_on_failure: bool = False
     #: Restart a worker under its first executor ID (the recovery at launch, which
     #: needs no lease, takes its workflows back): a baseline for the harness itself.
     same_ids: bool = False
@@ -1047,7 +1048,8 @@ class Harness:
                     break
 
     def timelines(self, events: list[Event], ledger: list[tuple[Any, ...]], report: Report) -> None:
-        """What happened to a few transfers that failed a check, for the reader."""
+        """What happened to a few transfers that failed a check (or were taken from a
+        live process), for the reader."""
         flagged: list[str] = []
         for entry in (
             report.fenced_commits
@@ -1056,6 +1058,7 @@ class Harness:
             + report.bad_steps
             + report.bad_tx_rows
             + report.wrong_output
+            + report.steals
         ):
             transfer_id = entry.replace("/", " ").replace(":", " ").split()[0]
             if transfer_id not in flagged:
@@ -1404,6 +1407,7 @@ async def run(opts: Options) -> int:
         f"{opts.backend}: {opts.seconds:.0f}s of chaos, seed {opts.seed}, {opts.workers} "
         f"workers, lease {opts.lease}s, {opts.rate}/s enqueued + {opts.direct_rate}/s direct"
     )
+    report: Report | None = None
     try:
         async with asyncio.timeout(opts.seconds + opts.drain + 300):
             report = await harness.run()
@@ -1414,6 +1418,8 @@ async def run(opts: Options) -> int:
         # A second SIGTERM during the cleanup kills the harness outright; its workers die
         # with it (PR_SET_PDEATHSIG).
         loop.remove_signal_handler(signal.SIGTERM)
+        if opts.keep_on_failure and (report is None or report.failures() or report.steals):
+            harness.opts.keep = True
         failed_tails = harness.stderr_tails(only_interesting=True)
         await harness.close()
     print(report.summary(), flush=True)
@@ -1456,6 +1462,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and the files")
     parser.add_argument(
+        "--keep-on-failure",
+        action="store_true",
+        help="keep them if a check failed or a workflow was taken from a live process",
+    )
+    parser.add_argument(
         "--same-ids",
         action="store_true",
         help="restart workers under their first executor ID, always, and launch no twins"
@@ -1479,6 +1490,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         drain=drain,
         pg_restarts=args.pg_restarts,
         keep=args.keep,
+        keep_on_failure=args.keep_on_failure,
         same_ids=args.same_ids,
     )
 
