@@ -1011,8 +1011,9 @@ class Harness:
     ) -> dict[str, list[Execution]]:
         """Each transfer's executions, by their ``begin``, with whether each is proven
         real: a process that claimed a workflow and was paused before its body began may
-        begin it after losing it (its writes are then fenced off); an execution that
-        committed a ledger row or ended its body owned the workflow."""
+        begin it after losing it (its writes are then fenced off; it may even replay every
+        step the new owner recorded and reach the body's end), so only an execution that
+        committed a ledger row owned the workflow for sure."""
         out: defaultdict[str, list[Execution]] = defaultdict(list)
         for e in sorted(events, key=lambda e: e.t):
             if e.kind == "begin":
@@ -1020,9 +1021,7 @@ class Harness:
                 for x in mine:
                     x.until = e.t
                 out[e.transfer_id].append(Execution(e.pid, e.t))
-        proofs = [(e.transfer_id, e.pid, e.t) for e in events if e.kind == "end"]
-        proofs += [(str(r[0]), int(r[4]), float(r[5])) for r in ledger]
-        for transfer_id, pid, t in proofs:
+        for transfer_id, pid, t in ((str(r[0]), int(r[4]), float(r[5])) for r in ledger):
             for x in out.get(transfer_id, []):
                 if x.pid == pid and x.began <= t < (x.until or math.inf):
                     x.proven = True
