@@ -949,7 +949,22 @@ class Harness:
         report.missing_effects = [t for t in sorted(expected - report.lost_ids) if effects[t] == 0]
         report.executions = Counter(e.transfer_id for e in events if e.kind == "begin")
         self.takeovers(events, report)
-        executions = self.executions(events, ledger)
+        # Who recorded each plain step (its output is the PID of the process that ran
+        # it) and when it began there: with the ledger, what proves ownership.
+        effect_rows = await db.fetch(
+            f"SELECT s.workflow_uuid, s.output, s.started_at_epoch_ms FROM {steps} s"
+            f" JOIN {status} w ON w.workflow_uuid = s.workflow_uuid"
+            " WHERE w.name = $1 AND s.function_id = 2",
+            f"SELECT s.workflow_uuid, s.output, s.started_at_epoch_ms FROM {steps} s"
+            f" JOIN {status} w ON w.workflow_uuid = s.workflow_uuid"
+            " WHERE w.name = ? AND s.function_id = 2",
+            WORKFLOW_NAME,
+        )
+        proofs = [(str(r[0]), int(r[4]), float(r[5])) for r in ledger]
+        for workflow_id, output, started in effect_rows:
+            with contextlib.suppress(TypeError, ValueError):
+                proofs.append((workflow_id, int(json.loads(output)), int(started) / 1000))
+        executions = self.executions(events, proofs)
         self.fencing(executions, ledger, report)
         self.steals(executions, report)
         self.timelines(events, ledger, report)
@@ -1007,13 +1022,14 @@ class Harness:
         return out
 
     def executions(
-        self, events: list[Event], ledger: list[tuple[Any, ...]]
+        self, events: list[Event], proofs: list[tuple[str, int, float]]
     ) -> dict[str, list[Execution]]:
         """Each transfer's executions, by their ``begin``, with whether each is proven
         real: a process that claimed a workflow and was paused before its body began may
         begin it after losing it (its writes are then fenced off; it may even replay every
         step the new owner recorded and reach the body's end), so only an execution that
-        committed a ledger row owned the workflow for sure."""
+        committed something (``proofs``: its ledger rows and its recorded plain step, by
+        transfer, PID and time) owned the workflow for sure."""
         out: defaultdict[str, list[Execution]] = defaultdict(list)
         for e in sorted(events, key=lambda e: e.t):
             if e.kind == "begin":
@@ -1021,7 +1037,7 @@ class Harness:
                 for x in mine:
                     x.until = e.t
                 out[e.transfer_id].append(Execution(e.pid, e.t))
-        for transfer_id, pid, t in ((str(r[0]), int(r[4]), float(r[5])) for r in ledger):
+        for transfer_id, pid, t in proofs:
             for x in out.get(transfer_id, []):
                 if x.pid == pid and x.began <= t < (x.until or math.inf):
                     x.proven = True
