@@ -9,7 +9,8 @@ A transfer is the workflow ``bank_transfer(src, dst, amount, transfer_id)``:
    ledger row ``(transfer_id, 'debit')``;
 2. ``bank_effect``, a plain step with a visible effect outside any database: it appends the
    line ``effect TRANSFER_ID PID TIME`` to this process's event file (fsynced), so every
-   execution of the step can be counted;
+   execution of the step can be counted; it returns the PID, so its recorded output says
+   which process recorded it;
 3. ``bank_credit``, a transaction: gives ``amount`` to account ``dst`` and inserts the ledger
    row ``(transfer_id, 'credit')``.
 
