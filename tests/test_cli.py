@@ -267,6 +267,15 @@ async def test_cli__queue_list(dbos: DBOS, db_url: str) -> None:
     assert "cli-not-queued" not in named.out
 
 
+async def test_cli__executor_list(dbos: DBOS, db_url: str) -> None:
+    (me,) = (await cli("executor", "list", "--json", url=db_url)).json()
+    assert me["alive"] is True and me["executor_id"] == "local" and me["pid"] == os.getpid()
+    assert me["application_version"] == "test" and me["workflows"] == 0
+    table = await cli("executor", "list", url=db_url)
+    assert table.code == 0, table.err
+    assert "EXECUTOR" in table.out and "local" in table.out and "yes" in table.out
+
+
 @DBOS.workflow()
 async def cli_queued_blocks(tag: str) -> str:
     await DBOS.sleep(60)
