@@ -181,7 +181,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("storage", {"sysdb"}),
     ("foundations", {"_context", "_registry", "_serialization", "_config", "_txguard"}),
-    ("runtime", {"_journal", "_notifier", "_live", "_runtime"}),
+    ("runtime", {"_journal", "_notifier", "_live", "_runtime", "_tracing"}),
     (
         "engine",
         {"_deadlines", "_handle", "_management", "_timeouts", "_runner", "_checkpoint", "_steps"},
@@ -193,6 +193,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("lifecycle", {"_lifecycle"}),
     ("facade", {"", "_dbos", "client", "cli"}),
+    # Optional integrations, each on the public API only.
+    ("integrations", {"asgi", "testing", "_pytest_plugin", "encryption"}),
 ]
 
 
