@@ -10,6 +10,7 @@ from typing import Any
 from ._clock import now_ms
 from ._context import WorkflowState, current_step, current_workflow
 from ._errors import DBOSUnexpectedStepError
+from ._failpoints import CRASH_AFTER, step_durable
 from ._runtime import Runtime
 from .sysdb import StepRow
 
@@ -96,6 +97,8 @@ class Checkpoint:
     def adopt(self, row: StepRow) -> None:
         """Take ``row``, committed by the database, as this step's recorded row."""
         self.state.recorded[self.step_id] = row
+        if CRASH_AFTER:
+            step_durable(row.workflow_id, row.function_id)
 
     async def record(
         self, rt: Runtime, output: str, value: Any, started_ms: int | None = None
@@ -105,6 +108,8 @@ class Checkpoint:
         row = self.row(output=output, started_ms=started_ms)
         stored = await rt.journal.record_step(row)
         if stored is row:
+            if CRASH_AFTER:
+                step_durable(row.workflow_id, row.function_id)
             return value
         self.adopt(stored)
         return self.replay(rt)
@@ -123,6 +128,8 @@ class Checkpoint:
         row = self.row(error=rt.codec.dump_error(error), started_ms=started_ms)
         stored = await rt.journal.record_step(row)
         if stored is row:
+            if CRASH_AFTER:
+                step_durable(row.workflow_id, row.function_id)
             raise error
         self.adopt(stored)
         return self.replay(rt)

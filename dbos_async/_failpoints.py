@@ -15,15 +15,32 @@ import; when it is unset ``ACTIVE`` is empty and a call site costs one truthines
   started.
 
 The exit status is ``EXIT_STATUS`` (86), so a harness can tell a failpoint from a crash.
+
+A second variable, ``DBOS_ASYNC_CRASH_AFTER_STEP=<step_id>:<workflow_id>``, kills the
+process with SIGKILL (a real crash: no exit handler runs) the moment that step's
+checkpoint is durable, before its outcome reaches the workflow.
+``dbos_async.testing.crash_and_recover`` sets it in the child process it crashes.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import signal
 import sys
 
-__all__ = ["ACTIVE", "ENV", "EXIT_STATUS", "POINTS", "hit", "parse"]
+__all__ = [
+    "ACTIVE",
+    "CRASH_AFTER",
+    "CRASH_ENV",
+    "ENV",
+    "EXIT_STATUS",
+    "POINTS",
+    "hit",
+    "parse",
+    "parse_crash",
+    "step_durable",
+]
 
 ENV = "DBOS_ASYNC_FAILPOINTS"
 EXIT_STATUS = 86
@@ -63,3 +80,32 @@ def hit(name: str) -> None:
         sys.stderr.write(f"dbos_async failpoint {name}: exiting\n")
         sys.stderr.flush()
         os._exit(EXIT_STATUS)
+
+
+CRASH_ENV = "DBOS_ASYNC_CRASH_AFTER_STEP"
+
+
+def parse_crash(text: str) -> tuple[str, int] | None:
+    """``<step_id>:<workflow_id>`` as (workflow_id, step_id); None when empty."""
+    if not text:
+        return None
+    step, sep, workflow_id = text.partition(":")
+    if not sep or not workflow_id or not step.isdigit() or int(step) < 1:
+        raise ValueError(
+            f"{CRASH_ENV}: expected <step_id>:<workflow_id> with a step ID of 1 or more, "
+            f"got {text!r}"
+        )
+    return workflow_id, int(step)
+
+
+#: The (workflow ID, step ID) whose durable checkpoint kills this process, if any.
+CRASH_AFTER: tuple[str, int] | None = parse_crash(os.environ.get(CRASH_ENV, ""))
+
+
+def step_durable(workflow_id: str, step_id: int) -> None:
+    """Called when a step's checkpoint is durable: SIGKILL this process if it is the step
+    ``CRASH_AFTER`` names."""
+    if (workflow_id, step_id) == CRASH_AFTER:
+        sys.stderr.write(f"dbos_async: killing this process after step {step_id}\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
