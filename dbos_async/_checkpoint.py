@@ -5,16 +5,20 @@ handed back to its workflow. Steps, transactions, ``DBOS.sleep`` and the messagi
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from ._clock import now_ms
 from ._context import WorkflowState, current_step, current_workflow
 from ._errors import DBOSUnexpectedStepError
 from ._failpoints import CRASH_AFTER, step_durable
 from ._runtime import Runtime
+from ._tracing import traced
 from .sysdb import StepRow
 
 __all__ = ["Checkpoint", "next_checkpoint"]
+
+T = TypeVar("T")
 
 
 def next_checkpoint(name: str, hint: Any = Any) -> Checkpoint | None:
@@ -62,6 +66,11 @@ class Checkpoint:
         self.step_id = step_id
         self.name = name
         self.hint = hint
+
+    def traced(self, run: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+        """``run``, the coroutine that carries out this step, inside the step's span when
+        tracing is on (``dbos_async._tracing``)."""
+        return traced(self.state.workflow_id, self.step_id, self.name, run)
 
     @property
     def recorded(self) -> bool:

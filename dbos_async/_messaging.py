@@ -100,7 +100,7 @@ def send(
     checkpoint = next_checkpoint("DBOS.send")
     if checkpoint is None:
         return _with_runtime(_send, destination_id, message, topic_key, idempotency_key)
-    return _send_step(checkpoint, destination_id, message, topic_key)
+    return checkpoint.traced(_send_step(checkpoint, destination_id, message, topic_key))
 
 
 def send_message(
@@ -184,7 +184,8 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any
         raise DBOSException(
             "DBOS.recv() can only be called from a workflow, not from a step or outside workflows"
         )
-    return _recv(checkpoint, _deadline_checkpoint(checkpoint), topic_key, timeout)
+    deadline = _deadline_checkpoint(checkpoint)
+    return checkpoint.traced(_recv(checkpoint, deadline, topic_key, timeout))
 
 
 async def _recv(checkpoint: Checkpoint, deadline: Checkpoint, topic: str, seconds: float) -> Any:
@@ -276,7 +277,10 @@ def set_event(key: str, value: Any) -> Coroutine[Any, Any, None]:
     refuse_in_transaction("DBOS.set_event()")
     check_text(key, "key")
     workflow_id = _writer_id("set_event")
-    return _set_event(next_checkpoint("DBOS.setEvent"), workflow_id, key, value)
+    checkpoint = next_checkpoint("DBOS.setEvent")
+    if checkpoint is None:
+        return _set_event(None, workflow_id, key, value)
+    return checkpoint.traced(_set_event(checkpoint, workflow_id, key, value))
 
 
 async def _set_event(checkpoint: Checkpoint | None, workflow_id: str, key: str, value: Any) -> None:
@@ -304,7 +308,7 @@ def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Corout
     if checkpoint is None:
         return _with_runtime(_get_event, workflow_id, key, timeout)
     deadline = _deadline_checkpoint(checkpoint)
-    return _get_event_step(checkpoint, deadline, workflow_id, key, timeout)
+    return checkpoint.traced(_get_event_step(checkpoint, deadline, workflow_id, key, timeout))
 
 
 def wait_for_event(
@@ -353,7 +357,7 @@ def get_all_events(workflow_id: str) -> Coroutine[Any, Any, dict[str, Any]]:
     checkpoint = next_checkpoint("DBOS.getAllEvents")
     if checkpoint is None:
         return _with_runtime(_get_all_events, workflow_id)
-    return _get_all_events_step(checkpoint, workflow_id)
+    return checkpoint.traced(_get_all_events_step(checkpoint, workflow_id))
 
 
 def read_all_events(rt: Runtime, workflow_id: str) -> Coroutine[Any, Any, dict[str, Any]]:
@@ -386,7 +390,9 @@ def write_stream(key: str, value: Any) -> Coroutine[Any, Any, None]:
     check_text(key, "key")
     workflow_id = _writer_id("write_stream")
     checkpoint = next_checkpoint("DBOS.writeStream")
-    return _write_stream(checkpoint, workflow_id, key, value, False)
+    if checkpoint is None:
+        return _write_stream(None, workflow_id, key, value, False)
+    return checkpoint.traced(_write_stream(checkpoint, workflow_id, key, value, False))
 
 
 def close_stream(key: str) -> Coroutine[Any, Any, None]:
@@ -394,7 +400,9 @@ def close_stream(key: str) -> Coroutine[Any, Any, None]:
     check_text(key, "key")
     workflow_id = _writer_id("close_stream")
     checkpoint = next_checkpoint("DBOS.closeStream")
-    return _write_stream(checkpoint, workflow_id, key, None, True)
+    if checkpoint is None:
+        return _write_stream(None, workflow_id, key, None, True)
+    return checkpoint.traced(_write_stream(checkpoint, workflow_id, key, None, True))
 
 
 async def _write_stream(

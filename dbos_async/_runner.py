@@ -40,6 +40,7 @@ from ._registry import FunctionInfo, registry
 from ._runtime import Runtime, get_runtime
 from ._status import WorkflowStatusString
 from ._timeouts import arm_deadline, arm_enqueued_deadline, quietly
+from ._tracing import workflow_span
 from ._txguard import refuse_in_transaction
 from .sysdb import StepRow, WorkflowRow, notification_key
 
@@ -332,7 +333,8 @@ async def _execute(
         error: BaseException | None = None
         output: str | None = None
         try:
-            result = await info.func(*args, **kwargs)
+            with workflow_span(workflow_id, info.name):
+                result = await info.func(*args, **kwargs)
             output = rt.codec.dumps(result, f"output of workflow {info.name!r}")
         except (asyncio.CancelledError, DBOSWorkflowCancelledError):
             if state.cancelled:

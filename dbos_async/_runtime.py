@@ -23,6 +23,7 @@ from ._live import LiveWorkflows
 from ._notifier import Notifier
 from ._registry import registry
 from ._serialization import Codec
+from ._tracing import install_log_fields
 from .sysdb import ApplicationDatabase, SystemDatabase, open_databases
 
 __all__ = ["Part", "Runtime", "current_runtime", "get_runtime", "set_runtime"]
@@ -116,6 +117,7 @@ class Runtime:
         live process to take over) and their awaiters here are told."""
 
         async def open_() -> None:
+            install_log_fields()
             self.launched = True
 
         return Part("workflows", open_, self._stop_tasks)

@@ -97,7 +97,7 @@ def call_step(
     checkpoint = next_checkpoint(info.name, info.return_hint)
     if checkpoint is None:
         return _plain_step(info, args, kwargs)
-    return _as_body(checkpoint.state, _run_step(checkpoint, info, args, kwargs))
+    return checkpoint.traced(_as_body(checkpoint.state, _run_step(checkpoint, info, args, kwargs)))
 
 
 async def _run_step(
@@ -128,7 +128,9 @@ def call_transaction(
     checkpoint = next_checkpoint(info.name, info.return_hint)
     if checkpoint is None:
         return _run_transaction(None, info, args, kwargs)
-    return _as_body(checkpoint.state, _run_transaction(checkpoint, info, args, kwargs))
+    return checkpoint.traced(
+        _as_body(checkpoint.state, _run_transaction(checkpoint, info, args, kwargs))
+    )
 
 
 async def _run_transaction(
@@ -215,7 +217,7 @@ def durable_sleep(seconds: float) -> Coroutine[Any, Any, None]:
     checkpoint = next_checkpoint(SLEEP_STEP_NAME, float)
     if checkpoint is None:
         return asyncio.sleep(seconds)
-    return _sleep(checkpoint, float(seconds))
+    return checkpoint.traced(_sleep(checkpoint, float(seconds)))
 
 
 async def _sleep(checkpoint: Checkpoint, seconds: float) -> None:

@@ -1,0 +1,115 @@
+"""OpenTelemetry spans for workflows and steps, and workflow fields on log records.
+
+Tracing is on when the ``opentelemetry`` API is installed (the ``otel`` extra) and the
+application has set a tracer provider (``opentelemetry.trace.set_tracer_provider``).
+Then each workflow run is a span named after the workflow, and each step, transaction
+and built-in step (``DBOS.sleep``, ``DBOS.send``, ``DBOS.recv``, events, streams) a
+span named after it, a child of its workflow's span. Every span carries
+``dbos.workflow_id``; step spans also ``dbos.step_id`` and ``dbos.step_name``; the
+workflow span ``dbos.workflow_name``. A workflow started or called from code that runs
+inside a span (a web request's, say) has that span as its parent: the workflow's task
+starts in its caller's context. A recovered workflow's span is a new root.
+
+Without the API installed nothing is imported and every hook is a constant test; with
+it installed but no provider set, a hook costs one provider lookup.
+
+``install_log_fields`` makes every ``logging.LogRecord`` carry ``workflow_id`` and
+``step_id``: the workflow whose code emitted it and, inside a step or transaction body,
+that step's ID (None otherwise), so a format string or a JSON formatter can show them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+from ._context import current_step, current_workflow
+
+__all__ = ["install_log_fields", "traced", "workflow_span"]
+
+T = TypeVar("T")
+
+try:
+    from opentelemetry import trace as _trace
+except ImportError:  # the otel extra is not installed: tracing is off, at no cost
+    _trace = None  # type: ignore[assignment]
+
+_INSTRUMENTATION = "dbos_async"
+_cached: tuple[Any, Any] | None = None  # (provider, its tracer)
+
+
+def _tracer() -> Any | None:
+    """The tracer of the provider the application set, or None if it set none."""
+    global _cached
+    if _trace is None:
+        return None
+    provider = _trace.get_tracer_provider()
+    if isinstance(provider, _trace.ProxyTracerProvider):
+        return None  # no provider set: don't build spans nobody records
+    if _cached is None or _cached[0] is not provider:
+        _cached = (provider, provider.get_tracer(_INSTRUMENTATION))
+    return _cached[1]
+
+
+@contextlib.contextmanager
+def _span(tracer: Any, name: str, attributes: dict[str, Any]) -> Iterator[None]:
+    with tracer.start_as_current_span(name, attributes=attributes):
+        yield
+
+
+def workflow_span(workflow_id: str, name: str) -> contextlib.AbstractContextManager[None]:
+    """The span of one run of a workflow's body (a no-op context when tracing is off)."""
+    tracer = _tracer()
+    if tracer is None:
+        return contextlib.nullcontext()
+    return _span(tracer, name, {"dbos.workflow_id": workflow_id, "dbos.workflow_name": name})
+
+
+def traced(
+    workflow_id: str, step_id: int, name: str, run: Coroutine[Any, Any, T]
+) -> Coroutine[Any, Any, T]:
+    """``run`` (a step's coroutine) inside the step's span; ``run`` itself when tracing
+    is off. The span is current while the body runs, so spans the body makes nest in it."""
+    tracer = _tracer()
+    if tracer is None:
+        return run
+    return _in_span(tracer, workflow_id, step_id, name, run)
+
+
+async def _in_span(
+    tracer: Any, workflow_id: str, step_id: int, name: str, run: Coroutine[Any, Any, T]
+) -> T:
+    attributes = {"dbos.workflow_id": workflow_id, "dbos.step_id": step_id, "dbos.step_name": name}
+    with tracer.start_as_current_span(name, attributes=attributes):
+        return await run
+
+
+# -- log records ------------------------------------------------------------------------
+
+_installed = False
+
+
+def install_log_fields() -> None:
+    """Wrap the log record factory (once per process) so every record carries
+    ``workflow_id`` and ``step_id`` (None outside workflows and outside step bodies)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        frame = current_step.get()
+        if frame is not None and frame.workflow_id is not None:
+            record.workflow_id = frame.workflow_id
+            record.step_id = frame.step_id
+        else:
+            state = current_workflow.get()
+            record.workflow_id = state.workflow_id if state is not None else None
+            record.step_id = None
+        return record
+
+    logging.setLogRecordFactory(factory)
