@@ -25,6 +25,7 @@ from ._errors import (
     DBOSWorkflowFunctionNotFoundError,
 )
 from ._handle import WorkflowHandle
+from ._loop import run
 from ._queue import Queue, SetEnqueueOptions
 from ._status import ExecutorInfo, StepInfo, WorkflowStatus, WorkflowStatusString
 from .client import DBOSClient
@@ -57,4 +58,5 @@ __all__ = [
     "WorkflowHandle",
     "WorkflowStatus",
     "WorkflowStatusString",
+    "run",
 ]

@@ -12,12 +12,11 @@ installed, or on Postgres when ``DBOS_DATABASE_URL`` is set.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import uuid
 from datetime import UTC, datetime
 
-from dbos_async import DBOS
+from dbos_async import DBOS, run
 
 
 @DBOS.communicator()
@@ -64,4 +63,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

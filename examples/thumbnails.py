@@ -15,7 +15,7 @@ import asyncio
 import os
 from datetime import datetime
 
-from dbos_async import DBOS, DBOSQueueDeduplicatedError, Queue, SetEnqueueOptions
+from dbos_async import DBOS, DBOSQueueDeduplicatedError, Queue, SetEnqueueOptions, run
 
 renders = Queue("renders", concurrency=3, polling_interval_sec=0.2)
 rendering = 0
@@ -64,4 +64,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

@@ -177,6 +177,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_cron",
             "_failpoints",
             "_host",
+            "_loop",
         },
     ),
     ("storage", {"sysdb"}),

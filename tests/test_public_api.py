@@ -34,8 +34,9 @@ API_NAMES = [
     "DBOSClient",
 ]
 
-#: Names API.md leaves to us: the type ``DBOS.list_executors()`` returns (section 9).
-OUR_NAMES = ["ExecutorInfo"]
+#: Names API.md leaves to us: the type ``DBOS.list_executors()`` returns (section 9) and
+#: ``run``, asyncio.run on uvloop when it is installed.
+OUR_NAMES = ["ExecutorInfo", "run"]
 
 #: API.md section 8, plus DBOSConnectionError (what an unreachable database raises) and
 #: DBOSQueueNotFoundError (a client naming a queue no process declared).

@@ -7,13 +7,13 @@ argparse does), and the client's connections are closed before the process exits
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
 
 from .._config import validate_url
 from .._errors import DBOSException
+from .._loop import run
 from .._urls import is_sqlite_url, redact_url, sqlite_path
 from ..client import DBOSClient
 from ._commands import DatabaseUrls
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     urls: DatabaseUrls | None = None
     try:
         urls = _database_urls(args)
-        result = asyncio.run(_run(args, urls))
+        result = run(_run(args, urls))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
