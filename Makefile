@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench faults chaos constraints clean
+.PHONY: install run test lint docs docs-serve bench faults chaos constraints clean
 
 # The dev tools and every dependency at the versions pinned in constraints.txt.
 $(STAMP): pyproject.toml constraints.txt
@@ -49,6 +49,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check dbos_async tests examples benchmarks
 	$(VENV)/bin/mypy dbos_async
 
+## docs: build the documentation site (mkdocs, material, mkdocstrings) into site/; fails on
+## any warning (a broken link, a missing page, a reference that does not resolve)
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+## docs-serve: the documentation site at http://127.0.0.1:8000, rebuilt on every edit
+docs-serve: $(STAMP)
+	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
+
 ## bench: dbos_async against DBOS on the local Postgres (installs the bench extra: dbos)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
@@ -67,4 +76,4 @@ constraints:
 	rm -rf $(CVENV)
 
 clean:
-	rm -rf $(VENV) *.sqlite *.sqlite-wal *.sqlite-shm .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) site *.sqlite *.sqlite-wal *.sqlite-shm .pytest_cache .mypy_cache .ruff_cache
