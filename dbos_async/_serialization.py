@@ -295,7 +295,10 @@ class Codec:
             ) from exc
 
     def loads(self, data: str | None, annotation: Any = Any) -> Any:
-        if data is None:
+        # The runtime records its steps that return nothing (send, set_event, a stream
+        # write, a timed-out recv) as the literal "null" whatever the serializer, so that
+        # text is None for every serializer, not only JSON (pickle, encryption).
+        if data is None or data == "null":
             return None
         try:
             value = self.serializer.deserialize(data)

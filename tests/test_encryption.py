@@ -205,6 +205,7 @@ async def enc_raising(text: str) -> None:
 
 @DBOS.workflow()
 async def enc_waiting(text: str) -> str:
+    await DBOS.set_event("started", text)  # (its step row holds the runtime's "null")
     await enc_step(text)
     await release.wait()
     return f"done {text}"
@@ -258,6 +259,8 @@ async def _run_everything(db_url: str) -> None:
         await enc_raising(MARK)
     assert await DBOS.get_event("enc-main", "ev") == {"secret": MARK}
     assert [v async for v in DBOS.read_stream("enc-main", "st")] == [f"stream {MARK}", (1, MARK)]
+    steps = await DBOS.list_workflow_steps("enc-main")
+    assert [s.output for s in steps][:2] == [{"echo": MARK, "at": WHEN}, None]
     status = await DBOS.get_workflow_status("enc-main")
     assert status is not None and status.input == {"args": [MARK, (7, MARK), WHEN], "kwargs": {}}
     await DBOS.destroy()
@@ -321,7 +324,7 @@ async def test_runtime__recovery_with_wrong_key_logs_and_keeps_the_workflow(
         with SetWorkflowID("enc-wait"):
             await DBOS.start_workflow(enc_waiting, MARK)
         for _ in range(500):
-            if await DBOS.list_workflow_steps("enc-wait"):
+            if len(await DBOS.list_workflow_steps("enc-wait")) == 2:
                 break
             await asyncio.sleep(0.01)
         await DBOS.destroy()  # left PENDING, its process gone
