@@ -348,3 +348,31 @@ async def test_runtime__recovery_with_wrong_key_logs_and_keeps_the_workflow(
         assert after is not None and after.status == WorkflowStatusString.SUCCESS
     finally:
         await DBOS.destroy()
+
+
+async def test_runtime__migrating_a_plaintext_database_needs_allow_plaintext(db_url: str) -> None:
+    await DBOS.destroy()
+    try:
+        DBOS({"database_url": db_url, "application_version": "enc"})
+        await DBOS.launch()
+        with SetWorkflowID("enc-plain"), pytest.raises(MarkedError):
+            await enc_raising("before")
+        await DBOS.destroy()
+
+        DBOS(_config(db_url, EncryptedSerializer(KEY)))
+        await DBOS.launch()
+        with pytest.raises(DBOSDecryptionError, match="allow_plaintext=True"):
+            await (await DBOS.retrieve_workflow("enc-plain")).get_result()
+        await DBOS.destroy()
+
+        DBOS(_config(db_url, EncryptedSerializer(KEY, allow_plaintext=True)))
+        await DBOS.launch()
+        with pytest.raises(MarkedError, match="before"):
+            await (await DBOS.retrieve_workflow("enc-plain")).get_result()
+        with SetWorkflowID("enc-new"), pytest.raises(MarkedError):
+            await enc_raising(MARK)
+        await DBOS.destroy()
+    finally:
+        await DBOS.destroy()
+    dump = await _raw_dump(db_url)
+    assert "workflow failed: before" in dump and MARK not in dump
