@@ -38,7 +38,16 @@ _TAG = "$dbos"
 
 @runtime_checkable
 class Serializer(Protocol):
-    """What a custom serializer provides."""
+    """What a custom serializer provides.
+
+    A serializer that wraps another one and transforms its text (``EncryptedSerializer``
+    in ``dbos_async.encryption``) may also have, all optional:
+
+    - ``inner``: the wrapped serializer; when it is the JSON serializer, decoded values
+      are turned back into the annotated types (models, dataclasses) as with plain JSON;
+    - ``seal(text) -> str`` and ``unseal(text) -> str``: applied to the JSON text of
+      recorded errors, which the codec writes itself rather than with ``serialize``.
+    """
 
     def serialize(self, obj: Any) -> str: ...
 
@@ -261,12 +270,18 @@ class Codec:
     """Encodes what the runtime stores with the configured serializer.
 
     Errors are always written as JSON (type, message and arguments), so they are readable
-    from the database whatever serializer the values use.
+    from the database whatever serializer the values use; a serializer with ``seal`` and
+    ``unseal`` (encryption) has that JSON text sealed too.
     """
 
     def __init__(self, serializer: Serializer) -> None:
         self.serializer = serializer
-        self._json = isinstance(serializer, JSONSerializer)
+        inner = getattr(serializer, "inner", None)
+        self._json = isinstance(serializer, JSONSerializer) or isinstance(inner, JSONSerializer)
+        # A wrapping serializer (encryption) seals error records as well as values.
+        seal, unseal = getattr(serializer, "seal", None), getattr(serializer, "unseal", None)
+        self._seal: Callable[[str], str] | None = seal if callable(seal) else None
+        self._unseal: Callable[[str], str] | None = unseal if callable(unseal) else None
 
     def dumps(self, value: Any, what: str) -> str:
         """Serialize one value; ``what`` names it in the error ("output of step 'f'")."""
@@ -280,7 +295,10 @@ class Codec:
             ) from exc
 
     def loads(self, data: str | None, annotation: Any = Any) -> Any:
-        if data is None:
+        # The runtime records its steps that return nothing (send, set_event, a stream
+        # write, a timed-out recv) as the literal "null" whatever the serializer, so that
+        # text is None for every serializer, not only JSON (pickle, encryption).
+        if data is None or data == "null":
             return None
         try:
             value = self.serializer.deserialize(data)
@@ -353,9 +371,20 @@ class Codec:
         return tuple(args), kwargs
 
     def dump_error(self, exc: BaseException) -> str:
-        return json.dumps(_to_jsonable(exc, "error"), separators=(",", ":"))
+        text = json.dumps(_to_jsonable(exc, "error"), separators=(",", ":"))
+        return text if self._seal is None else self._seal(text)
 
     def load_error(self, data: str) -> BaseException:
+        # ("null" stands for a missing error record; it was never sealed.)
+        if self._unseal is not None and data != "null":
+            try:
+                data = self._unseal(data)
+            except DBOSSerializationError:
+                raise
+            except Exception as exc:
+                raise DBOSSerializationError(
+                    f"cannot deserialize a stored error: {type(exc).__name__}: {exc}"
+                ) from exc
         try:
             value = json.loads(data, object_hook=_from_tagged)
         except Exception as exc:

@@ -1141,3 +1141,10 @@ async def test_workflow_models__forward_referenced_model_comes_back_typed(
     stored = await (await DBOS.retrieve_workflow(workflow_id)).get_result()
     assert type(stored) is SerLaterModel
     assert stored == SerLaterModel(n=2)
+
+
+def test_codec__the_runtimes_null_record_is_none_for_every_serializer() -> None:
+    # send/set_event/write_stream steps and a timed-out recv are recorded as the literal
+    # "null" whatever the serializer; reading them back must not hand it to pickle.
+    assert Codec(PickleSerializer()).loads("null") is None
+    assert Codec(JSONSerializer()).loads("null") is None
