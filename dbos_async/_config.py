@@ -19,14 +19,30 @@ class DBOSConfig(TypedDict, total=False):
     """What ``DBOS(config)`` accepts; every key is optional."""
 
     name: str
+    """The application name (default ``"dbos_async"``); it names the default SQLite file."""
     database_url: str
+    """``postgresql://user@host:5432/db`` or ``sqlite:///path.sqlite``
+    (``sqlite:///:memory:`` allowed). Default: env ``DBOS_DATABASE_URL``, else
+    ``sqlite:///{name}.sqlite`` in the working directory. ``@DBOS.transaction``
+    functions run on this database."""
     system_database_url: str
+    """Where the runtime's own tables live; default ``database_url``."""
     executor_id: str
+    """This process's executor ID; default env ``DBOS__VMID``, else ``"local"``."""
     application_version: str
+    """Default env ``DBOS__APPVERSION``, else a hash of the registered
+    workflow functions' source. Only processes of a workflow's version recover it."""
     serializer: Any
+    """``"json"`` (default), ``"pickle"``, or an object with
+    ``serialize(obj) -> str`` and ``deserialize(str) -> obj``."""
     pool_size: int
+    """Connections in the Postgres pool (default 10)."""
     connect_timeout: float
+    """Seconds to keep trying an unreachable Postgres at launch before
+    raising ``DBOSConnectionError`` (default 10)."""
     executor_lease_seconds: float
+    """How long a process owns its workflows without renewing its
+    lease (default 10, at least 0.5); it renews it several times per period."""
 
 
 _KEYS = set(DBOSConfig.__annotations__)

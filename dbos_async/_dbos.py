@@ -61,7 +61,17 @@ class _DBOSMeta(type):
 class DBOS(metaclass=_DBOSMeta):
     """The durable execution runtime. ``DBOS(config)`` creates it, ``await DBOS.launch()``
     connects and recovers, ``await DBOS.destroy()`` stops it; ``async with DBOS(config):``
-    does both."""
+    does both. One instance per process at a time; its methods are called on the class
+    (``DBOS.send(...)``).
+
+    Class-level properties read where the running code is: ``DBOS.workflow_id`` (the
+    running workflow's ID, or None outside workflows), ``DBOS.step_id`` (the 1-based ID
+    of the running step or transaction, or None outside one) and ``DBOS.sql_connection``
+    (the connection of the running ``@DBOS.transaction``; ``DBOSException`` elsewhere).
+
+    Every coroutine method ``X`` also answers to ``X_async`` (DBOS Transact's spelling):
+    ``await DBOS.start_workflow_async(...)`` is ``await DBOS.start_workflow(...)``.
+    """
 
     def __init__(self, config: DBOSConfig | dict[str, Any] | None = None) -> None:
         existing = current_runtime()
@@ -141,10 +151,18 @@ class DBOS(metaclass=_DBOSMeta):
     # -- decorators --------------------------------------------------------------------
 
     workflow = staticmethod(_decorators.workflow)
+    """``@DBOS.workflow(name=None, max_recovery_attempts=100)``: a durable workflow."""
     step = staticmethod(_decorators.step)
+    """``@DBOS.step(name=None, retries_allowed=False, max_attempts=3, interval_seconds=1.0,
+    backoff_rate=2.0)``: a checkpointed step (``async def`` or ``def``)."""
     communicator = staticmethod(_decorators.step)
+    """The same decorator as ``@DBOS.step()`` (its older name)."""
     transaction = staticmethod(_decorators.transaction)
+    """``@DBOS.transaction(name=None, isolation_level="SERIALIZABLE")``: a database
+    transaction whose output commits with its writes."""
     scheduled = staticmethod(_scheduler.scheduled)
+    """``@DBOS.scheduled(cron)`` above ``@DBOS.workflow()``: run the workflow at every
+    slot of the cron expression, once per slot across all processes."""
 
     # -- running workflows -----------------------------------------------------------
 
@@ -199,6 +217,8 @@ class DBOS(metaclass=_DBOSMeta):
 
     @staticmethod
     async def get_workflow_status(workflow_id: str) -> WorkflowStatus | None:
+        """The stored status of a workflow (it may run in another process), or None if no
+        workflow has this ID."""
         check_workflow_id(workflow_id)
         rt = get_runtime()
         row = await rt.sysdb.get_workflow(workflow_id)

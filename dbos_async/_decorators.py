@@ -31,6 +31,9 @@ R = TypeVar("R")
 
 
 class StepDecorator(Protocol):
+    """What ``@DBOS.step(...)`` returns: it turns an ``async def`` or a plain ``def`` into
+    an ``async`` function with the same parameters."""
+
     @overload
     def __call__(
         self, func: Callable[P, Coroutine[Any, Any, R]]
@@ -85,6 +88,19 @@ def _wrap(
 def workflow(
     _func: None = None, /, *, name: str | None = None, max_recovery_attempts: int = 100
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """``@DBOS.workflow()`` on an ``async def``: make it a durable workflow.
+
+    Calling the decorated function runs the workflow and returns its result; its steps,
+    transactions and messaging calls are checkpointed, so after a crash it resumes from
+    its last recorded step. Called inside another workflow it runs as a child workflow.
+
+    ``name`` (default: the function's ``__qualname__``) is the key under which the
+    workflow is stored and found again at recovery; keep it stable across deploys.
+    ``max_recovery_attempts`` (default 100) bounds how many times a PENDING workflow is
+    recovered; past it the workflow becomes ``MAX_RECOVERY_ATTEMPTS_EXCEEDED``.
+    Decorating a plain ``def`` (or an async generator) raises ``TypeError``; use the
+    decorator with parentheses.
+    """
     _check_called("workflow", _func, name)
     options = WorkflowOptions(max_recovery_attempts=max_recovery_attempts)
 
@@ -107,6 +123,20 @@ def step(
     interval_seconds: float = 1.0,
     backoff_rate: float = 2.0,
 ) -> StepDecorator:
+    """``@DBOS.step()`` on an ``async def`` or a plain ``def``: make it a checkpointed step.
+
+    Inside a workflow the step's outcome (its return value, or the exception it raised)
+    is recorded before the workflow goes on; a re-executed workflow gets the recorded
+    outcome back without running the body again. A plain ``def`` step runs in a worker
+    thread (``asyncio.to_thread``), never on the event loop. Called outside a workflow,
+    the function simply runs.
+
+    With ``retries_allowed=True`` an exception is retried up to ``max_attempts`` times in
+    all, sleeping ``interval_seconds * backoff_rate ** n`` seconds after the ``n``-th
+    failure (from 0); after the last failure ``DBOSMaxStepRetriesExceeded`` is raised,
+    its ``errors`` holding one exception per attempt. ``name`` defaults to the function's
+    ``__qualname__``. ``@DBOS.communicator()`` is the same decorator.
+    """
     _check_called("step", _func, name)
     options = StepOptions(
         retries_allowed=retries_allowed,
@@ -130,6 +160,19 @@ def step(
 def transaction(
     _func: None = None, /, *, name: str | None = None, isolation_level: str = "SERIALIZABLE"
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """``@DBOS.transaction()`` on an ``async def``: run it in one database transaction.
+
+    Inside the body, ``DBOS.sql_connection`` is the transaction's connection on the
+    application database (``database_url``): an ``asyncpg.Connection`` on Postgres,
+    an ``aiosqlite.Connection`` on SQLite. Inside a workflow, the transaction's output
+    is written in the same database transaction as the body's own writes, so a
+    transaction that committed is never run again, even after a crash. A serialization
+    failure or deadlock is retried with a new transaction.
+
+    ``isolation_level`` is one of ``"SERIALIZABLE"`` (default), ``"REPEATABLE READ"``
+    or ``"READ COMMITTED"`` (any case); on SQLite every transaction is serializable.
+    ``name`` defaults to the function's ``__qualname__``.
+    """
     _check_called("transaction", _func, name)
     options = TransactionOptions(isolation_level=isolation_level)
 

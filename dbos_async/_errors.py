@@ -1,6 +1,6 @@
 """The exceptions dbos_async raises.
 
-Every error the runtime raises on purpose derives from one root, except cancellation::
+Every error the runtime raises on purpose derives from one root, except cancellation:
 
     DBOSException
     ├── DBOSNonExistentWorkflowError        no workflow has this ID

@@ -104,6 +104,7 @@ class WorkflowHandle(Generic[R]):
         return f"WorkflowHandle({self.workflow_id!r})"
 
     def get_workflow_id(self) -> str:
+        """The workflow's ID (the same as ``handle.workflow_id``)."""
         return self.workflow_id
 
     async def get_result(self) -> R:
@@ -163,6 +164,9 @@ class WorkflowHandle(Generic[R]):
         return self._task
 
     def add_done_callback(self, fn: Callable[[Any], object], *, context: Any = None) -> None:
+        """Call ``fn(handle)`` once the result is known (the ``asyncio.Future`` protocol,
+        so ``asyncio.wait`` accepts handles). Needs a running event loop."""
+
         def call(_: object) -> None:
             fn(self)
 
@@ -170,6 +174,7 @@ class WorkflowHandle(Generic[R]):
         self._result_task().add_done_callback(call, context=context)
 
     def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        """Remove every registration of ``fn``; return how many were removed."""
         removed = 0
         task = self._result_task()
         for call in self._callbacks.pop(fn, []):
@@ -177,9 +182,13 @@ class WorkflowHandle(Generic[R]):
         return removed
 
     def done(self) -> bool:
+        """Whether the result is known here yet, without waiting (starts watching the
+        workflow on first use; needs a running event loop)."""
         return self._result_task().done()
 
     def cancelled(self) -> bool:
+        """Whether waiting here was stopped with ``cancel()`` (not whether the workflow
+        was cancelled: that is ``get_status()``)."""
         return self._result_task().cancelled()
 
     def cancel(self, msg: Any = None) -> bool:
@@ -187,15 +196,21 @@ class WorkflowHandle(Generic[R]):
         return self._result_task().cancel(msg)
 
     def result(self) -> R:
+        """The result once ``done()``, without waiting (raises the workflow's error, or
+        ``asyncio.InvalidStateError`` before it is known). Use ``await handle`` to wait."""
         return self._result_task().result()
 
     def exception(self) -> BaseException | None:
+        """The workflow's error once ``done()`` (None if it succeeded), without waiting."""
         return self._result_task().exception()
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the handle watches the workflow on."""
         return self._result_task().get_loop()
 
     async def get_status(self) -> WorkflowStatus:
+        """The workflow's stored status now; raises ``DBOSNonExistentWorkflowError`` if it
+        does not exist."""
         row = await self._runtime.sysdb.get_workflow(self.workflow_id)
         if row is None:
             raise DBOSNonExistentWorkflowError(self.workflow_id)

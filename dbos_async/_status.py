@@ -34,25 +34,43 @@ class WorkflowStatus:
     """
 
     workflow_id: str
+    """The workflow's ID."""
     status: WorkflowStatusString
+    """Its state (a ``WorkflowStatusString``)."""
     name: str
+    """The registered name of its workflow function."""
     input: dict[str, Any] | None
+    """Its arguments, ``{"args": [...], "kwargs": {...}}`` (None when not loaded)."""
     output: Any
+    """Its return value once SUCCESS (None before, or when not loaded)."""
     error: BaseException | None
+    """The exception it ended with once ERROR, rebuilt as its own type where possible."""
     created_at: int
+    """When it was created (epoch ms)."""
     updated_at: int
+    """When its status row last changed (epoch ms)."""
     queue_name: str | None
+    """The queue it was enqueued on, or None."""
     executor_id: str | None
+    """The ``executor_id`` it runs (or last ran, or will run) under."""
     app_version: str | None
+    """The application version it runs under."""
     recovery_attempts: int
+    """How many times it has been recovered since it was created or resumed."""
     parent_workflow_id: str | None
+    """The workflow that started it as a child, or None."""
     forked_from: str | None
+    """The workflow it was forked from, or None."""
     workflow_timeout_ms: int | None
+    """Its timeout (``SetWorkflowTimeout``), in milliseconds, or None."""
     workflow_deadline_epoch_ms: int | None
+    """When it is cancelled if still running (epoch ms), or None."""
     priority: int
+    """Its priority on its queue (lower runs first; 0 by default)."""
     deduplication_id: str | None
-    #: The partition of a partitioned queue it was enqueued on.
+    """Its queue deduplication ID, or None."""
     queue_partition_key: str | None = None
+    """The partition of a partitioned queue it was enqueued on."""
 
 
 @dataclass(frozen=True)
@@ -60,12 +78,19 @@ class StepInfo:
     """One recorded step of a workflow (``function_id`` is its 1-based step ID)."""
 
     function_id: int
+    """The step's 1-based step ID within its workflow."""
     function_name: str
+    """The step's name (a registered name, or a built-in such as ``DBOS.sleep``)."""
     output: Any
+    """The recorded return value (None for a step that raised)."""
     error: BaseException | None
+    """The recorded exception, rebuilt, or None."""
     child_workflow_id: str | None
+    """For a step that started a child workflow, that workflow's ID."""
     started_at_epoch_ms: int | None
+    """When the step started (epoch ms), if recorded."""
     completed_at_epoch_ms: int | None
+    """When its outcome was recorded (epoch ms), if recorded."""
 
 
 @dataclass(frozen=True)
@@ -74,16 +99,22 @@ class ExecutorInfo:
     ``DBOS`` app. Times are epoch milliseconds (the database's clock on Postgres)."""
 
     executor_id: str
+    """The process's ``executor_id`` (config, or env ``DBOS__VMID``)."""
     hostname: str
+    """The machine it runs on."""
     pid: int
+    """Its operating-system process ID."""
     application_version: str
+    """Its application version."""
     started_at: int
+    """When it launched (epoch ms)."""
     last_heartbeat_at: int
-    #: Whether its lease is live: its workflows are its own until it expires.
+    """When it last renewed its lease (epoch ms)."""
     alive: bool
-    #: How many PENDING workflows it owns.
+    """Whether its lease is live: its workflows are its own until it expires."""
     workflows: int
-    #: The process's lease key (the owner recorded on the workflows it runs).
+    """How many PENDING workflows it owns."""
     process_id: str
-    #: When its lease expires (or expired), unless renewed.
+    """The process's lease key (the owner recorded on the workflows it runs)."""
     lease_expires_at: int
+    """When its lease expires (or expired), unless renewed (epoch ms)."""

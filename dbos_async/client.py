@@ -40,14 +40,23 @@ class EnqueueOptions(TypedDict, total=False):
     required."""
 
     queue_name: Required[str]
+    """The queue, as declared by a launched process (required)."""
     workflow_name: Required[str]
+    """The workflow's registered name (required)."""
     workflow_id: str
+    """The new workflow's ID (default a UUID)."""
     deduplication_id: str
+    """As ``SetEnqueueOptions(deduplication_id=...)``."""
     priority: int
+    """As ``SetEnqueueOptions(priority=...)``; the queue needs ``priority_enabled``."""
     queue_partition_key: str
+    """Required on a partitioned queue, refused on another."""
     delay_seconds: float
+    """Do not start the workflow before this many seconds."""
     workflow_timeout: float
+    """Seconds after which the workflow is cancelled."""
     app_version: str
+    """Only workers of this application version run it (default: any)."""
 
 
 _ENQUEUE_KEYS = frozenset(EnqueueOptions.__annotations__)
@@ -157,6 +166,8 @@ class DBOSClient:
     async def retrieve_workflow(
         self, workflow_id: str, existing_workflow: bool = True
     ) -> WorkflowHandle[Any]:
+        """A handle to a workflow by ID; raises ``DBOSNonExistentWorkflowError`` for an
+        unknown ID unless ``existing_workflow=False``."""
         check_workflow_id(workflow_id)
         rt = await self._rt()
         if existing_workflow and await rt.sysdb.get_workflow(workflow_id) is None:
@@ -164,12 +175,14 @@ class DBOSClient:
         return WorkflowHandle(rt, workflow_id)
 
     async def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
+        """A workflow's stored status, or None if no workflow has this ID."""
         check_workflow_id(workflow_id)
         rt = await self._rt()
         row = await rt.sysdb.get_workflow(workflow_id)
         return status_of(rt, row) if row is not None else None
 
     async def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
+        """The recorded steps of a workflow, by step ID."""
         check_workflow_id(workflow_id)
         rt = await self._rt()
         return step_infos(rt, await rt.sysdb.load_steps(workflow_id))
@@ -239,6 +252,10 @@ class DBOSClient:
         topic: str | None = None,
         idempotency_key: str | None = None,
     ) -> None:
+        """Send a message to a workflow (``DBOS.send``): its ``DBOS.recv(topic)`` receives
+        it. Sends with the same ``idempotency_key`` (to the same workflow and topic)
+        deliver once; without a key each call delivers a message. An unknown destination
+        raises ``DBOSNonExistentWorkflowError``."""
         check_workflow_id(destination_id, "destination_id")
         check_text(topic, "topic", optional=True)
         check_text(idempotency_key, "idempotency_key", optional=True)
@@ -246,17 +263,23 @@ class DBOSClient:
         await _messaging.send_message(rt, destination_id, message, topic, idempotency_key)
 
     async def get_event(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        """The latest value of a workflow's event ``key``, waiting for it to be set up to
+        ``timeout_seconds``; None on timeout."""
         check_workflow_id(workflow_id)
         check_text(key, "key")
         rt = await self._rt()
         return await _messaging.wait_for_event(rt, workflow_id, key, timeout_seconds)
 
     async def get_all_events(self, workflow_id: str) -> dict[str, Any]:
+        """Every event a workflow has published, by key (latest values)."""
         check_workflow_id(workflow_id)
         rt = await self._rt()
         return await _messaging.read_all_events(rt, workflow_id)
 
     async def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]:
+        """``async for value in client.read_stream(id, key)``: every value of a
+        workflow's stream in order, live; ends when the stream is closed or the writing
+        workflow has ended."""
         check_workflow_id(workflow_id)
         check_text(key, "key")
         rt = await self._rt()
