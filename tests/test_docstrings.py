@@ -27,6 +27,9 @@ PUBLIC_MODULES = [
     "dbos_async",
     "dbos_async.errors",
     "dbos_async.client",
+    "dbos_async.asgi",
+    "dbos_async.testing",
+    "dbos_async.encryption",
 ]
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference"
