@@ -249,7 +249,7 @@ def test_asgi__handler_derives_ids_from_the_key(db_url: str) -> None:
     assert body == again
     assert body["ids"] == ["batch:0", "batch:1", "batch:2"]
     assert body["results"] == ["ran part 0", "ran part 1", "ran part 2"]
-    assert sorted(wf for wf, _ in step_runs) == ["batch:0", "batch:1", "batch:2"]
+    assert sorted(str(wf) for wf, _ in step_runs) == ["batch:0", "batch:1", "batch:2"]
 
 
 async def test_asgi__concurrent_requests_with_one_key_run_once(db_url: str) -> None:
@@ -316,7 +316,8 @@ def test_asgi__app_lifespan_must_return_a_context_manager(tmp_path: Any) -> None
     async def generator(app: Any) -> AsyncIterator[None]:
         yield
 
-    app = FastAPI(lifespan=lifespan(config(f"sqlite:///{tmp_path / 'd.sqlite'}"), generator))
+    not_a_manager: Any = generator  # forgot @asynccontextmanager
+    app = FastAPI(lifespan=lifespan(config(f"sqlite:///{tmp_path / 'd.sqlite'}"), not_a_manager))
     with pytest.raises(TypeError, match="asynccontextmanager"), TestClient(app):
         pass
     # DBOS was destroyed on the way out.
