@@ -20,16 +20,16 @@ from typing import Any
 
 from dbos_async import DBOS, DBOSConfig, SetWorkflowID
 
-__all__ = ["IdempotencyKeyMiddleware", "current_idempotency_key", "lifespan"]
+__all__ = ["IdempotencyKeyMiddleware", "Lifespan", "current_idempotency_key", "lifespan"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-#: What ``FastAPI(lifespan=...)`` and ``Starlette(lifespan=...)`` take: a callable that
-#: gets the app and returns an async context manager (which may yield a state mapping).
+_Scope = MutableMapping[str, Any]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
+_ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
+"""What ``FastAPI(lifespan=...)`` and ``Starlette(lifespan=...)`` take: a callable that gets
+the app and returns an async context manager (which may yield a state mapping)."""
 
 
 def lifespan(
@@ -151,7 +151,7 @@ class IdempotencyKeyMiddleware:
     ``app.add_middleware(IdempotencyKeyMiddleware)``.
     """
 
-    def __init__(self, app: ASGIApp, header: str = "Idempotency-Key") -> None:
+    def __init__(self, app: _ASGIApp, header: str = "Idempotency-Key") -> None:
         if not callable(app):
             raise TypeError(f"IdempotencyKeyMiddleware(app) needs an ASGI app, got {app!r}")
         if not isinstance(header, str) or not header or not header.isascii():
@@ -168,7 +168,7 @@ class IdempotencyKeyMiddleware:
         self.header = header
         self._raw_name = header.lower().encode("ascii")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
@@ -197,7 +197,7 @@ class IdempotencyKeyMiddleware:
         finally:
             _idempotency_key.reset(token)
 
-    async def _reject(self, send: Send, detail: str) -> None:
+    async def _reject(self, send: _Send, detail: str) -> None:
         body = json.dumps({"detail": detail, "header": self.header}).encode()
         await send(
             {

@@ -44,18 +44,23 @@ PRODUCTS = {
 
 
 class Item(BaseModel):
+    """One line of an order: a SKU of the catalog and a quantity."""
+
     sku: str
     qty: int = Field(gt=0, le=1000)
 
     @field_validator("sku")
     @classmethod
     def known_sku(cls, sku: str) -> str:
+        """Refuse (422) a SKU the shop does not sell."""
         if sku not in PRODUCTS:
             raise ValueError(f"unknown sku {sku!r}; the shop sells {', '.join(PRODUCTS)}")
         return sku
 
 
 class Order(BaseModel):
+    """The body of ``POST /checkout``: who buys, and what."""
+
     customer: str = Field(min_length=1, max_length=200)
     items: list[Item] = Field(min_length=1, max_length=20)
 
@@ -111,6 +116,7 @@ async def reserve_stock(items: list[dict[str, Any]]) -> str | None:
 
 @DBOS.transaction()
 async def stock_levels() -> dict[str, int]:
+    """What is left of each SKU."""
     return {sku: qty for sku, qty in await sql("SELECT sku, qty FROM stock ORDER BY sku")}
 
 
@@ -118,6 +124,7 @@ async def stock_levels() -> dict[str, int]:
 
 
 def _ledger(entry: dict[str, Any]) -> None:
+    """Append one line to the provider's ledger, durably (fsync)."""
     with PAYMENTS_FILE.open("a") as ledger:
         ledger.write(json.dumps(entry) + "\n")
         ledger.flush()
@@ -135,6 +142,7 @@ def charge(order_id: str, customer: str, amount_cents: int) -> str:
 
 @DBOS.step()
 def refund(order_id: str, charge_id: str, amount_cents: int) -> None:
+    """The payment provider (a fake) gives a charge back: a refund line in its ledger."""
     _ledger({"kind": "refund", "id": charge_id, "order_id": order_id, "amount": amount_cents})
 
 
@@ -149,6 +157,7 @@ async def send_confirmation(order_id: str, customer: str) -> str:
 
 
 async def progress(stage: str, message: str) -> None:
+    """Publish the checkout's stage as its "progress" event (``GET /orders/{id}``)."""
     await DBOS.set_event("progress", {"stage": stage, "message": message})
 
 
@@ -176,6 +185,7 @@ async def checkout(order: Order) -> dict[str, Any]:
 
 @asynccontextmanager
 async def shop_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The app's own startup: create its tables."""
     await create_tables()  # DBOS is launched before this runs
     yield
 
@@ -197,11 +207,9 @@ async def post_batch(orders: list[Order]) -> list[dict[str, Any]]:
     key = current_idempotency_key()
     handles = []
     for n, order in enumerate(orders):
-        if key is None:
+        # With a key, a retried batch finds every order it started: their IDs derive from it.
+        with SetWorkflowID(f"{key}:{n}" if key else str(uuid.uuid4())):
             handles.append(await DBOS.start_workflow(checkout, order))
-        else:
-            with SetWorkflowID(f"{key}:{n}"):  # a retried batch reuses every order
-                handles.append(await DBOS.start_workflow(checkout, order))
     return list(await asyncio.gather(*handles))
 
 
@@ -222,6 +230,7 @@ async def get_order(order_id: str) -> dict[str, Any]:
 
 @app.get("/stock")
 async def get_stock() -> dict[str, int]:
+    """What is left of each SKU."""
     return await stock_levels()
 
 
@@ -230,4 +239,5 @@ PAGE = (Path(__file__).parent / "page.html").read_text()
 
 @app.get("/", response_class=HTMLResponse)
 async def page() -> str:
+    """The page: a checkout form that follows its order live."""
     return PAGE
