@@ -206,7 +206,13 @@ _current: Runtime | None = None
 def get_runtime() -> Runtime:
     """The launched runtime, or a clear error when there is none."""
     if _current is None:
-        raise DBOSException("no DBOS instance: create DBOS(config) and await DBOS.launch() first")
+        raise DBOSException(
+            "no DBOS instance: create DBOS(config) and await DBOS.launch() first. "
+            "In a FastAPI or Starlette app, pass lifespan=dbos_async.asgi.lifespan(config) "
+            "to the app (FastAPI(lifespan=...)): it launches DBOS at startup and destroys it "
+            "at shutdown. In tests, use TestClient as a context manager "
+            "(with TestClient(app) as client: ...), since lifespans run only then"
+        )
     if not _current.launched:
         raise DBOSException("DBOS is not launched: await DBOS.launch() first")
     return _current

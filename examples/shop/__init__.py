@@ -1,0 +1,2 @@
+"""The shop example: a FastAPI service whose checkouts are durable workflows
+(``examples/shop/README.md``)."""
