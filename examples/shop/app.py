@@ -134,7 +134,13 @@ def _ledger(entry: dict[str, Any]) -> None:
 @DBOS.step()
 def charge(order_id: str, customer: str, amount_cents: int) -> str:
     """The payment provider (a fake): every call is a charge, written to its ledger.
-    A plain ``def`` step runs in a worker thread. Returns the charge ID."""
+    A plain ``def`` step runs in a worker thread. Returns the charge ID.
+
+    A step runs at least once: if the process dies after the provider charged but before
+    the step's checkpoint commits, the recovered workflow calls it again. With a real
+    provider, pass an idempotency key derived from the workflow ID (here ``order_id``),
+    so a repeated call returns the first charge. This fake has none, so the tests can
+    count every call the workflow makes."""
     charge_id = f"ch_{uuid.uuid4().hex[:12]}"
     _ledger({"kind": "charge", "id": charge_id, "order_id": order_id, "amount": amount_cents})
     return charge_id
