@@ -12,8 +12,9 @@ Installed with the package, it gives every project's tests these fixtures:
   after the test.
 
 The fixtures are coroutines: the project needs pytest-asyncio, with
-``asyncio_mode = "auto"`` or its markers. Nothing here is autouse and importing the
-plugin does nothing else: the package is imported only when a fixture runs.
+``asyncio_mode = "auto"`` or its markers. Nothing here is autouse, and loading the plugin
+(which every pytest run of a project that installs the package does) only defines the
+option and the fixtures: no database, no ``DBOS`` instance, no global state.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-if TYPE_CHECKING:
-    from dbos_async import DBOS, DBOSConfig
+from dbos_async import DBOS, DBOSConfig
+from dbos_async._urls import redact_url
+from dbos_async.sysdb import create_database, drop_database
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -107,8 +109,6 @@ def pytest_report_header(config: pytest.Config) -> str:
     url = _server_url(config)
     if url is None:
         return "dbos_async: fixture databases are SQLite files in tmp_path"
-    from dbos_async._urls import redact_url
-
     return f"dbos_async: fixture databases are created on {redact_url(url)}"
 
 
@@ -122,8 +122,6 @@ async def dbos_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> A
     if server is None:
         yield f"sqlite:///{tmp_path / 'dbos.sqlite'}"
         return
-    from dbos_async.sysdb import create_database, drop_database
-
     name = f"dbos_async_test_{uuid.uuid4().hex[:16]}"
     url = urlunsplit(urlsplit(server)._replace(path="/" + name))
     await create_database(url)
@@ -150,8 +148,6 @@ async def dbos(dbos_config: DBOSConfig) -> AsyncIterator[DBOS]:
     """A launched ``DBOS`` on ``dbos_config`` (a fresh database per test), destroyed after
     the test with ``destroy_registry=False``: the decorated functions stay registered for
     the next test. An instance an earlier test left behind is destroyed first."""
-    from dbos_async import DBOS
-
     await DBOS.destroy()
     instance = DBOS(dbos_config)
     try:
