@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,6 +282,18 @@ async def test_checkout_charges_once_across_a_crash(dbos, tmp_path, step):
     assert [s.function_name for s in report.steps] == ["charge", "ship"]
 """
 
+TEST_PLAIN = """\
+from dbos_async import DBOS
+
+import shop
+
+
+async def test_checkout_returns_the_charge(dbos, tmp_path):
+    assert await shop.checkout(str(tmp_path / "ledger.txt"), "o-1", 30) == "o-1: ch_o-1 shipped"
+    [status] = await DBOS.list_workflows()
+    assert status.status == "SUCCESS"
+"""
+
 CONFTEST = """\
 import pytest
 
@@ -293,7 +307,9 @@ def dbos_config(dbos_config):
 TEST_ENVIRONMENT = '''\
 import json
 import os
+import re
 import sys
+import textwrap
 from pathlib import Path
 
 import dbos_async
@@ -411,6 +427,7 @@ def user_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UserProje
         "shop.py": SHOP,
         "conftest.py": CONFTEST,
         "test_shop.py": TEST_SHOP,
+        "test_plain.py": TEST_PLAIN,
         "test_environment.py": TEST_ENVIRONMENT,
     }.items():
         (root / name).write_text(text)
@@ -441,7 +458,7 @@ def test_plugin__a_user_project_proves_its_workflow_survives_a_crash(
     run = user_project.pytest(*args)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
-    assert "3 passed" in output, output
+    assert "4 passed" in output, output
     where = "created on" if backend == "postgres" else "SQLite files in tmp_path"
     assert f"dbos_async: fixture databases are {where}" in output, output
 
@@ -474,3 +491,19 @@ def test_plugin__defines_no_autouse_fixture() -> None:
     for name in ("dbos", "dbos_config", "dbos_database_url"):
         marker = getattr(plugin, name)._fixture_function_marker
         assert not marker.autouse, name
+
+
+def test_docs__the_examples_are_the_project_the_acceptance_test_runs() -> None:
+    """docs/testing.md shows the user project above, file for file, so its example runs."""
+    text = (REPO / "docs" / "testing.md").read_text()
+    blocks = {
+        textwrap.dedent(block)
+        for block in re.findall(r"^ *```python\n(.*?)^ *```$", text, re.S | re.M)
+    }
+    for name, source in {
+        "shop.py": SHOP,
+        "test_shop.py": TEST_SHOP,
+        "test_plain.py": TEST_PLAIN,
+        "conftest.py": CONFTEST,
+    }.items():
+        assert source in blocks, f"docs/testing.md does not show {name} as the test runs it"
