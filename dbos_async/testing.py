@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from . import _host
-from ._context import take_assigned_workflow_id
+from ._context import current_workflow, take_assigned_workflow_id
 from ._dbos import DBOS
 from ._decorators import function_info
 from ._errors import DBOSException
@@ -133,6 +133,10 @@ async def crash_and_recover(
     ):
         raise ValueError(
             f"crash_after_step must be a step ID (an int, 1 or more), got {crash_after_step!r}"
+        )
+    if current_workflow.get() is not None:
+        raise DBOSException(
+            "crash_and_recover cannot be called inside a workflow: call it from a test"
         )
     rt = _launched_runtime()
     info = _workflow_info(wf)
@@ -278,7 +282,9 @@ def _serializer_spec(rt: Runtime) -> Any:
 
 def _child_env(workflow_id: str, step: int) -> dict[str, str]:
     env = dict(os.environ)
+    # (Only real directories and archives: not the markers some path hooks keep there.)
     paths = [p or os.getcwd() for p in sys.path if isinstance(p, str)]
+    paths = [p for p in paths if os.path.exists(p)]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env[_CRASH_ENV] = f"{step}:{workflow_id}"
     return env

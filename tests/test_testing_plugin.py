@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,6 +216,25 @@ async def test_crash_and_recover__bad_workflows_and_steps_are_refused(
     assert not (tmp_path / "n.txt").exists()
 
 
+async def test_crash_and_recover__a_child_that_cannot_import_the_workflow_says_why(
+    dbos: DBOS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module that exists only in this process (built at run time): the child's import
+    fails, and the error carries the child's own explanation."""
+    module = types.ModuleType("ghost_workflows")
+    exec(
+        "from dbos_async import DBOS\n"
+        "@DBOS.workflow(name='ghost_wf')\n"
+        "async def ghost_wf() -> int:\n"
+        "    return 1\n",
+        module.__dict__,
+    )
+    monkeypatch.setitem(sys.modules, "ghost_workflows", module)
+    with pytest.raises(DBOSException, match="cannot import module 'ghost_workflows'"):
+        await crash_and_recover(module.ghost_wf, crash_after_step=1)
+    assert await DBOS.list_workflows() == []
+
+
 async def test_crash_and_recover__needs_a_launched_dbos(tmp_path: Path) -> None:
     await DBOS.destroy()
     with pytest.raises(DBOSException, match="needs a launched DBOS"):
@@ -310,6 +330,7 @@ import os
 import re
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import dbos_async
