@@ -33,6 +33,7 @@ from ._errors import (
     DBOSWorkflowFunctionNotFoundError,
     WorkflowOwnershipLost,
 )
+from ._failpoints import CRASH_AFTER, step_durable
 from ._handle import WorkflowHandle, outcome_of
 from ._live import LiveRun
 from ._management import cancel_workflow
@@ -288,6 +289,8 @@ async def _record_child(
     if stored.function_name != name or stored.child_workflow_id is None:
         raise DBOSUnexpectedStepError(state.workflow_id, step_id, name, stored.function_name)
     state.recorded[step_id] = stored
+    if CRASH_AFTER:  # (a child's start is a step: the crash hook counts it like the others)
+        step_durable(state.workflow_id, step_id)
     return stored.child_workflow_id
 
 

@@ -195,7 +195,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("lifecycle", {"_lifecycle"}),
     ("facade", {"", "_dbos", "client", "cli"}),
     # Optional integrations, each on the public API only.
-    ("integrations", {"asgi", "testing", "_pytest_plugin", "encryption"}),
+    ("integrations", {"asgi", "testing", "_pytest_plugin", "encryption", "_crash_child"}),
 ]
 
 

@@ -61,6 +61,8 @@ __all__ = [
     "WorkflowRow",
     "Write",
     "WriteResult",
+    "create_database",
+    "drop_database",
     "latest_schema_version",
     "notification_key",
     "open_databases",
@@ -73,6 +75,26 @@ def latest_schema_version(url: str, component: str) -> int:
     workflow tables, "app": the transaction outputs) up to, on that URL's backend."""
     backend = "sqlite" if is_sqlite_url(url) else "postgres"
     return load_schema_files(backend, component).latest
+
+
+async def create_database(url: str, connect_timeout: float = 10.0) -> None:
+    """Create the Postgres database ``url`` names unless it exists; a SQLite URL is
+    refused (its file is created on first connect)."""
+    if is_sqlite_url(url):
+        raise ValueError("create_database is for Postgres; a SQLite file is created on connect")
+    from ._pg_pool import create_database as create
+
+    await create(url, connect_timeout)
+
+
+async def drop_database(url: str, connect_timeout: float = 10.0) -> None:
+    """Drop the Postgres database ``url`` names, if it exists (its sessions are closed
+    first); a SQLite URL is refused (delete the file)."""
+    if is_sqlite_url(url):
+        raise ValueError("drop_database is for Postgres; a SQLite database is a file to delete")
+    from ._pg_pool import drop_database as drop
+
+    await drop(url, connect_timeout)
 
 
 def open_databases(

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     #: A connection lent by the pool, as operations receive it.
     Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
-__all__ = ["PostgresPool"]
+__all__ = ["PostgresPool", "create_database", "drop_database"]
 
 log = logging.getLogger("dbos_async")
 T = TypeVar("T")
@@ -148,17 +148,7 @@ class PostgresPool:
             delay = min(delay * 2, 2.0)
 
     async def _create_database(self) -> None:
-        parts = urlsplit(self.url)
-        name = parts.path.lstrip("/")
-        admin_url = urlunsplit(parts._replace(path="/postgres"))
-        conn = await asyncpg.connect(admin_url, timeout=self.connect_timeout)
-        try:
-            quoted = '"' + name.replace('"', '""') + '"'
-            await conn.execute("CREATE DATABASE " + quoted)
-        except asyncpg.DuplicateDatabaseError:
-            pass
-        finally:
-            await conn.close()
+        await create_database(self.url, self.connect_timeout)
 
     async def migrate(self, component: str, *, from_migrations: bool = False) -> None:
         """Bring one component's tables up to date, one process at a time."""
@@ -244,3 +234,41 @@ class PostgresPool:
                 await asyncio.wait_for(conn.close(), timeout=2.0)
             except Exception:
                 conn.terminate()
+
+
+async def create_database(url: str, connect_timeout: float = 10.0) -> None:
+    """Create the Postgres database ``url`` names unless it exists. Connects to the
+    server's ``postgres`` database to do it."""
+    name, admin_url = _admin(url)
+    conn = await asyncpg.connect(admin_url, timeout=connect_timeout)
+    try:
+        await conn.execute("CREATE DATABASE " + _quote(name))
+    except asyncpg.DuplicateDatabaseError:
+        pass
+    finally:
+        await conn.close()
+
+
+def _admin(url: str) -> tuple[str, str]:
+    """The database ``url`` names and the URL of its server's ``postgres`` database."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not name:
+        raise ValueError(f"database URL {redact_url(url)!r} names no database")
+    return name, urlunsplit(parts._replace(path="/postgres"))
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def drop_database(url: str, connect_timeout: float = 10.0) -> None:
+    """Drop the Postgres database ``url`` names, if it exists, closing its sessions first
+    (the pytest plugin drops each test's database this way). Connects to the server's
+    ``postgres`` database to do it."""
+    name, admin_url = _admin(url)
+    conn = await asyncpg.connect(admin_url, timeout=connect_timeout)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
+    finally:
+        await conn.close()
