@@ -52,11 +52,11 @@ lint: $(STAMP)
 ## docs: build the documentation site (mkdocs, material, mkdocstrings) into site/; fails on
 ## any warning (a broken link, a missing page, a reference that does not resolve)
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 ## docs-serve: the documentation site at http://127.0.0.1:8000, rebuilt on every edit
 docs-serve: $(STAMP)
-	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
 
 ## bench: dbos_async against DBOS on the local Postgres (installs the bench extra: dbos)
 bench: $(STAMP)

@@ -16,7 +16,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 from dbos_async import DBOS, DBOSConfig, SetWorkflowID
 
@@ -27,9 +27,14 @@ _Message = MutableMapping[str, Any]
 _Receive = Callable[[], Awaitable[_Message]]
 _Send = Callable[[_Message], Awaitable[None]]
 _ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
-Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
-"""What ``FastAPI(lifespan=...)`` and ``Starlette(lifespan=...)`` take: a callable that gets
-the app and returns an async context manager (which may yield a state mapping)."""
+
+
+class Lifespan(Protocol):
+    """What ``FastAPI(lifespan=...)`` and ``Starlette(lifespan=...)`` take: a callable that
+    gets the app and returns an async context manager (which may yield a state mapping),
+    such as a function decorated with ``contextlib.asynccontextmanager``."""
+
+    def __call__(self, app: Any, /) -> AbstractAsyncContextManager[Any]: ...
 
 
 def lifespan(

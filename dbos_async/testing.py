@@ -76,23 +76,23 @@ _KILL_MARKER = "dbos_async: killing this process after step"
 class CrashReport(Generic[R]):
     """What ``crash_and_recover`` saw: a workflow crashed after one step and recovered."""
 
-    #: The crashed and recovered workflow's ID.
     workflow_id: str
-    #: The recovered workflow's result (what awaiting it returns).
+    """The crashed and recovered workflow's ID."""
     result: R
-    #: Every step the workflow recorded, after recovery (``DBOS.list_workflow_steps``).
+    """The recovered workflow's result (what awaiting it returns)."""
     steps: list[StepInfo]
-    #: The step ID whose durable checkpoint killed the child process.
+    """Every step the workflow recorded, after recovery (``DBOS.list_workflow_steps``)."""
     crash_after_step: int
-    #: The steps recorded when the child process died (1..crash_after_step, or more when
-    #: steps ran concurrently in ``asyncio.gather``).
+    """The step ID whose durable checkpoint killed the child process."""
     steps_at_crash: list[StepInfo]
-    #: The PID of the child process that crashed.
+    """The steps recorded when the child process died (1..crash_after_step, or more when
+    steps ran concurrently in ``asyncio.gather``)."""
     child_pid: int
-    #: The signal that ended the child process (``signal.SIGKILL``).
+    """The PID of the child process that crashed."""
     exit_signal: int
-    #: The workflow's status after recovery (``recovery_attempts``, ``executor_id``...).
+    """The signal that ended the child process (``signal.SIGKILL``)."""
     status: WorkflowStatus
+    """The workflow's status after recovery (``recovery_attempts``, ``executor_id``...)."""
 
     def step(self, step_id: int) -> StepInfo:
         """The recorded step with ID ``step_id``; ``KeyError`` if there is none."""
