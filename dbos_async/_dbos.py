@@ -3,6 +3,8 @@ class-level, so ``DBOS.start_workflow(...)`` works anywhere once ``DBOS(config)`
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
@@ -107,7 +109,10 @@ class DBOS(metaclass=_DBOSMeta):
         rt = current_runtime()
         if rt is None:
             raise DBOSException("no DBOS instance: create DBOS(config) before DBOS.launch()")
-        await rt.start(process_parts(rt))
+        # The runtime's background tasks (queue workers, takeovers, schedules) and the
+        # workflows they run start in an empty context: nothing of the launching code's
+        # (its tracing span, a SetWorkflowID block) reaches them.
+        await asyncio.create_task(rt.start(process_parts(rt)), context=contextvars.Context())
 
     @classmethod
     async def destroy(

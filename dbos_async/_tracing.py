@@ -13,9 +13,12 @@ starts in its caller's context. A recovered workflow's span is a new root.
 Without the API installed nothing is imported and every hook is a constant test; with
 it installed but no provider set, a hook costs one provider lookup.
 
-``install_log_fields`` makes every ``logging.LogRecord`` carry ``workflow_id`` and
-``step_id``: the workflow whose code emitted it and, inside a step or transaction body,
-that step's ID (None otherwise), so a format string or a JSON formatter can show them.
+``install_log_fields`` makes every ``logging.LogRecord`` emitted by a workflow's code
+carry ``workflow_id`` and ``step_id``: the workflow's ID and, inside a step or
+transaction body, that step's ID (None in the workflow's own code). Records from outside
+workflows carry neither, so code there may still pass ``extra={"workflow_id": ...}``;
+a format string that names them gives them a default with ``logging.Formatter(fmt,
+defaults={"workflow_id": None, "step_id": None})``.
 """
 
 from __future__ import annotations
@@ -92,8 +95,9 @@ _installed = False
 
 
 def install_log_fields() -> None:
-    """Wrap the log record factory (once per process) so every record carries
-    ``workflow_id`` and ``step_id`` (None outside workflows and outside step bodies)."""
+    """Wrap the log record factory (once per process) so records emitted by a workflow's
+    code carry ``workflow_id`` and ``step_id`` (None outside step bodies). Records from
+    elsewhere are left alone: their ``extra`` may name those fields itself."""
     global _installed
     if _installed:
         return
@@ -108,8 +112,9 @@ def install_log_fields() -> None:
             record.step_id = frame.step_id
         else:
             state = current_workflow.get()
-            record.workflow_id = state.workflow_id if state is not None else None
-            record.step_id = None
+            if state is not None:
+                record.workflow_id = state.workflow_id
+                record.step_id = None
         return record
 
     logging.setLogRecordFactory(factory)

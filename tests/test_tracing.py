@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from opentelemetry.util._once import Once
 
-from dbos_async import DBOS, SetWorkflowID
+from dbos_async import DBOS, Queue, SetWorkflowID
 
 log = logging.getLogger("tests.tracing")
 
@@ -188,16 +188,39 @@ async def test_tracing__a_started_workflow_has_its_callers_span_as_parent(
     assert parent_id(wf) == caller.get_span_context().span_id
 
 
+tr_queue = Queue("tracing-queue")
+
+
+async def test_tracing__queued_workflows_start_their_own_trace(
+    db_url: str, spans: InMemorySpanExporter
+) -> None:
+    """Launched inside a span (an app's startup), the runtime's queue workers still run
+    workflows as new roots: the launching code's context does not leak into them."""
+    tracer = trace.get_tracer("tests")
+    await DBOS.destroy()
+    DBOS({"database_url": db_url, "application_version": "test"})
+    try:
+        with tracer.start_as_current_span("app-startup"), SetWorkflowID("not-for-workers"):
+            await DBOS.launch()
+        handle = await tr_queue.enqueue(tr_child, 4)
+        assert await handle.get_result() == 5
+        assert handle.workflow_id != "not-for-workers"
+    finally:
+        await DBOS.destroy()
+    (wf,) = by_name(spans.get_finished_spans())["tr_child"]
+    assert wf.parent is None
+
+
 async def test_tracing__no_spans_without_a_provider(dbos: DBOS) -> None:
     from dbos_async import _tracing
 
     _reset_global_provider()
     assert _tracing._tracer() is None
-    exporter = InMemorySpanExporter()
-    # A provider that is not the global one sees nothing.
-    TracerProvider().add_span_processor(SimpleSpanProcessor(exporter))
-    assert await tr_workflow(1) == 5
-    assert exporter.get_finished_spans() == ()
+    # No span is built: a step's coroutine is handed back as it is, not wrapped.
+    run = tr_child(1)
+    assert _tracing.traced("w", 1, "s", run) is run
+    assert await run == 2
+    assert isinstance(_tracing.workflow_span("w", "n"), contextlib.nullcontext)
 
 
 async def test_tracing__log_records_carry_workflow_and_step(
@@ -211,7 +234,7 @@ async def test_tracing__log_records_carry_workflow_and_step(
         r.getMessage(): (getattr(r, "workflow_id", "missing"), getattr(r, "step_id", "missing"))
         for r in caplog.records
     }
-    assert fields["outside"] == (None, None)
+    assert fields["outside"] == ("missing", "missing")
     assert fields["in the workflow's own code"] == ("logged-1", None)
     # The last "inside the step" record is the child's (logged-1-8, its step 1).
     steps = [
@@ -220,6 +243,28 @@ async def test_tracing__log_records_carry_workflow_and_step(
         if r.getMessage() == "inside the step"
     ]
     assert steps == [("logged-1", 1), ("logged-1-8", 1)]
+
+
+async def test_tracing__log_extra_outside_workflows_and_formatter_defaults(
+    dbos: DBOS, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Outside workflows, records carry no fields of ours: ``extra`` may name them (a web
+    handler logging the workflow it started), and a formatter's defaults fill them in."""
+    formatter = logging.Formatter(
+        "%(workflow_id)s:%(step_id)s %(message)s", defaults={"workflow_id": "-", "step_id": "-"}
+    )
+    with caplog.at_level(logging.INFO, logger="tests.tracing"):
+        log.info("started", extra={"workflow_id": "wf-from-handler"})
+        log.info("plain")
+        with SetWorkflowID("logged-2"):
+            await tr_step_logging_workflow()
+    shown = [formatter.format(r) for r in caplog.records]
+    assert shown == ["wf-from-handler:- started", "-:- plain", "logged-2:None in the workflow"]
+
+
+@DBOS.workflow()
+async def tr_step_logging_workflow() -> None:
+    log.info("in the workflow")
 
 
 def test_tracing__nothing_imported_without_the_extra(tmp_path: Path) -> None:
