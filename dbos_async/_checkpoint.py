@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from ._clock import now_ms
 from ._context import WorkflowState, current_step, current_workflow
-from ._errors import DBOSUnexpectedStepError
+from ._errors import DBOSSerializationError, DBOSUnexpectedStepError, ReplayFailed
 from ._failpoints import CRASH_AFTER, step_durable
 from ._runtime import Runtime
 from ._tracing import traced
@@ -84,9 +84,15 @@ class Checkpoint:
             raise DBOSUnexpectedStepError(
                 self.state.workflow_id, self.step_id, self.name, row.function_name
             )
-        if row.error is not None:
-            raise rt.codec.load_error(row.error)
-        return rt.codec.loads(row.output, self.hint)
+        try:
+            if row.error is None:
+                return rt.codec.loads(row.output, self.hint)
+            error = rt.codec.load_error(row.error)
+        except DBOSSerializationError as exc:
+            # (Handing the decoding error to the workflow would let it take another path
+            # than the run that recorded this step.)
+            raise ReplayFailed(self.state.workflow_id, self.step_id, exc) from exc
+        raise error
 
     def row(
         self, output: str | None = None, error: str | None = None, started_ms: int | None = None

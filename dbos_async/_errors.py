@@ -43,7 +43,7 @@ __all__ = [
     "DBOSWorkflowCancelledError",
     "DBOSWorkflowError",
     "DBOSWorkflowFunctionNotFoundError",
-]  # (and WorkflowOwnershipLost, internal to the runtime)
+]  # (and WorkflowOwnershipLost and ReplayFailed, internal to the runtime)
 
 
 class DBOSException(Exception):
@@ -208,3 +208,24 @@ class WorkflowOwnershipLost(BaseException):
             f"workflow {self.workflow_id!r} is no longer owned by this process "
             "(another process took it over)"
         )
+
+
+class ReplayFailed(BaseException):
+    """Raised inside a workflow run that cannot read back a step an earlier run recorded
+    (its stored value does not decode: written with another encryption key or
+    serializer, or as a type this code no longer has). Replaying it differently would
+    take the workflow down another path than the run that recorded it, so the run stops
+    here, records nothing, and the workflow stays PENDING, to be recovered by a process
+    that can read it.
+
+    Internal to the runtime; it derives from ``BaseException`` so an ``except Exception``
+    in user code cannot swallow it and carry on. ``error`` is the decoding error."""
+
+    def __init__(self, workflow_id: str, step_id: int, error: Exception) -> None:
+        super().__init__(workflow_id, step_id, error)
+        self.workflow_id = workflow_id
+        self.step_id = step_id
+        self.error = error
+
+    def __str__(self) -> str:
+        return f"workflow {self.workflow_id!r} cannot replay its step {self.step_id}: {self.error}"

@@ -31,6 +31,7 @@ from ._errors import (
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowFunctionNotFoundError,
+    ReplayFailed,
     WorkflowOwnershipLost,
 )
 from ._failpoints import CRASH_AFTER, step_durable
@@ -350,6 +351,15 @@ async def _execute(
             error = exc
         except WorkflowOwnershipLost:
             _abandon(state, future)
+            return
+        except ReplayFailed as exc:
+            log.error(
+                "%s; the workflow stays PENDING, for a process that can read it (the right "
+                "encryption key or serializer) to recover",
+                exc,
+            )
+            if not future.done():
+                future.set_exception(exc.error)
             return
         if not rt.launched:
             # The runtime began to close while the body ran: what it met may be that

@@ -40,6 +40,10 @@ _TAG = "$dbos"
 class Serializer(Protocol):
     """What a custom serializer provides.
 
+    The text ``"null"`` always reads back as ``None``, whatever the serializer (the
+    runtime records the steps that return nothing with it), so ``serialize`` must never
+    produce exactly ``"null"`` for another value.
+
     A serializer that wraps another one and transforms its text (``EncryptedSerializer``
     in ``dbos_async.encryption``) may also have, all optional:
 

@@ -350,6 +350,82 @@ async def test_runtime__recovery_with_wrong_key_logs_and_keeps_the_workflow(
         await DBOS.destroy()
 
 
+GATES: dict[str, asyncio.Event] = {}
+
+
+@DBOS.step()
+async def enc_second_step(text: str) -> str:
+    return f"second {text}"
+
+
+@DBOS.workflow()
+async def enc_two_phases(text: str) -> str:
+    await enc_step(text)
+    await GATES["first"].wait()
+    try:
+        second = await enc_second_step(text)
+    except Exception:  # what a replay must never let workflow code do
+        return "diverged"
+    await GATES["second"].wait()
+    return f"done {second}"
+
+
+async def _until(predicate: Any, what: str) -> None:
+    for _ in range(1000):
+        if await predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_runtime__a_step_recorded_with_another_key_stops_the_replay_pending(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process that cannot read a step another process recorded (a rolling deploy with
+    the old key) does not hand the decryption error to the workflow's code, which could
+    take another path: the run stops, the workflow stays PENDING, and a process with the
+    key finishes it."""
+    GATES.update(first=asyncio.Event(), second=asyncio.Event())
+
+    async def steps_recorded(n: int) -> bool:
+        return len(await DBOS.list_workflow_steps("enc-2p")) == n
+
+    await DBOS.destroy()
+    try:
+        DBOS(_config(db_url, EncryptedSerializer(KEY)))  # writes step 1 with KEY
+        await DBOS.launch()
+        with SetWorkflowID("enc-2p"):
+            await DBOS.start_workflow(enc_two_phases, MARK)
+        await _until(lambda: steps_recorded(1), "step 1")
+        await DBOS.destroy()
+
+        GATES["first"].set()  # the new key writes step 2 and waits
+        DBOS(_config(db_url, EncryptedSerializer(NEW_KEY, old_keys=[KEY])))
+        await DBOS.launch()
+        await _until(lambda: steps_recorded(2), "step 2")
+        await DBOS.destroy()
+
+        DBOS(_config(db_url, EncryptedSerializer(KEY)))  # the old key cannot read step 2
+        with caplog.at_level(logging.ERROR, logger="dbos_async"):
+            await DBOS.launch()
+
+            async def logged() -> bool:
+                return any("cannot replay its step 2" in r.getMessage() for r in caplog.records)
+
+            await _until(logged, "the replay failure in the log")
+        status = await DBOS.get_workflow_status("enc-2p")
+        assert status is not None and status.status == WorkflowStatusString.PENDING
+        await DBOS.destroy()
+
+        GATES["second"].set()
+        DBOS(_config(db_url, EncryptedSerializer(NEW_KEY, old_keys=[KEY])))
+        await DBOS.launch()
+        handle = await DBOS.retrieve_workflow("enc-2p")
+        assert await asyncio.wait_for(handle.get_result(), 30) == f"done second {MARK}"
+    finally:
+        await DBOS.destroy()
+
+
 async def test_runtime__migrating_a_plaintext_database_needs_allow_plaintext(db_url: str) -> None:
     await DBOS.destroy()
     try:
