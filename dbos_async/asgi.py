@@ -128,9 +128,10 @@ _idempotency_key: ContextVar[str | None] = ContextVar("dbos_async_idempotency_ke
 
 
 def current_idempotency_key() -> str | None:
-    """The idempotency key of the request being handled (set by
-    ``IdempotencyKeyMiddleware``), or None outside such a request or when it carried no
-    key. A handler that starts several workflows derives their IDs from it, e.g.
+    """The idempotency key of the request being handled, as the workflow ID it maps to
+    (set by ``IdempotencyKeyMiddleware``: the key itself unless its ``to_workflow_id``
+    maps it), or None outside such a request or when it carried no key. A handler that
+    starts several workflows derives their IDs from it, e.g.
     ``with SetWorkflowID(f"{key}:{i}"):``."""
     return _idempotency_key.get()
 
@@ -152,11 +153,25 @@ class IdempotencyKeyMiddleware:
     ``{"detail": ..., "header": ...}`` naming the header and what was wrong; the app is
     not called. Requests without the header, and non-HTTP traffic, pass through untouched.
 
+    Workflow IDs are global to the database, so by default any client that sends a key
+    equal to an existing workflow's ID gets that workflow's handle (and, if the handler
+    awaits it, its result). Where clients must not reach each other's workflows, or keys
+    could collide with other IDs, pass ``to_workflow_id(scope, key) -> str`` to scope
+    them: for example by the authenticated caller (from the ASGI ``scope``, such as a
+    hash of its credentials) and the route, ``f"checkout:{user}:{key}"``. What it returns
+    must be a valid workflow ID (else the request gets the 400 above).
+
     ``app = IdempotencyKeyMiddleware(app)``, or with FastAPI/Starlette
     ``app.add_middleware(IdempotencyKeyMiddleware)``.
     """
 
-    def __init__(self, app: _ASGIApp, header: str = "Idempotency-Key") -> None:
+    def __init__(
+        self,
+        app: _ASGIApp,
+        header: str = "Idempotency-Key",
+        *,
+        to_workflow_id: Callable[[_Scope, str], str] | None = None,
+    ) -> None:
         if not callable(app):
             raise TypeError(f"IdempotencyKeyMiddleware(app) needs an ASGI app, got {app!r}")
         if not isinstance(header, str) or not header or not header.isascii():
@@ -169,8 +184,14 @@ class IdempotencyKeyMiddleware:
                 "IdempotencyKeyMiddleware(header=...) must be a header name without spaces "
                 f"or colons, got {header!r}"
             )
+        if to_workflow_id is not None and not callable(to_workflow_id):
+            raise TypeError(
+                "IdempotencyKeyMiddleware(to_workflow_id=...) must be a function "
+                f"(scope, key) -> workflow ID, got {to_workflow_id!r}"
+            )
         self.app = app
         self.header = header
+        self.to_workflow_id = to_workflow_id
         self._raw_name = header.lower().encode("ascii")
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
@@ -189,6 +210,8 @@ class IdempotencyKeyMiddleware:
         except UnicodeDecodeError:
             await self._reject(send, f"the {self.header} header must be UTF-8 text")
             return
+        if self.to_workflow_id is not None:
+            key = self.to_workflow_id(scope, key)
         try:
             assign = SetWorkflowID(key)
         except (TypeError, ValueError) as exc:

@@ -67,7 +67,7 @@ def config(db_url: str) -> dict[str, Any]:
     return {"name": "asgi_test", "database_url": db_url, "application_version": "test"}
 
 
-def make_app(lifespan_: Any = None) -> FastAPI:
+def make_app(lifespan_: Any = None, **middleware: Any) -> FastAPI:
     app = FastAPI(lifespan=lifespan_)
 
     @app.post("/orders/{label}")
@@ -97,7 +97,7 @@ def make_app(lifespan_: Any = None) -> FastAPI:
         results = await asyncio.gather(*handles)
         return {"ids": [h.workflow_id for h in handles], "results": results}
 
-    app.add_middleware(IdempotencyKeyMiddleware)
+    app.add_middleware(IdempotencyKeyMiddleware, **middleware)
     return app
 
 
@@ -252,6 +252,25 @@ def test_asgi__handler_derives_ids_from_the_key(db_url: str) -> None:
     assert sorted(str(wf) for wf, _ in step_runs) == ["batch:0", "batch:1", "batch:2"]
 
 
+def test_asgi__keys_scoped_per_caller_never_reach_each_others_workflows(db_url: str) -> None:
+    def per_user(scope: Any, key: str) -> str:
+        user = dict(scope["headers"]).get(b"x-user", b"anonymous").decode()
+        return f"order:{user}:{key}"
+
+    app = make_app(lifespan(config(db_url)), to_workflow_id=per_user)
+    with TestClient(app) as client:
+        alice = client.post("/orders/a", headers={"Idempotency-Key": "k1", "X-User": "alice"})
+        bob = client.post("/orders/b", headers={"Idempotency-Key": "k1", "X-User": "bob"})
+        alice_again = client.post("/orders/a", headers={"Idempotency-Key": "k1", "X-User": "alice"})
+        derived = client.post("/many/1", headers={"Idempotency-Key": "k2", "X-User": "bob"})
+    assert (
+        alice.json() == alice_again.json() == {"workflow_id": "order:alice:k1", "result": "ran a"}
+    )
+    assert bob.json() == {"workflow_id": "order:bob:k1", "result": "ran b"}
+    assert derived.json()["ids"] == ["order:bob:k2:0"]  # current_idempotency_key() is mapped
+    assert sorted(wf for wf, _ in step_runs) == ["order:alice:k1", "order:bob:k1", "order:bob:k2:0"]
+
+
 async def test_asgi__concurrent_requests_with_one_key_run_once(db_url: str) -> None:
     """Through httpx.ASGITransport, with the lifespan entered by hand."""
     app = make_app(lifespan(config(db_url)))
@@ -310,6 +329,8 @@ def test_asgi__arguments_are_checked() -> None:
         IdempotencyKeyMiddleware(make_app(), header="")
     with pytest.raises(ValueError, match="header"):
         IdempotencyKeyMiddleware(make_app(), header="Idempotency Key")
+    with pytest.raises(TypeError, match="to_workflow_id"):
+        IdempotencyKeyMiddleware(make_app(), to_workflow_id="prefix")  # type: ignore[arg-type]
 
 
 def test_asgi__app_lifespan_must_return_a_context_manager(tmp_path: Any) -> None:
