@@ -14,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ctypes
 import importlib
 import json
+import os
 import pickle
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -31,6 +34,9 @@ from ._runtime import get_runtime
 from .testing import ENDED_STATUS, SETUP_FAILED_STATUS
 
 __all__ = ["main"]
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 class _SetupError(Exception):
@@ -78,11 +84,23 @@ async def _run(spec: dict[str, Any]) -> None:
         )
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Never outlive the test process: on Linux the kernel sends SIGKILL here when the
+    parent dies (a test killed by a timeout, Ctrl-C); elsewhere, and if the parent is
+    already gone, exit now."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent_pid and os.getppid() != parent_pid:
+        os._exit(SETUP_FAILED_STATUS)
+
+
 def main(argv: list[str]) -> int:
     """Run the workflow the spec file ``argv[1]`` describes; the exit status for the
     parent (when the crash hook has not killed this process first)."""
     try:
         spec = json.loads(Path(argv[1]).read_text())
+        _die_with_parent(int(spec.get("parent_pid", 0)))
         asyncio.run(_run(spec))
     except _SetupError as exc:
         sys.stderr.write(f"dbos_async crash child: {exc}\n")

@@ -156,8 +156,15 @@ class EncryptedSerializer:
         """The serializer whose text is encrypted."""
         self.allow_plaintext = bool(allow_plaintext)
         """Whether unencrypted stored values are read (see the class docstring)."""
+        self._keys = keys
+        self._context = context
         self._ciphers = [aesgcm(k) for k in keys]
         self._aad = b"dbos_async " + PREFIX.encode() + context
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickled (by dbos_async.testing.crash_and_recover, for its child process) as the
+        # arguments that rebuild it: the pickle holds the keys, so keep it as secret.
+        return _rebuild, (self._keys, self.inner, self._context, self.allow_plaintext)
 
     def __repr__(self) -> str:
         return f"EncryptedSerializer(inner={self.inner!r}, keys={len(self._ciphers)})"
@@ -226,3 +233,11 @@ class EncryptedSerializer:
             f"database. Check the key (a wrong or rotated key: pass the key that wrote it, "
             f"or keep the previous key in old_keys=[...] after a rotation)"
         )
+
+
+def _rebuild(
+    keys: list[bytes], inner: Serializer, context: bytes, allow_plaintext: bool
+) -> EncryptedSerializer:
+    return EncryptedSerializer(
+        keys[0], inner=inner, old_keys=keys[1:], context=context, allow_plaintext=allow_plaintext
+    )

@@ -10,7 +10,8 @@ and the side effects of steps 1..N happened once.
 
 Step IDs are the ``function_id`` of ``DBOS.list_workflow_steps``: 1, 2, 3... in the order
 the workflow reaches its steps, transactions, child workflow starts, ``DBOS.sleep``,
-``send``, ``recv``, ``set_event``, ``get_event`` and streams.
+``send``, ``set_event`` and streams; ``recv`` and ``get_event`` take two (the second for
+their deadline, recorded only if they had to wait).
 
 The calling process needs a launched ``DBOS`` (the pytest plugin's ``dbos`` fixture, or
 ``DBOS(config)`` and ``await DBOS.launch()``) on a database a second process can open:
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from . import _host
+from ._clock import now_ms
 from ._context import current_workflow, take_assigned_workflow_id
 from ._dbos import DBOS
 from ._decorators import function_info
@@ -157,11 +159,20 @@ async def crash_and_recover(
         "inputs": inputs,
         "config": config,
         "serializer": _serializer_spec(rt),
+        "parent_pid": os.getpid(),
     }
     workdir = Path(tempfile.mkdtemp(prefix="dbos_async_crash_"))
     try:
         child_pid, stderr = await _run_child(workdir, spec, workflow_id, crash_after_step)
-        steps_at_crash = await DBOS.list_workflow_steps(workflow_id)
+        died_ms = now_ms()
+        # (This process may begin the takeover as soon as the child is reaped: keep only
+        # the steps the child recorded, which completed before it died. Step times are
+        # this machine's clock, the child's as well as ours.)
+        steps_at_crash = [
+            s
+            for s in await DBOS.list_workflow_steps(workflow_id)
+            if s.completed_at_epoch_ms is None or s.completed_at_epoch_ms <= died_ms
+        ]
         if not any(s.function_id == crash_after_step for s in steps_at_crash):
             raise DBOSException(
                 f"crash_and_recover: the child process was killed but step {crash_after_step} "

@@ -168,6 +168,24 @@ async def test_crash_and_recover__a_committed_transaction_is_not_run_again(
     assert [s.function_name for s in report.steps] == ["insert_order", "mark"]
 
 
+async def test_crash_and_recover__with_an_encrypted_serializer(db_url: str, tmp_path: Path) -> None:
+    """The child process gets the same EncryptedSerializer (its keys, its context)."""
+    from dbos_async.encryption import EncryptedSerializer
+
+    serializer = EncryptedSerializer(EncryptedSerializer.generate_key(), context="tests")
+    await DBOS.destroy()
+    DBOS({"database_url": db_url, "application_version": "test", "serializer": serializer})
+    try:
+        await DBOS.launch()
+        path = tmp_path / "marks.txt"
+        report = await crash_and_recover(place, Order("o-9", 5), str(path), crash_after_step=1)
+        assert report.result == "o-9:5:"
+        assert await count_orders("o-9") == 1
+        assert [s.function_name for s in report.steps] == ["insert_order", "mark"]
+    finally:
+        await DBOS.destroy()
+
+
 async def test_crash_and_recover__uses_the_workflow_id_set_around_it(
     dbos: DBOS, tmp_path: Path
 ) -> None:
@@ -394,7 +412,7 @@ class UserProject:
             env=env,
             capture_output=True,
             text=True,
-            timeout=100,
+            timeout=300,
         )
 
 
