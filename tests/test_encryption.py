@@ -323,10 +323,11 @@ async def test_runtime__recovery_with_wrong_key_logs_and_keeps_the_workflow(
         await DBOS.launch()
         with SetWorkflowID("enc-wait"):
             await DBOS.start_workflow(enc_waiting, MARK)
-        for _ in range(500):
-            if len(await DBOS.list_workflow_steps("enc-wait")) == 2:
-                break
-            await asyncio.sleep(0.01)
+
+        async def two_steps() -> bool:
+            return len(await DBOS.list_workflow_steps("enc-wait")) == 2
+
+        await _until(two_steps, "two steps of enc-wait")
         await DBOS.destroy()  # left PENDING, its process gone
 
         DBOS(_config(db_url, EncryptedSerializer(NEW_KEY)))
