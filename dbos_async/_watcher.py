@@ -51,17 +51,21 @@ class RequestWatcher:
         interval = 2.0 if self._rt.notifier.push else 1.0
         while True:
             await self._rt.notifier.wait(self._wake, interval)
-            running = list(self._rt.live)
-            if not running:
+            live = self._rt.live
+            runs = {wid: live.get(wid) for wid in live}
+            if not runs:
                 continue
             try:
-                cancelled = await self._rt.sysdb.cancelled_among(running)
-                lost = await self._rt.sysdb.not_owned_among(running)
+                cancelled = await self._rt.sysdb.cancelled_among(list(runs))
+                lost = await self._rt.sysdb.not_owned_among(list(runs))
             except Exception as exc:  # a lost connection: try again next time
                 log.warning("could not check for cancelled workflows: %r", exc)
                 continue
+            # Only the runs that were looked at: one resumed here while the statements ran
+            # (the cancelled run stopped, a new one started under its ID) is not cancelled.
             for workflow_id in cancelled:
-                self._rt.live.stop(workflow_id)
+                if live.get(workflow_id) is runs[workflow_id]:
+                    live.stop(workflow_id)
             for workflow_id in lost:
-                if workflow_id not in cancelled:
-                    self._rt.live.lose(workflow_id)
+                if workflow_id not in cancelled and live.get(workflow_id) is runs[workflow_id]:
+                    live.lose(workflow_id)

@@ -32,6 +32,7 @@ from dbos_async import (
     WorkflowStatus,
     WorkflowStatusString,
 )
+from dbos_async._runtime import get_runtime
 
 # Module-level state the workflows below report into; reset before every test.
 counts: Counter[str] = Counter()
@@ -401,6 +402,40 @@ async def test_resume_workflow__cancelled_workflow_runs_on_from_its_last_step(
         (1, "mg_step_one"),
         (2, "mg_step_two"),
     ]
+
+
+async def test_resume_workflow__a_cancel_seen_before_the_resume_spares_the_new_run(
+    dbos: DBOS, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request watcher reads which of this process's runs another process cancelled;
+    a resume that starts a new run meanwhile must not see that run stopped by the stale
+    read."""
+    rt = get_runtime()
+    handle = await DBOS.start_workflow(mg_two_steps, "race")
+    await wait_for_steps(handle.workflow_id, 1)
+    original = rt.sysdb.cancelled_among
+    resumed: list[Any] = []
+
+    async def cancelled_then_resumed(workflow_ids: list[str]) -> list[str]:
+        found = await original(workflow_ids)
+        if handle.workflow_id in found and not resumed:
+            # (as if the resume ran while this statement's reply was on its way)
+            resumed.append(await DBOS.resume_workflow(handle.workflow_id))
+        return found
+
+    monkeypatch.setattr(rt.sysdb, "cancelled_among", cancelled_then_resumed)
+    client = DBOSClient(db_url)  # (a cancel from elsewhere: the watcher applies it here)
+    try:
+        await client.cancel_workflow(handle.workflow_id)
+    finally:
+        await client.destroy()
+    for _ in range(200):
+        if resumed:
+            break
+        await asyncio.sleep(0.05)
+    assert resumed, "the watcher never saw the cancel"
+    mg_gate.set()
+    assert await asyncio.wait_for(resumed[0].get_result(), WITHIN) == "one-two-race"
 
 
 async def test_resume_workflow__right_after_cancel_runs_once(dbos: DBOS) -> None:
