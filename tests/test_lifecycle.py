@@ -243,8 +243,11 @@ async def test_launch__retried_after_a_failed_start_recovers_again(
     """A launch whose recovery ran but a later part failed is undone (its recovered
     workflows' tasks are cancelled); the retried launch recovers them again."""
     lc_gates["open"] = asyncio.Event()
+    # The undone launch took the workflow over; the retry (the same process) takes back
+    # its own workflow once it has been left untouched for a lease: keep that short.
+    config = {"database_url": db_url, "application_version": "test", "executor_lease_seconds": 1}
     await DBOS.destroy()
-    DBOS({"database_url": db_url, "application_version": "test"})
+    DBOS(config)
     await DBOS.launch()
     with SetWorkflowID("lc-blocked"):
         await DBOS.start_workflow(lc_blocked)
@@ -260,7 +263,7 @@ async def test_launch__retried_after_a_failed_start_recovers_again(
         await start_workers(self)
 
     monkeypatch.setattr(QueueWorkers, "start", fail_once)
-    DBOS({"database_url": db_url, "application_version": "test"})
+    DBOS(config)
     try:
         with pytest.raises(RuntimeError, match="queue workers cannot start"):
             await DBOS.launch()  # recovery ran, then the workers failed: all undone
