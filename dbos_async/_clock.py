@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import time
 
-__all__ = ["now_ms"]
+__all__ = ["is_seconds", "now_ms"]
 
 
 def now_ms() -> int:
     """The current time in epoch milliseconds."""
     return int(time.time() * 1000)
+
+
+def is_seconds(value: object) -> bool:
+    """Whether ``value`` is a finite, non-negative number of seconds (not a bool)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )

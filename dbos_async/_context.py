@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from ._clock import is_seconds
 from ._errors import DBOSWorkflowCancelledError
 from ._ids import check_text, check_workflow_id
 from .sysdb import StepRow
@@ -282,12 +282,7 @@ class SetEnqueueOptions:
                 f"SetEnqueueOptions(priority=...) must be an int from 0 to {_MAX_PRIORITY}, "
                 f"got {priority!r}"
             )
-        if delay_seconds is not None and (
-            isinstance(delay_seconds, bool)
-            or not isinstance(delay_seconds, (int, float))
-            or not math.isfinite(delay_seconds)
-            or delay_seconds < 0
-        ):
+        if delay_seconds is not None and not is_seconds(delay_seconds):
             raise ValueError(
                 "SetEnqueueOptions(delay_seconds=...) must be a non-negative number, "
                 f"got {delay_seconds!r}"

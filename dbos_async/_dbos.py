@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from . import _decorators, _management, _messaging, _scheduler
+from ._clock import is_seconds
 from ._config import DBOSConfig, resolve_config
 from ._context import current_sql_connection, current_step, current_workflow
 from ._errors import DBOSException, DBOSNonExistentWorkflowError
@@ -125,12 +125,7 @@ class DBOS(metaclass=_DBOSMeta):
         application's next launch recovers them). The registry of decorated functions
         survives unless ``destroy_registry``."""
         grace = workflow_completion_timeout_sec
-        if (
-            isinstance(grace, bool)
-            or not isinstance(grace, (int, float))
-            or not math.isfinite(grace)
-            or grace < 0
-        ):
+        if not is_seconds(grace):
             raise ValueError(
                 "workflow_completion_timeout_sec must be a non-negative number of seconds, "
                 f"got {grace!r}"

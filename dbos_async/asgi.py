@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from typing import Any, Protocol
 
 from dbos_async import DBOS, DBOSConfig, SetWorkflowID
+from dbos_async._clock import is_seconds
 
 __all__ = ["IdempotencyKeyMiddleware", "Lifespan", "current_idempotency_key", "lifespan"]
 
@@ -77,12 +77,7 @@ def lifespan(
             f"got {type(app_lifespan).__name__} {app_lifespan!r}"
         )
     grace = workflow_completion_timeout_sec
-    if (
-        isinstance(grace, bool)
-        or not isinstance(grace, (int, float))
-        or not math.isfinite(grace)
-        or grace < 0
-    ):
+    if not is_seconds(grace):
         raise ValueError(
             "lifespan(workflow_completion_timeout_sec=...) must be a non-negative number of "
             f"seconds, got {grace!r}"
