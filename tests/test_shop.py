@@ -46,10 +46,17 @@ class Shop:
         self.starts = 0
 
     async def start(self, **env: str) -> None:
-        """Start the server (``env`` on top of the shop's) and wait until it answers."""
-        self._spawn(env)
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
-            await until(lambda: self._ready(client), "the server answers")
+        """Start the server (``env`` on top of the shop's) and wait until it answers; on
+        another free port if something took this one between its pick and the bind."""
+        for attempt in range(3):
+            self._spawn(env)
+            async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
+                try:
+                    await until(lambda c=client: self._ready(c), "the server answers")
+                    return
+                except AssertionError:
+                    if attempt == 2 or "address already in use" not in self.log().lower():
+                        raise
 
     def _spawn(self, env: dict[str, str]) -> None:
         port = free_port()
