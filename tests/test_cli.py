@@ -425,6 +425,67 @@ async def test_cli__malformed_url(tmp_path: Path) -> None:
     assert files_in(tmp_path) == []
 
 
+CLI_KEY = "q1m0u3B1Xb9e2yX2uH3VJz0rXbqC8y5b2J1zY7cK9nA="  # 32 bytes, for this test only
+
+
+async def test_cli__reads_an_encrypted_database_with_the_apps_serializer(
+    db_url: str, tmp_path: Path
+) -> None:
+    """``--serializer module:name`` (or $DBOS_ASYNC_SERIALIZER) gives the CLI the
+    application's serializer; without it, values it cannot read are a clear error."""
+    from dbos_async.encryption import EncryptedSerializer
+
+    (tmp_path / "cli_keys.py").write_text(
+        "from dbos_async.encryption import EncryptedSerializer\n"
+        "def serializer():\n"
+        f"    return EncryptedSerializer({CLI_KEY!r})\n"
+        "NOT_ONE = 42\n"
+    )
+    await DBOS.destroy()
+    DBOS({"database_url": db_url, "serializer": EncryptedSerializer(CLI_KEY)})
+    try:
+        await DBOS.launch()
+        await run_three("cli-enc", x=1)
+    finally:
+        await DBOS.destroy()
+
+    given = await cli(
+        "workflow",
+        "get",
+        "cli-enc",
+        "--json",
+        "--serializer",
+        "cli_keys:serializer",
+        url=db_url,
+        cwd=tmp_path,
+    )
+    assert given.code == 0, given.err
+    assert given.json()["output"] == 90 and given.json()["input"] == {"args": [1], "kwargs": {}}
+    by_env = await cli(
+        "workflow",
+        "steps",
+        "cli-enc",
+        "--json",
+        url=db_url,
+        cwd=tmp_path,
+        env={"DBOS_ASYNC_SERIALIZER": "cli_keys:serializer"},
+    )
+    assert by_env.code == 0, by_env.err
+    assert [s["output"] for s in by_env.json()] == [20, 30, 40]
+
+    plain = await cli("workflow", "get", "cli-enc", url=db_url, cwd=tmp_path)
+    assert_error(plain, 1, "cannot deserialize", "pass --serializer module:name")
+    for spec, fragment in [
+        ("cli_keys", "json, pickle or module:name"),
+        ("no_such_module:x", "cannot import it"),
+        ("cli_keys:NOT_ONE", "is not a serializer"),
+    ]:
+        bad = await cli(
+            "workflow", "get", "cli-enc", "--serializer", spec, url=db_url, cwd=tmp_path
+        )
+        assert_error(bad, 1, "--serializer", fragment)
+
+
 async def test_cli__missing_sqlite_file_and_usage_errors(tmp_path: Path) -> None:
     missing = f"sqlite:///{tmp_path / 'typo.sqlite'}"
     run = await cli("workflow", "list", url=missing)

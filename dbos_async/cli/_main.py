@@ -7,12 +7,14 @@ argparse does), and the client's connections are closed before the process exits
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .._config import validate_url
-from .._errors import DBOSException
+from .._errors import DBOSException, DBOSSerializationError
 from .._loop import run
 from .._urls import is_sqlite_url, redact_url, sqlite_path
 from ..client import DBOSClient
@@ -23,6 +25,7 @@ from ._parser import PROG, build_parser
 __all__ = ["main"]
 
 ENV_URL = "DBOS_DATABASE_URL"
+ENV_SERIALIZER = "DBOS_ASYNC_SERIALIZER"
 
 
 class CLIError(Exception):
@@ -58,14 +61,63 @@ def _require_sqlite_file(url: str) -> None:
         )
 
 
+def _serializer(args: argparse.Namespace) -> Any:
+    """The serializer the application stores values with: ``json``, ``pickle``, or
+    ``module:name`` naming a serializer object or a function that returns one (imported
+    from the working directory too, as ``python -m`` would)."""
+    spec = args.serializer if args.serializer is not None else os.environ.get(ENV_SERIALIZER)
+    where = "--serializer" if args.serializer is not None else ENV_SERIALIZER
+    if not spec or spec in ("json", "pickle"):
+        return spec or None
+    module_name, sep, name = spec.partition(":")
+    if not sep or not module_name or not name:
+        raise CLIError(
+            f"{where} must be json, pickle or module:name (a serializer, or a function "
+            f"returning one), got {spec!r}"
+        )
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in name.split("."):
+            found = getattr(found, part)
+    except Exception as exc:
+        raise CLIError(f"{where} {spec!r}: cannot import it: {type(exc).__name__}: {exc}") from None
+    if callable(found) and not hasattr(found, "serialize"):
+        try:
+            found = found()
+        except Exception as exc:
+            raise CLIError(
+                f"{where} {spec!r}: calling it failed: {type(exc).__name__}: {exc}"
+            ) from None
+    if not (
+        callable(getattr(found, "serialize", None))
+        and callable(getattr(found, "deserialize", None))
+    ):
+        raise CLIError(
+            f"{where} {spec!r} is not a serializer (an object with serialize and deserialize), "
+            f"nor a function returning one: got {type(found).__name__}"
+        )
+    return found
+
+
 async def _run(args: argparse.Namespace, urls: DatabaseUrls) -> Result:
     if not args.uses_client:
         result: Result = await args.handler(urls, args)
         return result
     _require_sqlite_file(urls.system)
-    client = DBOSClient(urls.database, system_database_url=urls.system)
+    serializer = _serializer(args)
+    client = DBOSClient(urls.database, system_database_url=urls.system, serializer=serializer)
     try:
         result = await args.handler(client, args)
+    except DBOSSerializationError as exc:
+        if serializer is not None:
+            raise
+        raise CLIError(
+            f"{exc}; if the application stores values with another serializer (an "
+            f"EncryptedSerializer, pickle), pass --serializer module:name naming it "
+            f"(or set {ENV_SERIALIZER})"
+        ) from None
     finally:
         await client.destroy()
     return result

@@ -72,6 +72,14 @@ def _global_options(defaults: bool) -> Parser:
         help="where the workflow tables live (default: the database URL)",
     )
     parent.add_argument(
+        "--serializer",
+        metavar="SPEC",
+        default=None if defaults else suppress,
+        help="how the application stores values: json (the default), pickle, or "
+        "module:name, a serializer object or a function returning one, such as the "
+        "application's EncryptedSerializer (default: $DBOS_ASYNC_SERIALIZER)",
+    )
+    parent.add_argument(
         "--json",
         action="store_true",
         default=False if defaults else suppress,
