@@ -27,7 +27,7 @@ from ._errors import (
 from ._handle import WorkflowHandle
 from ._loop import run
 from ._queue import Queue, SetEnqueueOptions
-from ._status import ExecutorInfo, StepInfo, WorkflowStatus, WorkflowStatusString
+from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, WorkflowStatusString
 from .client import DBOSClient
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "StepInfo",
+    "StepStatus",
     "WorkflowHandle",
     "WorkflowStatus",
     "WorkflowStatusString",

@@ -137,6 +137,9 @@ class StepFrame:
 
     workflow_id: str | None
     step_id: int | None
+    #: For a step with retries: the attempt running now (from 0), and how many it may make.
+    current_attempt: int | None = None
+    max_attempts: int | None = None
 
 
 current_workflow: ContextVar[WorkflowState | None] = ContextVar("dbos_async_workflow", default=None)

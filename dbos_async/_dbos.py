@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from types import TracebackType
@@ -22,8 +23,9 @@ from ._registry import registry
 from ._runner import launch_recorded, start_workflow
 from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
 from ._scheduler import backfill
-from ._status import ExecutorInfo, StepInfo, WorkflowStatus, WorkflowStatusString
+from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, WorkflowStatusString
 from ._steps import durable_sleep
+from ._tracing import current_span
 from ._txguard import refuse_in_transaction
 from .sysdb import notification_key
 
@@ -52,6 +54,21 @@ class _DBOSMeta(type):
         return frame.step_id if frame is not None else None
 
     @property
+    def step_status(cls) -> StepStatus | None:
+        """Inside a workflow's step body, the step's ID and, for a step with retries, the
+        attempt running now (from 0) and the most it makes; None elsewhere."""
+        frame = current_step.get()
+        if frame is None or frame.step_id is None or current_sql_connection.get() is not None:
+            return None
+        return StepStatus(frame.step_id, frame.current_attempt, frame.max_attempts)
+
+    @property
+    def span(cls) -> Any:
+        """The current OpenTelemetry span (the running step's or workflow's when tracing
+        is on: see ``dbos_async._tracing``), or None without the ``otel`` extra."""
+        return current_span()
+
+    @property
     def sql_connection(cls) -> Any:
         """The connection of the running ``@DBOS.transaction`` (asyncpg or aiosqlite)."""
         conn = current_sql_connection.get()
@@ -71,9 +88,16 @@ class DBOS(metaclass=_DBOSMeta):
     of the running step or transaction, or None outside one) and ``DBOS.sql_connection``
     (the connection of the running ``@DBOS.transaction``; ``DBOSException`` elsewhere).
 
+    ``DBOS.logger`` is the library's logger (``logging.getLogger("dbos_async")``), for
+    code written for DBOS Transact's ``DBOS.logger``; ``DBOS.step_status`` and
+    ``DBOS.span`` are described on the metaclass's properties below.
+
     Every coroutine method ``X`` also answers to ``X_async`` (DBOS Transact's spelling):
     ``await DBOS.start_workflow_async(...)`` is ``await DBOS.start_workflow(...)``.
     """
+
+    logger: logging.Logger = logging.getLogger("dbos_async")
+    """The library's logger (``dbos_async``), as DBOS Transact's ``DBOS.logger``."""
 
     def __init__(self, config: DBOSConfig | dict[str, Any] | None = None) -> None:
         existing = current_runtime()

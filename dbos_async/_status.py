@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ExecutorInfo", "StepInfo", "WorkflowStatus", "WorkflowStatusString"]
+__all__ = ["ExecutorInfo", "StepInfo", "StepStatus", "WorkflowStatus", "WorkflowStatusString"]
 
 
 class WorkflowStatusString(enum.StrEnum):
@@ -91,6 +92,45 @@ class StepInfo:
     """When the step started (epoch ms), if recorded."""
     completed_at_epoch_ms: int | None
     """When its outcome was recorded (epoch ms), if recorded."""
+
+    def __getitem__(self, key: str) -> Any:
+        """A field by name, ``step["function_name"]``, as code written for DBOS Transact
+        (whose ``StepInfo`` is a ``TypedDict``) reads it; ``KeyError`` for another name."""
+        if key not in _STEP_INFO_FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in _STEP_INFO_FIELDS
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``step.get("output")``: a field by name, or ``default`` for another name."""
+        return getattr(self, key) if key in _STEP_INFO_FIELDS else default
+
+    def keys(self) -> list[str]:
+        """The field names, in order (``dict(step.items())`` style code works too)."""
+        return list(_STEP_INFO_FIELDS)
+
+    def items(self) -> list[tuple[str, Any]]:
+        """(name, value) for every field, in order."""
+        return [(name, getattr(self, name)) for name in _STEP_INFO_FIELDS]
+
+
+_STEP_INFO_FIELDS = tuple(f.name for f in dataclasses.fields(StepInfo))
+
+
+@dataclass(frozen=True)
+class StepStatus:
+    """The step running now, as ``DBOS.step_status`` gives it inside a step's body."""
+
+    step_id: int
+    """The step's 1-based step ID within its workflow."""
+    current_attempt: int | None
+    """For a step with retries (``retries_allowed=True``), the attempt running now,
+    counted from 0; None for a step without retries."""
+    max_attempts: int | None
+    """For a step with retries, how many attempts it makes at most before it fails;
+    None for a step without retries."""
 
 
 @dataclass(frozen=True)

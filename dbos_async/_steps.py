@@ -12,6 +12,7 @@ and its checkpoint is recorded, then the workflow stops before its next step.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -80,7 +81,11 @@ async def _attempts(
     if not opts.retries_allowed:
         return await _invoke(info, args, kwargs)
     errors: list[BaseException] = []
+    frame = current_step.get() or StepFrame(state.workflow_id, None)
     for attempt in range(opts.max_attempts):
+        token = current_step.set(
+            dataclasses.replace(frame, current_attempt=attempt, max_attempts=opts.max_attempts)
+        )
         try:
             return await _invoke(info, args, kwargs)
         except Exception as exc:
@@ -88,6 +93,8 @@ async def _attempts(
             if attempt + 1 < opts.max_attempts:
                 with state.between_attempts():  # a cancel stops the workflow here
                     await asyncio.sleep(opts.interval_seconds * opts.backoff_rate**attempt)
+        finally:
+            current_step.reset(token)
     raise DBOSMaxStepRetriesExceeded(info.name, opts.max_attempts, errors) from errors[-1]
 
 

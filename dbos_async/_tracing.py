@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from ._context import current_step, current_workflow
 
-__all__ = ["install_log_fields", "traced", "workflow_span"]
+__all__ = ["current_span", "install_log_fields", "traced", "workflow_span"]
 
 T = TypeVar("T")
 
@@ -54,6 +54,14 @@ def _tracer() -> Any | None:
     if _cached is None or _cached[0] is not provider:
         _cached = (provider, provider.get_tracer(_INSTRUMENTATION))
     return _cached[1]
+
+
+def current_span() -> Any | None:
+    """The current span (``DBOS.span``): the running step's or workflow's when tracing is
+    on, a non-recording span when no provider is set; None without OpenTelemetry."""
+    if _trace is None:
+        return None
+    return _trace.get_current_span()
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ API_NAMES = [
 
 #: Names API.md leaves to us: the type ``DBOS.list_executors()`` returns (section 9) and
 #: ``run``, asyncio.run on uvloop when it is installed.
-OUR_NAMES = ["ExecutorInfo", "run"]
+OUR_NAMES = ["ExecutorInfo", "StepStatus", "run"]
 
 #: API.md section 8, plus DBOSConnectionError (what an unreachable database raises) and
 #: DBOSQueueNotFoundError (a client naming a queue no process declared).

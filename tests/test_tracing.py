@@ -188,6 +188,29 @@ async def test_tracing__a_started_workflow_has_its_callers_span_as_parent(
     assert parent_id(wf) == caller.get_span_context().span_id
 
 
+span_seen: list[int] = []
+
+
+@DBOS.step()
+async def tr_span_step() -> None:
+    span_seen.append(DBOS.span.get_span_context().span_id)
+
+
+@DBOS.workflow()
+async def tr_span_workflow() -> None:
+    span_seen.append(DBOS.span.get_span_context().span_id)
+    await tr_span_step()
+
+
+async def test_tracing__dbos_span_is_the_running_step_or_workflow(
+    dbos: DBOS, spans: InMemorySpanExporter
+) -> None:
+    span_seen.clear()
+    await tr_span_workflow()
+    named = by_name(spans.get_finished_spans())
+    assert span_seen == [span_id(named["tr_span_workflow"][0]), span_id(named["tr_span_step"][0])]
+
+
 tr_queue = Queue("tracing-queue")
 
 
