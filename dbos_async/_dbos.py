@@ -4,9 +4,10 @@ class-level, so ``DBOS.start_workflow(...)`` works anywhere once ``DBOS(config)`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
@@ -24,7 +25,7 @@ from ._runner import launch_recorded, start_workflow
 from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
 from ._scheduler import backfill
 from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, WorkflowStatusString
-from ._steps import durable_sleep
+from ._steps import builtin_step, durable_sleep
 from ._tracing import current_span
 from ._txguard import refuse_in_transaction
 from .sysdb import notification_key
@@ -217,6 +218,69 @@ class DBOS(metaclass=_DBOSMeta):
         return WorkflowHandle(rt, workflow_id)
 
     retrieve_workflow_async = retrieve_workflow
+
+    @staticmethod
+    def get_result(workflow_id: str) -> Coroutine[Any, Any, Any]:
+        """Wait for a workflow (here or in another process) to end and return its result,
+        or raise its error, as ``(await DBOS.retrieve_workflow(id)).get_result()``. From a
+        workflow's own code it is a step (``DBOS.getResult``): a re-run gets the recorded
+        outcome back without waiting again."""
+        check_workflow_id(workflow_id)
+        refuse_in_transaction("DBOS.get_result()")
+
+        async def wait() -> Any:
+            return await (await DBOS.retrieve_workflow(workflow_id)).get_result()
+
+        return builtin_step("DBOS.getResult", wait)
+
+    get_result_async = get_result
+
+    @staticmethod
+    def wait_first(
+        handles: Sequence[WorkflowHandle[Any]], *, polling_interval_sec: float = 1.0
+    ) -> Coroutine[Any, Any, WorkflowHandle[Any]]:
+        """Wait until one of the ``handles``' workflows ends (whatever its outcome) and
+        return that handle. From a workflow's own code it is a step (``DBOS.waitFirst``):
+        a re-run gets the same handle back. ``polling_interval_sec`` is accepted for DBOS
+        Transact's signature; handles here are woken when a workflow ends (and poll the
+        status table as a fallback on their own)."""
+        handles = list(handles)
+        if not handles:
+            raise ValueError("DBOS.wait_first() needs at least one handle, got none")
+        for handle in handles:
+            if not isinstance(handle, WorkflowHandle):
+                raise TypeError(f"DBOS.wait_first() takes WorkflowHandles, got {handle!r}")
+        by_id = {h.workflow_id: h for h in handles}
+        if len(by_id) != len(handles):
+            raise ValueError("DBOS.wait_first() handles must be of different workflows")
+        if not is_seconds(polling_interval_sec) or polling_interval_sec == 0:
+            raise ValueError(
+                "polling_interval_sec must be a positive number of seconds, "
+                f"got {polling_interval_sec!r}"
+            )
+        refuse_in_transaction("DBOS.wait_first()")
+
+        async def first() -> str:
+            async def ended(handle: WorkflowHandle[Any]) -> str:
+                with contextlib.suppress(Exception):  # (any outcome counts as the end)
+                    await handle.get_result()
+                return handle.workflow_id
+
+            waits = [asyncio.ensure_future(ended(h)) for h in handles]
+            try:
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                return min(done, key=waits.index).result()
+            finally:
+                for wait in waits:
+                    wait.cancel()
+
+        async def pick(step: Coroutine[Any, Any, str]) -> WorkflowHandle[Any]:
+            return by_id[await step]
+
+        # (The step ID is taken now, at call time, as for every step.)
+        return pick(builtin_step("DBOS.waitFirst", first, str))
+
+    wait_first_async = wait_first
 
     @staticmethod
     def sleep(seconds: float) -> Coroutine[Any, Any, None]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from ._checkpoint import Checkpoint, next_checkpoint
@@ -38,6 +38,7 @@ from .sysdb import TransactionConflict
 
 __all__ = [
     "SLEEP_STEP_NAME",
+    "builtin_step",
     "call_step",
     "call_transaction",
     "durable_sleep",
@@ -236,3 +237,34 @@ async def _sleep(checkpoint: Checkpoint, seconds: float) -> None:
         # (The wake time another run recorded first, if one did.)
         wake_at = float(await checkpoint.record(rt, rt.codec.dumps(wake_at, "wake time"), wake_at))
     await asyncio.sleep(max(0.0, wake_at - time.time()))
+
+
+def builtin_step(
+    name: str, run: Callable[[], Awaitable[T]], hint: Any = Any
+) -> Coroutine[Any, Any, T]:
+    """A built-in call (``DBOS.get_result``, ``DBOS.wait_first``) that, from a workflow's
+    own code, is a step named ``name``: ``run()``'s outcome is recorded, and a re-run gets
+    it back without running it again. Elsewhere (outside workflows, inside a step) it is
+    ``run()`` itself. Unlike a step body, ``run()`` is a wait: a cancel stops it at once,
+    and nothing is recorded then."""
+    checkpoint = next_checkpoint(name, hint)
+    if checkpoint is None:
+        return _awaited(run)
+    return checkpoint.traced(_builtin(checkpoint, run))
+
+
+async def _awaited(run: Callable[[], Awaitable[T]]) -> T:
+    return await run()
+
+
+async def _builtin(checkpoint: Checkpoint, run: Callable[[], Awaitable[Any]]) -> Any:
+    rt = get_runtime()
+    if checkpoint.recorded:
+        return checkpoint.replay(rt)
+    started = now_ms()
+    try:
+        value = await run()
+        output = rt.codec.dumps(value, f"output of {checkpoint.name}")
+    except Exception as exc:
+        return await checkpoint.record_error(rt, exc, started)
+    return await checkpoint.record(rt, output, value, started)

@@ -3,12 +3,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import pytest
 
-from dbos_async import DBOS, SetWorkflowID, StepInfo, StepStatus
+from dbos_async import (
+    DBOS,
+    DBOSException,
+    DBOSNonExistentWorkflowError,
+    SetWorkflowID,
+    StepInfo,
+    StepStatus,
+)
 
 seen: list[Any] = []
 
@@ -73,3 +81,99 @@ async def test_step_info__reads_as_dbos_reads_it(dbos: DBOS) -> None:
 def test_logger__is_the_librarys_logger() -> None:
     assert isinstance(DBOS.logger, logging.Logger)
     assert DBOS.logger is logging.getLogger("dbos_async")
+
+
+# -- DBOS.get_result and DBOS.wait_first ---------------------------------------------
+
+gates: dict[str, asyncio.Event] = {}
+
+
+@DBOS.workflow()
+async def compat_child(label: str) -> str:
+    if label in gates:
+        await gates[label].wait()
+    if label == "bad":
+        raise ValueError("bad child")
+    return f"child {label}"
+
+
+@DBOS.workflow()
+async def compat_parent() -> list[Any]:
+    slow = await DBOS.start_workflow(compat_child, "slow")
+    quick = await DBOS.start_workflow(compat_child, "quick")
+    first = await DBOS.wait_first([slow, quick])
+    got = await DBOS.get_result(first.workflow_id)
+    gates["slow"].set()
+    late = await DBOS.get_result(slow.workflow_id)
+    return [first.workflow_id == quick.workflow_id, got, late]
+
+
+@DBOS.transaction()
+async def compat_wait_in_transaction(workflow_id: str) -> Any:
+    return await DBOS.get_result(workflow_id)
+
+
+async def test_get_result__outside_workflows(dbos: DBOS) -> None:
+    ok = await DBOS.start_workflow(compat_child, "a")
+    bad = await DBOS.start_workflow(compat_child, "bad")
+    assert await DBOS.get_result(ok.workflow_id) == "child a"
+    assert await DBOS.get_result_async(ok.workflow_id) == "child a"
+    with pytest.raises(ValueError, match="bad child"):
+        await DBOS.get_result(bad.workflow_id)
+    with pytest.raises(DBOSNonExistentWorkflowError):
+        await DBOS.get_result("compat-no-such-workflow")
+
+
+async def test_wait_first__returns_the_handle_that_ended_first(dbos: DBOS) -> None:
+    gates["slow"] = asyncio.Event()
+    try:
+        slow = await DBOS.start_workflow(compat_child, "slow")
+        failing = await DBOS.start_workflow(compat_child, "bad")
+        first = await asyncio.wait_for(DBOS.wait_first([slow, failing]), 30)
+        assert first is failing  # an error is an end too
+        assert (await slow.get_status()).status == "PENDING"  # type: ignore[union-attr]
+    finally:
+        gates.pop("slow").set()
+    assert await slow.get_result() == "child slow"
+
+
+async def test_wait_first_and_get_result__are_steps_in_a_workflow(dbos: DBOS) -> None:
+    gates["slow"] = asyncio.Event()
+    try:
+        with SetWorkflowID("compat-parent"):
+            result = await asyncio.wait_for(compat_parent(), 30)
+    finally:
+        gates.pop("slow").set()
+    assert result == [True, "child quick", "child slow"]
+    steps = await DBOS.list_workflow_steps("compat-parent")
+    names = [s.function_name for s in steps]
+    assert names == [
+        "compat_child",
+        "compat_child",
+        "DBOS.waitFirst",
+        "DBOS.getResult",
+        "DBOS.getResult",
+    ]
+    assert steps[2].output == "compat-parent-2"  # the quick child's ID, recorded
+    # A fork that starts after them replays the recorded outcomes: no waiting again.
+    gates["slow"] = asyncio.Event()  # (a re-run that waited would block here)
+    try:
+        fork = await DBOS.fork_workflow("compat-parent", start_step=5)
+        assert await asyncio.wait_for(fork.get_result(), 30) == [True, "child quick", "child slow"]
+    finally:
+        gates.pop("slow").set()
+
+
+async def test_wait_first__bad_arguments(dbos: DBOS) -> None:
+    handle = await DBOS.start_workflow(compat_child, "x")
+    with pytest.raises(ValueError, match="at least one handle"):
+        DBOS.wait_first([])
+    with pytest.raises(ValueError, match="different workflows"):
+        DBOS.wait_first([handle, handle])
+    with pytest.raises(TypeError, match="WorkflowHandles"):
+        DBOS.wait_first([handle.workflow_id])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="polling_interval_sec"):
+        DBOS.wait_first([handle], polling_interval_sec=0)
+    with pytest.raises(DBOSException, match="get_result"):
+        await compat_wait_in_transaction(handle.workflow_id)
+    await handle.get_result()

@@ -75,6 +75,8 @@ DBOS_COROUTINE_METHODS = [
     "list_workflow_steps",
     "backfill_schedule",
     "list_executors",
+    "get_result",
+    "wait_first",
 ]
 
 
