@@ -23,9 +23,14 @@ Every error the runtime raises on purpose derives from one root, except cancella
 
 Each error keeps its constructor arguments in ``args``, so a recorded error is rebuilt as
 its own type when a workflow's outcome is read back.
+
+Errors that DBOS Transact also raises carry its error code in ``dbos_error_code`` (an
+``int``, a value of ``DBOSErrorCode``), so code that matches on the codes ports as it is.
 """
 
 from __future__ import annotations
+
+import enum
 
 __all__ = [
     "DBOSAwaitedWorkflowCancelledError",
@@ -33,6 +38,7 @@ __all__ = [
     "DBOSConfigError",
     "DBOSConflictingWorkflowError",
     "DBOSConnectionError",
+    "DBOSErrorCode",
     "DBOSException",
     "DBOSMaxStepRetriesExceeded",
     "DBOSNonExistentWorkflowError",
@@ -46,8 +52,37 @@ __all__ = [
 ]  # (and WorkflowOwnershipLost and ReplayFailed, internal to the runtime)
 
 
+class DBOSErrorCode(enum.Enum):
+    """DBOS Transact's error codes, with its names and values: ``exc.dbos_error_code ==
+    DBOSErrorCode.ConflictingWorkflowError.value``. Codes of DBOS features dbos_async
+    does not have are listed too, so matching code imports."""
+
+    ConflictingIDError = 1
+    RecoveryError = 2
+    InitializationError = 3
+    WorkflowFunctionNotFound = 4
+    NonExistentWorkflowError = 5
+    MaxRecoveryAttemptsExceeded = 6
+    MaxStepRetriesExceeded = 7
+    NotAuthorized = 8
+    ConflictingWorkflowError = 9
+    WorkflowCancelled = 10
+    UnexpectedStep = 11
+    QueueDeduplicated = 12
+    AwaitedWorkflowCancelled = 13
+    AwaitedWorkflowMaxRecoveryAttemptsExceeded = 14
+    PatchNondeterminism = 15
+    StreamTimeout = 16
+    StreamNondeterminism = 17
+    StepTimeout = 18
+    ConflictingRegistrationError = 25
+
+
 class DBOSException(Exception):
     """Root of every error dbos_async raises (cancellation aside)."""
+
+    #: DBOS Transact's code for this error (a ``DBOSErrorCode`` value), or None.
+    dbos_error_code: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -60,6 +95,8 @@ class DBOSException(Exception):
 class DBOSNonExistentWorkflowError(DBOSException):
     """No workflow with this ID exists."""
 
+    dbos_error_code = DBOSErrorCode.NonExistentWorkflowError.value
+
     def __init__(self, workflow_id: str) -> None:
         super().__init__(f"workflow {workflow_id!r} does not exist")
         self.args = (workflow_id,)
@@ -68,6 +105,8 @@ class DBOSNonExistentWorkflowError(DBOSException):
 
 class DBOSConflictingWorkflowError(DBOSException):
     """A workflow ID is already used by a different workflow function."""
+
+    dbos_error_code = DBOSErrorCode.ConflictingWorkflowError.value
 
     def __init__(self, workflow_id: str, existing_name: str, requested_name: str) -> None:
         super().__init__(
@@ -80,6 +119,8 @@ class DBOSConflictingWorkflowError(DBOSException):
 
 class DBOSUnexpectedStepError(DBOSException):
     """Re-execution called a different step than the one recorded at this step ID."""
+
+    dbos_error_code = DBOSErrorCode.UnexpectedStep.value
 
     def __init__(self, workflow_id: str, step_id: int, expected: str, recorded: str) -> None:
         super().__init__(
@@ -94,6 +135,8 @@ class DBOSUnexpectedStepError(DBOSException):
 class DBOSMaxStepRetriesExceeded(DBOSException):
     """A step with retries failed on every attempt; ``errors`` holds one error per attempt."""
 
+    dbos_error_code = DBOSErrorCode.MaxStepRetriesExceeded.value
+
     def __init__(self, step_name: str, max_attempts: int, errors: list[BaseException]) -> None:
         last = f": {type(errors[-1]).__name__}: {errors[-1]}" if errors else ""
         super().__init__(f"step {step_name!r} failed {max_attempts} times{last}")
@@ -106,6 +149,8 @@ class DBOSMaxStepRetriesExceeded(DBOSException):
 class DBOSAwaitedWorkflowCancelledError(DBOSException):
     """The awaited workflow was cancelled."""
 
+    dbos_error_code = DBOSErrorCode.AwaitedWorkflowCancelled.value
+
     def __init__(self, workflow_id: str) -> None:
         super().__init__(f"workflow {workflow_id!r} was cancelled")
         self.args = (workflow_id,)
@@ -114,6 +159,8 @@ class DBOSAwaitedWorkflowCancelledError(DBOSException):
 
 class DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded(DBOSException):
     """The awaited workflow was recovered too many times and was dead-lettered."""
+
+    dbos_error_code = DBOSErrorCode.AwaitedWorkflowMaxRecoveryAttemptsExceeded.value
 
     def __init__(self, workflow_id: str) -> None:
         super().__init__(
@@ -126,6 +173,8 @@ class DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded(DBOSException):
 
 class DBOSQueueDeduplicatedError(DBOSException):
     """A workflow with this deduplication ID is already active on the queue."""
+
+    dbos_error_code = DBOSErrorCode.QueueDeduplicated.value
 
     def __init__(self, workflow_id: str, queue_name: str, deduplication_id: str) -> None:
         super().__init__(
@@ -142,6 +191,8 @@ class DBOSQueueNotFoundError(DBOSException):
 
 class DBOSWorkflowFunctionNotFoundError(DBOSException):
     """No registered workflow function has the name a stored workflow was run under."""
+
+    dbos_error_code = DBOSErrorCode.WorkflowFunctionNotFound.value
 
     def __init__(self, workflow_id: str, name: str) -> None:
         super().__init__(
@@ -169,6 +220,8 @@ class DBOSWorkflowError(DBOSException):
 class DBOSConfigError(DBOSException):
     """Bad configuration: a malformed URL, an unknown key, an invalid decorator argument."""
 
+    dbos_error_code = DBOSErrorCode.InitializationError.value
+
 
 class DBOSConnectionError(DBOSException):
     """The database could not be reached within the configured connect timeout."""
@@ -180,6 +233,8 @@ class DBOSWorkflowCancelledError(BaseException):
     It derives from ``BaseException`` so an ``except Exception`` in user code cannot
     swallow it.
     """
+
+    dbos_error_code = DBOSErrorCode.WorkflowCancelled.value
 
     def __init__(self, workflow_id: str) -> None:
         super().__init__(workflow_id)

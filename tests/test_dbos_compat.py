@@ -177,3 +177,28 @@ async def test_wait_first__bad_arguments(dbos: DBOS) -> None:
     with pytest.raises(DBOSException, match="get_result"):
         await compat_wait_in_transaction(handle.workflow_id)
     await handle.get_result()
+
+
+def test_errors__carry_dbos_error_codes() -> None:
+    from dbos_async import (
+        DBOSAwaitedWorkflowCancelledError,
+        DBOSConflictingWorkflowError,
+        DBOSErrorCode,
+        DBOSWorkflowCancelledError,
+        DBOSWorkflowError,
+    )
+
+    conflict = DBOSConflictingWorkflowError("w", "a", "b")
+    assert conflict.dbos_error_code == DBOSErrorCode.ConflictingWorkflowError.value == 9
+    assert DBOSNonExistentWorkflowError("w").dbos_error_code == 5
+    assert DBOSAwaitedWorkflowCancelledError("w").dbos_error_code == 13
+    assert DBOSWorkflowCancelledError("w").dbos_error_code == 10
+    assert DBOSWorkflowError("T", "m").dbos_error_code is None  # (no DBOS counterpart)
+
+
+async def test_errors__a_recorded_error_keeps_its_code(dbos: DBOS) -> None:
+    handle = await DBOS.start_workflow(compat_child, "x")
+    await handle.get_result()
+    with pytest.raises(DBOSNonExistentWorkflowError) as caught:
+        await DBOS.get_result("compat-missing")
+    assert caught.value.dbos_error_code == 5

@@ -36,7 +36,7 @@ API_NAMES = [
 
 #: Names API.md leaves to us: the type ``DBOS.list_executors()`` returns (section 9) and
 #: ``run``, asyncio.run on uvloop when it is installed.
-OUR_NAMES = ["ExecutorInfo", "StepStatus", "run"]
+OUR_NAMES = ["DBOSErrorCode", "ExecutorInfo", "StepStatus", "run"]
 
 #: API.md section 8, plus DBOSConnectionError (what an unreachable database raises) and
 #: DBOSQueueNotFoundError (a client naming a queue no process declared).
@@ -150,7 +150,8 @@ def test_star_import__gives_exactly_the_public_names() -> None:
 
 
 def test_errors_module__all_is_exactly_the_error_classes() -> None:
-    assert sorted(dbos_async.errors.__all__) == sorted(ERROR_NAMES)
+    # (and DBOS Transact's error codes, which the errors carry)
+    assert sorted(dbos_async.errors.__all__) == sorted([*ERROR_NAMES, "DBOSErrorCode"])
 
 
 # --------------------------------------------------------------------------------------
