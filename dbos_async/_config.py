@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from ._urls import SQLITE_PREFIX, is_sqlite_url, redact_url
 
 __all__ = ["DBOSConfig", "Settings", "resolve_config", "validate_url"]
 
+log = logging.getLogger("dbos_async")
+
 
 class DBOSConfig(TypedDict, total=False):
     """What ``DBOS(config)`` accepts; every key is optional."""
@@ -23,8 +26,8 @@ class DBOSConfig(TypedDict, total=False):
     database_url: str
     """``postgresql://user@host:5432/db`` or ``sqlite:///path.sqlite``
     (``sqlite:///:memory:`` allowed). Default: env ``DBOS_DATABASE_URL``, else
-    ``sqlite:///{name}.sqlite`` in the working directory. ``@DBOS.transaction``
-    functions run on this database."""
+    ``sqlite:///{name}.sqlite`` in the working directory (or ``system_database_url``
+    when only that is given). ``@DBOS.transaction`` functions run on this database."""
     system_database_url: str
     """Where the runtime's own tables live; default ``database_url``."""
     executor_id: str
@@ -43,9 +46,59 @@ class DBOSConfig(TypedDict, total=False):
     executor_lease_seconds: float
     """How long a process owns its workflows without renewing its
     lease (default 10, at least 0.5); it renews it several times per period."""
+    application_database_url: str
+    """DBOS Transact's name for ``database_url`` (give one of the two, or both equal)."""
+    sys_db_pool_size: int
+    """DBOS Transact's name for ``pool_size``."""
+    log_level: str
+    """The level of the ``dbos_async`` logger (``"DEBUG"``, ``"INFO"``, ``"WARNING"``...),
+    as DBOS Transact's key sets its logger's; unset, the logger is left as it is."""
 
 
 _KEYS = set(DBOSConfig.__annotations__)
+
+#: DBOS Transact's configuration keys that mean nothing here: a DBOS config dict is
+#: accepted, each of these with one warning in the log saying it has no effect and why.
+_DBOS_ONLY_KEYS: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "otlp_traces_endpoints",
+            "otlp_logs_endpoints",
+            "otlp_log_level",
+            "otlp_attributes",
+            "enable_otlp",
+            "otel_attribute_format",
+        ),
+        "set an OpenTelemetry tracer provider with the exporter you want instead (docs/tracing.md)",
+    ),
+    "console_log_level": "configure logging handlers yourself (log_level sets the level)",
+    **dict.fromkeys(
+        ("admin_port", "run_admin_server"), "there is no admin server; use the dbos-async CLI"
+    ),
+    **dict.fromkeys(
+        ("conductor_key", "conductor_url", "conductor_executor_metadata"),
+        "there is no DBOS Conductor connection",
+    ),
+    **dict.fromkeys(
+        ("db_engine_kwargs", "system_database_engine"),
+        "the runtime uses asyncpg and aiosqlite directly, not SQLAlchemy engines",
+    ),
+    "max_executor_threads": "plain def steps run in asyncio's default thread pool",
+    **dict.fromkeys(
+        (
+            "sys_db_polling_concurrency",
+            "notification_listener_polling_interval_sec",
+            "notification_coalesce_sec",
+            "scheduler_polling_interval_sec",
+            "kafka_queue_polling_interval_sec",
+            "use_listen_notify",
+        ),
+        "waits are woken by notifications (Postgres LISTEN) with polling built in",
+    ),
+    "dbos_system_schema": "the runtime's tables live in the dbos_async schema",
+    "run_migrations": "launch always creates or migrates the schema",
+    "enable_patching": "DBOS.patch is not available yet",
+}
 
 
 @dataclass(frozen=True)
@@ -106,12 +159,20 @@ def validate_url(url: object, key: str) -> str:
 def resolve_config(config: DBOSConfig | dict[str, Any] | None) -> Settings:
     """Fill in defaults (environment, then built-in) and validate every key."""
     raw: dict[str, Any] = dict(config or {})
-    unknown = sorted(set(raw) - _KEYS)
+    unknown = sorted(set(raw) - _KEYS - set(_DBOS_ONLY_KEYS))
     if unknown:
         raise DBOSConfigError(
             f"unknown config key(s) {', '.join(map(repr, unknown))}; "
             f"known keys: {', '.join(sorted(_KEYS))}"
         )
+    for key in sorted(set(raw) & set(_DBOS_ONLY_KEYS)):
+        if raw[key] is not None:
+            log.warning(
+                "config key %r (DBOS Transact's) has no effect in dbos_async: %s",
+                key,
+                _DBOS_ONLY_KEYS[key],
+            )
+    _dbos_aliases(raw)
     name = raw.get("name", "dbos_async")
     if not isinstance(name, str) or not name:
         raise DBOSConfigError(f"config 'name' must be a non-empty string, got {name!r}")
@@ -119,6 +180,10 @@ def resolve_config(config: DBOSConfig | dict[str, Any] | None) -> Settings:
         database_url = validate_url(raw["database_url"], "database_url")
     elif os.environ.get("DBOS_DATABASE_URL"):
         database_url = validate_url(os.environ["DBOS_DATABASE_URL"], "DBOS_DATABASE_URL")
+    elif raw.get("system_database_url") is not None:
+        # (Only the system database named, as DBOS Transact configs often do: the
+        # transactions run there too.)
+        database_url = validate_url(raw["system_database_url"], "system_database_url")
     else:
         database_url = f"{SQLITE_PREFIX}{name}.sqlite"
     system_url = (
@@ -164,3 +229,30 @@ def _positive_seconds(value: object, key: str) -> float:
     ):
         raise DBOSConfigError(f"config {key!r} must be a positive number, got {value!r}")
     return float(value)
+
+
+def _dbos_aliases(raw: dict[str, Any]) -> None:
+    """DBOS Transact's keys that mean what one of ours does, moved to ours in ``raw``;
+    ``log_level`` applied. Giving both names with different values is an error."""
+    for theirs, ours in (
+        ("application_database_url", "database_url"),
+        ("sys_db_pool_size", "pool_size"),
+    ):
+        if raw.get(theirs) is None:
+            raw.pop(theirs, None)
+            continue
+        value = raw.pop(theirs)
+        if raw.get(ours) is not None and raw[ours] != value:
+            raise DBOSConfigError(
+                f"config keys {ours!r} and {theirs!r} (its DBOS Transact name) differ: "
+                f"give one of them"
+            )
+        raw[ours] = value
+    level = raw.pop("log_level", None)
+    if level is not None:
+        if not isinstance(level, str) or not isinstance(logging.getLevelName(level.upper()), int):
+            raise DBOSConfigError(
+                f"config 'log_level' must be a logging level name such as 'INFO' or "
+                f"'DEBUG', got {level!r}"
+            )
+        logging.getLogger("dbos_async").setLevel(level.upper())

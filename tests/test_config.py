@@ -2,6 +2,7 @@
 the checks the decorators make when they are applied."""
 
 import asyncio
+import logging
 import os
 import socket
 import time
@@ -750,3 +751,72 @@ async def test_dbos__launch_twice_is_harmless(tmp_path: Path) -> None:
     await DBOS.launch()
     await asyncio.wait_for(DBOS.launch(), 5)
     await run_echo(16)
+
+
+# -- DBOS Transact's configuration keys ------------------------------------------------
+
+
+def test_dbos_config__a_dbos_transact_dict_is_accepted_with_one_warning_per_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dbos_style = {
+        "name": "shop",
+        "system_database_url": "sqlite:///sys.sqlite",
+        "application_database_url": "sqlite:///app.sqlite",
+        "sys_db_pool_size": 7,
+        "enable_otlp": True,
+        "otlp_traces_endpoints": ["http://collector:4318"],
+        "run_admin_server": False,
+        "conductor_key": None,  # (None means unset: no warning)
+    }
+    with caplog.at_level(logging.WARNING, logger="dbos_async"):
+        settings = resolve_config(dbos_style)
+    assert settings.database_url == "sqlite:///app.sqlite"
+    assert settings.system_database_url == "sqlite:///sys.sqlite"
+    assert settings.pool_size == 7
+    warned = sorted(r.getMessage() for r in caplog.records)
+    assert len(warned) == 3
+    assert all("has no effect in dbos_async" in m for m in warned)
+    assert "'enable_otlp'" in warned[0] and "tracer provider" in warned[0]
+    assert "'otlp_traces_endpoints'" in warned[1]
+    assert "'run_admin_server'" in warned[2] and "admin server" in warned[2]
+
+
+def test_dbos_config__only_a_system_database_runs_transactions_there_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DBOS_DATABASE_URL", raising=False)
+    settings = resolve_config({"system_database_url": "sqlite:///only.sqlite"})
+    assert settings.database_url == settings.system_database_url == "sqlite:///only.sqlite"
+
+
+def test_dbos_config__both_names_of_one_key_must_agree() -> None:
+    same = resolve_config(
+        {"database_url": "sqlite:///a.sqlite", "application_database_url": "sqlite:///a.sqlite"}
+    )
+    assert same.database_url == "sqlite:///a.sqlite"
+    with pytest.raises(DBOSConfigError, match="'database_url' and 'application_database_url'"):
+        resolve_config(
+            {"database_url": "sqlite:///a.sqlite", "application_database_url": "sqlite:///b.sqlite"}
+        )
+    with pytest.raises(DBOSConfigError, match="'pool_size' and 'sys_db_pool_size'"):
+        resolve_config({"pool_size": 3, "sys_db_pool_size": 4})
+    with pytest.raises(DBOSConfigError, match="pool_size"):
+        resolve_config({"sys_db_pool_size": 0})
+
+
+def test_dbos_config__log_level_sets_the_librarys_logger() -> None:
+    logger = logging.getLogger("dbos_async")
+    before = logger.level
+    try:
+        resolve_config({"log_level": "debug"})
+        assert logger.level == logging.DEBUG
+        with pytest.raises(DBOSConfigError, match="log_level"):
+            resolve_config({"log_level": "LOUD"})
+    finally:
+        logger.setLevel(before)
+
+
+def test_dbos_config__keys_of_neither_library_are_still_refused() -> None:
+    with pytest.raises(DBOSConfigError, match="unknown config key"):
+        resolve_config({"databse_url": "sqlite:///typo.sqlite"})
