@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
@@ -25,7 +25,7 @@ from ._runner import launch_recorded, start_workflow
 from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
 from ._scheduler import backfill
 from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, WorkflowStatusString
-from ._steps import builtin_step, durable_sleep
+from ._steps import builtin_step, durable_sleep, durable_wait
 from ._tracing import current_span
 from ._txguard import refuse_in_transaction
 from .sysdb import notification_key
@@ -281,6 +281,35 @@ class DBOS(metaclass=_DBOSMeta):
         return pick(builtin_step("DBOS.waitFirst", first, str))
 
     wait_first_async = wait_first
+
+    @staticmethod
+    def asyncio_wait(
+        fs: Iterable[Awaitable[Any]],
+        *,
+        timeout: float | None = None,
+        return_when: str = asyncio.ALL_COMPLETED,
+    ) -> Coroutine[Any, Any, tuple[set[asyncio.Future[Any]], set[asyncio.Future[Any]]]]:
+        """``asyncio.wait`` made deterministic in workflows: the awaitables are wrapped in
+        tasks (as ``asyncio.ensure_future`` does) and ``(done, pending)`` is returned; from a
+        workflow's own code, which of them were done is recorded as a step
+        (``DBOS.asyncio_wait``), so a re-run gets the same split. Outside workflows it is
+        ``asyncio.wait``. ``return_when`` is ``asyncio.ALL_COMPLETED`` (default),
+        ``FIRST_COMPLETED`` or ``FIRST_EXCEPTION``."""
+        if return_when not in (
+            asyncio.ALL_COMPLETED,
+            asyncio.FIRST_COMPLETED,
+            asyncio.FIRST_EXCEPTION,
+        ):
+            raise ValueError(
+                "return_when must be asyncio.ALL_COMPLETED, FIRST_COMPLETED or "
+                f"FIRST_EXCEPTION, got {return_when!r}"
+            )
+        if timeout is not None and not is_seconds(timeout):
+            raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
+        futures = [asyncio.ensure_future(f) for f in fs]
+        if not futures:
+            raise ValueError("DBOS.asyncio_wait() needs at least one awaitable, got none")
+        return durable_wait(futures, timeout, return_when)
 
     @staticmethod
     def sleep(seconds: float) -> Coroutine[Any, Any, None]:

@@ -122,6 +122,7 @@ def step(
     max_attempts: int = 3,
     interval_seconds: float = 1.0,
     backoff_rate: float = 2.0,
+    preemptible: bool = False,
 ) -> StepDecorator:
     """``@DBOS.step()`` on an ``async def`` or a plain ``def``: make it a checkpointed step.
 
@@ -136,6 +137,11 @@ def step(
     failure (from 0); after the last failure ``DBOSMaxStepRetriesExceeded`` is raised,
     its ``errors`` holding one exception per attempt. ``name`` defaults to the function's
     ``__qualname__``. ``@DBOS.communicator()`` is the same decorator.
+
+    A cancel (or a workflow deadline) normally lets a running step finish and record its
+    outcome. With ``preemptible=True`` (``async def`` steps only) the step's body is
+    cancelled at once instead (it sees ``asyncio.CancelledError``, which is not retried),
+    nothing is recorded, and a resumed workflow runs the step again from the start.
     """
     _check_called("step", _func, name)
     options = StepOptions(
@@ -143,6 +149,7 @@ def step(
         max_attempts=max_attempts,
         interval_seconds=interval_seconds,
         backoff_rate=backoff_rate,
+        preemptible=preemptible,
     )
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
@@ -150,6 +157,11 @@ def step(
             raise TypeError(
                 f"@DBOS.step() cannot decorate the generator {func.__qualname__!r}; "
                 "return a value instead"
+            )
+        if options.preemptible and not inspect.iscoroutinefunction(func):
+            raise DBOSConfigError(
+                f"@DBOS.step(preemptible=True) needs an async def step; {func.__qualname__!r} "
+                "is a plain def, whose thread cannot be interrupted"
             )
         info = describe(name or func.__qualname__, func, options)
         return _wrap(info, call_step)

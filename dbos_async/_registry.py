@@ -60,6 +60,8 @@ class StepOptions:
     max_attempts: int = 3
     interval_seconds: float = 1.0
     backoff_rate: float = 2.0
+    #: Cancelled mid-body when its workflow is cancelled, instead of finishing first.
+    preemptible: bool = False
 
     def __post_init__(self) -> None:
         attempts, interval, rate = self.max_attempts, self.interval_seconds, self.backoff_rate
@@ -72,6 +74,7 @@ class StepOptions:
         if not isinstance(rate, (int, float)) or rate <= 0:
             raise DBOSConfigError(f"@DBOS.step(backoff_rate=...) must be > 0, got {rate!r}")
         _set(self, "retries_allowed", bool(self.retries_allowed))
+        _set(self, "preemptible", bool(self.preemptible))
         _set(self, "interval_seconds", float(interval))
         _set(self, "backoff_rate", float(rate))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from ._checkpoint import Checkpoint, next_checkpoint
@@ -42,6 +42,7 @@ __all__ = [
     "call_step",
     "call_transaction",
     "durable_sleep",
+    "durable_wait",
 ]
 
 SLEEP_STEP_NAME = "DBOS.sleep"
@@ -75,6 +76,15 @@ async def _as_body(state: WorkflowState, run: Coroutine[Any, Any, T]) -> T:
         return await run
 
 
+async def _preemptible(state: WorkflowState, run: Coroutine[Any, Any, T]) -> T:
+    """Run a preemptible step: not a body a cancel waits for, so a cancel of its workflow
+    cancels it where it is (nothing is recorded; a resumed run runs it again)."""
+    if state.cancelled:
+        run.close()
+        raise DBOSWorkflowCancelledError(state.workflow_id)
+    return await run
+
+
 async def _attempts(
     state: WorkflowState, info: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -105,7 +115,10 @@ def call_step(
     checkpoint = next_checkpoint(info.name, info.return_hint)
     if checkpoint is None:
         return _plain_step(info, args, kwargs)
-    return checkpoint.traced(_as_body(checkpoint.state, _run_step(checkpoint, info, args, kwargs)))
+    run = _run_step(checkpoint, info, args, kwargs)
+    if info.step_options.preemptible:
+        return checkpoint.traced(_preemptible(checkpoint.state, run))
+    return checkpoint.traced(_as_body(checkpoint.state, run))
 
 
 async def _run_step(
@@ -268,3 +281,38 @@ async def _builtin(checkpoint: Checkpoint, run: Callable[[], Awaitable[Any]]) ->
     except Exception as exc:
         return await checkpoint.record_error(rt, exc, started)
     return await checkpoint.record(rt, output, value, started)
+
+
+def durable_wait(
+    futures: Sequence[asyncio.Future[Any]], wait_seconds: float | None, return_when: str
+) -> Coroutine[Any, Any, tuple[set[asyncio.Future[Any]], set[asyncio.Future[Any]]]]:
+    """``DBOS.asyncio_wait``: ``asyncio.wait`` whose answer (which futures were done) is,
+    from a workflow's own code, a step (``DBOS.asyncio_wait``, recording their indices),
+    so a re-run returns the same split: it waits for the futures recorded as done, and
+    hands back the others as pending, whatever they do meanwhile."""
+    checkpoint = next_checkpoint("DBOS.asyncio_wait", list[int])
+    if checkpoint is None:
+        return asyncio.wait(futures, timeout=wait_seconds, return_when=return_when)
+    return checkpoint.traced(_durable_wait(checkpoint, futures, wait_seconds, return_when))
+
+
+async def _durable_wait(
+    checkpoint: Checkpoint,
+    futures: Sequence[asyncio.Future[Any]],
+    wait_seconds: float | None,
+    return_when: str,
+) -> tuple[set[asyncio.Future[Any]], set[asyncio.Future[Any]]]:
+    rt = get_runtime()
+    if checkpoint.recorded:
+        indices = checkpoint.replay(rt) or []
+    else:
+        started = now_ms()
+        done, _ = await asyncio.wait(futures, timeout=wait_seconds, return_when=return_when)
+        ours = [i for i, f in enumerate(futures) if f in done]
+        output = rt.codec.dumps(ours, "the indices DBOS.asyncio_wait found done")
+        # (The split another run recorded first, if one did, stands.)
+        indices = await checkpoint.record(rt, output, ours, started)
+    done = {f for i, f in enumerate(futures) if i in set(indices)}
+    if done:
+        await asyncio.wait(done)  # (a replay: those done in the recorded run end here too)
+    return done, {f for f in futures if f not in done}

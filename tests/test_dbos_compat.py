@@ -11,6 +11,7 @@ import pytest
 
 from dbos_async import (
     DBOS,
+    DBOSAwaitedWorkflowCancelledError,
     DBOSException,
     DBOSNonExistentWorkflowError,
     SetWorkflowID,
@@ -202,3 +203,101 @@ async def test_errors__a_recorded_error_keeps_its_code(dbos: DBOS) -> None:
     with pytest.raises(DBOSNonExistentWorkflowError) as caught:
         await DBOS.get_result("compat-missing")
     assert caught.value.dbos_error_code == 5
+
+
+# -- preemptible steps and DBOS.asyncio_wait -------------------------------------------
+
+calls: dict[str, int] = {}
+started: dict[str, asyncio.Event] = {}
+
+
+@DBOS.step(preemptible=True, retries_allowed=True, max_attempts=5, interval_seconds=0.01)
+async def compat_long_step() -> str:
+    calls["long"] = calls.get("long", 0) + 1
+    if calls["long"] == 1:
+        started["long"].set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            calls["cancelled"] = 1
+            raise
+    return "done"
+
+
+@DBOS.workflow()
+async def compat_preempted() -> str:
+    return await compat_long_step()
+
+
+async def test_preemptible__a_cancel_interrupts_the_step_and_resume_reruns_it(
+    dbos: DBOS,
+) -> None:
+    calls.clear()
+    started["long"] = asyncio.Event()
+    with SetWorkflowID("compat-preempt"):
+        handle = await DBOS.start_workflow(compat_preempted)
+    await asyncio.wait_for(started["long"].wait(), 30)
+    await DBOS.cancel_workflow("compat-preempt")
+    with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+        await asyncio.wait_for(handle.get_result(), 30)
+    assert calls == {"long": 1, "cancelled": 1}  # interrupted, and not retried
+    assert await DBOS.list_workflow_steps("compat-preempt") == []  # nothing recorded
+    resumed = await DBOS.resume_workflow("compat-preempt")
+    assert await asyncio.wait_for(resumed.get_result(), 30) == "done"
+    assert calls["long"] == 2
+
+
+def test_preemptible__refused_for_a_plain_def_step() -> None:
+    with pytest.raises(DBOSException, match="async def"):
+
+        @DBOS.step(preemptible=True)
+        def compat_sync_preemptible() -> None:
+            pass
+
+
+@DBOS.step()
+async def compat_delayed(label: str, seconds: float) -> str:
+    calls[label] = calls.get(label, 0) + 1
+    await asyncio.sleep(seconds)
+    return label
+
+
+@DBOS.workflow()
+async def compat_racing(slow_seconds: float) -> list[Any]:
+    quick = compat_delayed("quick", 0.0)
+    slow = compat_delayed("slow", slow_seconds)
+    done, pending = await DBOS.asyncio_wait([quick, slow], return_when=asyncio.FIRST_COMPLETED)
+    finished = sorted(f.result() for f in done)
+    for future in pending:
+        await future  # let the slow step finish and record
+    return finished
+
+
+async def test_asyncio_wait__the_recorded_split_is_replayed(dbos: DBOS) -> None:
+    calls.clear()
+    with SetWorkflowID("compat-race"):
+        assert await asyncio.wait_for(compat_racing(0.5), 30) == ["quick"]
+    steps = await DBOS.list_workflow_steps("compat-race")
+    assert [(s.function_id, s.function_name) for s in steps] == [
+        (1, "compat_delayed"),
+        (2, "compat_delayed"),
+        (3, "DBOS.asyncio_wait"),
+    ]
+    assert steps[2].output == [0]
+    # A re-run from step 3 (a fork) replays the split even though both steps (recorded,
+    # so instant now) would both be done: the branch taken stays the same.
+    fork = await DBOS.fork_workflow("compat-race", start_step=4)
+    assert await asyncio.wait_for(fork.get_result(), 30) == ["quick"]
+    assert calls == {"quick": 1, "slow": 1}
+
+
+async def test_asyncio_wait__outside_workflows_and_bad_arguments(dbos: DBOS) -> None:
+    async def value(v: int) -> int:
+        return v
+
+    done, pending = await DBOS.asyncio_wait([value(1), value(2)])
+    assert sorted(f.result() for f in done) == [1, 2] and pending == set()
+    with pytest.raises(ValueError, match="return_when"):
+        DBOS.asyncio_wait([], return_when="WHENEVER")
+    with pytest.raises(ValueError, match="at least one"):
+        DBOS.asyncio_wait([])
