@@ -25,6 +25,8 @@ log = logging.getLogger("dbos_async")
 
 #: How long a resume waits for a cancelled run here to end before it says so in the log.
 _SLOW_END_SECONDS = 5.0
+#: The longest a cancel's awaiters wait for the cancelled task to unwind.
+_UNWIND_SECONDS = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,16 +112,28 @@ class LiveWorkflows:
             self._queue_listeners.remove(listener)
 
     def stop(self, workflow_id: str) -> None:
-        """Stop a workflow of this process that was cancelled, at a step boundary: its
-        awaiters get DBOSAwaitedWorkflowCancelledError at once; a step or transaction body
-        that is running finishes and records its checkpoint, then the task is cancelled (at
-        once if none runs: a workflow waiting in a sleep, a recv, on a child...). A step it
-        reaches meanwhile raises DBOSWorkflowCancelledError instead of running."""
+        """Stop a workflow of this process that was cancelled, at a step boundary: a step
+        or transaction body that is running finishes and records its checkpoint, then the
+        task is cancelled (at once if none runs: a workflow waiting in a sleep, a recv, on
+        a child, or in a preemptible step). A step it reaches meanwhile raises
+        DBOSWorkflowCancelledError instead of running. Its awaiters get
+        DBOSAwaitedWorkflowCancelledError at once if a body runs, else once the task has
+        unwound (at most a second later, should its code swallow the cancel)."""
         run = self._runs.get(workflow_id)
         if run is None:
             return
-        if not run.outcome.done():
-            run.outcome.set_exception(DBOSAwaitedWorkflowCancelledError(workflow_id))
+
+        def tell(_: object = None) -> None:
+            if not run.outcome.done():
+                run.outcome.set_exception(DBOSAwaitedWorkflowCancelledError(workflow_id))
+
+        if run.state.bodies:
+            tell()  # at once: the running body may take long to finish and record
+        else:
+            # Once the task has unwound (a preemptible step's ``except`` has run): the
+            # stop is one turn of the event loop away.
+            run.task.add_done_callback(tell)
+            asyncio.get_running_loop().call_later(_UNWIND_SECONDS, tell)
         run.state.cancel(run.task.cancel)
 
     def lose(self, workflow_id: str) -> None:
