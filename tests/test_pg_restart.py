@@ -156,7 +156,6 @@ async def pgr_step(i: int) -> int:
 
 @DBOS.transaction()
 async def pgr_count(i: int) -> int:
-    await DBOS.sql_connection.execute("CREATE TABLE IF NOT EXISTS pgr_applied (i INTEGER)")
     await DBOS.sql_connection.execute("INSERT INTO pgr_applied (i) VALUES ($1)", i)
     return i
 
@@ -177,6 +176,13 @@ async def test_restart__running_workflows_carry_on_and_lose_nothing(
     step runs once, each transaction applies once, and every workflow ends SUCCESS."""
     RAN.clear()
     n = 40
+    # (Created up front: concurrent CREATE TABLE IF NOT EXISTS can collide in Postgres's
+    # catalog, which failed a workflow's transaction once.)
+    conn = await asyncpg.connect(fresh_pg)
+    try:
+        await conn.execute("CREATE TABLE pgr_applied (i INTEGER)")
+    finally:
+        await conn.close()
     DBOS({"database_url": fresh_pg, "application_version": "test"})
     await DBOS.launch()
     try:
