@@ -181,13 +181,14 @@ async def fork_workflow(
     source = await rt.sysdb.get_workflow(workflow_id)
     if source is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
-    steps = await rt.sysdb.load_steps(workflow_id)
-    last = max((s.function_id for s in steps), default=0)
-    if not 1 <= start_step <= last + 1:
+    if start_step < 1:
         raise ValueError(
-            f"cannot fork workflow {workflow_id!r} at step {start_step}: it has {last} "
-            f"recorded steps, so start_step must be between 1 and {last + 1}"
+            f"cannot fork workflow {workflow_id!r} at step {start_step}: steps are "
+            "numbered from 1, so start_step must be at least 1"
         )
+    # A start_step past the last recorded step reuses every recorded output (DBOS's
+    # meaning): the fork replays what was recorded and runs whatever comes after.
+    steps = await rt.sysdb.load_steps(workflow_id)
     now = now_ms()
     row = WorkflowRow(
         workflow_id=take_assigned_workflow_id() or new_workflow_id(),

@@ -252,8 +252,8 @@ async def test_cli__fork_and_step_out_of_range(dbos: DBOS, db_url: str) -> None:
     copied = (await cli("workflow", "steps", new_id, "--json", url=db_url)).json()
     assert [s["function_id"] for s in copied] == [1]  # steps before 2 are reused
 
-    out_of_range = await cli("workflow", "fork", "cli-fork-src", "--step", "9", url=db_url)
-    assert_error(out_of_range, 1, "cli-fork-src", "9")
+    out_of_range = await cli("workflow", "fork", "cli-fork-src", "--step", "0", url=db_url)
+    assert_error(out_of_range, 1, "cli-fork-src", "0")
     listed = await DBOS.list_workflows(name="cli_three_steps")
     assert len(listed) == 2  # the failed fork created nothing
 
