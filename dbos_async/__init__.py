@@ -25,11 +25,11 @@ from ._errors import (
     DBOSWorkflowError,
     DBOSWorkflowFunctionNotFoundError,
 )
-from ._handle import WorkflowHandle
+from ._handle import WorkflowHandle, WorkflowHandleAsync
 from ._loop import run
 from ._queue import Queue, SetEnqueueOptions
 from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, WorkflowStatusString
-from .client import DBOSClient
+from .client import DBOSClient, EnqueueOptions
 
 __all__ = [
     "DBOS",
@@ -51,6 +51,7 @@ __all__ = [
     "DBOSWorkflowCancelledError",
     "DBOSWorkflowError",
     "DBOSWorkflowFunctionNotFoundError",
+    "EnqueueOptions",
     "ExecutorInfo",
     "Queue",
     "SetEnqueueOptions",
@@ -59,6 +60,7 @@ __all__ = [
     "StepInfo",
     "StepStatus",
     "WorkflowHandle",
+    "WorkflowHandleAsync",
     "WorkflowStatus",
     "WorkflowStatusString",
     "run",

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ._runtime import Runtime
     from .sysdb import StepRow, WorkflowRow
 
-__all__ = ["WorkflowHandle", "outcome_of", "status_of", "step_infos"]
+__all__ = ["WorkflowHandle", "WorkflowHandleAsync", "outcome_of", "status_of", "step_infos"]
 
 R = TypeVar("R")
 
@@ -217,3 +217,8 @@ class WorkflowHandle(Generic[R]):
         return status_of(self._runtime, row)
 
     get_status_async = get_status
+
+
+#: DBOS Transact's name for the handle its async API returns; here every handle is
+#: async, so it is ``WorkflowHandle`` itself.
+WorkflowHandleAsync = WorkflowHandle

@@ -301,3 +301,59 @@ async def test_asyncio_wait__outside_workflows_and_bad_arguments(dbos: DBOS) -> 
         DBOS.asyncio_wait([], return_when="WHENEVER")
     with pytest.raises(ValueError, match="at least one"):
         DBOS.asyncio_wait([])
+
+
+# -- DBOS.executor_id, DBOS.application_version, WorkflowHandleAsync ----------------------
+
+
+async def test_executor_id_and_application_version__read_the_runtime(db_url: str) -> None:
+    await DBOS.destroy()
+    DBOS(
+        {
+            "name": "compat-ids",
+            "database_url": db_url,
+            "executor_id": "vm-7",
+            "application_version": "v-compat",
+        }
+    )
+    try:
+        assert DBOS.executor_id == "vm-7"
+        assert DBOS.application_version == "v-compat"
+        await DBOS.launch()
+        handle = await DBOS.start_workflow(compat_workflow)
+        await handle
+        status = await handle.get_status()
+        assert (status.executor_id, status.app_version) == ("vm-7", "v-compat")
+    finally:
+        await DBOS.destroy()
+
+
+async def test_executor_id_and_application_version__defaults(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await DBOS.destroy()
+    monkeypatch.delenv("DBOS__VMID", raising=False)
+    monkeypatch.delenv("DBOS__APPVERSION", raising=False)
+    assert DBOS.executor_id == "local"
+    DBOS({"name": "compat-defaults", "database_url": db_url})
+    try:
+        await DBOS.launch()
+        # Without one configured, the version is the hash of the registered workflows,
+        # the one recorded with each workflow.
+        version = DBOS.application_version
+        assert version
+        handle = await DBOS.start_workflow(compat_workflow)
+        await handle
+        assert (await handle.get_status()).app_version == version
+    finally:
+        await DBOS.destroy()
+    monkeypatch.setenv("DBOS__VMID", "vm-env")
+    monkeypatch.setenv("DBOS__APPVERSION", "v-env")
+    assert (DBOS.executor_id, DBOS.application_version) == ("vm-env", "v-env")
+
+
+def test_workflow_handle_async__is_the_handle_class() -> None:
+    from dbos_async import WorkflowHandle, WorkflowHandleAsync
+
+    assert WorkflowHandleAsync is WorkflowHandle
+    assert WorkflowHandleAsync[str] is not None  # DBOS code annotates with it
