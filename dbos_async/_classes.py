@@ -244,11 +244,13 @@ def stored_receiver(
                 f"it was started on instance {config_name!r} of class {class_name!r}, and "
                 f"{info.name!r} is not an instance method of a @DBOS.dbos_class() class here"
             )
-        instance = (
-            registry.instances.get((class_name, config_name))
-            if class_name is not None and config_name is not None
-            else None
-        )
+        if class_name is None or config_name is None:
+            return (), (
+                f"{info.name!r} is an instance method here, and the workflow was stored "
+                "without the names of an instance (started before its class was a "
+                "@DBOS.dbos_class() with DBOSConfiguredInstance instances?)"
+            )
+        instance = registry.instances.get((class_name, config_name))
         if instance is None:
             return (), (
                 f"no instance of class {class_name!r} named {config_name!r} is registered "
