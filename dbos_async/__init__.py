@@ -4,6 +4,7 @@ Workflows are ``async def`` functions whose steps are checkpointed in Postgres o
 after a crash they resume where they stopped, never re-running a finished step.
 """
 
+from ._classes import DBOSConfiguredInstance
 from ._config import DBOSConfig
 from ._context import SetWorkflowID, SetWorkflowTimeout
 from ._dbos import DBOS
@@ -38,6 +39,7 @@ __all__ = [
     "DBOSClient",
     "DBOSConfig",
     "DBOSConfigError",
+    "DBOSConfiguredInstance",
     "DBOSConflictingWorkflowError",
     "DBOSConnectionError",
     "DBOSErrorCode",

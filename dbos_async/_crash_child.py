@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._classes import stored_receiver
 from ._context import SetWorkflowID
 from ._dbos import DBOS
 from ._decorators import function_info
@@ -54,6 +55,7 @@ def _load_workflow(spec: dict[str, Any]) -> tuple[Callable[..., Any], FunctionIn
         ) from exc
     for part in qualname.split("."):
         found = getattr(found, part, None)
+    found = getattr(found, "__func__", found)  # (a classmethod: its receiver comes below)
     info = function_info(found)
     if info is None or info.name != spec["workflow_name"]:
         raise _SetupError(
@@ -74,9 +76,12 @@ async def _run(spec: dict[str, Any]) -> None:
     config = dict(spec["config"], serializer=_serializer(spec["serializer"]))
     async with DBOS(config):
         rt = get_runtime()
-        args, kwargs = rt.codec.load_inputs(spec["inputs"], info.signature, info.hints)
+        args, kwargs = rt.codec.load_inputs(spec["inputs"], info.stored_signature, info.hints)
+        receiver, missing = stored_receiver(info, spec.get("class_name"), spec.get("config_name"))
+        if missing is not None:
+            raise _SetupError(f"workflow {spec['workflow_name']!r} cannot run here: {missing}")
         with SetWorkflowID(spec["workflow_id"]):
-            handle = await DBOS.start_workflow(wf, *args, **kwargs)
+            handle = await DBOS.start_workflow(wf, *receiver, *args, **kwargs)
         with contextlib.suppress(Exception):  # recorded: the parent reads it there
             await handle.get_result()
         sys.stderr.write(

@@ -13,7 +13,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from . import _decorators, _management, _messaging, _scheduler
+from . import _classes, _decorators, _management, _messaging, _scheduler
 from ._clock import is_seconds
 from ._config import DBOSConfig, resolve_config
 from ._context import current_sql_connection, current_step, current_workflow
@@ -223,7 +223,8 @@ class DBOS(metaclass=_DBOSMeta):
                 "DBOS.start_workflow() needs a function decorated with @DBOS.workflow(), "
                 f"got {func!r}"
             )
-        return start_workflow(info, args, kwargs)
+        # (A bound method, ``inst.wf`` or ``Cls.wf``, brings its receiver.)
+        return start_workflow(info, _classes.with_bound_receiver(func, args), kwargs)
 
     start_workflow_async = start_workflow
 
@@ -583,3 +584,18 @@ class DBOS(metaclass=_DBOSMeta):
         return _messaging.read_stream(workflow_id, key)
 
     read_stream_async = read_stream
+
+    # -- classes (issue 14) ------------------------------------------------------------
+
+    dbos_class = staticmethod(_classes.dbos_class)
+    """``@DBOS.dbos_class(class_name=None)`` on a class whose methods are workflows, steps
+    or transactions: registers it under ``class_name`` (default: its ``__qualname__``),
+    the name its method workflows are stored with (see ``DBOSConfiguredInstance``)."""
+
+    @staticmethod
+    def register_instance(inst: object) -> None:
+        """Register an instance (with a ``config_name`` attribute) under its class's
+        registered name and that name, as ``DBOSConfiguredInstance.__init__`` does: a
+        recovered workflow of its methods runs on it. Another instance with the same
+        names raises ``DBOSConfigError``."""
+        _classes.register_instance(inst)

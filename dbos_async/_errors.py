@@ -190,16 +190,17 @@ class DBOSQueueNotFoundError(DBOSException):
 
 
 class DBOSWorkflowFunctionNotFoundError(DBOSException):
-    """No registered workflow function has the name a stored workflow was run under."""
+    """No registered workflow function has the name a stored workflow was run under (or,
+    for a method, no registered class or instance has the name stored with it)."""
 
     dbos_error_code = DBOSErrorCode.WorkflowFunctionNotFound.value
 
-    def __init__(self, workflow_id: str, name: str) -> None:
+    def __init__(self, workflow_id: str, name: str, reason: str | None = None) -> None:
         super().__init__(
-            f"workflow {workflow_id!r} was started as {name!r}, but no workflow function "
-            "with that name is registered in this process"
+            f"workflow {workflow_id!r} was started as {name!r}, but "
+            + (reason or "no workflow function with that name is registered in this process")
         )
-        self.args = (workflow_id, name)
+        self.args = (workflow_id, name) if reason is None else (workflow_id, name, reason)
         self.workflow_id = workflow_id
 
 

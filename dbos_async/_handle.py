@@ -69,6 +69,8 @@ def status_of(runtime: Runtime, row: WorkflowRow) -> WorkflowStatus:
         priority=row.priority,
         deduplication_id=row.deduplication_id,
         queue_partition_key=row.queue_partition_key,
+        class_name=row.class_name,
+        config_name=row.config_name,
     )
 
 

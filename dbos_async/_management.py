@@ -205,6 +205,9 @@ async def fork_workflow(
         workflow_timeout_ms=source.workflow_timeout_ms,
         # A process runs its fork itself; a client's is left for a live process to take.
         owner=rt.sysdb.owner,
+        # (A method workflow's fork runs on the same class or instance, by name.)
+        class_name=source.class_name,
+        config_name=source.config_name,
     )
     await rt.sysdb.fork_workflow(workflow_id, row, start_step)
     return row, [s for s in steps if s.function_id < start_step]

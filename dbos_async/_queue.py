@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, ParamSpec, TypeVar
 
+from ._classes import with_bound_receiver
 from ._context import SetEnqueueOptions
 from ._context import enqueue_options as _options
 from ._decorators import function_info
@@ -155,7 +156,8 @@ class Queue:
                 f"Queue.enqueue() needs a function decorated with @DBOS.workflow(), got {func!r}"
             )
         request = check_enqueue_options(self.info, _options.get(), app_version=None)
-        return enqueue_workflow(info, args, kwargs, request)
+        # (A bound method, ``inst.wf`` or ``Cls.wf``, brings its receiver.)
+        return enqueue_workflow(info, with_bound_receiver(func, args), kwargs, request)
 
     enqueue_async = enqueue
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from typing import Any
 
+from ._classes import stored_receiver
 from ._clock import now_ms
 from ._errors import DBOSException
 from ._handle import WorkflowHandle
@@ -26,13 +28,33 @@ from ._registry import registry
 from ._runner import launch_recorded
 from ._runtime import Runtime
 from ._status import WorkflowStatusString
-from .sysdb import RecoveryRequest
+from .sysdb import RecoveryRequest, WorkflowRow
 
 __all__ = ["Takeover", "take_over_orphans"]
 
 log = logging.getLogger("dbos_async")
 
 _CHUNK = 500
+
+#: Per runtime, the workflows already reported as lacking their class or instance here.
+_reported: weakref.WeakKeyDictionary[Runtime, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _runnable(rt: Runtime, row: WorkflowRow) -> bool:
+    """Whether this process has what the workflow runs as: its function, and for a method
+    the class or instance registered under the names on its row. One without is left
+    PENDING, for a process that has them (or this one, once they are registered)."""
+    info = registry.workflows.get(row.name)
+    if info is None:
+        return False
+    _, missing = stored_receiver(info, row.class_name, row.config_name)
+    if missing is None:
+        return True
+    reported = _reported.setdefault(rt, set())
+    if row.workflow_id not in reported:
+        reported.add(row.workflow_id)
+        log.warning("cannot recover workflow %s (%s) here: %s", row.workflow_id, row.name, missing)
+    return False
 
 
 async def take_over_orphans(rt: Runtime) -> list[WorkflowHandle[Any]]:
@@ -54,7 +76,7 @@ async def take_over_orphans(rt: Runtime) -> list[WorkflowHandle[Any]]:
                 row.owner,
             )
             for row in rows
-            if row.workflow_id not in rt.live and row.name in registry.workflows
+            if row.workflow_id not in rt.live and _runnable(rt, row)
         ]
         if not requests:
             return handles

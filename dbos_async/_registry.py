@@ -111,6 +111,10 @@ class FunctionInfo:
     is_async: bool
     options: FunctionOptions
     _hints: dict[str, Any] | None = field(default=None, repr=False)
+    #: What it is in a ``@DBOS.dbos_class()`` class (set by that decorator):
+    #: ``"instance"``, ``"class"`` or ``"static"`` method; None for a plain function (or
+    #: a method of a class without the decorator).
+    method: str | None = None
 
     @property
     def kind(self) -> str:
@@ -134,6 +138,20 @@ class FunctionInfo:
         if not isinstance(options, kind):
             raise TypeError(f"{self.name!r} is a {self.kind}, not a {kind.kind}")
         return options
+
+    @property
+    def receives(self) -> bool:
+        """Whether its first argument is an instance or class (``self``, ``cls``), which
+        is not stored with its inputs but found again by name (``_classes``)."""
+        return self.method in ("instance", "class")
+
+    @property
+    def stored_signature(self) -> inspect.Signature:
+        """The parameters whose values are stored as its inputs: without the receiver
+        (``self``, ``cls``) of an instance or class method."""
+        if not self.receives:
+            return self.signature
+        return self.signature.replace(parameters=list(self.signature.parameters.values())[1:])
 
     @property
     def hints(self) -> dict[str, Any]:
@@ -174,6 +192,11 @@ class Registry:
         self.schedules: dict[str, Any] = {}
         #: Called with each queue declared (the queue workers of a launched runtime).
         self.queue_listeners: list[Callable[[Any], None]] = []
+        #: ``@DBOS.dbos_class()`` classes by registered name, and their named instances
+        #: (``DBOSConfiguredInstance``) by (class name, config name): a recovered method
+        #: workflow runs on the one its row names (``_classes``).
+        self.classes: dict[str, type] = {}
+        self.instances: dict[tuple[str, str], object] = {}
 
     def declare_queue(self, queue: Any) -> None:
         """Register a ``Queue`` under its name and tell the listeners."""
@@ -195,6 +218,8 @@ class Registry:
         self.workflows.clear()
         self.queues.clear()
         self.schedules.clear()
+        self.classes.clear()
+        self.instances.clear()
 
     def source_hash(self) -> str:
         """A hash of the registered workflows' source: the default application version."""

@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from ._classes import split_receiver, stored_receiver
 from ._clock import now_ms
 from ._context import (
     WorkflowState,
@@ -139,6 +140,8 @@ def enqueued_row(
     parent_workflow_id: str | None = None,
     timeout_ms: int | None = None,
     deadline_ms: int | None = None,
+    class_name: str | None = None,
+    config_name: str | None = None,
 ) -> WorkflowRow:
     """The status row of an enqueued workflow. Its timeout starts when it is claimed."""
     now = now_ms()
@@ -162,7 +165,30 @@ def enqueued_row(
         deduplication_id=request.deduplication_id,
         queue_partition_key=request.partition_key,
         delay_until_epoch_ms=now + int(delay * 1000) if delay else None,
+        class_name=class_name,
+        config_name=config_name,
     )
+
+
+def _check_same(workflow_id: str, existing: WorkflowRow | None, row: WorkflowRow) -> None:
+    """An ID taken already must name the same function, on the same class and instance."""
+    if existing is None:
+        return
+    if (existing.name, existing.class_name, existing.config_name) != (
+        row.name,
+        row.class_name,
+        row.config_name,
+    ):
+        raise DBOSConflictingWorkflowError(workflow_id, _shown(existing), _shown(row))
+
+
+def _shown(row: WorkflowRow) -> str:
+    """A workflow's function as an error shows it: with its class and instance, if any."""
+    if row.config_name is not None:
+        return f"{row.name} (instance {row.config_name!r} of class {row.class_name!r})"
+    if row.class_name is not None:
+        return f"{row.name} (class {row.class_name!r})"
+    return row.name
 
 
 async def _start(
@@ -202,7 +228,8 @@ async def _create(
 ) -> WorkflowHandle[Any]:
     """Write a new workflow's row (ENQUEUED, or PENDING and launched here) unless its ID
     exists, then, for a child, record its start as the parent's step."""
-    inputs = rt.codec.dump_inputs(info.name, info.signature, args, kwargs)
+    receiver = split_receiver(info, args)
+    inputs = rt.codec.dump_inputs(info.name, info.stored_signature, receiver.args, kwargs)
     timeout_ms = workflow_timeout_ms()
     # (An enqueued workflow's own timeout starts when a worker claims it.)
     deadline_ms = now_ms() + timeout_ms if timeout_ms is not None and enqueue is None else None
@@ -219,10 +246,11 @@ async def _create(
             parent_workflow_id=parent[0].workflow_id if parent else None,
             timeout_ms=timeout_ms,
             deadline_ms=deadline_ms,
+            class_name=receiver.class_name,
+            config_name=receiver.config_name,
         )
         existing = await rt.sysdb.enqueue_workflow(row)
-        if existing is not None and existing.name != info.name:
-            raise DBOSConflictingWorkflowError(workflow_id, existing.name, info.name)
+        _check_same(workflow_id, existing, row)
         if existing is None:
             # Wake this process's worker of the queue (others hear the NOTIFY).
             rt.notifier.notify(notification_key("queue", enqueue.queue_name, ""))
@@ -230,12 +258,6 @@ async def _create(
                 arm_enqueued_deadline(rt, workflow_id, deadline_ms)
         if parent is not None:
             workflow_id = await _record_child(rt, parent, info.name, workflow_id, row.created_at)
-        return WorkflowHandle(rt, workflow_id)
-    if parent is None and workflow_id in rt.live:
-        # Already running here: attach, as for any existing ID (its name is checked).
-        existing_row = await rt.sysdb.get_workflow(workflow_id)
-        if existing_row is not None and existing_row.name != info.name:
-            raise DBOSConflictingWorkflowError(workflow_id, existing_row.name, info.name)
         return WorkflowHandle(rt, workflow_id)
     now = now_ms()
     row = WorkflowRow(
@@ -253,10 +275,15 @@ async def _create(
         workflow_timeout_ms=timeout_ms,
         workflow_deadline_epoch_ms=deadline_ms,
         owner=rt.sysdb.owner,
+        class_name=receiver.class_name,
+        config_name=receiver.config_name,
     )
+    if parent is None and workflow_id in rt.live:
+        # Already running here: attach, as for any existing ID (its function is checked).
+        _check_same(workflow_id, await rt.sysdb.get_workflow(workflow_id), row)
+        return WorkflowHandle(rt, workflow_id)
     existing = await rt.journal.insert_workflow(row)
-    if existing is not None and existing.name != info.name:
-        raise DBOSConflictingWorkflowError(workflow_id, existing.name, info.name)
+    _check_same(workflow_id, existing, row)
     recorded_id = workflow_id
     if parent is not None:
         recorded_id = await _record_child(rt, parent, info.name, workflow_id, now)
@@ -432,13 +459,16 @@ def launch_recorded(
     info = registry.workflows.get(row.name)
     if info is None:
         raise DBOSWorkflowFunctionNotFoundError(row.workflow_id, row.name)
+    receiver, missing = stored_receiver(info, row.class_name, row.config_name)
+    if missing is not None:
+        raise DBOSWorkflowFunctionNotFoundError(row.workflow_id, row.name, missing)
     deadline = row.workflow_deadline_epoch_ms
     if deadline is not None and deadline <= now_ms():
         # Past its deadline before this run began (a queued child whose parent's deadline
         # passed while it waited, a recovery after the deadline): cancel, run nothing.
         rt.spawn(quietly(cancel_workflow(rt, row.workflow_id), row.workflow_id))
         return
-    args, kwargs = rt.codec.load_inputs(row.inputs or "", info.signature, info.hints)
+    args, kwargs = rt.codec.load_inputs(row.inputs or "", info.stored_signature, info.hints)
     state = WorkflowState(
         row.workflow_id,
         info.name,
@@ -448,4 +478,4 @@ def launch_recorded(
         queue_name=row.queue_name,
         partition_key=row.queue_partition_key,
     )
-    _launch(rt, info, state, args, kwargs)
+    _launch(rt, info, state, (*receiver, *args), kwargs)

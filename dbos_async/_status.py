@@ -72,6 +72,12 @@ class WorkflowStatus:
     """Its queue deduplication ID, or None."""
     queue_partition_key: str | None = None
     """The partition of a partitioned queue it was enqueued on."""
+    class_name: str | None = None
+    """For a workflow that is a method of a ``@DBOS.dbos_class()`` class (instance or
+    class method), the class's registered name; None otherwise."""
+    config_name: str | None = None
+    """For an instance method workflow, the ``config_name`` of the
+    ``DBOSConfiguredInstance`` it runs on; None otherwise."""
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,11 @@ class EnqueueOptions(TypedDict, total=False):
     """Seconds after which the workflow is cancelled."""
     app_version: str
     """Only workers of this application version run it (default: any)."""
+    class_name: str
+    """For a method of a ``@DBOS.dbos_class()`` class: the class's registered name."""
+    instance_name: str
+    """For an instance method: the ``config_name`` of the instance to run it on (needs
+    ``class_name``)."""
 
 
 _ENQUEUE_KEYS = frozenset(EnqueueOptions.__annotations__)
@@ -106,9 +111,12 @@ class DBOSClient:
         queue must have been declared by a launched process (its settings are checked).
 
         Optional keys: ``workflow_id``, ``deduplication_id``, ``priority``,
-        ``queue_partition_key``, ``delay_seconds``, ``workflow_timeout`` (seconds), and
+        ``queue_partition_key``, ``delay_seconds``, ``workflow_timeout`` (seconds),
         ``app_version`` (only workers of that application version run it; by default
-        any worker may).
+        any worker may), and, for a method of a ``@DBOS.dbos_class()`` class,
+        ``class_name`` (its registered name) and ``instance_name`` (the ``config_name``
+        of the ``DBOSConfiguredInstance`` an instance method runs on); the arguments are
+        those after ``self`` or ``cls``.
         """
         unknown = set(options) - _ENQUEUE_KEYS
         if unknown:
@@ -126,6 +134,14 @@ class DBOSClient:
         if workflow_id is not None:
             check_workflow_id(workflow_id, "options['workflow_id']")
         check_text(options.get("app_version"), "options['app_version']", optional=True)
+        class_name, instance_name = options.get("class_name"), options.get("instance_name")
+        check_text(class_name, "options['class_name']", optional=True, non_empty=True)
+        check_text(instance_name, "options['instance_name']", optional=True, non_empty=True)
+        if instance_name is not None and class_name is None:
+            raise TypeError(
+                "DBOSClient.enqueue(): options['instance_name'] needs options['class_name'] "
+                "(the instance's class)"
+            )
         enqueue_options = SetEnqueueOptions(
             deduplication_id=options.get("deduplication_id"),
             priority=options.get("priority"),
@@ -143,9 +159,21 @@ class DBOSClient:
         name = options["workflow_name"]
         workflow_id = workflow_id or new_workflow_id()
         inputs = rt.codec.dump_inputs(name, None, args, kwargs)
-        row = enqueued_row(workflow_id, name, inputs, request, timeout_ms=timeout_ms)
+        row = enqueued_row(
+            workflow_id,
+            name,
+            inputs,
+            request,
+            timeout_ms=timeout_ms,
+            class_name=class_name,
+            config_name=instance_name,
+        )
         existing = await rt.sysdb.enqueue_workflow(row)
-        if existing is not None and existing.name != name:
+        if existing is not None and (existing.name, existing.class_name, existing.config_name) != (
+            name,
+            class_name,
+            instance_name,
+        ):
             raise DBOSConflictingWorkflowError(workflow_id, existing.name, name)
         return WorkflowHandle(rt, workflow_id)
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from . import _host
+from ._classes import split_receiver, with_bound_receiver
 from ._clock import now_ms
 from ._context import current_workflow, take_assigned_workflow_id
 from ._dbos import DBOS
@@ -121,6 +122,10 @@ async def crash_and_recover(
     through the runtime's serializer, as a workflow's inputs are recorded. The workflow ID
     is a new UUID, or the one a surrounding ``with SetWorkflowID(...)`` names.
 
+    ``wf`` may be a bound method of a ``@DBOS.dbos_class()`` class (``inst.wf``,
+    ``Cls.wf``): the child runs it on the instance (or class) its module registers under
+    the same names, and this process recovers it on its own.
+
     Raises ``DBOSException`` when DBOS is not launched here, the database is
     ``sqlite:///:memory:``, ``wf`` is not a ``@DBOS.workflow`` importable by module and
     name, the workflow ended (or failed) before reaching step ``crash_after_step``, or the
@@ -150,13 +155,18 @@ async def crash_and_recover(
             f"crash_and_recover: workflow {workflow_id!r} already exists; it would not run "
             "again in the child process. Use a new workflow ID."
         )
-    inputs = rt.codec.dump_inputs(info.name, info.signature, args, kwargs)
+    # A bound method (``inst.wf``, ``Cls.wf``) runs in the child on the instance or class
+    # registered there under the same names, as a recovered workflow would.
+    receiver = split_receiver(info, with_bound_receiver(wf, args))
+    inputs = rt.codec.dump_inputs(info.name, info.stored_signature, receiver.args, kwargs)
     spec = {
         "module": wf.__module__,
         "qualname": wf.__qualname__,
         "workflow_name": info.name,
         "workflow_id": workflow_id,
         "inputs": inputs,
+        "class_name": receiver.class_name,
+        "config_name": receiver.config_name,
         "config": config,
         "serializer": _serializer_spec(rt),
         "parent_pid": os.getpid(),
@@ -241,7 +251,8 @@ def _workflow_info(wf: object) -> FunctionInfo:
     found: object = sys.modules.get(module)
     for part in qualname.split("."):
         found = getattr(found, part, None)
-    if found is not wf:
+    # (A method is found as its class's function; a bound one is compared by it.)
+    if getattr(found, "__func__", found) is not getattr(wf, "__func__", wf):
         raise DBOSException(
             f"crash_and_recover: workflow {info.name!r} is not found as {where} (the name "
             "the child process imports it by); define it at a module's top level"

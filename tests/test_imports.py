@@ -181,7 +181,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         },
     ),
     ("storage", {"sysdb"}),
-    ("foundations", {"_context", "_registry", "_serialization", "_config", "_txguard"}),
+    ("foundations", {"_context", "_registry", "_classes", "_serialization", "_config", "_txguard"}),
     ("runtime", {"_journal", "_notifier", "_live", "_runtime", "_tracing"}),
     (
         "engine",

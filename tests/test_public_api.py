@@ -35,8 +35,9 @@ API_NAMES = [
 ]
 
 #: Names API.md leaves to us: the type ``DBOS.list_executors()`` returns (section 9) and
-#: ``run``, asyncio.run on uvloop when it is installed.
-OUR_NAMES = ["DBOSErrorCode", "ExecutorInfo", "StepStatus", "run"]
+#: ``run``, asyncio.run on uvloop when it is installed; and DBOS Transact's
+#: ``DBOSConfiguredInstance`` (section 11).
+OUR_NAMES = ["DBOSConfiguredInstance", "DBOSErrorCode", "ExecutorInfo", "StepStatus", "run"]
 
 #: Names DBOS Transact exports that code moving from it imports (API.md section 11).
 DBOS_COMPAT_NAMES = ["EnqueueOptions", "WorkflowHandleAsync"]

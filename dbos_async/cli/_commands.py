@@ -151,6 +151,8 @@ def _describe_status(s: WorkflowStatus) -> str:
             ("ID", s.workflow_id),
             ("Status", s.status.value),
             ("Name", s.name),
+            ("Class", s.class_name or NONE),
+            ("Instance", s.config_name or NONE),
             ("Created", iso_time(s.created_at)),
             ("Updated", iso_time(s.updated_at)),
             ("Queue", s.queue_name or NONE),

@@ -39,7 +39,7 @@ WORKFLOW_COLUMNS = (
     "application_version", "created_at", "updated_at", "recovery_attempts", "queue_name",
     "parent_workflow_id", "forked_from", "workflow_timeout_ms", "workflow_deadline_epoch_ms",
     "priority", "deduplication_id", "queue_partition_key", "started_at_epoch_ms",
-    "delay_until_epoch_ms", "owner",
+    "delay_until_epoch_ms", "owner", "class_name", "config_name",
 )  # fmt: skip
 
 #: The step output table's columns, in the order of ``StepRow``'s fields.

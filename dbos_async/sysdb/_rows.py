@@ -60,6 +60,10 @@ class WorkflowRow:
     #: The process (``process_id`` of its lease) that runs it; None: none yet, or its
     #: last owner handed it back. Every write the workflow makes is fenced on it.
     owner: str | None = None
+    #: A method workflow's class (``@DBOS.dbos_class()`` name) and, for an instance
+    #: method, the instance's ``config_name``: what a rerun finds its receiver by.
+    class_name: str | None = None
+    config_name: str | None = None
 
 
 @dataclass

@@ -1,15 +1,15 @@
 -- Enqueueing and claiming queued workflows, and the registry of declared queues.
 
 -- name: enqueue_workflow
--- Insert an ENQUEUED workflow row ($1-$22) in enqueue order unless its ID or its
--- deduplication ID is taken, and wake its queue's workers ($23: key). A row if inserted.
+-- Insert an ENQUEUED workflow row ($1-$24) in enqueue order unless its ID or its
+-- deduplication ID is taken, and wake its queue's workers ($25: key). A row if inserted.
 WITH ins AS (
     INSERT INTO dbos_async.workflow_status ({workflow_columns}, enqueue_seq)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-        $18, $19, $20, $21, $22, nextval('dbos_async.enqueue_seq'))
+        $18, $19, $20, $21, $22, $23, $24, nextval('dbos_async.enqueue_seq'))
     ON CONFLICT DO NOTHING RETURNING 1
 )
-SELECT pg_notify({channel}, $23) FROM ins;
+SELECT pg_notify({channel}, $25) FROM ins;
 
 -- name: claim_queued
 -- Claim what the queue allows now (the schema's function): queue, partition key,

@@ -14,7 +14,7 @@ WHERE workflow_uuid = ANY($1::text[]);
 -- Insert a status row unless its ID exists; a row (1) only if it was inserted.
 INSERT INTO dbos_async.workflow_status ({workflow_columns})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-    $19, $20, $21, $22)
+    $19, $20, $21, $22, $23, $24)
 ON CONFLICT (workflow_uuid) DO NOTHING RETURNING 1;
 
 -- name: finish_workflow
@@ -60,9 +60,9 @@ JOIN unnest($1::text[], $2::int[]) AS k(workflow_uuid, function_id)
 
 -- name: write_batch
 -- A checkpoint batch in one statement, every write keyed and skipped if done: workflow
--- rows to insert ($1-$22, one array per column), step rows to insert ($23-$30), PENDING
--- workflows to finish ($31-$35: ID, status, output, error, updated_at; queues they free
--- are woken). Steps and finishes are fenced: only those of workflows process $36 owns are
+-- rows to insert ($1-$24, one array per column), step rows to insert ($25-$32), PENDING
+-- workflows to finish ($33-$37: ID, status, output, error, updated_at; queues they free
+-- are woken). Steps and finishes are fenced: only those of workflows process $38 owns are
 -- written (a step's workflow row is held FOR SHARE until commit, as in insert_step).
 -- Returns one row per write done: (1, workflow) inserted, (2, workflow, step) recorded,
 -- (3, workflow) finished, (4) a queue woken.
@@ -71,24 +71,25 @@ WITH ins AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
         $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::int[],
         $12::text[], $13::text[], $14::text[], $15::bigint[], $16::bigint[], $17::int[],
-        $18::text[], $19::text[], $20::bigint[], $21::bigint[], $22::text[])
+        $18::text[], $19::text[], $20::bigint[], $21::bigint[], $22::text[], $23::text[],
+        $24::text[])
     ON CONFLICT (workflow_uuid) DO NOTHING RETURNING workflow_uuid
 ), steps AS (
     INSERT INTO dbos_async.operation_outputs ({step_columns})
-    SELECT s.* FROM unnest($23::text[], $24::int[], $25::text[], $26::text[], $27::text[],
-        $28::text[], $29::bigint[], $30::bigint[])
+    SELECT s.* FROM unnest($25::text[], $26::int[], $27::text[], $28::text[], $29::text[],
+        $30::text[], $31::bigint[], $32::bigint[])
         AS s(workflow_uuid, function_id, function_name, output, error, child_workflow_id,
             started_at_epoch_ms, completed_at_epoch_ms)
     WHERE EXISTS (
         SELECT 1 FROM dbos_async.workflow_status AS o
-        WHERE o.workflow_uuid = s.workflow_uuid AND o.owner = $36 FOR SHARE)
+        WHERE o.workflow_uuid = s.workflow_uuid AND o.owner = $38 FOR SHARE)
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING workflow_uuid, function_id
 ), fin AS (
     UPDATE dbos_async.workflow_status AS w
     SET status = f.status, output = f.output, error = f.error, updated_at = f.updated_at
-    FROM unnest($31::text[], $32::text[], $33::text[], $34::text[], $35::bigint[])
+    FROM unnest($33::text[], $34::text[], $35::text[], $36::text[], $37::bigint[])
         AS f(workflow_uuid, status, output, error, updated_at)
-    WHERE w.workflow_uuid = f.workflow_uuid AND w.status = 'PENDING' AND w.owner = $36
+    WHERE w.workflow_uuid = f.workflow_uuid AND w.status = 'PENDING' AND w.owner = $38
     RETURNING w.workflow_uuid, w.queue_name
 ), woke AS (
     SELECT pg_notify({channel}, {queue_key:queue_name})

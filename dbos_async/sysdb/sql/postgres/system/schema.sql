@@ -23,7 +23,9 @@ CREATE TABLE dbos_async.workflow_status (
     delay_until_epoch_ms BIGINT,
     enqueue_seq BIGINT,
     claim_token TEXT,
-    owner TEXT
+    owner TEXT,
+    class_name TEXT,
+    config_name TEXT
 );
 
 CREATE INDEX workflow_status_pending_idx

@@ -8,7 +8,7 @@ SELECT {workflow_columns} FROM dbos_workflow_status WHERE workflow_uuid = ?;
 -- name: insert_workflow
 -- Insert a status row unless its ID exists (one row changed if inserted).
 INSERT INTO dbos_workflow_status ({workflow_columns})
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (workflow_uuid) DO NOTHING;
 
 -- name: finish_workflow

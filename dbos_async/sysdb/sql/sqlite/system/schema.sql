@@ -21,7 +21,9 @@ CREATE TABLE dbos_workflow_status (
     queue_partition_key TEXT,
     started_at_epoch_ms INTEGER,
     delay_until_epoch_ms INTEGER,
-    owner TEXT
+    owner TEXT,
+    class_name TEXT,
+    config_name TEXT
 );
 
 CREATE INDEX dbos_workflow_status_pending_idx
