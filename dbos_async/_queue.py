@@ -201,6 +201,7 @@ def declared_settings(
                 f"queue {name!r}: partition_concurrency must be greater than or equal to "
                 "partition_worker_concurrency"
             )
+        _checked_limiter(partition_limiter, f"queue {name!r}: partition_limiter")
         total, worker_concurrency, limiter = (
             partition_concurrency,
             partition_worker_concurrency,
