@@ -46,6 +46,8 @@ _BATCH = 100
 _SWEEP_SECONDS = 5.0
 #: How often the watch looks for queues registered at run time by other processes.
 _WATCH_SECONDS = 1.0
+#: The least time between two looks of the watch.
+_WATCH_GAP_SECONDS = 0.1
 
 
 class QueueWorkers:
@@ -154,6 +156,8 @@ class QueueWorkers:
                         self._start_loop(Queue.from_row(info))
             except Exception as exc:  # a lost connection: try again at the next look
                 log.warning("could not list the queues registered at run time: %r", exc)
+            # (Woken by enqueues on queues not run here too: at most one look per gap.)
+            await asyncio.sleep(_WATCH_GAP_SECONDS)
             await self._rt.notifier.wait(self._watch_wake, _WATCH_SECONDS)
 
     async def _reload(self, queue: Queue) -> Queue | None:
