@@ -248,15 +248,18 @@ _MAX_PRIORITY = 2**31 - 1
 
 
 class SetEnqueueOptions:
-    """``with SetEnqueueOptions(deduplication_id=..., priority=..., queue_partition_key=...,
-    delay_seconds=...):`` options for the enqueues (``Queue.enqueue``) in the block.
+    """``with SetEnqueueOptions(deduplication_id=..., priority=..., app_version=...,
+    queue_partition_key=..., delay_seconds=...):`` options for the enqueues
+    (``Queue.enqueue``, ``DBOS.enqueue_workflow``) in the block.
     Starting or calling a workflow in the block without a queue raises ``ValueError``:
     the options would be ignored.
 
     A second ENQUEUED or PENDING workflow with the same ``deduplication_id`` on a queue
     raises ``DBOSQueueDeduplicatedError``; the ID is free again once the first ends.
-    Lower ``priority`` numbers run first (no priority counts as 0); ``delay_seconds``
-    keeps the workflow from starting before then.
+    Lower ``priority`` numbers run first (no priority counts as 0), on any queue;
+    ``delay_seconds`` keeps the workflow from starting before then; ``app_version`` lets
+    only the processes of that application version run it (by default, the enqueuing
+    process's version). Deduplication is refused on a partitioned queue.
     """
 
     def __init__(
@@ -264,11 +267,13 @@ class SetEnqueueOptions:
         *,
         deduplication_id: str | None = None,
         priority: int | None = None,
+        app_version: str | None = None,
         queue_partition_key: str | None = None,
         delay_seconds: float | None = None,
     ) -> None:
         for what, text in (
             ("deduplication_id", deduplication_id),
+            ("app_version", app_version),
             ("queue_partition_key", queue_partition_key),
         ):
             if text is not None and (not isinstance(text, str) or not text):
@@ -292,6 +297,7 @@ class SetEnqueueOptions:
             )
         self.deduplication_id = deduplication_id
         self.priority = priority
+        self.app_version = app_version
         self.queue_partition_key = queue_partition_key
         self.delay_seconds = delay_seconds
         self._token: Any = None

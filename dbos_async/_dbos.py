@@ -8,12 +8,20 @@ import contextlib
 import contextvars
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from . import _classes, _decorators, _management, _messaging, _scheduler
+from . import _classes, _decorators, _management, _messaging, _queue_admin, _scheduler
 from ._clock import is_seconds
 from ._config import DBOSConfig, resolve_config
 from ._context import current_sql_connection, current_step, current_workflow
@@ -21,6 +29,8 @@ from ._errors import DBOSException, DBOSNonExistentWorkflowError
 from ._handle import WorkflowHandle, status_of, step_infos
 from ._ids import check_text, check_workflow_filters, check_workflow_id
 from ._lifecycle import process_parts
+from ._queue import Queue, declared_settings, enqueue_on, named_workflow
+from ._queue_admin import QueueConflictResolution, check_on_conflict
 from ._registry import registry
 from ._runner import launch_recorded, start_workflow
 from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
@@ -29,6 +39,7 @@ from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, Workflo
 from ._steps import builtin_step, durable_sleep, durable_wait
 from ._tracing import current_span
 from ._txguard import refuse_in_transaction
+from .client import EnqueueOptions, _parse_enqueue_options
 from .sysdb import notification_key
 
 __all__ = ["DBOS"]
@@ -599,3 +610,117 @@ class DBOS(metaclass=_DBOSMeta):
         recovered workflow of its methods runs on it. Another instance with the same
         names raises ``DBOSConfigError``."""
         _classes.register_instance(inst)
+
+    # -- queues the DBOS way (issue 14) ------------------------------------------------
+
+    @staticmethod
+    async def register_queue(
+        name: str,
+        *,
+        worker_concurrency: int | None = None,
+        global_concurrency: int | None = None,
+        partition_concurrency: int | None = None,
+        partition_worker_concurrency: int | None = None,
+        partition_limiter: Mapping[str, float] | None = None,
+        limiter: Mapping[str, float] | None = None,
+        polling_interval_sec: float = 1.0,
+        on_conflict: QueueConflictResolution = "update_if_latest_version",
+        concurrency: int | None = None,
+        priority_enabled: bool = False,
+        partition_queue: bool = False,
+    ) -> Queue:
+        """Declare a queue at run time, stored in the database (DBOS Transact's
+        database-backed queue): every launched process runs it, and its limits may change
+        while it runs (``await queue.set_worker_concurrency(2)``). Before launch it is
+        stored at launch. ``on_conflict`` decides what becomes of an existing queue of
+        that name: ``"update_if_latest_version"`` (replace it if this process runs the
+        newest application version), ``"always_update"`` or ``"never_update"``.
+        ``concurrency`` is the older name of ``global_concurrency``; the ``partition_*``
+        limits partition the queue (each key has its own) and cannot be combined with
+        queue-wide limits here. Returns the queue as stored."""
+        check_on_conflict(on_conflict, client=False)
+        settings = declared_settings(
+            name,
+            worker_concurrency=worker_concurrency,
+            global_concurrency=global_concurrency,
+            partition_concurrency=partition_concurrency,
+            partition_worker_concurrency=partition_worker_concurrency,
+            partition_limiter=partition_limiter,
+            limiter=limiter,
+            polling_interval_sec=polling_interval_sec,
+            concurrency=concurrency,
+            priority_enabled=priority_enabled,
+            partition_queue=partition_queue,
+        )
+        rt = current_runtime()
+        if rt is None:
+            raise DBOSException(
+                "no DBOS instance: create DBOS(config) before DBOS.register_queue()"
+            )
+        return await _queue_admin.register_queue(rt, settings, on_conflict)
+
+    @staticmethod
+    async def retrieve_queue(name: str) -> Queue | None:
+        """A queue registered at run time, as stored now, or None."""
+        return await _queue_admin.retrieve_queue(get_runtime(), name)
+
+    @staticmethod
+    async def list_queues() -> list[Queue]:
+        """Every queue registered at run time, by name (not those declared in code)."""
+        return await _queue_admin.list_queues(get_runtime())
+
+    @staticmethod
+    async def delete_queue(name: str) -> None:
+        """Delete a queue registered at run time (nothing if there is none): every
+        process's worker of it stops, and its ENQUEUED workflows wait until a queue of
+        that name is registered again."""
+        await _queue_admin.delete_queue(get_runtime(), name)
+
+    @staticmethod
+    def enqueue_workflow(
+        queue_name: str,
+        func: Callable[P, Coroutine[Any, Any, R]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Coroutine[Any, Any, WorkflowHandle[R]]:
+        """Enqueue a workflow on the queue named ``queue_name`` (declared in code or
+        registered at run time), with the options of an enclosing ``SetEnqueueOptions``.
+        A queue not registered yet is fine: the workflow waits, ENQUEUED, until it is.
+        Inside a workflow the enqueued workflow is a child, as with ``Queue.enqueue``."""
+        info = _decorators.function_info(func)
+        if info is None or info.kind != "workflow":
+            raise TypeError(
+                "DBOS.enqueue_workflow() needs a function decorated with @DBOS.workflow(), "
+                f"got {func!r}"
+            )
+        return enqueue_on(queue_name, info, args, kwargs)
+
+    @staticmethod
+    def enqueue_workflow_with_options(
+        options: EnqueueOptions, *args: Any, **kwargs: Any
+    ) -> Coroutine[Any, Any, WorkflowHandle[Any]]:
+        """Enqueue a workflow by its registered name, with the options
+        ``DBOSClient.enqueue`` takes (``queue_name``, ``workflow_name``, ``workflow_id``,
+        ``priority``, ``deduplication_id``, ``queue_partition_key``, ``delay_seconds``,
+        ``workflow_timeout``, ``app_version``): the workflow may be implemented by another
+        process of the same database. Inside a workflow it is a child. The arguments are
+        not checked against a local function, and without ``app_version`` any
+        application version's workers may run it."""
+        parsed = _parse_enqueue_options(options, "DBOS.enqueue_workflow_with_options()")
+        return enqueue_on(
+            parsed.queue_name,
+            named_workflow(parsed.workflow_name),
+            args,
+            kwargs,
+            options=parsed.options,
+            workflow_id=parsed.workflow_id,
+            timeout_ms=parsed.timeout_ms,
+            fixed_version=True,
+        )
+
+    register_queue_async = register_queue
+    retrieve_queue_async = retrieve_queue
+    list_queues_async = list_queues
+    delete_queue_async = delete_queue
+    enqueue_workflow_async = enqueue_workflow
+    enqueue_workflow_with_options_async = enqueue_workflow_with_options

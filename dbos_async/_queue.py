@@ -6,27 +6,43 @@ worker for it (``_queue_worker``) that claims and runs what the queue's limits a
 Limits: ``concurrency`` bounds the queue's running workflows across all processes,
 ``worker_concurrency`` those running in one process, and ``limiter`` the starts in any
 ``period`` seconds. On a partitioned queue each limit applies to each partition key.
+
+A queue is declared in code (``Queue(...)``, in every process that should run it) or at
+run time (``DBOS.register_queue``, DBOS Transact's "database-backed" queues): then its row
+in the queues table is its configuration, every launched process runs a worker for it,
+and its limits may change while it runs (``await queue.set_worker_concurrency(...)``),
+each worker following the row at its next poll.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from ._classes import with_bound_receiver
+from ._clock import now_ms
 from ._context import SetEnqueueOptions
 from ._context import enqueue_options as _options
 from ._decorators import function_info
-from ._errors import DBOSConfigError
+from ._errors import DBOSConfigError, DBOSException
 from ._handle import WorkflowHandle
 from ._ids import check_workflow_id
-from ._registry import registry
+from ._registry import FunctionInfo, WorkflowOptions, describe, registry
 from ._runner import EnqueueRequest, enqueue_workflow
-from ._runtime import current_runtime
-from .sysdb import QueueInfo
+from ._runtime import Runtime, current_runtime, get_runtime
+from .sysdb import QueueInfo, notification_key
 
-__all__ = ["Queue", "SetEnqueueOptions", "check_enqueue_options"]
+__all__ = [
+    "Queue",
+    "SetEnqueueOptions",
+    "check_enqueue_options",
+    "declared_settings",
+    "enqueue_on",
+    "named_workflow",
+    "queue_settings",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -51,16 +67,189 @@ def _positive_number(value: object, what: str) -> float:
     return float(value)
 
 
+def _limiter(value: object, what: str) -> tuple[int | None, float | None]:
+    if value is None:
+        return None, None
+    if not isinstance(value, Mapping) or set(value) != {"limit", "period"}:
+        raise DBOSConfigError(f'{what} must be {{"limit": int, "period": seconds}}, got {value!r}')
+    return (
+        _positive_int(value["limit"], f"{what} limit"),
+        _positive_number(value["period"], f"{what} period"),
+    )
+
+
+def queue_settings(
+    name: str,
+    *,
+    concurrency: int | None = None,
+    limiter: Mapping[str, float] | None = None,
+    worker_concurrency: int | None = None,
+    priority_enabled: bool = False,
+    partition_queue: bool = False,
+    polling_interval_sec: float = 1.0,
+    database_backed: bool = False,
+) -> QueueInfo:
+    """A queue's settings, checked (``DBOSConfigError`` naming what is wrong)."""
+    if not isinstance(name, str) or not name:
+        raise DBOSConfigError(f"a queue name must be a non-empty str, got {name!r}")
+    try:
+        check_workflow_id(name, "a queue name")
+    except ValueError as exc:
+        raise DBOSConfigError(str(exc)) from None
+    concurrency = _positive_int(concurrency, f"Queue {name!r}: concurrency")
+    worker_concurrency = _positive_int(worker_concurrency, f"Queue {name!r}: worker_concurrency")
+    if (
+        concurrency is not None
+        and worker_concurrency is not None
+        and worker_concurrency > concurrency
+    ):
+        raise DBOSConfigError(
+            f"Queue {name!r}: worker_concurrency ({worker_concurrency}) cannot be "
+            f"above concurrency ({concurrency})"
+        )
+    limit, period = _limiter(limiter, f"Queue {name!r}: limiter")
+    for flag, value in (
+        ("priority_enabled", priority_enabled),
+        ("partition_queue", partition_queue),
+    ):
+        if not isinstance(value, bool):
+            raise DBOSConfigError(f"Queue {name!r}: {flag} must be a bool, got {value!r}")
+    return QueueInfo(
+        name=name,
+        concurrency=concurrency,
+        worker_concurrency=worker_concurrency,
+        limiter_limit=limit,
+        limiter_period_seconds=period,
+        priority_enabled=priority_enabled,
+        partition_queue=partition_queue,
+        polling_interval_seconds=_positive_number(
+            polling_interval_sec, f"Queue {name!r}: polling_interval_sec"
+        ),
+        database_backed=database_backed,
+    )
+
+
+def declared_settings(
+    name: str,
+    *,
+    worker_concurrency: int | None,
+    global_concurrency: int | None,
+    partition_concurrency: int | None,
+    partition_worker_concurrency: int | None,
+    partition_limiter: Mapping[str, float] | None,
+    limiter: Mapping[str, float] | None,
+    polling_interval_sec: float,
+    concurrency: int | None,
+    priority_enabled: bool,
+    partition_queue: bool,
+) -> QueueInfo:
+    """The row ``DBOS.register_queue``'s arguments (DBOS Transact's) describe, checked:
+    ``ValueError`` for settings that contradict each other or could never bind.
+
+    A queue with ``partition_*`` limits applies them to each partition key, as
+    ``partition_queue=True`` applies ``concurrency``, ``worker_concurrency`` and
+    ``limiter``: that is how it is stored. Queue-wide limits on top of per-partition ones
+    are not supported (DBOS Transact enforces both); they are refused."""
+    if concurrency is not None and global_concurrency is not None:
+        raise ValueError(
+            f"queue {name!r}: concurrency is the older name of global_concurrency; set only "
+            "one of them"
+        )
+    partition_limits = {
+        "partition_concurrency": partition_concurrency,
+        "partition_worker_concurrency": partition_worker_concurrency,
+        "partition_limiter": partition_limiter,
+    }
+    partitioned = any(v is not None for v in partition_limits.values())
+    if partition_queue and partitioned:
+        raise ValueError(
+            f"queue {name!r}: partition_queue is the older way to set the partition_* "
+            "limits; set only one of them"
+        )
+    if partition_queue and global_concurrency is not None:
+        raise ValueError(
+            f"queue {name!r}: partition_queue applies every limit per partition, so it "
+            "cannot be combined with global_concurrency; use partition_concurrency"
+        )
+    total = concurrency if global_concurrency is None else global_concurrency
+    for what, value in (
+        ("partition_concurrency", partition_concurrency),
+        ("partition_worker_concurrency", partition_worker_concurrency),
+    ):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ValueError(f"queue {name!r}: {what} must be at least 1, got {value!r}")
+    if partitioned:
+        queue_wide = {
+            "global_concurrency": total,
+            "worker_concurrency": worker_concurrency,
+            "limiter": limiter,
+        }
+        mixed = [k for k, v in queue_wide.items() if v is not None]
+        if mixed:
+            raise ValueError(
+                f"queue {name!r}: dbos_async applies a partitioned queue's limits to each "
+                f"partition only, so {', '.join(mixed)} cannot be combined with the "
+                "partition_* limits"
+            )
+        if (
+            partition_concurrency is not None
+            and partition_worker_concurrency is not None
+            and partition_worker_concurrency > partition_concurrency
+        ):
+            raise ValueError(
+                f"queue {name!r}: partition_concurrency must be greater than or equal to "
+                "partition_worker_concurrency"
+            )
+        _checked_limiter(partition_limiter, f"queue {name!r}: partition_limiter")
+        total, worker_concurrency, limiter = (
+            partition_concurrency,
+            partition_worker_concurrency,
+            partition_limiter,
+        )
+        partition_queue = True
+    try:
+        return queue_settings(
+            name,
+            concurrency=total,
+            limiter=limiter,
+            worker_concurrency=worker_concurrency,
+            priority_enabled=priority_enabled,
+            partition_queue=partition_queue,
+            polling_interval_sec=polling_interval_sec,
+            database_backed=True,
+        )
+    except DBOSConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+#: How a database-backed queue reaches its database: the runtime of DBOS (None) or of
+#: the client that read it.
+_RuntimeSource = Callable[[], Awaitable[Runtime]] | None
+
+
 class Queue:
-    """A queue of workflows, declared at import time in every process that should run its
+    """A queue of workflows. Declared in code, in every process that should run its
     workflows: ``queue = Queue("emails", concurrency=10)``, then
-    ``handle = await queue.enqueue(send_email, to)``.
+    ``handle = await queue.enqueue(send_email, to)``. ``DBOS.register_queue`` (or
+    ``DBOSClient.register_queue``) declares one at run time instead, stored in the
+    database (``database_backed_queue``): every launched process runs it, and its limits
+    may change while it runs (``await queue.set_concurrency(5)``; every process's worker
+    follows at its next poll).
 
     ``concurrency`` bounds running workflows across all processes, ``worker_concurrency``
-    per process, ``limiter={"limit": n, "period": seconds}`` the starts per period. With
-    ``priority_enabled``, lower ``SetEnqueueOptions(priority=...)`` numbers run first.
+    per process, ``limiter={"limit": n, "period": seconds}`` the starts per period. Lower
+    ``SetEnqueueOptions(priority=...)`` numbers run first on any queue
+    (``priority_enabled`` is accepted and stored, as DBOS Transact's deprecated flag).
     With ``partition_queue``, every enqueue names a partition key and each key has its
     own limits. Workers poll every ``polling_interval_sec`` besides being woken.
+
+    The attributes (``concurrency``, ``worker_concurrency``, ``limiter``...) are the
+    values last read; on a database-backed queue the ``get_*_async()`` coroutines read
+    the database first. On a partitioned queue ``concurrency``, ``worker_concurrency``
+    and ``limiter`` hold the per-partition limits, which ``partition_concurrency``,
+    ``partition_worker_concurrency`` and ``partition_limiter`` also report.
     """
 
     def __init__(
@@ -74,47 +263,17 @@ class Queue:
         partition_queue: bool = False,
         polling_interval_sec: float = 1.0,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise DBOSConfigError(f"a queue name must be a non-empty str, got {name!r}")
-        try:
-            check_workflow_id(name, "a queue name")
-        except ValueError as exc:
-            raise DBOSConfigError(str(exc)) from None
-        self.name = name
-        self.concurrency = _positive_int(concurrency, f"Queue {name!r}: concurrency")
-        self.worker_concurrency = _positive_int(
-            worker_concurrency, f"Queue {name!r}: worker_concurrency"
+        info = queue_settings(
+            name,
+            concurrency=concurrency,
+            limiter=limiter,
+            worker_concurrency=worker_concurrency,
+            priority_enabled=priority_enabled,
+            partition_queue=partition_queue,
+            polling_interval_sec=polling_interval_sec,
         )
-        if (
-            self.concurrency is not None
-            and self.worker_concurrency is not None
-            and self.worker_concurrency > self.concurrency
-        ):
-            raise DBOSConfigError(
-                f"Queue {name!r}: worker_concurrency ({self.worker_concurrency}) cannot be "
-                f"above concurrency ({self.concurrency})"
-            )
-        self.limit: int | None = None
-        self.period: float | None = None
-        if limiter is not None:
-            if not isinstance(limiter, Mapping) or set(limiter) != {"limit", "period"}:
-                raise DBOSConfigError(
-                    f'Queue {name!r}: limiter must be {{"limit": int, "period": seconds}}, '
-                    f"got {limiter!r}"
-                )
-            self.limit = _positive_int(limiter["limit"], f"Queue {name!r}: limiter limit")
-            self.period = _positive_number(limiter["period"], f"Queue {name!r}: limiter period")
-        for flag, value in (
-            ("priority_enabled", priority_enabled),
-            ("partition_queue", partition_queue),
-        ):
-            if not isinstance(value, bool):
-                raise DBOSConfigError(f"Queue {name!r}: {flag} must be a bool, got {value!r}")
-        self.priority_enabled = priority_enabled
-        self.partition_queue = partition_queue
-        self.polling_interval_sec = _positive_number(
-            polling_interval_sec, f"Queue {name!r}: polling_interval_sec"
-        )
+        self._source: _RuntimeSource = None
+        self._adopt(info)
         existing = registry.queues.get(name)
         if existing is not None and existing.info != self.info:
             raise DBOSConfigError(
@@ -123,9 +282,30 @@ class Queue:
         # (Declared after launch, the running queue workers start its worker now.)
         registry.declare_queue(self)
 
+    @classmethod
+    def from_row(cls, info: QueueInfo, source: _RuntimeSource = None) -> Queue:
+        """A database-backed queue as its row describes it (not declared in code):
+        reached through DBOS's runtime, or ``source``'s (a client's)."""
+        queue = cls.__new__(cls)
+        queue._source = source
+        queue._adopt(info)
+        return queue
+
+    def _adopt(self, info: QueueInfo) -> None:
+        self.name = info.name
+        self.concurrency = info.concurrency
+        self.worker_concurrency = info.worker_concurrency
+        self.limit = info.limiter_limit
+        self.period = info.limiter_period_seconds
+        self.priority_enabled = info.priority_enabled
+        self.partition_queue = info.partition_queue
+        self.polling_interval_sec = info.polling_interval_seconds
+        self.database_backed_queue = info.database_backed
+        self._updated_at = info.updated_at
+
     @property
     def info(self) -> QueueInfo:
-        """What this process registers for the queue (clients check names against it)."""
+        """The queue's settings as a row of the queues table."""
         return QueueInfo(
             name=self.name,
             concurrency=self.concurrency,
@@ -134,15 +314,288 @@ class Queue:
             limiter_period_seconds=self.period,
             priority_enabled=self.priority_enabled,
             partition_queue=self.partition_queue,
+            polling_interval_seconds=self.polling_interval_sec,
+            database_backed=self.database_backed_queue,
+            updated_at=self._updated_at,
         )
 
     def __repr__(self) -> str:
-        limiter = None if self.limit is None else {"limit": self.limit, "period": self.period}
         return (
-            f"Queue({self.name!r}, concurrency={self.concurrency}, limiter={limiter}, "
+            f"Queue({self.name!r}, concurrency={self.concurrency}, limiter={self.limiter}, "
             f"worker_concurrency={self.worker_concurrency}, "
-            f"priority_enabled={self.priority_enabled}, partition_queue={self.partition_queue})"
+            f"priority_enabled={self.priority_enabled}, partition_queue={self.partition_queue}"
+            + (", database_backed_queue=True)" if self.database_backed_queue else ")")
         )
+
+    # -- limits, resolved to the scope they apply at (DBOS Transact's names) -----------
+
+    @property
+    def limiter(self) -> dict[str, float] | None:
+        """``{"limit": n, "period": seconds}``, or None without a rate limit."""
+        if self.limit is None or self.period is None:
+            return None
+        return {"limit": self.limit, "period": self.period}
+
+    @property
+    def global_concurrency(self) -> int | None:
+        """The queue-wide bound on running workflows (None on a partitioned queue)."""
+        return None if self.partition_queue else self.concurrency
+
+    @property
+    def partition_concurrency(self) -> int | None:
+        """The bound on each partition's running workflows (partitioned queues)."""
+        return self.concurrency if self.partition_queue else None
+
+    @property
+    def partition_worker_concurrency(self) -> int | None:
+        """The bound on each partition's running workflows per process."""
+        return self.worker_concurrency if self.partition_queue else None
+
+    @property
+    def partition_limiter(self) -> dict[str, float] | None:
+        """The rate limit of each partition (partitioned queues)."""
+        return self.limiter if self.partition_queue else None
+
+    # -- reading and changing a database-backed queue ----------------------------------
+
+    async def _runtime(self) -> Runtime:
+        return get_runtime() if self._source is None else await self._source()
+
+    async def _read(self, rt: Runtime) -> QueueInfo:
+        info = await rt.sysdb.get_queue(self.name)
+        if info is None or not info.database_backed:
+            raise DBOSException(f"queue {self.name!r} is not registered in the database (deleted?)")
+        return info
+
+    async def _refresh(self) -> None:
+        if self.database_backed_queue:
+            self._adopt(await self._read(await self._runtime()))
+
+    async def _change(self, change: Callable[[QueueInfo], QueueInfo]) -> None:
+        """Apply ``change`` to the stored settings, checked, as one compare-and-set on
+        the row (read again and reapplied if another writer came first); then every
+        process's workers of the queue follow at their next poll."""
+        if not self.database_backed_queue:
+            raise DBOSException(
+                f"cannot change queue {self.name!r} at run time: only queues registered "
+                "with DBOS.register_queue (database-backed) can be changed; a queue "
+                "declared in code takes its settings from the code"
+            )
+        rt = await self._runtime()
+        while True:
+            current = await self._read(rt)
+            new = change(current)
+            try:
+                checked = queue_settings(
+                    new.name,
+                    concurrency=new.concurrency,
+                    limiter=None
+                    if new.limiter_limit is None
+                    else {"limit": new.limiter_limit, "period": new.limiter_period_seconds or 0},
+                    worker_concurrency=new.worker_concurrency,
+                    priority_enabled=new.priority_enabled,
+                    partition_queue=new.partition_queue,
+                    polling_interval_sec=new.polling_interval_seconds,
+                    database_backed=True,
+                )
+            except DBOSConfigError as exc:
+                raise ValueError(str(exc)) from None
+            written_at = max(now_ms(), current.updated_at + 1)
+            if await rt.sysdb.update_queue(checked, current.updated_at, written_at):
+                self._adopt(dataclasses.replace(checked, updated_at=written_at))
+                # This process's worker of it follows now (others: Postgres NOTIFY, or poll).
+                rt.notifier.notify(notification_key("queue", self.name, ""))
+                return
+
+    def _queue_wide(self, what: str, info: QueueInfo) -> None:
+        if info.partition_queue:
+            raise DBOSException(
+                f"cannot set {what} on queue {self.name!r}: it is partitioned, so its "
+                "limits apply to each partition (set the partition_* limits instead)"
+            )
+
+    async def get_concurrency_async(self) -> int | None:
+        """``concurrency`` (the database's value, for a database-backed queue)."""
+        await self._refresh()
+        return self.concurrency
+
+    async def get_global_concurrency_async(self) -> int | None:
+        """``global_concurrency``, read from the database first if database-backed."""
+        await self._refresh()
+        return self.global_concurrency
+
+    async def get_worker_concurrency_async(self) -> int | None:
+        """``worker_concurrency``, read from the database first if database-backed."""
+        await self._refresh()
+        return self.worker_concurrency
+
+    async def get_limiter_async(self) -> dict[str, float] | None:
+        """``limiter``, read from the database first if database-backed."""
+        await self._refresh()
+        return self.limiter
+
+    async def get_partition_concurrency_async(self) -> int | None:
+        """``partition_concurrency``, read from the database first if database-backed."""
+        await self._refresh()
+        return self.partition_concurrency
+
+    async def get_partition_worker_concurrency_async(self) -> int | None:
+        """``partition_worker_concurrency``, read from the database first if
+        database-backed."""
+        await self._refresh()
+        return self.partition_worker_concurrency
+
+    async def get_partition_limiter_async(self) -> dict[str, float] | None:
+        """``partition_limiter``, read from the database first if database-backed."""
+        await self._refresh()
+        return self.partition_limiter
+
+    async def get_priority_enabled_async(self) -> bool:
+        """``priority_enabled`` (kept for DBOS Transact; priority always applies)."""
+        await self._refresh()
+        return self.priority_enabled
+
+    async def get_partition_queue_async(self) -> bool:
+        """``partition_queue``, read from the database first if database-backed."""
+        await self._refresh()
+        return self.partition_queue
+
+    async def get_polling_interval_sec_async(self) -> float:
+        """``polling_interval_sec``, read from the database first if database-backed."""
+        await self._refresh()
+        return self.polling_interval_sec
+
+    async def set_concurrency(self, value: int | None) -> None:
+        """Set ``concurrency`` (per partition on a partitioned queue): database-backed
+        queues only, checked against the stored ``worker_concurrency``."""
+        await self._change(lambda q: dataclasses.replace(q, concurrency=value))
+
+    async def set_global_concurrency(self, value: int | None) -> None:
+        """Set the queue-wide ``global_concurrency`` (not on a partitioned queue)."""
+
+        def change(q: QueueInfo) -> QueueInfo:
+            self._queue_wide("global_concurrency", q)
+            return dataclasses.replace(q, concurrency=value)
+
+        await self._change(change)
+
+    async def set_worker_concurrency(self, value: int | None) -> None:
+        """Set ``worker_concurrency``, at most the stored ``concurrency`` (not on a
+        partitioned queue)."""
+
+        def change(q: QueueInfo) -> QueueInfo:
+            self._queue_wide("worker_concurrency", q)
+            return dataclasses.replace(q, worker_concurrency=value)
+
+        await self._change(change)
+
+    async def set_limiter(self, value: Mapping[str, float] | None) -> None:
+        """Set (or, with None, remove) the rate limit (not on a partitioned queue)."""
+        limit, period = _checked_limiter(value, "limiter")
+
+        def change(q: QueueInfo) -> QueueInfo:
+            self._queue_wide("limiter", q)
+            return dataclasses.replace(q, limiter_limit=limit, limiter_period_seconds=period)
+
+        await self._change(change)
+
+    def _per_partition(self, what: str, q: QueueInfo, **fields: Any) -> QueueInfo:
+        """``q`` with a per-partition limit changed: it partitions the queue, and the
+        queue is no longer partitioned once none is left."""
+        if not q.partition_queue and any(
+            v is not None for v in (q.concurrency, q.worker_concurrency, q.limiter_limit)
+        ):
+            if all(v is None for v in fields.values()):
+                return q
+            raise DBOSException(
+                f"cannot set {what} on queue {self.name!r}: it has queue-wide limits, and "
+                "dbos_async applies a partitioned queue's limits to each partition only "
+                "(clear the queue-wide limits first)"
+            )
+        new = dataclasses.replace(q, partition_queue=True, **fields)
+        if all(v is None for v in (new.concurrency, new.worker_concurrency, new.limiter_limit)):
+            new = dataclasses.replace(new, partition_queue=False)
+        return new
+
+    async def set_partition_concurrency(self, value: int | None) -> None:
+        """Set the bound on each partition's running workflows (partitions the queue;
+        clearing the last per-partition limit un-partitions it)."""
+        _at_least_one(value, "partition_concurrency")
+
+        def change(q: QueueInfo) -> QueueInfo:
+            new = self._per_partition("partition_concurrency", q, concurrency=value)
+            if (
+                value is not None
+                and q.worker_concurrency is not None
+                and q.worker_concurrency > value
+            ):
+                raise ValueError(
+                    "partition_concurrency must be greater than or equal to "
+                    "partition_worker_concurrency"
+                )
+            return new
+
+        await self._change(change)
+
+    async def set_partition_worker_concurrency(self, value: int | None) -> None:
+        """Set the bound on each partition's running workflows per process."""
+        _at_least_one(value, "partition_worker_concurrency")
+
+        def change(q: QueueInfo) -> QueueInfo:
+            new = self._per_partition("partition_worker_concurrency", q, worker_concurrency=value)
+            if value is not None and q.concurrency is not None and value > q.concurrency:
+                raise ValueError(
+                    "partition_worker_concurrency must be less than or equal to "
+                    "partition_concurrency"
+                )
+            return new
+
+        await self._change(change)
+
+    async def set_partition_limiter(self, value: Mapping[str, float] | None) -> None:
+        """Set (or remove) the rate limit of each partition."""
+        limit, period = _checked_limiter(value, "partition_limiter")
+        await self._change(
+            lambda q: self._per_partition(
+                "partition_limiter", q, limiter_limit=limit, limiter_period_seconds=period
+            )
+        )
+
+    async def set_priority_enabled(self, value: bool) -> None:
+        """Store ``priority_enabled`` (DBOS Transact's deprecated flag: priority always
+        applies)."""
+        await self._change(lambda q: dataclasses.replace(q, priority_enabled=value))
+
+    async def set_partition_queue(self, value: bool) -> None:
+        """Partition the queue (its limits then apply per partition key) or stop."""
+        await self._change(lambda q: dataclasses.replace(q, partition_queue=value))
+
+    async def set_polling_interval_sec(self, value: float) -> None:
+        """Set how often the queue's workers poll (seconds, positive)."""
+        await self._change(lambda q: dataclasses.replace(q, polling_interval_seconds=value))
+
+    get_concurrency = get_concurrency_async
+    get_global_concurrency = get_global_concurrency_async
+    get_worker_concurrency = get_worker_concurrency_async
+    get_limiter = get_limiter_async
+    get_partition_concurrency = get_partition_concurrency_async
+    get_partition_worker_concurrency = get_partition_worker_concurrency_async
+    get_partition_limiter = get_partition_limiter_async
+    get_priority_enabled = get_priority_enabled_async
+    get_partition_queue = get_partition_queue_async
+    get_polling_interval_sec = get_polling_interval_sec_async
+    set_concurrency_async = set_concurrency
+    set_global_concurrency_async = set_global_concurrency
+    set_worker_concurrency_async = set_worker_concurrency
+    set_limiter_async = set_limiter
+    set_partition_concurrency_async = set_partition_concurrency
+    set_partition_worker_concurrency_async = set_partition_worker_concurrency
+    set_partition_limiter_async = set_partition_limiter
+    set_priority_enabled_async = set_priority_enabled
+    set_partition_queue_async = set_partition_queue
+    set_polling_interval_sec_async = set_polling_interval_sec
+
+    # -- enqueueing --------------------------------------------------------------------
 
     def enqueue(
         self, func: Callable[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs
@@ -150,11 +603,14 @@ class Queue:
         """Enqueue a workflow; the handle comes back once its ENQUEUED row is durable.
         Options come from an enclosing ``SetEnqueueOptions`` block. Inside a workflow the
         enqueued workflow is a child (its ID ``{parent}-{step}`` unless SetWorkflowID)."""
-        info = function_info(func)
-        if info is None or info.kind != "workflow":
-            raise TypeError(
-                f"Queue.enqueue() needs a function decorated with @DBOS.workflow(), got {func!r}"
-            )
+        info = _workflow_info(func, "Queue.enqueue()")
+        if self.database_backed_queue:
+            if self._source is not None:
+                raise DBOSException(
+                    f"cannot enqueue on queue {self.name!r} through a Queue a client read: "
+                    "use DBOSClient.enqueue"
+                )
+            return enqueue_on(self.name, info, args, kwargs)
         request = check_enqueue_options(self.info, _options.get(), app_version=None)
         # (A bound method, ``inst.wf`` or ``Cls.wf``, brings its receiver.)
         return enqueue_workflow(info, with_bound_receiver(func, args), kwargs, request)
@@ -162,36 +618,112 @@ class Queue:
     enqueue_async = enqueue
 
 
+def _at_least_one(value: object, what: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{what} must be at least 1, got {value!r}")
+
+
+def _checked_limiter(value: object, what: str) -> tuple[int | None, float | None]:
+    try:
+        return _limiter(value, what)
+    except DBOSConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _workflow_info(func: Callable[..., Any], how: str) -> FunctionInfo:
+    info = function_info(func)
+    if info is None or info.kind != "workflow":
+        raise TypeError(f"{how} needs a function decorated with @DBOS.workflow(), got {func!r}")
+    return info
+
+
+def named_workflow(name: str) -> FunctionInfo:
+    """A workflow known only by its registered name (it may be implemented by another
+    process), for enqueueing it: its arguments are taken as given, unchecked."""
+
+    async def implemented_elsewhere(*args: Any, **kwargs: Any) -> Any:
+        raise DBOSException(f"workflow {name!r} is only enqueued by name here")
+
+    return describe(name, implemented_elsewhere, WorkflowOptions())
+
+
+def enqueue_on(
+    queue_name: str,
+    info: FunctionInfo,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    options: SetEnqueueOptions | None = None,
+    workflow_id: str | None = None,
+    timeout_ms: int | None = None,
+    fixed_version: bool = False,
+) -> Coroutine[Any, Any, WorkflowHandle[Any]]:
+    """Enqueue on a queue named at run time (``DBOS.enqueue_workflow``): one declared in
+    code here, one in the database, or one not registered yet (its workflows wait,
+    ENQUEUED, until it is). Options are checked against the queue once it is known the
+    enqueue is not recorded already (a re-run of the parent finds its child instead)."""
+    check_workflow_id(queue_name, "a queue name")
+    opts = options if options is not None else _options.get()
+    if opts is not None and opts.deduplication_id is not None and opts.queue_partition_key:
+        _refuse_partitioned_deduplication(queue_name)
+
+    async def request() -> EnqueueRequest:
+        declared = registry.queues.get(queue_name)
+        queue: QueueInfo | str
+        if declared is not None:
+            queue = declared.info
+        else:
+            stored = await get_runtime().sysdb.get_queue(queue_name)
+            queue = stored if stored is not None else queue_name
+        checked = check_enqueue_options(queue, opts, app_version=None, fixed_version=fixed_version)
+        return dataclasses.replace(checked, timeout_ms=timeout_ms)
+
+    return enqueue_workflow(info, args, kwargs, request, workflow_id=workflow_id)
+
+
+def _refuse_partitioned_deduplication(queue_name: str) -> None:
+    raise ValueError(
+        f"deduplication is not supported on partitioned queues (queue {queue_name!r}): "
+        "an enqueue cannot set both deduplication_id and queue_partition_key"
+    )
+
+
 def check_enqueue_options(
-    queue: QueueInfo,
+    queue: QueueInfo | str,
     options: SetEnqueueOptions | None,
     *,
     app_version: str | None,
     fixed_version: bool = False,
 ) -> EnqueueRequest:
-    """Check enqueue options against the queue they are for. Unless ``fixed_version``,
-    an ``app_version`` of None means the running application's version."""
+    """Check enqueue options against the queue they are for (only a queue's name: not
+    registered yet, so nothing to check them against). ``app_version`` (or else the
+    options') is the version that may run it; unless ``fixed_version``, None means the
+    running application's version. Priority applies on any queue."""
     opts = options or SetEnqueueOptions()
-    if opts.priority is not None and opts.priority != 0 and not queue.priority_enabled:
-        raise ValueError(
-            f"queue {queue.name!r} does not have priority_enabled=True, so an enqueue "
-            f"cannot set priority={opts.priority}"
-        )
-    if queue.partition_queue and opts.queue_partition_key is None:
-        raise ValueError(
-            f"queue {queue.name!r} is partitioned: enqueue inside "
-            "SetEnqueueOptions(queue_partition_key=...)"
-        )
-    if not queue.partition_queue and opts.queue_partition_key is not None:
-        raise ValueError(
-            f"queue {queue.name!r} is not partitioned (partition_queue=False), so an "
-            f"enqueue cannot set queue_partition_key={opts.queue_partition_key!r}"
-        )
+    if app_version is None:
+        app_version = opts.app_version
+    name = queue if isinstance(queue, str) else queue.name
+    if opts.deduplication_id is not None and (
+        opts.queue_partition_key is not None
+        or (not isinstance(queue, str) and queue.partition_queue)
+    ):
+        _refuse_partitioned_deduplication(name)
+    if not isinstance(queue, str):
+        if queue.partition_queue and opts.queue_partition_key is None:
+            raise ValueError(
+                f"queue {name!r} is partitioned: enqueue inside "
+                "SetEnqueueOptions(queue_partition_key=...)"
+            )
+        if not queue.partition_queue and opts.queue_partition_key is not None:
+            raise ValueError(
+                f"queue {name!r} is not partitioned (partition_queue=False), so an "
+                f"enqueue cannot set queue_partition_key={opts.queue_partition_key!r}"
+            )
     if app_version is None and not fixed_version:
         rt = current_runtime()
         app_version = rt.app_version if rt is not None and rt.launched else None
     return EnqueueRequest(
-        queue_name=queue.name,
+        queue_name=name,
         priority=opts.priority or 0,
         deduplication_id=opts.deduplication_id,
         partition_key=opts.queue_partition_key,

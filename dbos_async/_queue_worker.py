@@ -8,6 +8,12 @@ they are not run again. A loop polls when woken (an enqueue here, a NOTIFY from 
 process, a workflow of the queue ending here) and on a timer, the fallback for anything
 missed. A claimed workflow that was running when its process died is PENDING on that
 executor, so it is recovered when the executor launches again, as any workflow is.
+
+Queues registered at run time (``DBOS.register_queue``) live in the database: a watch
+lists them every second (and when told of a queue it has no worker for) and starts a
+worker for each new one; that worker reads the queue's row before each poll, so a change
+of its limits from any process applies at its next poll, and it stops once the row is
+deleted. A queue declared in code here keeps its code's settings over a stored one.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from ._errors import DBOSException, WorkflowOwnershipLost
 from ._failpoints import ACTIVE as FAILPOINTS
 from ._failpoints import hit
 from ._queue import Queue
+from ._queue_admin import register_pending
 from ._registry import registry
 from ._runner import launch_recorded
 from ._runtime import Runtime
@@ -37,6 +44,10 @@ log = logging.getLogger("dbos_async")
 _BATCH = 100
 #: How often each queue's workers cancel its ENQUEUED workflows past their deadline.
 _SWEEP_SECONDS = 5.0
+#: How often the watch looks for queues registered at run time by other processes.
+_WATCH_SECONDS = 1.0
+#: The least time between two looks of the watch.
+_WATCH_GAP_SECONDS = 0.1
 
 
 class QueueWorkers:
@@ -50,6 +61,10 @@ class QueueWorkers:
         self._waiting: dict[tuple[str, str | None], int] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: The database-backed queues with a worker here, as last read.
+        self._stored: dict[str, Queue] = {}
+        self._watch_wake = asyncio.Event()
+        self._watch: asyncio.Task[None] | None = None
 
     def running_here(self, queue_name: str, partition_key: str | None = None) -> int:
         """The workflows of this queue (and partition) that count against its
@@ -58,16 +73,19 @@ class QueueWorkers:
         return self._rt.live.running_in_queue(queue_name, partition_key) + waiting
 
     def _on_place_freed(self, queue_name: str, partition_key: str | None) -> None:
-        queue = registry.queues.get(queue_name)
+        queue = registry.queues.get(queue_name) or self._stored.get(queue_name)
         if queue is not None and (queue.worker_concurrency or queue.concurrency):
             self._wake(queue_name)
 
     def _on_notify(self, queue_name: str | None) -> None:
         if queue_name is None:
+            self._watch_wake.set()
             for event in self._wakes.values():
                 event.set()
-        else:
+        elif queue_name in self._wakes:
             self._wake(queue_name)
+        else:  # perhaps a queue just registered at run time
+            self._watch_wake.set()
 
     def _wake(self, queue_name: str) -> None:
         event = self._wakes.get(queue_name)
@@ -85,9 +103,13 @@ class QueueWorkers:
         self._rt.live.on_queue_place_freed(self._on_place_freed)
         queues = list(registry.queues.values())
         await self._rt.sysdb.register_queues([q.info for q in queues], now_ms())
+        await register_pending(self._rt)
         for queue in queues:
             if queue.name not in self._tasks:
                 self._start_loop(queue)
+        self._watch = asyncio.get_running_loop().create_task(
+            self._watch_stored(), name="dbos_async queue watch"
+        )
 
     def _declared(self, queue: Queue) -> None:
         """Start the worker of a queue declared after launch (it registers it first)."""
@@ -107,6 +129,9 @@ class QueueWorkers:
             registry.queue_listeners.remove(self._declared)
         self._rt.live.forget_listener(self._on_place_freed)
         tasks = list(self._tasks.values())
+        if self._watch is not None:
+            tasks.append(self._watch)
+            self._watch = None
         self._tasks.clear()
         for task in tasks:
             task.cancel()
@@ -115,6 +140,50 @@ class QueueWorkers:
                 await task
         if self._rt.notifier.hooks.get("queue") == self._on_notify:
             del self._rt.notifier.hooks["queue"]
+
+    # -- queues registered at run time ------------------------------------------------
+
+    async def _watch_stored(self) -> None:
+        """Start a worker for each database-backed queue that has none here."""
+        while True:
+            try:
+                for info in await self._rt.sysdb.list_queues():
+                    if (
+                        info.database_backed
+                        and info.name not in registry.queues
+                        and info.name not in self._tasks
+                    ):
+                        self._start_loop(Queue.from_row(info))
+            except Exception as exc:  # a lost connection: try again at the next look
+                log.warning("could not list the queues registered at run time: %r", exc)
+            # (Woken by enqueues on queues not run here too: at most one look per gap.)
+            await asyncio.sleep(_WATCH_GAP_SECONDS)
+            await self._rt.notifier.wait(self._watch_wake, _WATCH_SECONDS)
+
+    async def _reload(self, queue: Queue) -> Queue | None:
+        """A database-backed queue as stored now (the last one read if the database
+        cannot be reached); None once it is deleted or declared in code here."""
+        if registry.queues.get(queue.name) is not None:
+            return None  # (declared in code since: that worker replaces this one)
+        try:
+            info = await self._rt.sysdb.get_queue(queue.name)
+        except Exception as exc:
+            log.warning("queue %r: could not read its settings: %r", queue.name, exc)
+            return queue
+        if info is None or not info.database_backed:
+            log.info("queue %r was deleted: its worker here stops", queue.name)
+            return None
+        if info != queue.info:
+            queue = Queue.from_row(info)
+        self._stored[queue.name] = queue
+        return queue
+
+    def _forget(self, name: str) -> None:
+        """Forget the worker of a queue whose loop ends by itself (deleted)."""
+        if self._tasks.get(name) is asyncio.current_task():
+            del self._tasks[name]
+            self._wakes.pop(name, None)
+            self._stored.pop(name, None)
 
     # -- the worker loop ---------------------------------------------------------------
 
@@ -126,6 +195,12 @@ class QueueWorkers:
                 if register:
                     await self._rt.sysdb.register_queues([queue.info], now_ms())
                     register = False
+                if queue.database_backed_queue:
+                    reloaded = await self._reload(queue)
+                    if reloaded is None:
+                        self._forget(queue.name)
+                        return
+                    queue = reloaded
                 if time.monotonic() >= next_sweep:
                     # Deadlines hold while waiting in the queue, even if the process that
                     # enqueued a workflow (and armed its timer) died.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ from .sysdb import StepRow, WorkflowRow, notification_key
 
 __all__ = [
     "EnqueueRequest",
+    "LazyEnqueue",
     "call_workflow",
     "enqueue_workflow",
     "enqueued_row",
@@ -116,19 +117,28 @@ class EnqueueRequest:
     delay_seconds: float | None = None
     #: The application version that may run it; None lets any version's workers run it.
     app_version: str | None = None
+    #: Its timeout (ms from its claim), instead of an enclosing SetWorkflowTimeout's.
+    timeout_ms: int | None = None
+
+
+#: An enqueue whose queue is looked up only if the enqueue was not recorded already.
+LazyEnqueue = Callable[[], Awaitable[EnqueueRequest]]
 
 
 def enqueue_workflow(
     info: FunctionInfo,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    request: EnqueueRequest,
+    request: EnqueueRequest | LazyEnqueue,
+    *,
+    workflow_id: str | None = None,
 ) -> Coroutine[Any, Any, WorkflowHandle[Any]]:
     """Enqueue a workflow (ENQUEUED until a queue worker claims it); inside a workflow it
-    is a child, as for ``start_workflow``."""
+    is a child, as for ``start_workflow``. ``workflow_id`` overrides a SetWorkflowID
+    block's; a ``LazyEnqueue`` is awaited once it is known the enqueue is not recorded."""
     refuse_in_transaction("Queue.enqueue()")
     assigned, parent = _placement()
-    return _start(info, args, kwargs, assigned, parent, request)
+    return _start(info, args, kwargs, workflow_id or assigned, parent, request)
 
 
 def enqueued_row(
@@ -197,7 +207,7 @@ async def _start(
     kwargs: dict[str, Any],
     assigned: str | None,
     parent: tuple[WorkflowState, int] | None,
-    enqueue: EnqueueRequest | None = None,
+    lazy: EnqueueRequest | LazyEnqueue | None = None,
 ) -> WorkflowHandle[Any]:
     rt = get_runtime()
     if parent is not None:
@@ -209,11 +219,13 @@ async def _start(
                     state.workflow_id, step_id, info.name, recorded.function_name
                 )
             return WorkflowHandle(rt, recorded.child_workflow_id)
+        enqueue = lazy if lazy is None or isinstance(lazy, EnqueueRequest) else await lazy()
         workflow_id = assigned or f"{state.workflow_id}-{step_id}"
         # Starting a child is one of the parent's steps: a cancel of the parent lets its
         # row, its recording and its launch all happen, or none.
         with state.step_body():
             return await _create(rt, info, args, kwargs, workflow_id, parent, enqueue)
+    enqueue = lazy if lazy is None or isinstance(lazy, EnqueueRequest) else await lazy()
     return await _create(rt, info, args, kwargs, assigned or new_workflow_id(), None, enqueue)
 
 
@@ -231,6 +243,8 @@ async def _create(
     receiver = split_receiver(info, args)
     inputs = rt.codec.dump_inputs(info.name, info.stored_signature, receiver.args, kwargs)
     timeout_ms = workflow_timeout_ms()
+    if enqueue is not None and enqueue.timeout_ms is not None:
+        timeout_ms = enqueue.timeout_ms
     # (An enqueued workflow's own timeout starts when a worker claims it.)
     deadline_ms = now_ms() + timeout_ms if timeout_ms is not None and enqueue is None else None
     if parent is not None and parent[0].deadline_ms is not None:

@@ -7,12 +7,14 @@ table; its waiters wake through LISTEN/NOTIFY on Postgres. A workflow it resumes
 has no owner: the first live process of its application version takes it over and runs
 it (at once on Postgres, within a second on SQLite); a resumed workflow of a queue goes
 back to that queue. A workflow it enqueues is run by the processes that declare the
-queue.
+queue. It can also register queues at run time and change their limits
+(``register_queue``, ``retrieve_queue``, ``list_queues``, ``delete_queue``), as DBOS does.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Required, TypedDict
 
 from . import _management, _messaging
@@ -26,7 +28,15 @@ from ._errors import (
 from ._handle import WorkflowHandle, status_of, step_infos
 from ._ids import check_text, check_workflow_filters, check_workflow_id
 from ._lifecycle import client_parts
-from ._queue import SetEnqueueOptions, check_enqueue_options
+from ._queue import Queue, SetEnqueueOptions, check_enqueue_options, declared_settings
+from ._queue_admin import (
+    QueueConflictResolution,
+    check_on_conflict,
+    delete_queue,
+    list_queues,
+    register_queue,
+    retrieve_queue,
+)
 from ._runner import enqueued_row
 from ._runtime import Runtime
 from ._status import ExecutorInfo, StepInfo, WorkflowStatus, WorkflowStatusString
@@ -48,7 +58,7 @@ class EnqueueOptions(TypedDict, total=False):
     deduplication_id: str
     """As ``SetEnqueueOptions(deduplication_id=...)``."""
     priority: int
-    """As ``SetEnqueueOptions(priority=...)``; the queue needs ``priority_enabled``."""
+    """As ``SetEnqueueOptions(priority=...)`` (lower runs first, on any queue)."""
     queue_partition_key: str
     """Required on a partitioned queue, refused on another."""
     delay_seconds: float
@@ -65,6 +75,64 @@ class EnqueueOptions(TypedDict, total=False):
 
 
 _ENQUEUE_KEYS = frozenset(EnqueueOptions.__annotations__)
+
+
+@dataclass(frozen=True)
+class _ParsedEnqueueOptions:
+    """``EnqueueOptions`` checked: where, what, and how to enqueue."""
+
+    queue_name: str
+    workflow_name: str
+    workflow_id: str | None
+    options: SetEnqueueOptions
+    timeout_ms: int | None
+    class_name: str | None
+    instance_name: str | None
+
+
+def _parse_enqueue_options(options: Mapping[str, Any], how: str) -> _ParsedEnqueueOptions:
+    """Check ``EnqueueOptions`` (for ``DBOSClient.enqueue`` and
+    ``DBOS.enqueue_workflow_with_options``), naming ``how`` in errors."""
+    if not isinstance(options, Mapping):
+        raise TypeError(f"{how} needs an EnqueueOptions dict, got {options!r}")
+    unknown = set(options) - _ENQUEUE_KEYS
+    if unknown:
+        raise TypeError(
+            f"{how}: unknown option(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_ENQUEUE_KEYS))}"
+        )
+    for key in ("queue_name", "workflow_name"):
+        value = options.get(key)
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"{how} needs options[{key!r}] as a non-empty str")
+    check_workflow_id(options["queue_name"], "options['queue_name']")
+    check_text(options["workflow_name"], "options['workflow_name']")
+    workflow_id = options.get("workflow_id")
+    if workflow_id is not None:
+        check_workflow_id(workflow_id, "options['workflow_id']")
+    check_text(options.get("app_version"), "options['app_version']", optional=True)
+    class_name, instance_name = options.get("class_name"), options.get("instance_name")
+    check_text(class_name, "options['class_name']", optional=True, non_empty=True)
+    check_text(instance_name, "options['instance_name']", optional=True, non_empty=True)
+    if instance_name is not None and class_name is None:
+        raise TypeError(
+            f"{how}: options['instance_name'] needs options['class_name'] (the instance's class)"
+        )
+    return _ParsedEnqueueOptions(
+        queue_name=options["queue_name"],
+        workflow_name=options["workflow_name"],
+        workflow_id=workflow_id,
+        options=SetEnqueueOptions(
+            deduplication_id=options.get("deduplication_id"),
+            priority=options.get("priority"),
+            app_version=options.get("app_version"),
+            queue_partition_key=options.get("queue_partition_key"),
+            delay_seconds=options.get("delay_seconds"),
+        ),
+        timeout_ms=timeout_to_ms(options.get("workflow_timeout"), f"{how}: workflow_timeout"),
+        class_name=class_name,
+        instance_name=instance_name,
+    )
 
 
 class DBOSClient:
@@ -108,7 +176,8 @@ class DBOSClient:
     ) -> WorkflowHandle[Any]:
         """Enqueue the workflow registered as ``options["workflow_name"]`` on
         ``options["queue_name"]``; the processes that declare that queue run it. The
-        queue must have been declared by a launched process (its settings are checked).
+        queue must have been declared by a launched process or registered at run time
+        (its settings are checked).
 
         Optional keys: ``workflow_id``, ``deduplication_id``, ``priority``,
         ``queue_partition_key``, ``delay_seconds``, ``workflow_timeout`` (seconds),
@@ -118,53 +187,20 @@ class DBOSClient:
         of the ``DBOSConfiguredInstance`` an instance method runs on); the arguments are
         those after ``self`` or ``cls``.
         """
-        unknown = set(options) - _ENQUEUE_KEYS
-        if unknown:
-            raise TypeError(
-                f"DBOSClient.enqueue(): unknown option(s) {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(sorted(_ENQUEUE_KEYS))}"
-            )
-        for key in ("queue_name", "workflow_name"):
-            value = options.get(key)
-            if not isinstance(value, str) or not value:
-                raise TypeError(f"DBOSClient.enqueue() needs options[{key!r}] as a non-empty str")
-        check_workflow_id(options["queue_name"], "options['queue_name']")
-        check_text(options["workflow_name"], "options['workflow_name']")
-        workflow_id = options.get("workflow_id")
-        if workflow_id is not None:
-            check_workflow_id(workflow_id, "options['workflow_id']")
-        check_text(options.get("app_version"), "options['app_version']", optional=True)
-        class_name, instance_name = options.get("class_name"), options.get("instance_name")
-        check_text(class_name, "options['class_name']", optional=True, non_empty=True)
-        check_text(instance_name, "options['instance_name']", optional=True, non_empty=True)
-        if instance_name is not None and class_name is None:
-            raise TypeError(
-                "DBOSClient.enqueue(): options['instance_name'] needs options['class_name'] "
-                "(the instance's class)"
-            )
-        enqueue_options = SetEnqueueOptions(
-            deduplication_id=options.get("deduplication_id"),
-            priority=options.get("priority"),
-            queue_partition_key=options.get("queue_partition_key"),
-            delay_seconds=options.get("delay_seconds"),
-        )
-        timeout_ms = timeout_to_ms(
-            options.get("workflow_timeout"), "DBOSClient.enqueue(): workflow_timeout"
-        )
+        parsed = _parse_enqueue_options(options, "DBOSClient.enqueue()")
+        class_name, instance_name = parsed.class_name, parsed.instance_name
         rt = await self._rt()
-        queue = await self._queue(rt, options["queue_name"])
-        request = check_enqueue_options(
-            queue, enqueue_options, app_version=options.get("app_version"), fixed_version=True
-        )
-        name = options["workflow_name"]
-        workflow_id = workflow_id or new_workflow_id()
+        queue = await self._queue(rt, parsed.queue_name)
+        request = check_enqueue_options(queue, parsed.options, app_version=None, fixed_version=True)
+        name = parsed.workflow_name
+        workflow_id = parsed.workflow_id or new_workflow_id()
         inputs = rt.codec.dump_inputs(name, None, args, kwargs)
         row = enqueued_row(
             workflow_id,
             name,
             inputs,
             request,
-            timeout_ms=timeout_ms,
+            timeout_ms=parsed.timeout_ms,
             class_name=class_name,
             config_name=instance_name,
         )
@@ -185,11 +221,65 @@ class DBOSClient:
         if queue is None:
             known = ", ".join(repr(q) for q in queues) or "none"
             raise DBOSQueueNotFoundError(
-                f"queue {name!r} is not declared by any launched DBOS process "
+                f"queue {name!r} is not declared by any launched DBOS process nor registered "
                 f"(declared queues: {known}); a queue exists once a process that declares "
-                "it has launched"
+                "it has launched, or once DBOS.register_queue has registered it"
             )
         return queue
+
+    # -- queues registered at run time (issue 14) ---------------------------------------
+
+    async def register_queue(
+        self,
+        name: str,
+        *,
+        worker_concurrency: int | None = None,
+        global_concurrency: int | None = None,
+        partition_concurrency: int | None = None,
+        partition_worker_concurrency: int | None = None,
+        partition_limiter: Mapping[str, float] | None = None,
+        limiter: Mapping[str, float] | None = None,
+        polling_interval_sec: float = 1.0,
+        on_conflict: QueueConflictResolution = "always_update",
+        concurrency: int | None = None,
+        priority_enabled: bool = False,
+        partition_queue: bool = False,
+    ) -> Queue:
+        """``DBOS.register_queue`` from a client: store a queue that every launched
+        process then runs. A client has no application version, so ``on_conflict`` is
+        ``"always_update"`` (default) or ``"never_update"``. The returned ``Queue``
+        reads and changes its settings through this client (``await
+        queue.set_concurrency(...)``); enqueue with ``DBOSClient.enqueue``."""
+        check_on_conflict(on_conflict, client=True)
+        settings = declared_settings(
+            name,
+            worker_concurrency=worker_concurrency,
+            global_concurrency=global_concurrency,
+            partition_concurrency=partition_concurrency,
+            partition_worker_concurrency=partition_worker_concurrency,
+            partition_limiter=partition_limiter,
+            limiter=limiter,
+            polling_interval_sec=polling_interval_sec,
+            concurrency=concurrency,
+            priority_enabled=priority_enabled,
+            partition_queue=partition_queue,
+        )
+        return await register_queue(await self._rt(), settings, on_conflict, source=self._rt)
+
+    async def retrieve_queue(self, name: str) -> Queue | None:
+        """A queue registered at run time, as stored (None if there is none); its
+        getters and setters go through this client."""
+        return await retrieve_queue(await self._rt(), name, source=self._rt)
+
+    async def list_queues(self) -> list[Queue]:
+        """Every queue registered at run time, by name."""
+        return await list_queues(await self._rt(), source=self._rt)
+
+    async def delete_queue(self, name: str) -> None:
+        """Delete a queue registered at run time (nothing if there is none); every
+        process's worker of it stops, and its ENQUEUED workflows wait until a queue of
+        that name is registered again."""
+        await delete_queue(await self._rt(), name)
 
     async def retrieve_workflow(
         self, workflow_id: str, existing_workflow: bool = True
@@ -328,3 +418,7 @@ class DBOSClient:
     cancel_workflow_async = cancel_workflow
     resume_workflow_async = resume_workflow
     fork_workflow_async = fork_workflow
+    register_queue_async = register_queue
+    retrieve_queue_async = retrieve_queue
+    list_queues_async = list_queues
+    delete_queue_async = delete_queue

@@ -189,7 +189,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     (
         "features",
-        {"_decorators", "_queue", "_queue_worker", "_scheduler", "_recovery", "_watcher"}
+        {"_decorators", "_queue", "_queue_admin", "_queue_worker", "_scheduler", "_recovery"}
+        | {"_watcher"}
         | {"_messaging", "_leases"},
     ),
     ("lifecycle", {"_lifecycle"}),

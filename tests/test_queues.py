@@ -437,10 +437,12 @@ async def test_priority__lower_first_fifo_among_equals_none_counts_as_zero(
     assert ORDER == ["blocker", "c", "e", "g", "b", "d", "a", "f"]
 
 
-async def test_priority__refused_on_queue_without_priority_enabled(dbos: DBOS) -> None:
-    with SetEnqueueOptions(priority=2), pytest.raises(ValueError, match="priority_enabled"):
-        await Q_BASIC.enqueue(tq_record, "prio-refused")
-    assert await DBOS.list_workflows() == []
+async def test_priority__honoured_without_priority_enabled(dbos: DBOS) -> None:
+    # As in DBOS Transact now, any queue takes priorities (priority_enabled is kept).
+    with SetEnqueueOptions(priority=2):
+        handle = await Q_BASIC.enqueue(tq_record, "prio-any-queue")
+    assert await result(handle) == "prio-any-queue"
+    assert (await status(handle.workflow_id)).priority == 2
     with SetEnqueueOptions(priority=0):  # the default priority is no priority
         handle = await Q_BASIC.enqueue(tq_record, "prio-zero")
     assert await result(handle) == "prio-zero"
@@ -746,7 +748,7 @@ async def test_client_enqueue__bad_options_raise(dbos: DBOS, db_url: str) -> Non
         bad = {"queue_name": "", "workflow_name": "tq_client_sum"}
         with pytest.raises(TypeError, match="queue_name"):
             await client.enqueue(bad, 1, 2)
-        bad = {"queue_name": "tq_basic", "workflow_name": "tq_client_sum", "priority": 3}
+        bad = {"queue_name": "tq_basic", "workflow_name": "tq_client_sum", "priority": -1}
         with pytest.raises(ValueError, match="priority"):
             await client.enqueue(bad, 1, 2)
         bad = {"queue_name": "tq_part", "workflow_name": "tq_client_sum"}
@@ -764,14 +766,15 @@ async def test_client_enqueue__checks_current_settings_of_a_redeclared_queue(
     async with DBOSClient(db_url) as client:
         plain: Any = {"queue_name": "tq_second", "workflow_name": "tq_client_sum"}
         assert await result(await client.enqueue(plain, 1, 1)) == 2  # settings now cached
-        # Another process declares the queue again, with priorities.
-        await rt.sysdb.register_queues([QueueInfo("tq_second", priority_enabled=True)], 0)
-        handle = await client.enqueue({**plain, "priority": 4}, 2, 2)
-        assert (await status(handle.workflow_id)).priority == 4
-        # ...and again without: the cached settings would accept a priority.
+        # Another process declares the queue again, partitioned.
+        await rt.sysdb.register_queues([QueueInfo("tq_second", partition_queue=True)], 0)
+        with pytest.raises(ValueError, match="partitioned"):
+            await client.enqueue(plain, 2, 2)
+        # ...and again without: the cached settings would refuse a plain enqueue.
         await rt.sysdb.register_queues([QueueInfo("tq_second")], 0)
-        with pytest.raises(ValueError, match="priority"):
-            await client.enqueue({**plain, "priority": 4}, 3, 3)
+        handle = await client.enqueue({**plain, "priority": 4}, 3, 3)
+        assert (await status(handle.workflow_id)).priority == 4
+        assert await result(handle) == 6
         with pytest.raises(ValueError, match="workflow_timeout"):
             await client.enqueue({**plain, "workflow_timeout": 0}, 3, 3)
 

@@ -51,7 +51,8 @@ STEP_COLUMNS = (
 #: The queue table's columns that make a ``QueueInfo``, in the order of its fields.
 QUEUE_COLUMNS = (
     "name", "concurrency", "worker_concurrency", "limiter_limit", "limiter_period_seconds",
-    "priority_enabled", "partition_queue",
+    "priority_enabled", "partition_queue", "polling_interval_seconds", "database_backed",
+    "updated_at",
 )  # fmt: skip
 
 WORKFLOW_FIELDS = tuple(f.name for f in fields(WorkflowRow))
@@ -109,7 +110,9 @@ def step_params(step: StepRow) -> tuple[Any, ...]:
 
 def queue_info(r: Any) -> QueueInfo:
     """A ``QueueInfo`` from a row of ``QUEUE_COLUMNS`` (SQLite stores flags as 0 or 1)."""
-    return QueueInfo(r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]))
+    return QueueInfo(
+        r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), float(r[7]), bool(r[8]), r[9]
+    )
 
 
 def stream_entry(r: Any) -> StreamEntry:

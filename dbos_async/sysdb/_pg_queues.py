@@ -111,6 +111,7 @@ class PostgresQueues:
                 [q.limiter_period_seconds for q in queues],
                 [q.priority_enabled for q in queues],
                 [q.partition_queue for q in queues],
+                [q.polling_interval_seconds for q in queues],
                 now_ms,
             )
 
@@ -122,3 +123,49 @@ class PostgresQueues:
             return [queue_info(r) for r in await conn.fetch(Q["list_queues"])]
 
         return await self._pg.retrying(op)
+
+    async def get_queue(self, name: str) -> QueueInfo | None:
+        async def op(conn: Any) -> QueueInfo | None:
+            row = await conn.fetchrow(Q["get_queue"], name)
+            return None if row is None else queue_info(row)
+
+        return await self._pg.retrying(op)
+
+    async def upsert_queue(self, queue: QueueInfo, now_ms: int, *, update_existing: bool) -> bool:
+        async def op(conn: Any) -> bool:
+            rows = await conn.fetch(
+                Q["upsert_queue"], *_queue_settings(queue), now_ms, update_existing
+            )
+            return bool(rows)
+
+        return await self._pg.retrying(op)
+
+    async def update_queue(self, queue: QueueInfo, expected_updated_at: int, now_ms: int) -> bool:
+        async def op(conn: Any) -> bool:
+            rows = await conn.fetch(
+                Q["update_queue"], *_queue_settings(queue), now_ms, expected_updated_at
+            )
+            return bool(rows)
+
+        # (A retry after a lost reply finds the row changed: the caller reads it again.)
+        return await self._pg.retrying(op)
+
+    async def delete_queue(self, name: str) -> bool:
+        async def op(conn: Any) -> bool:
+            return bool(await conn.fetch(Q["delete_queue"], name))
+
+        return await self._pg.retrying(op)
+
+
+def _queue_settings(q: QueueInfo) -> tuple[Any, ...]:
+    """A queue's name and settings, in the order the statements bind them."""
+    return (
+        q.name,
+        q.concurrency,
+        q.worker_concurrency,
+        q.limiter_limit,
+        q.limiter_period_seconds,
+        q.priority_enabled,
+        q.partition_queue,
+        q.polling_interval_seconds,
+    )

@@ -170,6 +170,24 @@ class QueueDatabase(Protocol):
     async def list_queues(self) -> list[QueueInfo]:
         """Every queue some process registered, by name."""
 
+    async def get_queue(self, name: str) -> QueueInfo | None:
+        """A queue's row (declared in code or at run time), or None."""
+
+    async def upsert_queue(self, queue: QueueInfo, now_ms: int, *, update_existing: bool) -> bool:
+        """Declare a queue at run time (its row ``database_backed`` from now on). An
+        existing run-time queue of that name is replaced only if ``update_existing``; a
+        row recording a declaration in code always is. True if written (Postgres tells
+        every process's workers of the queue)."""
+
+    async def update_queue(self, queue: QueueInfo, expected_updated_at: int, now_ms: int) -> bool:
+        """Replace a run-time queue's settings, only if its row is still the one last
+        written at ``expected_updated_at``: False if it changed (or is gone) since, and
+        the caller reads it again. Postgres tells every process's workers of it."""
+
+    async def delete_queue(self, name: str) -> bool:
+        """Delete a run-time queue's row; True if there was one. A queue declared in code
+        keeps its row (its processes register it at each launch)."""
+
 
 class LeaseDatabase(Protocol):
     """Leases of launched processes, and taking over what expired ones owned."""

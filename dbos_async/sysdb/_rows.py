@@ -140,7 +140,8 @@ class RecoveryClaim:
 
 @dataclass
 class QueueInfo:
-    """A queue as the processes that declared it registered it (limits as declared)."""
+    """A queue's row: as a process declared it in code (limits as declared), or, if
+    ``database_backed``, as declared at run time."""
 
     name: str
     concurrency: int | None = None
@@ -149,6 +150,14 @@ class QueueInfo:
     limiter_period_seconds: float | None = None
     priority_enabled: bool = False
     partition_queue: bool = False
+    #: How often the queue's workers poll besides being woken (seconds).
+    polling_interval_seconds: float = 1.0
+    #: Declared at run time (``DBOS.register_queue``): the row is the queue's
+    #: configuration, which every process's worker of it follows and which may change.
+    database_backed: bool = False
+    #: When the row was last written (epoch ms): changes compare it, so two writers
+    #: never lose each other's change.
+    updated_at: int = 0
 
 
 @dataclass

@@ -111,20 +111,7 @@ class SQLiteQueues:
     async def register_queues(self, queues: Sequence[QueueInfo], now_ms: int) -> None:
         async def op(conn: aiosqlite.Connection) -> None:
             await conn.executemany(
-                Q["register_queue"],
-                [
-                    (
-                        q.name,
-                        q.concurrency,
-                        q.worker_concurrency,
-                        q.limiter_limit,
-                        q.limiter_period_seconds,
-                        int(q.priority_enabled),
-                        int(q.partition_queue),
-                        now_ms,
-                    )
-                    for q in queues
-                ],
+                Q["register_queue"], [(*_queue_settings(q), now_ms) for q in queues]
             )
 
         if queues:
@@ -136,3 +123,52 @@ class SQLiteQueues:
             return [queue_info(r) for r in await cur.fetchall()]
 
         return await self._db.read(op)
+
+    async def get_queue(self, name: str) -> QueueInfo | None:
+        async def op(conn: aiosqlite.Connection) -> QueueInfo | None:
+            cur = await conn.execute(Q["get_queue"], (name,))
+            row = await cur.fetchone()
+            return None if row is None else queue_info(row)
+
+        return await self._db.read(op)
+
+    async def upsert_queue(self, queue: QueueInfo, now_ms: int, *, update_existing: bool) -> bool:
+        async def op(conn: aiosqlite.Connection) -> bool:
+            cur = await conn.execute(
+                Q["upsert_queue"], (*_queue_settings(queue), now_ms, int(update_existing))
+            )
+            return cur.rowcount > 0
+
+        return await self._db.write(op)
+
+    async def update_queue(self, queue: QueueInfo, expected_updated_at: int, now_ms: int) -> bool:
+        settings = _queue_settings(queue)
+
+        async def op(conn: aiosqlite.Connection) -> bool:
+            cur = await conn.execute(
+                Q["update_queue"], (*settings[1:], now_ms, expected_updated_at, settings[0])
+            )
+            return cur.rowcount > 0
+
+        return await self._db.write(op)
+
+    async def delete_queue(self, name: str) -> bool:
+        async def op(conn: aiosqlite.Connection) -> bool:
+            cur = await conn.execute(Q["delete_queue"], (name,))
+            return cur.rowcount > 0
+
+        return await self._db.write(op)
+
+
+def _queue_settings(q: QueueInfo) -> tuple[Any, ...]:
+    """A queue's name and settings, in the order the statements bind them."""
+    return (
+        q.name,
+        q.concurrency,
+        q.worker_concurrency,
+        q.limiter_limit,
+        q.limiter_period_seconds,
+        int(q.priority_enabled),
+        int(q.partition_queue),
+        q.polling_interval_seconds,
+    )

@@ -39,17 +39,73 @@ WHERE status = 'ENQUEUED' AND workflow_deadline_epoch_ms <= $1
 RETURNING workflow_uuid;
 
 -- name: register_queues
--- Record or update declared queues ($1-$7: one array per column of queue_columns) at $8.
-INSERT INTO dbos_async.queues ({queue_columns}, updated_at)
-SELECT q.*, $8 FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::float8[],
-    $6::bool[], $7::bool[]) AS q
+-- Record or update the queues a process declares in code ($1-$8: one array per column:
+-- name, concurrency, worker concurrency, limiter limit and period, priority enabled,
+-- partitioned, polling interval) at $9. A queue declared at run time keeps its row.
+INSERT INTO dbos_async.queues (name, concurrency, worker_concurrency, limiter_limit,
+    limiter_period_seconds, priority_enabled, partition_queue, polling_interval_seconds,
+    updated_at, database_backed)
+SELECT q.*, $9, FALSE FROM unnest($1::text[], $2::int[], $3::int[], $4::int[],
+    $5::float8[], $6::bool[], $7::bool[], $8::float8[]) AS q
 ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
     worker_concurrency = excluded.worker_concurrency,
     limiter_limit = excluded.limiter_limit,
     limiter_period_seconds = excluded.limiter_period_seconds,
     priority_enabled = excluded.priority_enabled,
-    partition_queue = excluded.partition_queue, updated_at = excluded.updated_at;
+    partition_queue = excluded.partition_queue,
+    polling_interval_seconds = excluded.polling_interval_seconds,
+    updated_at = excluded.updated_at
+WHERE NOT dbos_async.queues.database_backed;
 
 -- name: list_queues
 -- Every registered queue, by name.
 SELECT {queue_columns} FROM dbos_async.queues ORDER BY name;
+
+-- name: get_queue
+-- Queue $1's row, if any.
+SELECT {queue_columns} FROM dbos_async.queues WHERE name = $1;
+
+-- name: upsert_queue
+-- Declare queue $1 at run time ($2-$8: concurrency, worker concurrency, limiter limit
+-- and period, priority enabled, partitioned, polling interval; $9: now). An existing row
+-- is replaced if $10 or if it only records a declaration in code. Wakes the queue's
+-- workers (and every process's watch for new queues) if written.
+WITH up AS (
+    INSERT INTO dbos_async.queues (name, concurrency, worker_concurrency, limiter_limit,
+        limiter_period_seconds, priority_enabled, partition_queue,
+        polling_interval_seconds, updated_at, database_backed)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, TRUE)
+    ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
+        worker_concurrency = excluded.worker_concurrency,
+        limiter_limit = excluded.limiter_limit,
+        limiter_period_seconds = excluded.limiter_period_seconds,
+        priority_enabled = excluded.priority_enabled,
+        partition_queue = excluded.partition_queue,
+        polling_interval_seconds = excluded.polling_interval_seconds,
+        updated_at = GREATEST(excluded.updated_at, dbos_async.queues.updated_at + 1),
+        database_backed = TRUE
+    WHERE $10::bool OR NOT dbos_async.queues.database_backed
+    RETURNING 1
+)
+SELECT pg_notify({channel}, {queue_key:$1::text}) FROM up;
+
+-- name: update_queue
+-- Change run-time queue $1's settings ($2-$8 as for upsert_queue) at $9, only if its row
+-- was last written at $10 (no change in between was made); wakes its workers. A row if
+-- changed.
+WITH up AS (
+    UPDATE dbos_async.queues SET concurrency = $2, worker_concurrency = $3,
+        limiter_limit = $4, limiter_period_seconds = $5, priority_enabled = $6,
+        partition_queue = $7, polling_interval_seconds = $8, updated_at = $9
+    WHERE name = $1 AND database_backed AND updated_at = $10
+    RETURNING 1
+)
+SELECT pg_notify({channel}, {queue_key:$1::text}) FROM up;
+
+-- name: delete_queue
+-- Delete run-time queue $1 (a queue declared in code keeps its row); wakes its workers,
+-- which stop. A row if deleted.
+WITH del AS (
+    DELETE FROM dbos_async.queues WHERE name = $1 AND database_backed RETURNING 1
+)
+SELECT pg_notify({channel}, {queue_key:$1::text}) FROM del;

@@ -120,7 +120,9 @@ CREATE TABLE dbos_async.queues (
     limiter_period_seconds DOUBLE PRECISION,
     priority_enabled BOOLEAN NOT NULL,
     partition_queue BOOLEAN NOT NULL,
-    updated_at BIGINT NOT NULL
+    updated_at BIGINT NOT NULL,
+    polling_interval_seconds DOUBLE PRECISION NOT NULL DEFAULT 1.0,
+    database_backed BOOLEAN NOT NULL DEFAULT FALSE
 );
 
 -- The database's clock in epoch ms: leases are timed by it, so processes on machines whose

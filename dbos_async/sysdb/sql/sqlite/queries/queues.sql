@@ -64,15 +64,59 @@ WHERE status = 'ENQUEUED' AND workflow_deadline_epoch_ms <= ?
 RETURNING workflow_uuid;
 
 -- name: register_queue
--- Record or update a declared queue (the columns of queue_columns, then updated at).
-INSERT INTO dbos_queues ({queue_columns}, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+-- Record or update a queue a process declares in code (name, concurrency, worker
+-- concurrency, limiter limit and period, priority enabled, partitioned, polling interval,
+-- updated at). A queue declared at run time keeps its row.
+INSERT INTO dbos_queues (name, concurrency, worker_concurrency, limiter_limit,
+    limiter_period_seconds, priority_enabled, partition_queue, polling_interval_seconds,
+    updated_at, database_backed)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
 ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
     worker_concurrency = excluded.worker_concurrency,
     limiter_limit = excluded.limiter_limit,
     limiter_period_seconds = excluded.limiter_period_seconds,
     priority_enabled = excluded.priority_enabled,
-    partition_queue = excluded.partition_queue, updated_at = excluded.updated_at;
+    partition_queue = excluded.partition_queue,
+    polling_interval_seconds = excluded.polling_interval_seconds,
+    updated_at = excluded.updated_at
+WHERE NOT dbos_queues.database_backed;
 
 -- name: list_queues
 -- Every registered queue, by name.
 SELECT {queue_columns} FROM dbos_queues ORDER BY name;
+
+-- name: get_queue
+-- A queue's row, if any.
+SELECT {queue_columns} FROM dbos_queues WHERE name = ?;
+
+-- name: upsert_queue
+-- Declare a queue at run time (name, concurrency, worker concurrency, limiter limit and
+-- period, priority enabled, partitioned, polling interval, now). An existing row is
+-- replaced if the last parameter is 1 or if it only records a declaration in code.
+INSERT INTO dbos_queues (name, concurrency, worker_concurrency, limiter_limit,
+    limiter_period_seconds, priority_enabled, partition_queue, polling_interval_seconds,
+    updated_at, database_backed)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
+    worker_concurrency = excluded.worker_concurrency,
+    limiter_limit = excluded.limiter_limit,
+    limiter_period_seconds = excluded.limiter_period_seconds,
+    priority_enabled = excluded.priority_enabled,
+    partition_queue = excluded.partition_queue,
+    polling_interval_seconds = excluded.polling_interval_seconds,
+    updated_at = max(excluded.updated_at, dbos_queues.updated_at + 1),
+    database_backed = 1
+WHERE ? OR NOT dbos_queues.database_backed;
+
+-- name: update_queue
+-- Change a run-time queue's settings (concurrency, worker concurrency, limiter limit and
+-- period, priority enabled, partitioned, polling interval, now), only if its row was last
+-- written at the given time (no change in between was made), by name.
+UPDATE dbos_queues SET concurrency = ?, worker_concurrency = ?, limiter_limit = ?,
+    limiter_period_seconds = ?, priority_enabled = ?, partition_queue = ?,
+    polling_interval_seconds = ?, updated_at = ?
+WHERE updated_at = ? AND name = ? AND database_backed;
+
+-- name: delete_queue
+-- Delete a run-time queue (a queue declared in code keeps its row), by name.
+DELETE FROM dbos_queues WHERE name = ? AND database_backed;

@@ -117,7 +117,9 @@ CREATE TABLE dbos_queues (
     limiter_period_seconds REAL,
     priority_enabled INTEGER NOT NULL,
     partition_queue INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    polling_interval_seconds REAL NOT NULL DEFAULT 1.0,
+    database_backed INTEGER NOT NULL DEFAULT 0
 );
 
 -- Leases: each launched process (one launch) has a row here that it renews several times
