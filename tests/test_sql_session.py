@@ -204,6 +204,28 @@ async def tx_engine_of() -> Any:
     return (await DBOS.sql_session.connection()).engine.sync_engine
 
 
+@DBOS.transaction()
+async def tx_one_transaction(postgres: bool) -> list[Any]:
+    """What the session and the driver connection each see of the transaction, before
+    and after a session commit() (a flush only: the transaction goes on)."""
+    session, conn = DBOS.sql_session, DBOS.sql_connection
+    await session.execute(insert(items).values(name="x"))
+    seen: list[Any] = []
+    for _ in range(2):
+        if postgres:
+            seen.append(await conn.fetchval("SELECT txid_current()"))
+            seen.append((await session.execute(text("SELECT txid_current()"))).scalar())
+        else:
+            seen.append(conn.in_transaction)
+        await session.commit()
+    return seen
+
+
+@DBOS.transaction()
+async def tx_select_one() -> int:
+    return int((await DBOS.sql_session.execute(text("SELECT 1"))).scalar_one())
+
+
 @DBOS.step()
 async def step_reads_sql_session() -> str:
     try:
@@ -363,6 +385,16 @@ async def outside_count() -> int:
         await conn.close()
 
 
+async def test_sql_session__sends_no_transaction_control(tables: None, backend: str) -> None:
+    """SQLAlchemy neither begins nor ends a transaction: the session's statements and the
+    driver connection's share one transaction, which a session commit() does not end."""
+    seen = await tx_one_transaction(backend == "postgres")
+    if backend == "postgres":
+        assert len(set(seen)) == 1, seen
+    else:
+        assert seen == [True, True]
+
+
 async def test_sql_session__commit_flushes_rollback_refused_savepoints_work(
     tables: None,
 ) -> None:
@@ -390,6 +422,13 @@ async def test_sql_session__serialization_conflict_is_retried(tables: None, back
     assert await item_names() == ["n0", "n1"]
     if backend == "postgres":
         assert CALLS["tx_increment"] >= 3  # one of the two ran again
+
+
+async def test_sql_session__first_uses_at_once_share_one_engine(dbos: DBOS) -> None:
+    """Transactions that all open the first sessions at once (the engine's one-time
+    server probe runs once, the others wait for it on the event loop)."""
+    assert await asyncio.gather(*(tx_select_one() for _ in range(6))) == [1] * 6
+    assert await tx_engine_of() is await tx_engine_of()
 
 
 async def test_sql_session__outside_a_transaction_raises(tables: None) -> None:
