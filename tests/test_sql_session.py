@@ -16,7 +16,8 @@ import pytest
 if os.environ.get("CI") != "true":  # (CI installs the extra: there it must run)
     pytest.importorskip("greenlet", reason="the sqlalchemy extra is not installed")
 
-from sqlalchemy import Column, String, Table, func, insert, select, text
+from sqlalchemy import JSON, Column, String, Table, func, insert, literal, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -222,6 +223,19 @@ async def tx_one_transaction(postgres: bool) -> list[Any]:
 
 
 @DBOS.transaction()
+async def tx_json_both_ways() -> list[Any]:
+    """JSON through the driver connection, after the session used it, and through the
+    session with the columns typed."""
+    session, conn = DBOS.sql_session, DBOS.sql_connection
+    query = """SELECT '{"a": 1}'::json AS a, '{"b": 2}'::jsonb AS b"""
+    typed = list((await session.execute(text(query).columns(a=JSON, b=JSONB))).one())
+    untyped = list((await session.execute(text(query))).one())
+    bound = await session.scalar(select(literal({"c": [3]}, JSONB)))
+    raw = list(await conn.fetchrow(query))
+    return [typed, untyped, bound, raw, await conn.fetchval("SELECT $1::jsonb", '{"d": 4}')]
+
+
+@DBOS.transaction()
 async def tx_select_one() -> int:
     return int((await DBOS.sql_session.execute(text("SELECT 1"))).scalar_one())
 
@@ -393,6 +407,20 @@ async def test_sql_session__sends_no_transaction_control(tables: None, backend: 
         assert len(set(seen)) == 1, seen
     else:
         assert seen == [True, True]
+
+
+async def test_sql_session__driver_json_unchanged_on_postgres(tables: None, backend: str) -> None:
+    """A session installs nothing on the asyncpg connection: ``DBOS.sql_connection``
+    reads JSON as text, as asyncpg does, whether or not a session used the connection;
+    the session decodes JSON-typed columns itself (untyped ones stay text)."""
+    if backend != "postgres":
+        pytest.skip("asyncpg only")
+    typed, untyped, bound, raw, param = await tx_json_both_ways()
+    assert typed == [{"a": 1}, {"b": 2}]
+    assert untyped == ['{"a": 1}', '{"b": 2}']
+    assert bound == {"c": [3]}
+    assert raw == ['{"a": 1}', '{"b": 2}']
+    assert param == '{"d": 4}'
 
 
 async def test_sql_session__commit_flushes_rollback_refused_savepoints_work(

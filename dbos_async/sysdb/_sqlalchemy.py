@@ -15,9 +15,10 @@ back or close anything on that connection itself. Three pieces see to it:
   (``session.begin_nested()``) are plain SQL and work.
 - **A pool that lends, never connects or closes.** ``_LendingPool`` wraps the driver
   connection a session names (``_lending``, set only around the checkout); the wrapper
-  (SQLAlchemy's adapter, with, on asyncpg, the JSON codecs its connect hook installs)
-  is kept for the next transaction on the same driver connection, so a transaction does
-  not pay the hook's round trips again. Its prepared statements are forgotten at each
+  (SQLAlchemy's adapter) is kept for the next transaction on the same driver
+  connection; nothing is installed on the connection itself (``PostgresDialect``), so
+  ``DBOS.sql_connection`` behaves the same whether or not a session used it before.
+  The adapter's prepared statements are forgotten at each
   new transaction (asyncpg refuses a statement prepared before the connection last went
   back to the pool). Closing or terminating is a no-op: the runtime's pool owns the
   connection.
@@ -42,6 +43,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy import types as sqltypes
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
@@ -76,15 +79,35 @@ class _InRuntimeTransaction:
 
 
 class PostgresDialect(_InRuntimeTransaction, PGDialect_asyncpg):
-    """asyncpg under a transaction the runtime owns."""
+    """asyncpg under a transaction the runtime owns, on a connection left as asyncpg
+    made it: SQLAlchemy's asyncpg dialect installs JSON codecs on each connection it
+    wraps, which would change what ``DBOS.sql_connection`` returns for ``json``
+    columns (dicts instead of text) on whichever pooled connection a session once
+    used. Here nothing is installed, and SQLAlchemy decodes JSON-typed columns itself
+    from asyncpg's text (as on other drivers)."""
 
     supports_statement_cache = True  # (SQLAlchemy reads it from each class itself)
+    supports_native_json_deserialization = False
+    # The generic PostgreSQL JSON types, which decode text (SQLAlchemy 2.0's asyncpg
+    # dialect maps them to types that leave decoding to its codecs).
+    colspecs = {**PGDialect_asyncpg.colspecs, sqltypes.JSON: pg.JSON, pg.JSONB: pg.JSONB}
+
+    def on_connect(self) -> Any:
+        # The generic PostgreSQL hook, without the asyncpg one's codecs.
+        return super(PGDialect_asyncpg, self).on_connect()
 
 
 class SQLiteDialect(_InRuntimeTransaction, SQLiteDialect_aiosqlite):
-    """aiosqlite under a transaction the runtime owns."""
+    """aiosqlite under a transaction the runtime owns, on a connection left as the
+    runtime opened it: SQLAlchemy's SQLite hook would register ``regexp`` and ``floor``
+    functions on it (the latter replacing SQLite's own), so raw SQL on
+    ``DBOS.sql_connection`` would answer differently once a session had used the
+    connection. Without them, ``regexp_match`` is not available to sessions."""
 
     supports_statement_cache = True
+
+    def on_connect(self) -> Any:
+        return None
 
 
 registry.register("postgresql.dbos_async", __name__, "PostgresDialect")
