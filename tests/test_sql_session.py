@@ -236,6 +236,30 @@ async def tx_json_both_ways() -> list[Any]:
 
 
 @DBOS.transaction()
+async def tx_cut_once(name: str) -> str:
+    """On its first run, its connection is cut (Postgres) between two statements."""
+    CALLS["tx_cut_once"] += 1
+    session = DBOS.sql_session
+    await session.execute(insert(items).values(name=name))
+    if CALLS["tx_cut_once"] == 1:
+        import asyncpg
+
+        pid = DBOS.sql_connection.get_server_pid()
+        other = await asyncpg.connect(get_runtime().appdb.url)
+        try:
+            await other.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await other.close()
+    await session.execute(select(func.count()).select_from(items))
+    return name
+
+
+@DBOS.workflow()
+async def wf_cut_once(name: str) -> str:
+    return await tx_cut_once(name)
+
+
+@DBOS.transaction()
 async def tx_select_one() -> int:
     return int((await DBOS.sql_session.execute(text("SELECT 1"))).scalar_one())
 
@@ -457,6 +481,21 @@ async def test_sql_session__first_uses_at_once_share_one_engine(dbos: DBOS) -> N
     server probe runs once, the others wait for it on the event loop)."""
     assert await asyncio.gather(*(tx_select_one() for _ in range(6))) == [1] * 6
     assert await tx_engine_of() is await tx_engine_of()
+
+
+async def test_sql_session__lost_connection_is_retried_on_a_new_one(
+    tables: None, backend: str
+) -> None:
+    """A connection lost under a session statement (SQLAlchemy's error, around
+    asyncpg's) is a lost connection to the runtime: the transaction runs again on
+    another connection and commits once."""
+    if backend != "postgres":
+        pytest.skip("a cut Postgres connection")
+    with SetWorkflowID("sqls-cut"):
+        assert await wf_cut_once("cut") == "cut"
+    assert CALLS["tx_cut_once"] == 2
+    assert await item_names() == ["cut"]
+    assert await tx_select_one() == 1  # the pool (and the session engine) go on
 
 
 async def test_sql_session__outside_a_transaction_raises(tables: None) -> None:
