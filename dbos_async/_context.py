@@ -25,9 +25,11 @@ __all__ = [
     "SetEnqueueOptions",
     "SetWorkflowID",
     "SetWorkflowTimeout",
+    "SqlSessionSlot",
     "StepFrame",
     "WorkflowState",
     "current_sql_connection",
+    "current_sql_session",
     "current_step",
     "current_workflow",
     "enqueue_options",
@@ -142,9 +144,22 @@ class StepFrame:
     max_attempts: int | None = None
 
 
+@dataclass(eq=False)
+class SqlSessionSlot:
+    """The running transaction body's connection, and the SQLAlchemy session opened on it
+    the first time the body reads ``DBOS.sql_session`` (None until then)."""
+
+    conn: Any
+    session: Any = None
+
+
 current_workflow: ContextVar[WorkflowState | None] = ContextVar("dbos_async_workflow", default=None)
 current_step: ContextVar[StepFrame | None] = ContextVar("dbos_async_step", default=None)
 current_sql_connection: ContextVar[Any] = ContextVar("dbos_async_sql_connection", default=None)
+#: The running ``@DBOS.transaction``'s SQLAlchemy session slot (``DBOS.sql_session``).
+current_sql_session: ContextVar[SqlSessionSlot | None] = ContextVar(
+    "dbos_async_sql_session", default=None
+)
 #: The options of an enclosing ``SetEnqueueOptions`` block (they apply to enqueues only).
 enqueue_options: ContextVar[SetEnqueueOptions | None] = ContextVar(
     "dbos_async_enqueue_options", default=None

@@ -36,7 +36,7 @@ from ._runner import launch_recorded, start_workflow
 from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
 from ._scheduler import backfill
 from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, WorkflowStatusString
-from ._steps import builtin_step, durable_sleep, durable_wait
+from ._steps import builtin_step, durable_sleep, durable_wait, transaction_session
 from ._tracing import current_span
 from ._txguard import refuse_in_transaction
 from .client import EnqueueOptions, _parse_enqueue_options
@@ -50,7 +50,7 @@ R = TypeVar("R")
 
 class _DBOSMeta(type):
     """Class-level properties: ``DBOS.workflow_id``, ``DBOS.step_id``,
-    ``DBOS.executor_id``, ``DBOS.sql_connection``, ..."""
+    ``DBOS.executor_id``, ``DBOS.sql_connection``, ``DBOS.sql_session``, ..."""
 
     @property
     def workflow_id(cls) -> str | None:
@@ -108,6 +108,17 @@ class _DBOSMeta(type):
         if conn is None:
             raise DBOSException("DBOS.sql_connection is only available inside a @DBOS.transaction")
         return conn
+
+    # -- SQLAlchemy sessions (issue 14) --
+    @property
+    def sql_session(cls) -> Any:
+        """The SQLAlchemy ``AsyncSession`` of the running ``@DBOS.transaction``: bound to
+        its own connection (asyncpg or aiosqlite), inside its transaction, so its writes
+        commit with the recorded output when the function returns (pending changes are
+        flushed first) and roll back when it raises. ``commit()`` only flushes,
+        ``rollback()`` raises. ``DBOSException`` outside a transaction, or naming the
+        ``sqlalchemy`` extra when SQLAlchemy is not installed."""
+        return transaction_session()
 
 
 class DBOS(metaclass=_DBOSMeta):

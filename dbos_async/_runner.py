@@ -20,6 +20,7 @@ from ._clock import now_ms
 from ._context import (
     WorkflowState,
     current_sql_connection,
+    current_sql_session,
     current_step,
     current_workflow,
     enqueue_options,
@@ -372,6 +373,7 @@ async def _execute(
     current_workflow.set(state)
     current_step.set(None)
     current_sql_connection.set(None)
+    current_sql_session.set(None)
     enqueue_options.set(None)  # (a block around whoever launched it is not the body's)
     workflow_id = state.workflow_id
     try:

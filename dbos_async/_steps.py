@@ -12,6 +12,7 @@ and its checkpoint is recorded, then the workflow stops before its next step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -20,12 +21,15 @@ from typing import Any, TypeVar
 from ._checkpoint import Checkpoint, next_checkpoint
 from ._clock import now_ms
 from ._context import (
+    SqlSessionSlot,
     StepFrame,
     WorkflowState,
     current_sql_connection,
+    current_sql_session,
     current_step,
 )
 from ._errors import (
+    DBOSException,
     DBOSMaxStepRetriesExceeded,
     DBOSWorkflowCancelledError,
     WorkflowOwnershipLost,
@@ -43,6 +47,7 @@ __all__ = [
     "call_transaction",
     "durable_sleep",
     "durable_wait",
+    "transaction_session",
 ]
 
 SLEEP_STEP_NAME = "DBOS.sleep"
@@ -187,7 +192,9 @@ async def _run_transaction(
         return checkpoint.state.workflow_id, checkpoint.step_id, output[-1]
 
     async def body(conn: Any) -> Any:
+        slot = SqlSessionSlot(conn)
         sql_token = current_sql_connection.set(conn)
+        session_token = current_sql_session.set(slot)
         frame = (
             StepFrame(checkpoint.state.workflow_id, checkpoint.step_id)
             if checkpoint
@@ -195,10 +202,22 @@ async def _run_transaction(
         )
         step_token = current_step.set(frame or StepFrame(None, None))
         try:
-            return await info.func(*args, **kwargs)
+            value = await info.func(*args, **kwargs)
+        except BaseException:
+            if slot.session is not None:
+                # (The transaction rolls back: nothing to flush, and the body's error,
+                # not a cleanup's, is the outcome.)
+                with contextlib.suppress(Exception):
+                    await rt.appdb.end_sql_session(slot.session, flush=False)
+            raise
         finally:
             current_step.reset(step_token)
+            current_sql_session.reset(session_token)
             current_sql_connection.reset(sql_token)
+        if slot.session is not None:
+            # Pending ORM changes are written before the output and the commit.
+            await rt.appdb.end_sql_session(slot.session, flush=True)
+        return value
 
     started = now_ms()
     delay = 0.01
@@ -228,6 +247,17 @@ async def _run_transaction(
     if checkpoint is None:
         return value
     return await checkpoint.record(rt, output[-1], value, started)
+
+
+def transaction_session() -> Any:
+    """``DBOS.sql_session``: the SQLAlchemy session of the running ``@DBOS.transaction``,
+    opened on its connection the first time the body asks (then the same one)."""
+    slot = current_sql_session.get()
+    if slot is None:
+        raise DBOSException("DBOS.sql_session is only available inside a @DBOS.transaction")
+    if slot.session is None:
+        slot.session = get_runtime().appdb.sql_session(slot.conn)
+    return slot.session
 
 
 def durable_sleep(seconds: float) -> Coroutine[Any, Any, None]:

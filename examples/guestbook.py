@@ -6,8 +6,10 @@ two, a relaunch records the greeting without signing the guestbook again.
 
     python examples/guestbook.py [NAME]
 
-Runs on SQLite (``guestbook.sqlite`` in the working directory) with nothing else
-installed, or on Postgres when ``DBOS_DATABASE_URL`` is set.
+Runs on SQLite (``guestbook.sqlite`` in the working directory), or on Postgres when
+``DBOS_DATABASE_URL`` is set. The transaction uses ``DBOS.sql_session`` (SQLAlchemy):
+install the ``sqlalchemy`` extra (``pip install 'dbos_async[sqlalchemy]'``; ``make run``
+installs it).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import sys
 import uuid
 from datetime import UTC, datetime
+
+from sqlalchemy import text
 
 from dbos_async import DBOS, run
 
@@ -29,17 +33,16 @@ async def sign_guestbook(name: str) -> str:
 
 @DBOS.transaction()
 async def insert_greeting(name: str, note: str) -> int:
-    """Record the greeting; returns how many greetings the guestbook now holds."""
-    conn = DBOS.sql_connection
-    await conn.execute("CREATE TABLE IF NOT EXISTS dbos_greetings (name TEXT, note TEXT)")
-    if hasattr(conn, "fetchval"):  # asyncpg on Postgres: $1 parameters
-        await conn.execute("INSERT INTO dbos_greetings (name, note) VALUES ($1, $2)", name, note)
-        return int(await conn.fetchval("SELECT count(*) FROM dbos_greetings"))
-    # aiosqlite on SQLite: ? parameters
-    await conn.execute("INSERT INTO dbos_greetings (name, note) VALUES (?, ?)", (name, note))
-    cursor = await conn.execute("SELECT count(*) FROM dbos_greetings")
-    row = await cursor.fetchone()
-    return int(row[0])
+    """Record the greeting; returns how many greetings the guestbook now holds. The same
+    SQLAlchemy code runs on SQLite and on Postgres, inside the transaction the runtime
+    commits together with this function's recorded output."""
+    session = DBOS.sql_session
+    await session.execute(text("CREATE TABLE IF NOT EXISTS dbos_greetings (name TEXT, note TEXT)"))
+    await session.execute(
+        text("INSERT INTO dbos_greetings (name, note) VALUES (:name, :note)"),
+        {"name": name, "note": note},
+    )
+    return int(await session.scalar(text("SELECT count(*) FROM dbos_greetings")))
 
 
 @DBOS.workflow()

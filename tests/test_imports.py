@@ -16,6 +16,13 @@ from pathlib import Path
 PACKAGE = "dbos_async"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 DRIVERS = {"asyncpg", "aiosqlite", "sqlite3"}
+#: Optional libraries that wrap a driver, and the one module each may be imported by
+#: (the ``sqlalchemy`` extra: ``DBOS.sql_session``'s sessions on a transaction's own
+#: connection; imported lazily, so the package works without it).
+WRAPPERS = {
+    "sqlalchemy": f"{PACKAGE}.sysdb._sqlalchemy",
+    "greenlet": f"{PACKAGE}.sysdb._sqlalchemy",
+}
 
 
 def _module_name(path: Path) -> str:
@@ -147,6 +154,19 @@ def test_imports__only_backend_modules_import_a_driver() -> None:
         if name.split(".")[0] in DRIVERS and not _is_backend(m)
     }
     assert offenders == set()
+
+
+def test_imports__only_their_module_imports_a_driver_wrapper() -> None:
+    """SQLAlchemy (an optional extra) is imported by one storage module only, which the
+    backends import when the first ``DBOS.sql_session`` is asked for."""
+    offenders = {
+        (m, name.split(".")[0])
+        for m in MODULES
+        for name in imports_of(m)
+        if WRAPPERS.get(name.split(".")[0], m) != m
+    }
+    assert offenders == set()
+    assert f"{PACKAGE}.sysdb._sqlalchemy" in MODULES
 
 
 def test_imports__the_engine_reaches_storage_through_its_package() -> None:

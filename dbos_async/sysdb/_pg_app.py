@@ -27,6 +27,7 @@ from ._pg_errors import (
 from ._pg_pool import PostgresPool
 from ._protocol import TransactionConflict
 from ._queries import load_queries
+from ._sessions import Sessions, driver_error
 
 if TYPE_CHECKING:
     from ._pg_pool import Conn
@@ -44,6 +45,18 @@ _ISOLATION = {
 }
 
 
+def _driver(conn: Any) -> Any:
+    """The asyncpg connection behind the pool's proxy: a session wraps the connection
+    itself, so its prepared statements and codecs serve the next transaction lent the
+    same connection (the proxy is new at each acquire). It is used only while a
+    transaction body holds the proxy (``_sqlalchemy``)."""
+    return getattr(conn, "_con", None) or conn
+
+
+def _is_closed(driver: Any) -> bool:
+    return bool(driver.is_closed())
+
+
 class PostgresApplicationDatabase:
     """The application database on Postgres: where ``@DBOS.transaction`` bodies run."""
 
@@ -55,6 +68,7 @@ class PostgresApplicationDatabase:
         #: too, so its own insert checks; without a lock: see transactions.sql).
         self.fenced = fenced
         self.owner: str | None = None
+        self._sessions = Sessions("postgres", is_closed=_is_closed)
 
     async def connect(self) -> None:
         await self._pg.open()
@@ -65,7 +79,14 @@ class PostgresApplicationDatabase:
             raise
 
     async def close(self) -> None:
+        self._sessions.close()
         await self._pg.close()
+
+    def sql_session(self, conn: Any) -> Any:
+        return self._sessions.open(_driver(conn))
+
+    async def end_sql_session(self, session: Any, *, flush: bool) -> None:
+        await self._sessions.end(session, flush=flush)
 
     async def run_transaction(
         self,
@@ -131,16 +152,21 @@ class PostgresApplicationDatabase:
                 except Exception as exc:
                     # An error the body raised is the body's (an OSError of its own, a
                     # read-only transaction...) unless the driver says the connection
-                    # was lost, or it broke meanwhile.
-                    lost = is_transient(exc) and (
-                        not in_body or lost_by_driver(exc) or is_closed(conn)
+                    # was lost, or it broke meanwhile. (A DBOS.sql_session statement's
+                    # error is SQLAlchemy's, around the driver's: that is what counts.)
+                    cause = driver_error(exc)
+                    lost = is_transient(cause) and (
+                        not in_body or lost_by_driver(cause) or is_closed(conn)
                     )
                     if lost:
-                        drop_if_broken(conn, exc)
+                        drop_if_broken(conn, cause)
                     raise
         except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError) as exc:
             raise TransactionConflict(str(exc)) from exc
         except Exception as exc:
+            cause = driver_error(exc)
+            if isinstance(cause, (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)):
+                raise TransactionConflict(str(cause)) from exc
             if is_pool_closed(exc):
                 raise DBOSConnectionError(f"the connection pool was closed: {exc}") from exc
             if not (lost or (is_transient(exc) and not in_body)):  # (or lost acquiring)

@@ -295,3 +295,14 @@ class ApplicationDatabase(Protocol):
 
     async def get_transaction_output(self, workflow_id: str, function_id: int) -> str | None:
         """The output a committed transaction recorded, or ``None``."""
+
+    def sql_session(self, conn: Any) -> Any:
+        """An SQLAlchemy ``AsyncSession`` on ``conn`` (the connection a ``run_transaction``
+        body was given), running inside that body's transaction and never beginning,
+        committing or closing anything itself (``_sqlalchemy``). No I/O here.
+        ``DBOSException`` naming the ``sqlalchemy`` extra when SQLAlchemy is missing."""
+
+    async def end_sql_session(self, session: Any, *, flush: bool) -> None:
+        """The body that opened ``session`` returned (``flush``: its pending changes are
+        flushed, before the transaction commits) or raised; the session lets go of the
+        connection and refuses any later use."""

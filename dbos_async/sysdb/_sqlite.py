@@ -37,6 +37,7 @@ from ._rows import (
     Write,
     WriteResult,
 )
+from ._sessions import Sessions, driver_error
 from ._sqlite_connection import SQLiteConnection, is_busy
 from ._sqlite_leases import SQLiteLeases
 from ._sqlite_management import SQLiteManagement
@@ -148,6 +149,7 @@ class SQLiteApplicationDatabase:
         #: ``owner`` (the system database is in this file too, so one statement checks).
         self.fenced = fenced
         self.owner: str | None = None
+        self._sessions = Sessions("sqlite")
 
     async def connect(self) -> None:
         await self._db.open()
@@ -158,7 +160,14 @@ class SQLiteApplicationDatabase:
             raise
 
     async def close(self) -> None:
+        self._sessions.close()
         await self._db.close()
+
+    def sql_session(self, conn: Any) -> Any:
+        return self._sessions.open(conn)
+
+    async def end_sql_session(self, session: Any, *, flush: bool) -> None:
+        await self._sessions.end(session, flush=flush)
 
     async def run_transaction(
         self,
@@ -190,9 +199,10 @@ class SQLiteApplicationDatabase:
             # Not retried here: a lock failure (another process holds the file past the
             # busy timeout) is the engine's to retry, as any conflict.
             return await self._db.write(op, retry_busy=False)
-        except sqlite3.OperationalError as exc:
-            if is_busy(exc):
-                raise TransactionConflict(str(exc)) from exc
+        except Exception as exc:
+            cause = driver_error(exc)  # (a DBOS.sql_session statement's: SQLAlchemy's)
+            if is_busy(cause):
+                raise TransactionConflict(str(cause)) from exc
             raise
 
     async def get_transaction_output(self, workflow_id: str, function_id: int) -> str | None:
