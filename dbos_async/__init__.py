@@ -17,6 +17,7 @@ from ._errors import (
     DBOSException,
     DBOSMaxStepRetriesExceeded,
     DBOSNonExistentWorkflowError,
+    DBOSPatchNondeterminismError,
     DBOSQueueDeduplicatedError,
     DBOSQueueNotFoundError,
     DBOSSerializationError,
@@ -29,6 +30,7 @@ from ._handle import WorkflowHandle
 from ._loop import run
 from ._queue import Queue, SetEnqueueOptions
 from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, WorkflowStatusString
+from ._versions import VersionInfo
 from .client import DBOSClient
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "DBOSException",
     "DBOSMaxStepRetriesExceeded",
     "DBOSNonExistentWorkflowError",
+    "DBOSPatchNondeterminismError",
     "DBOSQueueDeduplicatedError",
     "DBOSQueueNotFoundError",
     "DBOSSerializationError",
@@ -58,6 +61,7 @@ __all__ = [
     "SetWorkflowTimeout",
     "StepInfo",
     "StepStatus",
+    "VersionInfo",
     "WorkflowHandle",
     "WorkflowStatus",
     "WorkflowStatusString",

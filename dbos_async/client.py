@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Required, TypedDict
 
-from . import _management, _messaging
+from . import _management, _messaging, _versions
 from ._config import resolve_config
 from ._context import new_workflow_id, timeout_to_ms
 from ._errors import (
@@ -30,6 +30,7 @@ from ._queue import SetEnqueueOptions, check_enqueue_options
 from ._runner import enqueued_row
 from ._runtime import Runtime
 from ._status import ExecutorInfo, StepInfo, WorkflowStatus, WorkflowStatusString
+from ._versions import VersionInfo
 from .sysdb import QueueInfo, notification_key
 
 __all__ = ["DBOSClient", "EnqueueOptions"]
@@ -56,7 +57,8 @@ class EnqueueOptions(TypedDict, total=False):
     workflow_timeout: float
     """Seconds after which the workflow is cancelled."""
     app_version: str
-    """Only workers of this application version run it (default: any)."""
+    """Only workers of this application version run it (default: none named, so the
+    workers of the latest application version run it)."""
 
 
 _ENQUEUE_KEYS = frozenset(EnqueueOptions.__annotations__)
@@ -286,6 +288,20 @@ class DBOSClient:
         async for value in _messaging.stream_values(rt, workflow_id, key):
             yield value
 
+    async def list_application_versions(self) -> list[VersionInfo]:
+        """Every application version a process launched with, the latest first
+        (``DBOS.list_application_versions``)."""
+        return await _versions.list_application_versions(await self._rt())
+
+    async def get_latest_application_version(self) -> VersionInfo:
+        """The latest application version (``DBOS.get_latest_application_version``)."""
+        return await _versions.get_latest_application_version(await self._rt())
+
+    async def set_latest_application_version(self, version_name: str) -> None:
+        """Make a recorded application version the latest
+        (``DBOS.set_latest_application_version``)."""
+        await _versions.set_latest_application_version(await self._rt(), version_name)
+
     enqueue_async = enqueue
     retrieve_workflow_async = retrieve_workflow
     get_workflow_status_async = get_workflow_status
@@ -300,3 +316,6 @@ class DBOSClient:
     cancel_workflow_async = cancel_workflow
     resume_workflow_async = resume_workflow
     fork_workflow_async = fork_workflow
+    list_application_versions_async = list_application_versions
+    get_latest_application_version_async = get_latest_application_version
+    set_latest_application_version_async = set_latest_application_version

@@ -36,7 +36,7 @@ API_NAMES = [
 
 #: Names API.md leaves to us: the type ``DBOS.list_executors()`` returns (section 9) and
 #: ``run``, asyncio.run on uvloop when it is installed.
-OUR_NAMES = ["DBOSErrorCode", "ExecutorInfo", "StepStatus", "run"]
+OUR_NAMES = ["DBOSErrorCode", "ExecutorInfo", "StepStatus", "VersionInfo", "run"]
 
 #: API.md section 8, plus DBOSConnectionError (what an unreachable database raises) and
 #: DBOSQueueNotFoundError (a client naming a queue no process declared).
@@ -54,6 +54,7 @@ DBOS_EXCEPTION_SUBCLASSES = [
     "DBOSConfigError",
     "DBOSConnectionError",
     "DBOSQueueNotFoundError",
+    "DBOSPatchNondeterminismError",
 ]
 ERROR_NAMES = ["DBOSException", *DBOS_EXCEPTION_SUBCLASSES, "DBOSWorkflowCancelledError"]
 
@@ -77,6 +78,11 @@ DBOS_COROUTINE_METHODS = [
     "list_executors",
     "get_result",
     "wait_first",
+    "patch",
+    "deprecate_patch",
+    "list_application_versions",
+    "get_latest_application_version",
+    "set_latest_application_version",
 ]
 
 
