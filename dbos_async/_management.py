@@ -193,9 +193,7 @@ async def fork_workflow(
             f"cannot fork workflow {workflow_id!r} at step {start_step}: it has {last} "
             f"recorded steps, so start_step must be between 1 and {last + 1}"
         )
-    version = (
-        application_version or await latest_version_name(rt) or source.application_version
-    )
+    version = application_version or await latest_version_name(rt) or source.application_version
     now = now_ms()
     row = WorkflowRow(
         workflow_id=take_assigned_workflow_id() or new_workflow_id(),
