@@ -114,7 +114,7 @@ async def test_versions__each_launch_records_its_version_and_the_first_launch_is
     assert latest["version_timestamp"] > latest["created_at"]
     assert names(await DBOS.list_application_versions_async()) == ["va", "vb"]
 
-    with pytest.raises(DBOSException, match="'nope'.*no process launched"):
+    with pytest.raises(DBOSException, match=r"'nope'.*no process launched"):
         await DBOS.set_latest_application_version("nope")
     with pytest.raises(ValueError, match="version_name"):
         await DBOS.set_latest_application_version("")
@@ -183,9 +183,7 @@ async def test_queue__unversioned_workflows_go_to_the_latest_versions_processes(
     assert status is not None and status.app_version == "qa"  # claimed: now of this version
 
 
-async def test_queue__a_workflow_of_another_version_is_not_claimed(
-    db_url: str, stop: None
-) -> None:
+async def test_queue__a_workflow_of_another_version_is_not_claimed(db_url: str, stop: None) -> None:
     await launch(db_url, "qa")
     async with DBOSClient(db_url) as client:
         other = await client.enqueue(
