@@ -35,6 +35,7 @@ from dbos_async._registry import registry
 from dbos_async._runtime import get_runtime
 from dbos_async.errors import DBOSConfigError
 from dbos_async.sysdb import StepRow
+from dbos_async.testing import crash_and_recover
 
 WITHIN = 20
 WF = "pt_workflow"
@@ -286,6 +287,25 @@ async def test_enable_patching__is_the_launched_version(patching: None) -> None:
     assert DBOS.application_version == "PATCHING_ENABLED"
     latest = await DBOS.get_latest_application_version()
     assert latest["version_name"] == "PATCHING_ENABLED"
+
+
+@DBOS.workflow(name="pt_crash_workflow")
+async def crash_workflow() -> int:
+    a = await step_one()
+    b = await step_three() if await DBOS.patch("crash") else await step_two()
+    return a + b
+
+
+async def test_crash_and_recover__a_crash_right_after_the_marker(patching: None) -> None:
+    """The marker is a checkpoint like any step: killed once it is durable, the recovered
+    execution passes it and takes the patched branch."""
+    report = await crash_and_recover(crash_workflow, crash_after_step=2)
+    assert report.result == 4
+    assert [s.function_name for s in report.steps] == [
+        "pt_step_one",
+        "DBOS.patch-crash",
+        "pt_step_three",
+    ]
 
 
 # -- a crash: the old code dies mid-workflow, the patched code recovers it -----------------
