@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -38,7 +39,8 @@ R = TypeVar("R")
 
 
 class _DBOSMeta(type):
-    """Class-level properties: ``DBOS.workflow_id``, ``DBOS.step_id``, ``DBOS.sql_connection``."""
+    """Class-level properties: ``DBOS.workflow_id``, ``DBOS.step_id``,
+    ``DBOS.executor_id``, ``DBOS.sql_connection``, ..."""
 
     @property
     def workflow_id(cls) -> str | None:
@@ -71,19 +73,31 @@ class _DBOSMeta(type):
         return current_span()
 
     @property
+    def executor_id(cls) -> str:
+        """This process's executor ID (config ``executor_id``, else env ``DBOS__VMID``,
+        else ``"local"``)."""
+        rt = current_runtime()
+        if rt is not None:
+            return rt.executor_id
+        return os.environ.get("DBOS__VMID") or "local"
+
+    @property
+    def application_version(cls) -> str:
+        """The application version this process runs and records with its workflows
+        (config ``application_version``, else env ``DBOS__APPVERSION``, else a hash of
+        the registered workflow functions' source)."""
+        rt = current_runtime()
+        if rt is not None and rt.app_version:
+            return rt.app_version
+        return os.environ.get("DBOS__APPVERSION") or registry.source_hash()
+
+    @property
     def sql_connection(cls) -> Any:
         """The connection of the running ``@DBOS.transaction`` (asyncpg or aiosqlite)."""
         conn = current_sql_connection.get()
         if conn is None:
             raise DBOSException("DBOS.sql_connection is only available inside a @DBOS.transaction")
         return conn
-
-    @property
-    def application_version(cls) -> str:
-        """This process's application version (known once launched: given, from
-        ``DBOS__APPVERSION``, ``"PATCHING_ENABLED"`` or a source hash); "" without one."""
-        rt = current_runtime()
-        return rt.app_version if rt is not None else ""
 
 
 class DBOS(metaclass=_DBOSMeta):
