@@ -18,6 +18,7 @@ from ._errors import (
     DBOSException,
     DBOSMaxStepRetriesExceeded,
     DBOSNonExistentWorkflowError,
+    DBOSPatchNondeterminismError,
     DBOSQueueDeduplicatedError,
     DBOSQueueNotFoundError,
     DBOSSerializationError,
@@ -30,6 +31,7 @@ from ._handle import WorkflowHandle, WorkflowHandleAsync
 from ._loop import run
 from ._queue import Queue, SetEnqueueOptions
 from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, WorkflowStatusString
+from ._versions import VersionInfo
 from .client import DBOSClient, EnqueueOptions
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "DBOSException",
     "DBOSMaxStepRetriesExceeded",
     "DBOSNonExistentWorkflowError",
+    "DBOSPatchNondeterminismError",
     "DBOSQueueDeduplicatedError",
     "DBOSQueueNotFoundError",
     "DBOSSerializationError",
@@ -61,6 +64,7 @@ __all__ = [
     "SetWorkflowTimeout",
     "StepInfo",
     "StepStatus",
+    "VersionInfo",
     "WorkflowHandle",
     "WorkflowHandleAsync",
     "WorkflowStatus",

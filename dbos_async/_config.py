@@ -13,7 +13,7 @@ from ._errors import DBOSConfigError
 from ._serialization import Serializer, make_serializer
 from ._urls import SQLITE_PREFIX, is_sqlite_url, redact_url
 
-__all__ = ["DBOSConfig", "Settings", "resolve_config", "validate_url"]
+__all__ = ["PATCHING_VERSION", "DBOSConfig", "Settings", "resolve_config", "validate_url"]
 
 log = logging.getLogger("dbos_async")
 
@@ -33,8 +33,13 @@ class DBOSConfig(TypedDict, total=False):
     executor_id: str
     """This process's executor ID; default env ``DBOS__VMID``, else ``"local"``."""
     application_version: str
-    """Default env ``DBOS__APPVERSION``, else a hash of the registered
-    workflow functions' source. Only processes of a workflow's version recover it."""
+    """Default env ``DBOS__APPVERSION``, else ``"PATCHING_ENABLED"`` with
+    ``enable_patching``, else a hash of the registered workflow functions' source. Only
+    processes of a workflow's version recover it."""
+    enable_patching: bool
+    """Allow ``DBOS.patch``/``DBOS.deprecate_patch`` (default False). Unless an
+    application version is given, the version is then ``"PATCHING_ENABLED"`` for every
+    build of the code, so a patched build recovers the workflows of an older one."""
     serializer: Any
     """``"json"`` (default), ``"pickle"``, or an object with
     ``serialize(obj) -> str`` and ``deserialize(str) -> obj``."""
@@ -97,8 +102,11 @@ _DBOS_ONLY_KEYS: dict[str, str] = {
     ),
     "dbos_system_schema": "the runtime's tables live in the dbos_async schema",
     "run_migrations": "launch always creates or migrates the schema",
-    "enable_patching": "DBOS.patch is not available yet",
 }
+
+#: The application version of every build when ``enable_patching`` is on and no version
+#: is given (DBOS Transact's value): code changes are then made with ``DBOS.patch``.
+PATCHING_VERSION = "PATCHING_ENABLED"
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,8 @@ class Settings:
     connect_timeout: float
     #: How long a process's lease lasts unrenewed; it renews it several times per period.
     executor_lease_seconds: float = 10.0
+    #: Whether ``DBOS.patch`` and ``DBOS.deprecate_patch`` may be called.
+    enable_patching: bool = False
 
 
 def validate_url(url: object, key: str) -> str:
@@ -194,9 +204,16 @@ def resolve_config(config: DBOSConfig | dict[str, Any] | None) -> Settings:
     executor_id = raw.get("executor_id") or os.environ.get("DBOS__VMID") or "local"
     if not isinstance(executor_id, str):
         raise DBOSConfigError(f"config 'executor_id' must be a string, got {executor_id!r}")
+    patching = raw.get("enable_patching", False)
+    if patching is None:
+        patching = False
+    if not isinstance(patching, bool):
+        raise DBOSConfigError(f"config 'enable_patching' must be True or False, got {patching!r}")
     version = raw.get("application_version") or os.environ.get("DBOS__APPVERSION") or None
     if version is not None and not isinstance(version, str):
         raise DBOSConfigError(f"config 'application_version' must be a string, got {version!r}")
+    if version is None and patching:
+        version = PATCHING_VERSION
     pool_size = raw.get("pool_size", 10)
     if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 1:
         raise DBOSConfigError(f"config 'pool_size' must be a positive integer, got {pool_size!r}")
@@ -217,6 +234,7 @@ def resolve_config(config: DBOSConfig | dict[str, Any] | None) -> Settings:
         pool_size=pool_size,
         connect_timeout=timeout,
         executor_lease_seconds=lease,
+        enable_patching=patching,
     )
 
 

@@ -21,7 +21,16 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from . import _classes, _decorators, _management, _messaging, _queue_admin, _scheduler
+from . import (
+    _classes,
+    _decorators,
+    _management,
+    _messaging,
+    _patching,
+    _queue_admin,
+    _scheduler,
+    _versions,
+)
 from ._clock import is_seconds
 from ._config import DBOSConfig, resolve_config
 from ._context import current_sql_connection, current_step, current_workflow
@@ -39,6 +48,7 @@ from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, Workflo
 from ._steps import builtin_step, durable_sleep, durable_wait, transaction_session
 from ._tracing import current_span
 from ._txguard import refuse_in_transaction
+from ._versions import VersionInfo
 from .client import EnqueueOptions, _parse_enqueue_options
 from .sysdb import notification_key
 
@@ -519,7 +529,9 @@ class DBOS(metaclass=_DBOSMeta):
     ) -> WorkflowHandle[Any]:
         """A new workflow (``forked_from`` set; ID from SetWorkflowID or a UUID) with the
         same function and inputs, reusing the recorded outputs of steps before
-        ``start_step`` and running the rest again, here."""
+        ``start_step`` and running the rest again, on ``application_version`` (default:
+        the latest version): here if that is this process's version, else in a live
+        process of that version, which takes it over."""
         check_workflow_id(workflow_id)
         refuse_in_transaction("DBOS.fork_workflow()")
         check_text(application_version, "application_version", optional=True)
@@ -531,7 +543,10 @@ class DBOS(metaclass=_DBOSMeta):
             application_version=application_version,
             executor_id=rt.executor_id,
         )
-        launch_recorded(rt, row, steps)
+        if row.owner is not None:
+            launch_recorded(rt, row, steps)
+        else:  # another version's: for a live process of that version to take over
+            await rt.sysdb.announce(notification_key("run", row.workflow_id, ""))
         return WorkflowHandle(rt, row.workflow_id)
 
     fork_workflow_async = fork_workflow
@@ -735,3 +750,46 @@ class DBOS(metaclass=_DBOSMeta):
     delete_queue_async = delete_queue
     enqueue_workflow_async = enqueue_workflow
     enqueue_workflow_with_options_async = enqueue_workflow_with_options
+
+    # -- patching and application versions (issue 14) --
+
+    @staticmethod
+    def patch(patch_name: str) -> Coroutine[Any, Any, bool]:
+        """``if await DBOS.patch(name):`` guards changed workflow code: True for an
+        execution that takes the new code (a ``DBOS.patch-<name>`` marker step is recorded
+        in its next step slot), False for one recorded before the patch (its next slot
+        holds another step). Needs ``enable_patching`` in the configuration."""
+        return _patching.patch(patch_name)
+
+    patch_async = patch
+
+    @staticmethod
+    def deprecate_patch(patch_name: str) -> Coroutine[Any, Any, bool]:
+        """True; replaces ``DBOS.patch(name)`` once no execution from before the patch is
+        left: an execution that recorded the patch's marker passes it, none is recorded."""
+        return _patching.deprecate_patch(patch_name)
+
+    deprecate_patch_async = deprecate_patch
+
+    @staticmethod
+    async def list_application_versions() -> list[VersionInfo]:
+        """Every application version a process launched with, the latest first."""
+        return await _versions.list_application_versions(get_runtime())
+
+    list_application_versions_async = list_application_versions
+
+    @staticmethod
+    async def get_latest_application_version() -> VersionInfo:
+        """The latest application version: only its processes claim queued workflows that
+        name no version, and a fork without a version runs on it."""
+        return await _versions.get_latest_application_version(get_runtime())
+
+    get_latest_application_version_async = get_latest_application_version
+
+    @staticmethod
+    async def set_latest_application_version(version_name: str) -> None:
+        """Make a recorded application version the latest (its timestamp becomes now)."""
+        refuse_in_transaction("DBOS.set_latest_application_version()")
+        await _versions.set_latest_application_version(get_runtime(), version_name)
+
+    set_latest_application_version_async = set_latest_application_version

@@ -6,6 +6,7 @@ Every error the runtime raises on purpose derives from one root, except cancella
     ├── DBOSNonExistentWorkflowError        no workflow has this ID
     ├── DBOSConflictingWorkflowError        an ID already used by another workflow function
     ├── DBOSUnexpectedStepError             replay found another step at this ID (determinism)
+    ├── DBOSPatchNondeterminismError        a patch marker's step slot holds another step
     ├── DBOSMaxStepRetriesExceeded          a retried step failed on every attempt
     ├── DBOSAwaitedWorkflowCancelledError   the awaited workflow was cancelled
     ├── DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded
@@ -42,6 +43,7 @@ __all__ = [
     "DBOSException",
     "DBOSMaxStepRetriesExceeded",
     "DBOSNonExistentWorkflowError",
+    "DBOSPatchNondeterminismError",
     "DBOSQueueDeduplicatedError",
     "DBOSQueueNotFoundError",
     "DBOSSerializationError",
@@ -130,6 +132,23 @@ class DBOSUnexpectedStepError(DBOSException):
         self.args = (workflow_id, step_id, expected, recorded)
         self.workflow_id = workflow_id
         self.step_id = step_id
+
+
+class DBOSPatchNondeterminismError(DBOSException):
+    """``DBOS.patch`` could not record its marker deterministically: the step slot it
+    took for the marker holds another step, recorded meanwhile by another run of the
+    workflow. The workflow's code, or how it is run, is not deterministic."""
+
+    dbos_error_code = DBOSErrorCode.PatchNondeterminism.value
+
+    def __init__(self, workflow_id: str, patch_name: str, details: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r}: cannot apply patch {patch_name!r} deterministically: "
+            f"{details}; workflow code must be deterministic"
+        )
+        self.args = (workflow_id, patch_name, details)
+        self.workflow_id = workflow_id
+        self.patch_name = patch_name
 
 
 class DBOSMaxStepRetriesExceeded(DBOSException):

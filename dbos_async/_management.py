@@ -16,6 +16,7 @@ from ._errors import DBOSNonExistentWorkflowError
 from ._handle import status_of
 from ._runtime import Runtime
 from ._status import ExecutorInfo, WorkflowStatus, WorkflowStatusString
+from ._versions import latest_version_name
 from .sysdb import StepRow, WorkflowQuery, WorkflowRow
 
 __all__ = [
@@ -174,8 +175,12 @@ async def fork_workflow(
 ) -> tuple[WorkflowRow, list[StepRow]]:
     """Store a new PENDING workflow (on ``executor_id``; None: the source's executor) with
     the same function and inputs as ``workflow_id``, reusing the recorded outputs of its
-    steps before ``start_step``. Returns the new row and those steps, for the caller to
-    run it or announce it."""
+    steps before ``start_step``, on ``application_version`` (None: the latest version, as
+    DBOS Transact's fork leaves it to the latest version's workers; the source's if no
+    version is recorded). It belongs to this process if that is its version (and this is
+    a process), else to no one, for a live process of its version to take over. Returns
+    the new row and those steps, for the caller to run it (if it is the owner) or
+    announce it."""
     if isinstance(start_step, bool) or not isinstance(start_step, int):
         raise TypeError(f"start_step must be an int, got {start_step!r}")
     source = await rt.sysdb.get_workflow(workflow_id)
@@ -189,6 +194,7 @@ async def fork_workflow(
     # A start_step past the last recorded step reuses every recorded output (DBOS's
     # meaning): the fork replays what was recorded and runs whatever comes after.
     steps = await rt.sysdb.load_steps(workflow_id)
+    version = application_version or await latest_version_name(rt) or source.application_version
     now = now_ms()
     row = WorkflowRow(
         workflow_id=take_assigned_workflow_id() or new_workflow_id(),
@@ -198,13 +204,14 @@ async def fork_workflow(
         output=None,
         error=None,
         executor_id=executor_id or source.executor_id,
-        application_version=application_version or source.application_version,
+        application_version=version,
         created_at=now,
         updated_at=now,
         forked_from=workflow_id,
         workflow_timeout_ms=source.workflow_timeout_ms,
-        # A process runs its fork itself; a client's is left for a live process to take.
-        owner=rt.sysdb.owner,
+        # A process runs a fork of its own version itself; a client's, or one of another
+        # version, is left for a live process of that version to take over.
+        owner=rt.sysdb.owner if version == rt.app_version else None,
         # (A method workflow's fork runs on the same class or instance, by name.)
         class_name=source.class_name,
         config_name=source.config_name,

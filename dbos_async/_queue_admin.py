@@ -9,24 +9,25 @@ written at launch, as a queue declared in code is registered then.
 ``on_conflict`` decides what happens to an existing run-time queue of the same name, as
 in DBOS Transact: ``"always_update"`` replaces its settings, ``"never_update"`` leaves
 them, and ``"update_if_latest_version"`` (a process's default) replaces them only if this
-process runs the newest application version, the version of the most recently launched
-process, so that an older version still running in a rolling deploy does not undo the
-newer one's settings. A client has no version: it defaults to ``"always_update"``.
+process runs the latest application version (``_versions``), so that an older version
+still running in a rolling deploy does not undo the newer one's settings. A client has
+no version: it defaults to ``"always_update"``.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Literal, get_args
 
 from ._clock import now_ms
 from ._errors import DBOSException
 from ._ids import check_workflow_id
-from ._management import list_executors
 from ._queue import Queue, _RuntimeSource
 from ._registry import registry
 from ._runtime import Runtime
+from ._versions import latest_version_name
 from .sysdb import QueueInfo, notification_key
 
 __all__ = [
@@ -68,13 +69,10 @@ def check_on_conflict(on_conflict: object, *, client: bool) -> None:
 
 
 async def _runs_latest_version(rt: Runtime) -> bool:
-    """Whether this process runs the application version of the most recently launched
-    process (True when none has launched)."""
-    executors = await list_executors(rt)
-    if not executors:
-        return True
-    newest = max(executors, key=lambda e: e.started_at)
-    return newest.application_version == rt.app_version
+    """Whether this process runs the latest application version (True when none is
+    recorded; see ``_versions``)."""
+    latest = await latest_version_name(rt)
+    return latest is None or latest == rt.app_version
 
 
 async def _write(rt: Runtime, settings: QueueInfo, on_conflict: str) -> None:
@@ -132,10 +130,30 @@ async def list_queues(rt: Runtime, *, source: _RuntimeSource = None) -> list[Que
     return [Queue.from_row(q, source) for q in await rt.sysdb.list_queues() if q.database_backed]
 
 
+#: How a launched process stops its own worker of a queue it deletes (set by its queue
+#: workers): once the poll in progress, if any, has ended, so nothing enqueued after
+#: ``delete_queue`` returns is claimed here.
+_local_stoppers: weakref.WeakKeyDictionary[Runtime, Callable[[str], Awaitable[None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def on_local_delete(rt: Runtime, stop_worker: Callable[[str], Awaitable[None]] | None) -> None:
+    """Set (or, with None, clear) how ``rt``'s queue workers stop a deleted queue's worker."""
+    if stop_worker is None:
+        _local_stoppers.pop(rt, None)
+    else:
+        _local_stoppers[rt] = stop_worker
+
+
 async def delete_queue(rt: Runtime, name: str) -> None:
-    """Delete a run-time queue (nothing if there is none): every process's worker of it
-    stops at its next poll, and its ENQUEUED workflows wait until a queue of that name
-    is registered again."""
+    """Delete a run-time queue (nothing if there is none): this process's worker of it has
+    stopped when this returns, every other process's stops at its next poll (one in
+    progress may still start what it claims), and its ENQUEUED workflows wait until a
+    queue of that name is registered again."""
     check_workflow_id(name, "a queue name")
     await rt.sysdb.delete_queue(name)
+    stop_worker = _local_stoppers.get(rt)
+    if stop_worker is not None:
+        await stop_worker(name)
     rt.notifier.notify(notification_key("queue", name, ""))

@@ -29,7 +29,7 @@ from ._errors import DBOSException, WorkflowOwnershipLost
 from ._failpoints import ACTIVE as FAILPOINTS
 from ._failpoints import hit
 from ._queue import Queue
-from ._queue_admin import register_pending
+from ._queue_admin import on_local_delete, register_pending
 from ._registry import registry
 from ._runner import launch_recorded
 from ._runtime import Runtime
@@ -61,6 +61,8 @@ class QueueWorkers:
         self._waiting: dict[tuple[str, str | None], int] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: Held by a worker loop from reading its queue's settings to the end of its claim.
+        self._polling: dict[str, asyncio.Lock] = {}
         #: The database-backed queues with a worker here, as last read.
         self._stored: dict[str, Queue] = {}
         self._watch_wake = asyncio.Event()
@@ -101,6 +103,7 @@ class QueueWorkers:
         registry.queue_listeners.append(self._declared)
         self._rt.notifier.hooks["queue"] = self._on_notify
         self._rt.live.on_queue_place_freed(self._on_place_freed)
+        on_local_delete(self._rt, self._stop_deleted)
         queues = list(registry.queues.values())
         await self._rt.sysdb.register_queues([q.info for q in queues], now_ms())
         await register_pending(self._rt)
@@ -120,11 +123,13 @@ class QueueWorkers:
         if old is not None:
             old.cancel()
         self._wakes[queue.name] = asyncio.Event()
+        self._polling[queue.name] = asyncio.Lock()
         self._tasks[queue.name] = asyncio.get_running_loop().create_task(
             self._loop(queue, register), name=f"dbos_async queue {queue.name}"
         )
 
     async def stop(self) -> None:
+        on_local_delete(self._rt, None)
         with contextlib.suppress(ValueError):
             registry.queue_listeners.remove(self._declared)
         self._rt.live.forget_listener(self._on_place_freed)
@@ -178,35 +183,54 @@ class QueueWorkers:
         self._stored[queue.name] = queue
         return queue
 
+    async def _stop_deleted(self, name: str) -> None:
+        """Stop the worker of a run-time queue this process deleted, after its poll in
+        progress (a queue declared in code here keeps its worker)."""
+        task = self._tasks.get(name)
+        if task is None or registry.queues.get(name) is not None:
+            return
+        async with self._polling[name]:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if self._tasks.get(name) is task:
+            del self._tasks[name]
+            self._wakes.pop(name, None)
+            self._stored.pop(name, None)
+            self._polling.pop(name, None)
+
     def _forget(self, name: str) -> None:
         """Forget the worker of a queue whose loop ends by itself (deleted)."""
         if self._tasks.get(name) is asyncio.current_task():
             del self._tasks[name]
             self._wakes.pop(name, None)
             self._stored.pop(name, None)
+            self._polling.pop(name, None)
 
     # -- the worker loop ---------------------------------------------------------------
 
     async def _loop(self, queue: Queue, register: bool) -> None:
         wake = self._wakes[queue.name]
+        polling = self._polling[queue.name]
         next_sweep = 0.0
         while True:
             try:
-                if register:
-                    await self._rt.sysdb.register_queues([queue.info], now_ms())
-                    register = False
-                if queue.database_backed_queue:
-                    reloaded = await self._reload(queue)
-                    if reloaded is None:
-                        self._forget(queue.name)
-                        return
-                    queue = reloaded
-                if time.monotonic() >= next_sweep:
-                    # Deadlines hold while waiting in the queue, even if the process that
-                    # enqueued a workflow (and armed its timer) died.
-                    next_sweep = time.monotonic() + _SWEEP_SECONDS
-                    await expire_enqueued(self._rt, queue_name=queue.name)
-                more = await self.poll(queue)
+                async with polling:
+                    if register:
+                        await self._rt.sysdb.register_queues([queue.info], now_ms())
+                        register = False
+                    if queue.database_backed_queue:
+                        reloaded = await self._reload(queue)
+                        if reloaded is None:
+                            self._forget(queue.name)
+                            return
+                        queue = reloaded
+                    if time.monotonic() >= next_sweep:
+                        # Deadlines hold while waiting in the queue, even if the process
+                        # that enqueued a workflow (and armed its timer) died.
+                        next_sweep = time.monotonic() + _SWEEP_SECONDS
+                        await expire_enqueued(self._rt, queue_name=queue.name)
+                    more = await self.poll(queue)
             except Exception as exc:  # a lost connection: try again at the next poll
                 log.warning("queue %r: could not claim workflows: %r", queue.name, exc)
                 more = False

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._clock import now_ms
 from ._config import Settings
 from ._errors import DBOSException
 from ._journal import Journal
@@ -24,7 +25,7 @@ from ._notifier import Notifier
 from ._registry import registry
 from ._serialization import Codec
 from ._tracing import install_log_fields
-from .sysdb import ApplicationDatabase, SystemDatabase, open_databases
+from .sysdb import ApplicationDatabase, SystemDatabase, VersionRow, open_databases
 
 __all__ = ["Part", "Runtime", "current_runtime", "get_runtime", "set_runtime"]
 
@@ -91,6 +92,12 @@ class Runtime:
                 raise
             if not self.app_version:
                 self.app_version = registry.source_hash()
+            try:
+                await self._register_version()
+            except BaseException:
+                await self.appdb.close()
+                await self.sysdb.close()
+                raise
 
         async def close() -> None:
             try:
@@ -100,6 +107,22 @@ class Runtime:
                 await self.sysdb.close()
 
         return Part("databases", connect, close)
+
+    async def _register_version(self) -> None:
+        """Record this process's application version (at its first launch it becomes the
+        latest), and warn when a newer one is the latest: queued workflows that name no
+        version are then left to that version's processes."""
+        now = now_ms()
+        await self.sysdb.register_version(
+            VersionRow(uuid.uuid4().hex, self.app_version, now, now, self.settings.name)
+        )
+        versions = await self.sysdb.list_versions()
+        if versions and versions[0].version_name != self.app_version:
+            log.warning(
+                "application version %r is not the latest; the latest is %r",
+                self.app_version,
+                versions[0].version_name,
+            )
 
     def journal_part(self) -> Part:
         async def start() -> None:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Required, TypedDict
 
-from . import _management, _messaging
+from . import _management, _messaging, _versions
 from ._config import resolve_config
 from ._context import new_workflow_id, timeout_to_ms
 from ._errors import (
@@ -40,6 +40,7 @@ from ._queue_admin import (
 from ._runner import enqueued_row
 from ._runtime import Runtime
 from ._status import ExecutorInfo, StepInfo, WorkflowStatus, WorkflowStatusString
+from ._versions import VersionInfo
 from .sysdb import QueueInfo, notification_key
 
 __all__ = ["DBOSClient", "EnqueueOptions"]
@@ -66,7 +67,8 @@ class EnqueueOptions(TypedDict, total=False):
     workflow_timeout: float
     """Seconds after which the workflow is cancelled."""
     app_version: str
-    """Only workers of this application version run it (default: any)."""
+    """Only workers of this application version run it (default: none named, so the
+    workers of the latest application version run it)."""
     class_name: str
     """For a method of a ``@DBOS.dbos_class()`` class: the class's registered name."""
     instance_name: str
@@ -404,6 +406,20 @@ class DBOSClient:
         async for value in _messaging.stream_values(rt, workflow_id, key):
             yield value
 
+    async def list_application_versions(self) -> list[VersionInfo]:
+        """Every application version a process launched with, the latest first
+        (``DBOS.list_application_versions``)."""
+        return await _versions.list_application_versions(await self._rt())
+
+    async def get_latest_application_version(self) -> VersionInfo:
+        """The latest application version (``DBOS.get_latest_application_version``)."""
+        return await _versions.get_latest_application_version(await self._rt())
+
+    async def set_latest_application_version(self, version_name: str) -> None:
+        """Make a recorded application version the latest
+        (``DBOS.set_latest_application_version``)."""
+        await _versions.set_latest_application_version(await self._rt(), version_name)
+
     enqueue_async = enqueue
     retrieve_workflow_async = retrieve_workflow
     get_workflow_status_async = get_workflow_status
@@ -422,3 +438,6 @@ class DBOSClient:
     retrieve_queue_async = retrieve_queue
     list_queues_async = list_queues
     delete_queue_async = delete_queue
+    list_application_versions_async = list_application_versions
+    get_latest_application_version_async = get_latest_application_version
+    set_latest_application_version_async = set_latest_application_version

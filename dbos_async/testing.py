@@ -284,6 +284,8 @@ def _child_config(rt: Runtime) -> dict[str, Any]:
         "pool_size": min(settings.pool_size, 4),
         "connect_timeout": settings.connect_timeout,
         "executor_lease_seconds": settings.executor_lease_seconds,
+        # (So a workflow that calls DBOS.patch runs in the child as it does here.)
+        "enable_patching": settings.enable_patching,
     }
 
 

@@ -205,7 +205,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("runtime", {"_journal", "_notifier", "_live", "_runtime", "_tracing"}),
     (
         "engine",
-        {"_deadlines", "_handle", "_management", "_timeouts", "_runner", "_checkpoint", "_steps"},
+        {"_deadlines", "_handle", "_management", "_timeouts", "_runner", "_checkpoint", "_steps"}
+        | {"_patching", "_versions"},
     ),
     (
         "features",

@@ -156,10 +156,12 @@ async def test_migrations__postgres_migrated_equals_fresh(postgres_template: str
             "streams",
             "queues",
             "executors",
+            "application_versions",
         }
         assert [f[0] for f in fresh["functions"]] == [
             "assert_owner",
             "claim_queued",
+            "is_latest_version",
             "now_ms",
             "receive_message",
         ]

@@ -40,7 +40,7 @@ API_NAMES = [
 OUR_NAMES = ["DBOSConfiguredInstance", "DBOSErrorCode", "ExecutorInfo", "StepStatus", "run"]
 
 #: Names DBOS Transact exports that code moving from it imports (API.md section 11).
-DBOS_COMPAT_NAMES = ["EnqueueOptions", "WorkflowHandleAsync"]
+DBOS_COMPAT_NAMES = ["EnqueueOptions", "VersionInfo", "WorkflowHandleAsync"]
 
 #: API.md section 8, plus DBOSConnectionError (what an unreachable database raises) and
 #: DBOSQueueNotFoundError (a client naming a queue no process declared).
@@ -58,6 +58,7 @@ DBOS_EXCEPTION_SUBCLASSES = [
     "DBOSConfigError",
     "DBOSConnectionError",
     "DBOSQueueNotFoundError",
+    "DBOSPatchNondeterminismError",
 ]
 ERROR_NAMES = ["DBOSException", *DBOS_EXCEPTION_SUBCLASSES, "DBOSWorkflowCancelledError"]
 
@@ -81,6 +82,11 @@ DBOS_COROUTINE_METHODS = [
     "list_executors",
     "get_result",
     "wait_first",
+    "patch",
+    "deprecate_patch",
+    "list_application_versions",
+    "get_latest_application_version",
+    "set_latest_application_version",
 ]
 
 

@@ -21,15 +21,15 @@ from dbos_async import (
     DBOS,
     DBOSClient,
     DBOSException,
-    ExecutorInfo,
     Queue,
     SetEnqueueOptions,
     SetWorkflowID,
     WorkflowHandle,
     WorkflowStatusString,
-    _queue_admin,
 )
 from dbos_async._registry import registry
+from dbos_async._runtime import get_runtime
+from dbos_async.sysdb import VersionRow
 
 from .test_queue_processes import (
     Workers,
@@ -155,9 +155,7 @@ async def test_register_queue__before_launch_is_stored_at_launch(db_url: str) ->
         await DBOS.destroy()
 
 
-async def test_queue_crud__retrieve_list_and_on_conflict(
-    dbos: DBOS, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_queue_crud__retrieve_list_and_on_conflict(dbos: DBOS) -> None:
     assert await DBOS.retrieve_queue("tqd_crud") is None
     assert await DBOS.list_queues() == []
     registered = await DBOS.register_queue(
@@ -203,13 +201,11 @@ async def test_queue_crud__retrieve_list_and_on_conflict(
     newest = await DBOS.retrieve_queue("tqd_crud")
     assert newest is not None and newest.concurrency == 30
 
-    # ...and not once a newer version has launched.
-    async def newer(rt: Any) -> list[ExecutorInfo]:
-        return [
-            ExecutorInfo("e", "h", 1, "newer", 2**40, 2**40, True, 0, "p", 2**41),
-        ]
-
-    monkeypatch.setattr(_queue_admin, "list_executors", newer)
+    # ...and not once another version is the latest (as a newer build's launch makes it).
+    rt = get_runtime()
+    now = int(time.time() * 1000)
+    await rt.sysdb.register_version(VersionRow("v-newer-id", "newer", now, now, None))
+    await DBOS.set_latest_application_version("newer")
     stays = await DBOS.register_queue("tqd_crud", concurrency=999)
     assert stays.concurrency == 30
     with pytest.raises(ValueError, match="on_conflict"):

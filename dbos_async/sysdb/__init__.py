@@ -16,6 +16,7 @@ from ._protocol import (
     QueueDatabase,
     SystemDatabase,
     TransactionConflict,
+    VersionDatabase,
 )
 from ._rows import (
     ExecutorRow,
@@ -31,6 +32,7 @@ from ._rows import (
     RecoveryRequest,
     StepRow,
     StreamEntry,
+    VersionRow,
     WorkflowQuery,
     WorkflowRow,
     Write,
@@ -57,6 +59,8 @@ __all__ = [
     "StreamEntry",
     "SystemDatabase",
     "TransactionConflict",
+    "VersionDatabase",
+    "VersionRow",
     "WorkflowQuery",
     "WorkflowRow",
     "Write",

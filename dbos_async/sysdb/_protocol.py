@@ -34,6 +34,7 @@ from ._rows import (
     RecoveryRequest,
     StepRow,
     StreamEntry,
+    VersionRow,
     WorkflowQuery,
     WorkflowRow,
     Write,
@@ -48,6 +49,7 @@ __all__ = [
     "QueueDatabase",
     "SystemDatabase",
     "TransactionConflict",
+    "VersionDatabase",
 ]
 
 T = TypeVar("T")
@@ -231,7 +233,29 @@ class LeaseDatabase(Protocol):
         in any order."""
 
 
-class SystemDatabase(MessagingDatabase, ManagementDatabase, QueueDatabase, LeaseDatabase, Protocol):
+class VersionDatabase(Protocol):
+    """The application versions processes launched with, and which one is the latest."""
+
+    async def register_version(self, version: VersionRow) -> None:
+        """Record a version unless its name is recorded already (then nothing changes:
+        a relaunch of an older version does not make it the latest)."""
+
+    async def list_versions(self) -> list[VersionRow]:
+        """Every recorded version, the latest (highest ``version_timestamp``) first."""
+
+    async def set_version_timestamp(self, version_name: str, timestamp_ms: int) -> bool:
+        """Set a recorded version's ``version_timestamp`` (making it the latest if it is
+        the highest). False, and nothing changed, if no version has that name."""
+
+
+class SystemDatabase(
+    MessagingDatabase,
+    ManagementDatabase,
+    QueueDatabase,
+    LeaseDatabase,
+    VersionDatabase,
+    Protocol,
+):
     """The runtime's own tables: workflow status, step outputs, messaging, queues, leases."""
 
     url: str

@@ -250,3 +250,17 @@ class ExecutorRow:
     alive: bool
     #: How many PENDING workflows it owns.
     workflows: int
+
+
+@dataclass
+class VersionRow:
+    """An application version some process launched with. Times are epoch ms; the latest
+    version is the one with the highest ``version_timestamp``."""
+
+    version_id: str
+    version_name: str
+    #: When it was registered (its first launch), or last made the latest.
+    version_timestamp: int
+    created_at: int
+    #: The ``name`` of the application that registered it.
+    application_name: str | None

@@ -3,7 +3,8 @@
 The layers, each importing only those below: ``_queries`` (the statements,
 ``sql/sqlite/queries``); ``_sqlite_connection`` (one aiosqlite connection, the per-file
 write lock and the rules that make sharing a file safe: read its docstring); the parts of
-the system database (``_sqlite_messaging``, ``_sqlite_management``, ``_sqlite_queues``);
+the system database (``_sqlite_messaging``, ``_sqlite_management``, ``_sqlite_queues``,
+``_sqlite_leases``, ``_sqlite_versions``);
 and this module, which puts the system database together, and the application database.
 """
 
@@ -43,6 +44,7 @@ from ._sqlite_leases import SQLiteLeases
 from ._sqlite_management import SQLiteManagement
 from ._sqlite_messaging import SQLiteMessaging
 from ._sqlite_queues import SQLiteQueues
+from ._sqlite_versions import SQLiteVersions
 
 __all__ = ["SQLiteApplicationDatabase", "SQLiteConnection", "SQLiteSystemDatabase"]
 
@@ -83,7 +85,9 @@ async def _write(
     return finish_result(write, workflow_row_or_none(await cur.fetchone()), retry, owner)
 
 
-class SQLiteSystemDatabase(SQLiteMessaging, SQLiteManagement, SQLiteQueues, SQLiteLeases):
+class SQLiteSystemDatabase(
+    SQLiteMessaging, SQLiteManagement, SQLiteQueues, SQLiteLeases, SQLiteVersions
+):
     """The system database on SQLite."""
 
     def __init__(self, db: SQLiteConnection) -> None:

@@ -164,6 +164,27 @@ BEGIN
 END
 $$;
 
+-- Application versions: each version a process launched with (registered at its first
+-- launch), the latest being the one with the highest version_timestamp, which
+-- set_latest_application_version moves to now.
+CREATE TABLE dbos_async.application_versions (
+    version_id TEXT PRIMARY KEY,
+    version_name TEXT NOT NULL UNIQUE,
+    version_timestamp BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    application_name TEXT
+);
+
+-- Whether p_version is the latest application version (the highest version_timestamp),
+-- or no version is registered yet: only processes of the latest version claim queued
+-- workflows that name no version.
+CREATE FUNCTION dbos_async.is_latest_version(p_version TEXT) RETURNS BOOLEAN
+LANGUAGE sql STABLE AS $$
+    SELECT COALESCE((
+        SELECT version_name = p_version FROM dbos_async.application_versions
+        ORDER BY version_timestamp DESC, version_name DESC LIMIT 1), TRUE)
+$$;
+
 -- Claim what a queue (or one partition of it) allows now, in one statement per poll.
 -- Rows are picked FOR UPDATE SKIP LOCKED, so workers claiming at once never wait for each
 -- other nor take the same row. A global limit (concurrency, limiter) counts the claims of
@@ -217,7 +238,8 @@ BEGIN
             AND queue_partition_key IS NOT DISTINCT FROM p_partition
             AND status = 'ENQUEUED'
             AND (delay_until_epoch_ms IS NULL OR delay_until_epoch_ms <= p_now)
-            AND (application_version IS NULL OR application_version = p_version)
+            AND (application_version = p_version
+                OR (application_version IS NULL AND dbos_async.is_latest_version(p_version)))
         ORDER BY priority, enqueue_seq
         LIMIT room
         FOR UPDATE SKIP LOCKED

@@ -29,7 +29,8 @@ LIMIT 1;
 -- Make up to :n ENQUEUED workflows of the queue (partition) PENDING on this executor,
 -- lowest priority first, then in enqueue order; a claimed workflow's deadline becomes the
 -- earlier of the one it inherited and now plus its timeout; the claiming process (:owner)
--- owns it from now on. The rows claimed.
+-- owns it from now on. A workflow naming no application version is claimed only by a
+-- process of the latest version (or while none is registered). The rows claimed.
 UPDATE dbos_workflow_status SET status = 'PENDING', executor_id = :executor, owner = :owner,
     application_version = :version, started_at_epoch_ms = :now, updated_at = :now,
     workflow_deadline_epoch_ms = CASE
@@ -39,7 +40,9 @@ UPDATE dbos_workflow_status SET status = 'PENDING', executor_id = :executor, own
 WHERE workflow_uuid IN (SELECT workflow_uuid FROM dbos_workflow_status
     WHERE queue_name = :queue AND queue_partition_key IS :partition AND status = 'ENQUEUED'
         AND (delay_until_epoch_ms IS NULL OR delay_until_epoch_ms <= :now)
-        AND (application_version IS NULL OR application_version = :version)
+        AND (application_version = :version OR (application_version IS NULL
+            AND COALESCE((SELECT version_name = :version FROM dbos_application_versions
+                ORDER BY version_timestamp DESC, version_name DESC LIMIT 1), 1)))
     ORDER BY priority, rowid LIMIT :n)
 RETURNING {workflow_columns};
 

@@ -137,3 +137,14 @@ CREATE TABLE dbos_executors (
     last_heartbeat_at INTEGER NOT NULL,
     lease_expires_at INTEGER NOT NULL
 );
+
+-- Application versions: each version a process launched with (registered at its first
+-- launch), the latest being the one with the highest version_timestamp, which
+-- set_latest_application_version moves to now.
+CREATE TABLE dbos_application_versions (
+    version_id TEXT PRIMARY KEY,
+    version_name TEXT NOT NULL UNIQUE,
+    version_timestamp INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    application_name TEXT
+);
