@@ -7,6 +7,8 @@ after a crash they resume where they stopped, never re-running a finished step.
 from ._config import DBOSConfig
 from ._context import SetWorkflowID, SetWorkflowTimeout
 from ._dbos import DBOS
+from ._debouncer import Debouncer
+from ._debouncer_client import DebouncerClient
 from ._errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
@@ -51,6 +53,8 @@ __all__ = [
     "DBOSWorkflowCancelledError",
     "DBOSWorkflowError",
     "DBOSWorkflowFunctionNotFoundError",
+    "Debouncer",
+    "DebouncerClient",
     "ExecutorInfo",
     "Queue",
     "SetEnqueueOptions",

@@ -122,3 +122,12 @@ class PostgresQueues:
             return [queue_info(r) for r in await conn.fetch(Q["list_queues"])]
 
         return await self._pg.retrying(op)
+
+    async def deduplicated_workflow(
+        self, queue_name: str, deduplication_id: str
+    ) -> WorkflowRow | None:
+        async def op(conn: Any) -> WorkflowRow | None:
+            r = await conn.fetchrow(Q["deduplicated_workflow"], queue_name, deduplication_id)
+            return workflow_row(r) if r is not None else None
+
+        return await self._pg.retrying(op)

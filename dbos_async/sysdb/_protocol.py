@@ -170,6 +170,12 @@ class QueueDatabase(Protocol):
     async def list_queues(self) -> list[QueueInfo]:
         """Every queue some process registered, by name."""
 
+    async def deduplicated_workflow(
+        self, queue_name: str, deduplication_id: str
+    ) -> WorkflowRow | None:
+        """The ENQUEUED or PENDING workflow of the queue that holds the deduplication ID
+        (the one an enqueue raising ``DBOSQueueDeduplicatedError`` met), or None."""
+
 
 class LeaseDatabase(Protocol):
     """Leases of launched processes, and taking over what expired ones owned."""

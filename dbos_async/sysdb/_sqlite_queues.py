@@ -136,3 +136,13 @@ class SQLiteQueues:
             return [queue_info(r) for r in await cur.fetchall()]
 
         return await self._db.read(op)
+
+    async def deduplicated_workflow(
+        self, queue_name: str, deduplication_id: str
+    ) -> WorkflowRow | None:
+        async def op(conn: aiosqlite.Connection) -> WorkflowRow | None:
+            cur = await conn.execute(Q["deduplicated_workflow"], (queue_name, deduplication_id))
+            r = await cur.fetchone()
+            return workflow_row(r) if r is not None else None
+
+        return await self._db.read(op)

@@ -53,3 +53,9 @@ ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
 -- name: list_queues
 -- Every registered queue, by name.
 SELECT {queue_columns} FROM dbos_async.queues ORDER BY name;
+
+-- name: deduplicated_workflow
+-- The ENQUEUED or PENDING workflow of queue $1 that holds deduplication ID $2 (the
+-- partial unique index finds it), if any.
+SELECT {workflow_columns} FROM dbos_async.workflow_status
+WHERE queue_name = $1 AND deduplication_id = $2 AND status IN ('ENQUEUED', 'PENDING');

@@ -76,3 +76,9 @@ ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
 -- name: list_queues
 -- Every registered queue, by name.
 SELECT {queue_columns} FROM dbos_queues ORDER BY name;
+
+-- name: deduplicated_workflow
+-- The ENQUEUED or PENDING workflow of queue ? that holds deduplication ID ? (the
+-- partial unique index finds it), if any.
+SELECT {workflow_columns} FROM dbos_workflow_status
+WHERE queue_name = ? AND deduplication_id = ? AND status IN ('ENQUEUED', 'PENDING');
