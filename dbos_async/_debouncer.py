@@ -33,6 +33,7 @@ attempt sends and enqueues nothing twice.
 
 from __future__ import annotations
 
+import types
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, ParamSpec, TypedDict, TypeVar
@@ -179,11 +180,15 @@ async def _enqueue_target(rt: Runtime, target: _Target, inputs: str, parent: str
 
 _DEBOUNCER = workflow_decorator(name=DEBOUNCER_WORKFLOW_NAME)(_debouncer_workflow)
 _INTERNAL_QUEUE = Queue(INTERNAL_QUEUE_NAME)
+# (Every process declares the internal queue, so debouncers run wherever DBOS runs.)
+registry.builtin_workflows.add(DEBOUNCER_WORKFLOW_NAME)
+registry.builtin_queues.add(INTERNAL_QUEUE_NAME)
 
 
 def ensure_registered() -> None:
-    """Put the debouncer workflow and the internal queue back into the registry if it was
-    cleared (``DBOS.destroy(destroy_registry=True)``); they are registered at import."""
+    """Put the debouncer workflow and the internal queue back into the registry if
+    something removed them (they are registered at import, and ``registry.clear`` keeps
+    them)."""
     info = function_info(_DEBOUNCER)
     assert info is not None
     if registry.workflows.get(DEBOUNCER_WORKFLOW_NAME) is not info:
@@ -492,7 +497,10 @@ class Debouncer(Generic[P, R]):
         debounce_timeout_sec: float | None = None,
         queue: Queue | str | None = None,
     ) -> Debouncer[P, R]:
-        """A debouncer of ``workflow`` (a function decorated with ``@DBOS.workflow()``)."""
+        """A debouncer of ``workflow`` (a function decorated with ``@DBOS.workflow()``;
+        not a method)."""
+        if isinstance(workflow, types.MethodType):
+            raise TypeError("Only workflow functions may be debounced, not methods")
         info = function_info(workflow)
         if info is None or info.kind != "workflow":
             raise TypeError(

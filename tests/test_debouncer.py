@@ -178,7 +178,7 @@ async def test_debouncer__refuses_what_it_cannot_honour(dbos: DBOS) -> None:
         await debouncer.debounce("", PERIOD, 1)
     with pytest.raises(ValueError, match="debounce_timeout_sec"):
         Debouncer.create(deb_echo, debounce_timeout_sec=0)
-    with pytest.raises(TypeError, match="@DBOS.workflow"):
+    with pytest.raises(TypeError, match=r"@DBOS\.workflow"):
         Debouncer.create(runs_of)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         await debouncer.debounce("k", PERIOD, 1, 2)  # type: ignore[call-arg]
@@ -225,15 +225,13 @@ async def test_debouncer__in_a_workflow_each_call_is_a_step(dbos: DBOS) -> None:
     assert [s.function_name for s in steps] == ["DBOS.debounce", "DBOS.debounce"]
     # (The workflow exists once the period has ended; only the handles wait for that.)
     async with asyncio.timeout(WAIT):
-        while await DBOS.get_workflow_status(ids[0]) is None:
+        while await DBOS.get_workflow_status(ids[0]) is None:  # noqa: ASYNC110 - a table
             await asyncio.sleep(0.1)
     assert await result(await DBOS.retrieve_workflow(ids[0])) == 11
     assert runs_of("deb_echo") == [11]
 
 
-async def test_debouncer_client__collapses_and_names_the_workflow(
-    dbos: DBOS, db_url: str
-) -> None:
+async def test_debouncer_client__collapses_and_names_the_workflow(dbos: DBOS, db_url: str) -> None:
     name = f"deb-client-queue-{uuid.uuid4().hex[:8]}"
     Queue(name)
     try:
@@ -277,7 +275,7 @@ async def test_debouncer__a_key_held_by_another_workflow_is_a_conflict(
         again = await DebouncerClient(client, opts_a).debounce("b-k", 100_000, 3)
         assert again.workflow_id == held.workflow_id
         # Cancelling the burst's debouncer cancels the burst: its handles say so.
-        await DBOS.cancel_workflow(getattr(held, "debouncer_id"))
+        await DBOS.cancel_workflow(held.debouncer_id)  # type: ignore[attr-defined]
         with pytest.raises(DBOSAwaitedWorkflowCancelledError):
             await result(held)
 
@@ -325,3 +323,29 @@ async def test_debouncer__survives_a_crash_of_the_debouncers_process(
     finally:
         await DBOS.destroy()
     assert (tmp_path / "log").read_text().splitlines() == ["ran 3"]
+
+
+def test_registry__clear_keeps_the_librarys_own_registrations() -> None:
+    """``DBOS.destroy(destroy_registry=True)`` forgets the application's workflows and
+    queues, not the debouncer workflow and the internal queue registered at import."""
+    from dbos_async._registry import Registry
+
+    table = Registry()
+    table.workflows.update({DEBOUNCER_WORKFLOW_NAME: "builtin", "app_wf": "app"})  # type: ignore[dict-item]
+    table.queues.update({INTERNAL_QUEUE_NAME: "builtin", "app_q": "app"})
+    table.builtin_workflows.add(DEBOUNCER_WORKFLOW_NAME)
+    table.builtin_queues.add(INTERNAL_QUEUE_NAME)
+    table.clear()
+    assert list(table.workflows) == [DEBOUNCER_WORKFLOW_NAME]
+    assert list(table.queues) == [INTERNAL_QUEUE_NAME]
+    assert DEBOUNCER_WORKFLOW_NAME in registry.builtin_workflows
+    assert INTERNAL_QUEUE_NAME in registry.builtin_queues
+
+
+def test_debouncer__methods_are_refused() -> None:
+    class Holder:
+        async def method(self, x: int) -> int:
+            return x
+
+    with pytest.raises(TypeError, match="not methods"):
+        Debouncer.create(Holder().method)
