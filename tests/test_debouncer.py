@@ -35,6 +35,7 @@ from dbos_async import (
 )
 from dbos_async._debouncer import DEBOUNCER_WORKFLOW_NAME, INTERNAL_QUEUE_NAME
 from dbos_async._registry import registry
+from dbos_async._runtime import get_runtime
 from tests import debounce_app
 
 PERIOD = 2.0
@@ -54,6 +55,14 @@ async def deb_echo(x: Any) -> Any:
 async def deb_kw(a: int, *, b: str = "") -> str:
     RUNS.append(("deb_kw", (a, b)))
     return f"{a}{b}"
+
+
+async def registered(queue_name: str) -> None:
+    """Wait until a queue declared after launch is registered (clients check names)."""
+    sysdb = get_runtime().sysdb
+    async with asyncio.timeout(WAIT):
+        while queue_name not in [q.name for q in await sysdb.list_queues()]:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
 
 
 def runs_of(name: str) -> list[Any]:
@@ -235,6 +244,7 @@ async def test_debouncer_client__collapses_and_names_the_workflow(dbos: DBOS, db
     name = f"deb-client-queue-{uuid.uuid4().hex[:8]}"
     Queue(name)
     try:
+        await registered(name)
         async with DBOSClient(db_url) as client:
             options: Any = {"workflow_name": "deb_echo", "queue_name": name}
             debouncer = DebouncerClient(client, options)
