@@ -38,7 +38,7 @@ from dbos_async._registry import registry
 from dbos_async._runtime import get_runtime
 from tests import debounce_app
 
-PERIOD = 2.0
+PERIOD = 3.0
 #: How long a test waits for a debounced workflow's result at most.
 WAIT = 60.0
 
@@ -202,7 +202,7 @@ async def test_debouncer__concurrent_callers_collapse(dbos: DBOS, db_url: str) -
     debouncer, one run, every caller holding its handle, with one of their arguments."""
     debouncer = Debouncer.create(deb_echo)
     options: Any = {"workflow_name": "deb_echo", "queue_name": INTERNAL_QUEUE_NAME}
-    period = 5.0
+    period = 8.0
     async with DBOSClient(db_url) as c1, DBOSClient(db_url) as c2:
         clients = [DebouncerClient(c, options) for c in (c1, c2)]
         calls = [debouncer.debounce("burst", period, i) for i in range(12)]
