@@ -12,8 +12,10 @@ How, with the ordinary primitives only:
   ENQUEUED or PENDING no second one can be enqueued for the key, across all processes
   and clients. Its inputs carry the first call's serialized arguments and the ID the
   debounced workflow will have.
-- A later call of the burst finds that enqueue refused, looks the holder up, and sends it
-  its arguments as a message (idempotently: a retried send delivers once). The debouncer
+- A later call of the burst finds that debouncer (the holder of the deduplication ID)
+  and sends it its arguments as a message (idempotently: a retried send delivers once).
+  A call that finds none enqueues one; if another call's enqueue won meanwhile, it joins
+  that one. The debouncer
   ``recv``\\ s messages until ``period_sec`` passes without one, each message replacing
   the arguments and restarting the period; then it enqueues the debounced workflow, an
   ordinary workflow, on the chosen queue, with the last arguments, and ends.
@@ -274,6 +276,17 @@ async def debounce_call(
     workflow_id = call.workflow_id or own_id
     message: _Message = {"id": message_id, "inputs": inputs, "period_sec": call.period_sec}
     while True:
+        # Most calls of a burst find its debouncer: look first, enqueue only if none.
+        holder = await rt.sysdb.deduplicated_workflow(INTERNAL_QUEUE_NAME, call.deduplication_id)
+        if holder is not None:
+            held = _target_of(rt, holder.name, holder.inputs)
+            if held is None or held["workflow_name"] != call.workflow_name:
+                raise DBOSQueueDeduplicatedError(
+                    holder.workflow_id, INTERNAL_QUEUE_NAME, call.deduplication_id
+                )
+            if await _hand_over(rt, holder.workflow_id, message):
+                return held["workflow_id"], holder.workflow_id
+            continue  # it ended without taking the message: this call starts the next burst
         started = now_ms()
         target: _Target = {
             "workflow_id": workflow_id,
@@ -300,19 +313,7 @@ async def debounce_call(
         try:
             existing = await rt.sysdb.enqueue_workflow(row)
         except DBOSQueueDeduplicatedError:
-            holder = await rt.sysdb.deduplicated_workflow(
-                INTERNAL_QUEUE_NAME, call.deduplication_id
-            )
-            if holder is None:
-                continue  # it ended meanwhile: the key is free again
-            held = _target_of(rt, holder.name, holder.inputs)
-            if held is None or held["workflow_name"] != call.workflow_name:
-                raise DBOSQueueDeduplicatedError(
-                    holder.workflow_id, INTERNAL_QUEUE_NAME, call.deduplication_id
-                ) from None
-            if await _hand_over(rt, holder.workflow_id, message):
-                return held["workflow_id"], holder.workflow_id
-            continue  # it stopped without taking the message: start a new burst
+            continue  # another call started a burst meanwhile: join it
         if existing is not None:
             # A repeated attempt (the same debouncer ID): it stands as enqueued then.
             held = _target_of(rt, existing.name, existing.inputs)

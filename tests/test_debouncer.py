@@ -36,6 +36,7 @@ from dbos_async import (
 from dbos_async._debouncer import DEBOUNCER_WORKFLOW_NAME, INTERNAL_QUEUE_NAME
 from dbos_async._registry import registry
 from dbos_async._runtime import get_runtime
+from dbos_async.testing import crash_and_recover
 from tests import debounce_app
 
 PERIOD = 3.0
@@ -290,6 +291,57 @@ async def test_debouncer__a_key_held_by_another_workflow_is_a_conflict(
             await result(held)
 
 
+# -- crashes ---------------------------------------------------------------------------------
+
+
+def append(path: str, line: str) -> None:
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
+def lines(path: str | Path) -> list[str]:
+    return Path(path).read_text().splitlines()
+
+
+@DBOS.workflow()
+async def deb_append(path: str, line: str) -> str:
+    append(path, line)
+    return line
+
+
+CRASH_DEBOUNCER = Debouncer.create(deb_append)
+
+
+@DBOS.step()
+async def deb_noop() -> None:
+    pass
+
+
+@DBOS.workflow()
+async def deb_parent_crash(path: str) -> str:
+    """Step 1 a debounce, 2 a step."""
+    handle = await CRASH_DEBOUNCER.debounce("crash-parent", 1.0, path, "once")
+    await deb_noop()
+    return handle.workflow_id
+
+
+async def test_debouncer__a_workflow_killed_after_its_debounce_replays_it(
+    dbos: DBOS, tmp_path: Path
+) -> None:
+    """The process of a workflow dies right after its debounce step: the recovered
+    workflow gets the same handle back, and the burst runs once."""
+    path = str(tmp_path / "runs.txt")
+    report = await crash_and_recover(deb_parent_crash, path, crash_after_step=1)
+    assert report.result == f"{report.workflow_id}-1"
+    assert [s.function_name for s in report.steps] == ["DBOS.debounce", "deb_noop"]
+    async with asyncio.timeout(WAIT):
+        while await DBOS.get_workflow_status(report.result) is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    assert await result(await DBOS.retrieve_workflow(report.result)) == "once"
+    assert lines(path) == ["once"]
+    assert len(await DBOS.list_workflows(name=DEBOUNCER_WORKFLOW_NAME)) == 1
+
+
 # -- a crash of the debouncer's process ----------------------------------------------------
 
 APP = Path(debounce_app.__file__)
@@ -332,7 +384,7 @@ async def test_debouncer__survives_a_crash_of_the_debouncers_process(
         assert await asyncio.wait_for(ran.get_result(), WAIT) == 3
     finally:
         await DBOS.destroy()
-    assert (tmp_path / "log").read_text().splitlines() == ["ran 3"]
+    assert lines(tmp_path / "log") == ["ran 3"]
 
 
 def test_registry__clear_keeps_the_librarys_own_registrations() -> None:
