@@ -8,6 +8,8 @@ from ._classes import DBOSConfiguredInstance
 from ._config import DBOSConfig
 from ._context import SetWorkflowID, SetWorkflowTimeout
 from ._dbos import DBOS
+from ._debouncer import Debouncer
+from ._debouncer_client import DebouncerClient
 from ._errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
@@ -56,6 +58,8 @@ __all__ = [
     "DBOSWorkflowCancelledError",
     "DBOSWorkflowError",
     "DBOSWorkflowFunctionNotFoundError",
+    "Debouncer",
+    "DebouncerClient",
     "EnqueueOptions",
     "ExecutorInfo",
     "Queue",

@@ -197,6 +197,10 @@ class Registry:
         #: workflow runs on the one its row names (``_classes``).
         self.classes: dict[str, type] = {}
         self.instances: dict[tuple[str, str], object] = {}
+        #: The names of the library's own workflows and queues (the debouncer's): ``clear``
+        #: keeps them, as their modules register them only once, at import.
+        self.builtin_workflows: set[str] = set()
+        self.builtin_queues: set[str] = set()
 
     def declare_queue(self, queue: Any) -> None:
         """Register a ``Queue`` under its name and tell the listeners."""
@@ -215,8 +219,14 @@ class Registry:
         self.workflows[info.name] = info
 
     def clear(self) -> None:
-        self.workflows.clear()
-        self.queues.clear()
+        """Forget the application's workflows, queues and schedules (not the library's
+        own: ``builtin_workflows``, ``builtin_queues``)."""
+        for table, keep in (
+            (self.workflows, self.builtin_workflows),
+            (self.queues, self.builtin_queues),
+        ):
+            for name in [n for n in table if n not in keep]:
+                del table[name]
         self.schedules.clear()
         self.classes.clear()
         self.instances.clear()

@@ -212,10 +212,10 @@ LAYERS: list[tuple[str, set[str]]] = [
         "features",
         {"_decorators", "_queue", "_queue_admin", "_queue_worker", "_scheduler", "_recovery"}
         | {"_watcher"}
-        | {"_messaging", "_leases"},
+        | {"_messaging", "_leases", "_debouncer"},
     ),
     ("lifecycle", {"_lifecycle"}),
-    ("facade", {"", "_dbos", "client", "cli"}),
+    ("facade", {"", "_dbos", "client", "cli", "_debouncer_client"}),
     # Optional integrations, each on the public API only.
     ("integrations", {"asgi", "testing", "_pytest_plugin", "encryption", "_crash_child"}),
 ]

@@ -42,6 +42,9 @@ OUR_NAMES = ["DBOSConfiguredInstance", "DBOSErrorCode", "ExecutorInfo", "StepSta
 #: Names DBOS Transact exports that code moving from it imports (API.md section 11).
 DBOS_COMPAT_NAMES = ["EnqueueOptions", "VersionInfo", "WorkflowHandleAsync"]
 
+#: API.md section 11 (from DBOS Transact): debouncing.
+DEBOUNCE_NAMES = ["Debouncer", "DebouncerClient"]
+
 #: API.md section 8, plus DBOSConnectionError (what an unreachable database raises) and
 #: DBOSQueueNotFoundError (a client naming a queue no process declared).
 DBOS_EXCEPTION_SUBCLASSES = [
@@ -67,7 +70,9 @@ ERROR_NAMES = ["DBOSException", *DBOS_EXCEPTION_SUBCLASSES, "DBOSWorkflowCancell
 #: expect them absent until then.
 NOT_YET: dict[str, str] = {}
 
-PUBLIC_NAMES = sorted({*API_NAMES, *OUR_NAMES, *DBOS_COMPAT_NAMES, *ERROR_NAMES} - set(NOT_YET))
+PUBLIC_NAMES = sorted(
+    {*API_NAMES, *OUR_NAMES, *DBOS_COMPAT_NAMES, *DEBOUNCE_NAMES, *ERROR_NAMES} - set(NOT_YET)
+)
 
 #: The coroutine methods DBOS has today; every one must also answer to ``X_async``.
 DBOS_COROUTINE_METHODS = [
@@ -256,7 +261,9 @@ def _public_coroutine_methods(cls: type) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("cls", [DBOS, WorkflowHandle], ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [DBOS, WorkflowHandle, dbos_async.DebouncerClient], ids=lambda c: c.__name__
+)
 def test_async_alias__every_async_def_method_has_one(cls: type) -> None:
     methods = _public_coroutine_methods(cls)
     assert methods, f"found no coroutine methods on {cls.__name__}"

@@ -156,6 +156,15 @@ class PostgresQueues:
 
         return await self._pg.retrying(op)
 
+    async def deduplicated_workflow(
+        self, queue_name: str, deduplication_id: str
+    ) -> WorkflowRow | None:
+        async def op(conn: Any) -> WorkflowRow | None:
+            r = await conn.fetchrow(Q["deduplicated_workflow"], queue_name, deduplication_id)
+            return workflow_row(r) if r is not None else None
+
+        return await self._pg.retrying(op)
+
 
 def _queue_settings(q: QueueInfo) -> tuple[Any, ...]:
     """A queue's name and settings, in the order the statements bind them."""

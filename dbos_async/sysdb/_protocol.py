@@ -190,6 +190,12 @@ class QueueDatabase(Protocol):
         """Delete a run-time queue's row; True if there was one. A queue declared in code
         keeps its row (its processes register it at each launch)."""
 
+    async def deduplicated_workflow(
+        self, queue_name: str, deduplication_id: str
+    ) -> WorkflowRow | None:
+        """The ENQUEUED or PENDING workflow of the queue that holds the deduplication ID
+        (the one an enqueue raising ``DBOSQueueDeduplicatedError`` met), or None."""
+
 
 class LeaseDatabase(Protocol):
     """Leases of launched processes, and taking over what expired ones owned."""

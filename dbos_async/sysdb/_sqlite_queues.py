@@ -159,6 +159,16 @@ class SQLiteQueues:
 
         return await self._db.write(op)
 
+    async def deduplicated_workflow(
+        self, queue_name: str, deduplication_id: str
+    ) -> WorkflowRow | None:
+        async def op(conn: aiosqlite.Connection) -> WorkflowRow | None:
+            cur = await conn.execute(Q["deduplicated_workflow"], (queue_name, deduplication_id))
+            r = await cur.fetchone()
+            return workflow_row(r) if r is not None else None
+
+        return await self._db.read(op)
+
 
 def _queue_settings(q: QueueInfo) -> tuple[Any, ...]:
     """A queue's name and settings, in the order the statements bind them."""

@@ -109,3 +109,9 @@ WITH del AS (
     DELETE FROM dbos_async.queues WHERE name = $1 AND database_backed RETURNING 1
 )
 SELECT pg_notify({channel}, {queue_key:$1::text}) FROM del;
+
+-- name: deduplicated_workflow
+-- The ENQUEUED or PENDING workflow of queue $1 that holds deduplication ID $2 (the
+-- partial unique index finds it), if any.
+SELECT {workflow_columns} FROM dbos_async.workflow_status
+WHERE queue_name = $1 AND deduplication_id = $2 AND status IN ('ENQUEUED', 'PENDING');

@@ -123,3 +123,9 @@ WHERE updated_at = ? AND name = ? AND database_backed;
 -- name: delete_queue
 -- Delete a run-time queue (a queue declared in code keeps its row), by name.
 DELETE FROM dbos_queues WHERE name = ? AND database_backed;
+
+-- name: deduplicated_workflow
+-- The ENQUEUED or PENDING workflow of queue ? that holds deduplication ID ? (the
+-- partial unique index finds it), if any.
+SELECT {workflow_columns} FROM dbos_workflow_status
+WHERE queue_name = ? AND deduplication_id = ? AND status IN ('ENQUEUED', 'PENDING');
