@@ -28,6 +28,7 @@ from ._errors import (
 from ._handle import WorkflowHandle
 from ._loop import run
 from ._queue import Queue, SetEnqueueOptions
+from ._send_bulk import SendMessage
 from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, WorkflowStatusString
 from .client import DBOSClient
 
@@ -53,6 +54,7 @@ __all__ = [
     "DBOSWorkflowFunctionNotFoundError",
     "ExecutorInfo",
     "Queue",
+    "SendMessage",
     "SetEnqueueOptions",
     "SetWorkflowID",
     "SetWorkflowTimeout",

@@ -21,6 +21,7 @@ from ._errors import DBOSConfigError
 from ._handle import WorkflowHandle
 from ._ids import check_workflow_id
 from ._registry import registry
+from ._run_step import as_workflow
 from ._runner import EnqueueRequest, enqueue_workflow
 from ._runtime import current_runtime
 from .sysdb import QueueInfo
@@ -149,8 +150,8 @@ class Queue:
         """Enqueue a workflow; the handle comes back once its ENQUEUED row is durable.
         Options come from an enclosing ``SetEnqueueOptions`` block. Inside a workflow the
         enqueued workflow is a child (its ID ``{parent}-{step}`` unless SetWorkflowID)."""
-        info = function_info(func)
-        if info is None or info.kind != "workflow":
+        info = as_workflow(function_info(func))  # (a step runs as its own workflow)
+        if info is None:
             raise TypeError(
                 f"Queue.enqueue() needs a function decorated with @DBOS.workflow(), got {func!r}"
             )
@@ -177,13 +178,14 @@ def check_enqueue_options(
         )
     if queue.partition_queue and opts.queue_partition_key is None:
         raise ValueError(
-            f"queue {queue.name!r} is partitioned: enqueue inside "
-            "SetEnqueueOptions(queue_partition_key=...)"
+            f"A workflow cannot be enqueued on partitioned queue {queue.name!r} without a "
+            "partition key: enqueue inside SetEnqueueOptions(queue_partition_key=...)"
         )
     if not queue.partition_queue and opts.queue_partition_key is not None:
         raise ValueError(
-            f"queue {queue.name!r} is not partitioned (partition_queue=False), so an "
-            f"enqueue cannot set queue_partition_key={opts.queue_partition_key!r}"
+            "You can only use a partition key on a partition-enabled queue: queue "
+            f"{queue.name!r} is not partitioned (partition_queue=False), so an enqueue "
+            f"cannot set queue_partition_key={opts.queue_partition_key!r}"
         )
     if app_version is None and not fixed_version:
         rt = current_runtime()

@@ -28,6 +28,7 @@ from ._context import (
 )
 from ._errors import (
     DBOSConflictingWorkflowError,
+    DBOSException,
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowFunctionNotFoundError,
@@ -70,12 +71,22 @@ def _placement() -> tuple[str | None, tuple[WorkflowState, int] | None]:
 
 def _refuse_enqueue_options(how: str) -> None:
     """Enqueue options only apply to an enqueue: refuse them around a plain start before
-    anything is taken or written, rather than ignore them."""
-    if enqueue_options.get() is not None:
-        raise ValueError(
-            f"SetEnqueueOptions only applies to Queue.enqueue(): {how} runs the workflow "
-            "without a queue, so its options would be ignored. Use "
-            "queue.enqueue(workflow, ...) inside the SetEnqueueOptions block."
+    anything is taken or written, rather than ignore them (``DBOSException``, naming the
+    options set, as DBOS Transact does). A block that sets none of them is harmless."""
+    options = enqueue_options.get()
+    if options is None:
+        return
+    named = [
+        name
+        for name in ("deduplication_id", "priority", "queue_partition_key", "delay_seconds")
+        if getattr(options, name, None) is not None
+    ]
+    if named:
+        raise DBOSException(
+            f"SetEnqueueOptions({', '.join(named)}) set on a workflow that is not being "
+            f"enqueued: {how} runs the workflow without a queue, so the options would be "
+            "ignored. They apply only to Queue.enqueue(): call queue.enqueue(workflow, ...) "
+            "inside the SetEnqueueOptions block."
         )
 
 

@@ -12,10 +12,10 @@ queue.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Required, TypedDict
 
-from . import _management, _messaging
+from . import _bulk_management, _management, _messaging, _send_bulk
 from ._config import resolve_config
 from ._context import new_workflow_id, timeout_to_ms
 from ._errors import (
@@ -29,6 +29,7 @@ from ._lifecycle import client_parts
 from ._queue import SetEnqueueOptions, check_enqueue_options
 from ._runner import enqueued_row
 from ._runtime import Runtime
+from ._send_bulk import SendMessage
 from ._status import ExecutorInfo, StepInfo, WorkflowStatus, WorkflowStatusString
 from .sysdb import QueueInfo, notification_key
 
@@ -286,6 +287,47 @@ class DBOSClient:
         async for value in _messaging.stream_values(rt, workflow_id, key):
             yield value
 
+    # -- bulk operations and send_bulk (issue 14) -----------------------------------------
+
+    async def send_bulk(self, messages: Sequence[SendMessage]) -> None:
+        """``DBOS.send_bulk`` from outside: every message stored in one transaction, or
+        none (an unknown destination raises ``DBOSNonExistentWorkflowError``)."""
+        await _send_bulk.send_bulk_from(await self._rt(), messages)
+
+    async def cancel_workflows(
+        self, workflow_ids: Sequence[str], *, cancel_children: bool = False
+    ) -> None:
+        """``DBOS.cancel_workflows``: cancel each (and, with ``cancel_children``, their
+        children, recursively); an unknown ID raises before anything is cancelled."""
+        ids = _bulk_management.checked_ids(workflow_ids, "DBOSClient.cancel_workflows()")
+        rt = await self._rt()
+        await _bulk_management.cancel_workflows(rt, ids, cancel_children=cancel_children)
+
+    async def resume_workflows(self, workflow_ids: Sequence[str]) -> list[WorkflowHandle[Any]]:
+        """``resume_workflow`` for each, in order; an unknown ID raises before anything is
+        resumed."""
+        ids = _bulk_management.checked_ids(workflow_ids, "DBOSClient.resume_workflows()")
+        await _bulk_management.require_workflows(await self._rt(), ids)
+        return [await self.resume_workflow(workflow_id) for workflow_id in ids]
+
+    async def delete_workflows(
+        self, workflow_ids: Sequence[str], *, delete_children: bool = False
+    ) -> None:
+        """``DBOS.delete_workflows``: delete workflows (and, with ``delete_children``,
+        their children, recursively) with everything the system database holds for
+        them; unknown IDs are skipped. A client has no application database: the
+        transaction outputs of a deleted workflow stay there (as with DBOS Transact's
+        client), harmless unless its ID is used again for a workflow that is recovered."""
+        ids = _bulk_management.checked_ids(workflow_ids, "DBOSClient.delete_workflows()")
+        await _bulk_management.delete_workflows(
+            await self._rt(), ids, delete_children=delete_children, application_database=False
+        )
+
+    async def delete_workflow(self, workflow_id: str, *, delete_children: bool = False) -> None:
+        """``delete_workflows([workflow_id], delete_children=...)``."""
+        check_workflow_id(workflow_id)
+        await self.delete_workflows([workflow_id], delete_children=delete_children)
+
     enqueue_async = enqueue
     retrieve_workflow_async = retrieve_workflow
     get_workflow_status_async = get_workflow_status
@@ -300,3 +342,8 @@ class DBOSClient:
     cancel_workflow_async = cancel_workflow
     resume_workflow_async = resume_workflow
     fork_workflow_async = fork_workflow
+    send_bulk_async = send_bulk
+    cancel_workflows_async = cancel_workflows
+    resume_workflows_async = resume_workflows
+    delete_workflows_async = delete_workflows
+    delete_workflow_async = delete_workflow

@@ -356,7 +356,7 @@ async def test_cli__unknown_workflow(dbos: DBOS, db_url: str) -> None:
     await run_three("cli-known")
     for command in ("get", "cancel"):
         run = await cli("workflow", command, "cli-no-such-id", url=db_url)
-        assert_error(run, 1, "cli-no-such-id", "does not exist")
+        assert_error(run, 1, "cli-no-such-id", "Non-existent target workflow ID")
 
 
 @pytest.fixture

@@ -38,6 +38,9 @@ API_NAMES = [
 #: ``run``, asyncio.run on uvloop when it is installed.
 OUR_NAMES = ["DBOSErrorCode", "ExecutorInfo", "StepStatus", "run"]
 
+#: DBOS Transact's names added by issue 14: ``SendMessage`` (``DBOS.send_bulk``).
+ISSUE_14_NAMES = ["SendMessage"]
+
 #: API.md section 8, plus DBOSConnectionError (what an unreachable database raises) and
 #: DBOSQueueNotFoundError (a client naming a queue no process declared).
 DBOS_EXCEPTION_SUBCLASSES = [
@@ -62,7 +65,7 @@ ERROR_NAMES = ["DBOSException", *DBOS_EXCEPTION_SUBCLASSES, "DBOSWorkflowCancell
 #: expect them absent until then.
 NOT_YET: dict[str, str] = {}
 
-PUBLIC_NAMES = sorted({*API_NAMES, *OUR_NAMES, *ERROR_NAMES} - set(NOT_YET))
+PUBLIC_NAMES = sorted({*API_NAMES, *OUR_NAMES, *ISSUE_14_NAMES, *ERROR_NAMES} - set(NOT_YET))
 
 #: The coroutine methods DBOS has today; every one must also answer to ``X_async``.
 DBOS_COROUTINE_METHODS = [
@@ -77,6 +80,13 @@ DBOS_COROUTINE_METHODS = [
     "list_executors",
     "get_result",
     "wait_first",
+    # issue 14
+    "send_bulk",
+    "run_step",
+    "cancel_workflows",
+    "resume_workflows",
+    "delete_workflows",
+    "delete_workflow",
 ]
 
 
