@@ -49,8 +49,8 @@ def _reset() -> None:
 
 
 @DBOS.workflow()
-async def bm_recv(n: int, topic: str | None = None, timeout: float = WITHIN) -> list[Any]:
-    return [await DBOS.recv(topic, timeout_seconds=timeout) for _ in range(n)]
+async def bm_recv(n: int, topic: str | None = None, wait: float = WITHIN) -> list[Any]:
+    return [await DBOS.recv(topic, timeout_seconds=wait) for _ in range(n)]
 
 
 @DBOS.workflow()
@@ -181,7 +181,7 @@ async def _status(workflow_id: str) -> str | None:
 
 async def _wait_status(workflow_id: str, *statuses: str) -> None:
     async def poll() -> None:
-        while await _status(workflow_id) not in statuses:
+        while await _status(workflow_id) not in statuses:  # noqa: ASYNC110 (a stored row)
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(poll(), WITHIN)
@@ -565,9 +565,12 @@ async def test_error_texts__enqueue_options_around_a_start(dbos: DBOS) -> None:
         {"delay_seconds": 30},
     ]
     for option in options:
-        with pytest.raises(DBOSException) as info:
-            with SetEnqueueOptions(**option), SetWorkflowID("et-enq"):
-                await DBOS.start_workflow(bm_double, 1)
+        with (
+            pytest.raises(DBOSException) as info,
+            SetEnqueueOptions(**option),
+            SetWorkflowID("et-enq"),
+        ):
+            await DBOS.start_workflow(bm_double, 1)
         assert "not being enqueued" in str(info.value)
         assert next(iter(option)) in str(info.value)
         assert await DBOS.get_workflow_status("et-enq") is None
