@@ -423,13 +423,22 @@ async def _execute(
 
 def _abandon(state: WorkflowState, future: asyncio.Future[Any]) -> None:
     """Another process owns this workflow now: this run stops and records nothing more.
-    Awaiters here follow the workflow in the status table to the new owner's outcome."""
-    log.warning(
-        "workflow %s was taken over by another process (this one was paused or cut off "
-        "from the database past its lease, or the workflow was handed elsewhere); this "
-        "run stops here and records nothing more",
-        state.workflow_id,
-    )
+    Awaiters here follow the workflow in the status table to the new owner's outcome.
+    (A run stopped by a cancel whose workflow is then not its own is, most often, one
+    that was deleted meanwhile: no warning then.)"""
+    if state.cancelled:
+        log.info(
+            "workflow %s was stopped (cancelled or deleted) and is no longer this "
+            "process's: this run records nothing more",
+            state.workflow_id,
+        )
+    else:
+        log.warning(
+            "workflow %s was taken over by another process (this one was paused or cut off "
+            "from the database past its lease, or the workflow was handed elsewhere); this "
+            "run stops here and records nothing more",
+            state.workflow_id,
+        )
     if not future.done():
         future.set_exception(WorkflowOwnershipLost(state.workflow_id))
 

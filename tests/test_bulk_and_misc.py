@@ -489,6 +489,42 @@ async def test_delete_workflow__a_running_workflow_is_stopped(dbos: DBOS) -> Non
     assert counts["blocks-r"] == 1
 
 
+@DBOS.step()
+async def bm_slow_step() -> str:
+    gates["slow-started"].set()
+    await gates["slow-release"].wait()
+    counts["slow_step"] += 1
+    return "slow"
+
+
+@DBOS.workflow()
+async def bm_slow_wf() -> str:
+    first = await bm_slow_step()
+    counts["after_slow"] += 1
+    return first
+
+
+async def test_delete_workflow__while_a_step_runs_records_nothing_and_harms_no_other(
+    dbos: DBOS,
+) -> None:
+    started, release = _gate("slow-started"), _gate("slow-release")
+    with SetWorkflowID("del-in-step"):
+        handle = await DBOS.start_workflow(bm_slow_wf)
+    await asyncio.wait_for(started.wait(), WITHIN)
+    await DBOS.delete_workflow("del-in-step")
+    release.set()
+    with pytest.raises((DBOSAwaitedWorkflowCancelledError, DBOSNonExistentWorkflowError)):
+        await asyncio.wait_for(handle.get_result(), WITHIN)
+    await asyncio.sleep(0.3)
+    # The step's body finished, but nothing of it was stored, and the workflow went no
+    # further; the journal goes on recording other workflows' steps.
+    assert counts["slow_step"] == 1 and counts["after_slow"] == 0
+    assert await DBOS.get_workflow_status("del-in-step") is None
+    assert await get_runtime().sysdb.load_steps("del-in-step") == []
+    with SetWorkflowID("del-after"):
+        assert await bm_everything("z") == 3
+
+
 async def test_bulk_operations__from_a_workflow_are_steps(dbos: DBOS) -> None:
     with SetWorkflowID("bulk-target"):
         await DBOS.start_workflow(bm_blocks, "t")
