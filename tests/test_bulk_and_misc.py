@@ -231,8 +231,7 @@ async def test_send_bulk__from_a_workflow_is_one_step_sent_once(dbos: DBOS) -> N
     with SetWorkflowID("sb-sender"):
         assert await bm_send_bulk_wf([("sb-dest", "one"), ("sb-dest", "two")]) == "sent"
     assert await asyncio.wait_for(dest.get_result(), WITHIN) == ["one", "two", None]
-    # A fork re-runs the workflow's body from step 1 under a new ID: its step is a new
-    # send (other message IDs), delivered again.
+    # The same workflow under another ID is another step: its messages are delivered.
     with SetWorkflowID("sb-dest2"):
         dest2 = await DBOS.start_workflow(bm_recv, 1)
     with SetWorkflowID("sb-sender2"):
@@ -366,6 +365,30 @@ async def test_step_as_workflow__start_workflow_runs_it_as_its_own_workflow(dbos
     fork = await DBOS.fork_workflow("saw-1", 1)
     assert await asyncio.wait_for(fork.get_result(), WITHIN) == 42
     assert counts["double"] == 2
+
+
+@DBOS.step()
+async def bm_gated_step(x: int) -> int:
+    counts["gated"] += 1
+    await gates["gated"].wait()
+    return x + 1
+
+
+async def test_step_as_workflow__is_recovered_after_a_restart(dbos: DBOS, db_url: str) -> None:
+    _gate("gated")
+    with SetWorkflowID("saw-recover"):
+        await DBOS.start_workflow(bm_gated_step, 1)
+    while counts["gated"] == 0:  # noqa: ASYNC110 (a counter, not an event)
+        await asyncio.sleep(0.02)
+    await DBOS.destroy()  # (the step never finished: the workflow stays PENDING)
+    gates["gated"].set()
+    DBOS({"database_url": db_url, "application_version": "test"})
+    await DBOS.launch()
+    handle = await DBOS.retrieve_workflow("saw-recover")
+    assert await asyncio.wait_for(handle.get_result(), WITHIN) == 2
+    assert counts["gated"] == 2
+    status = await handle.get_status()
+    assert status is not None and status.name == "<temp>.bm_gated_step"
 
 
 async def test_step_as_workflow__enqueued_and_called_outside_workflows(dbos: DBOS) -> None:
