@@ -32,6 +32,7 @@ from ._errors import (
 from ._handle import WorkflowHandle, WorkflowHandleAsync
 from ._loop import run
 from ._queue import Queue, SetEnqueueOptions
+from ._send_bulk import SendMessage
 from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, WorkflowStatusString
 from ._versions import VersionInfo
 from .client import DBOSClient, EnqueueOptions
@@ -63,6 +64,7 @@ __all__ = [
     "EnqueueOptions",
     "ExecutorInfo",
     "Queue",
+    "SendMessage",
     "SetEnqueueOptions",
     "SetWorkflowID",
     "SetWorkflowTimeout",

@@ -266,8 +266,8 @@ class SetEnqueueOptions:
     """``with SetEnqueueOptions(deduplication_id=..., priority=..., app_version=...,
     queue_partition_key=..., delay_seconds=...):`` options for the enqueues
     (``Queue.enqueue``, ``DBOS.enqueue_workflow``) in the block.
-    Starting or calling a workflow in the block without a queue raises ``ValueError``:
-    the options would be ignored.
+    Starting or calling a workflow in the block without a queue raises ``DBOSException``
+    (naming the options set): the options would be ignored.
 
     A second ENQUEUED or PENDING workflow with the same ``deduplication_id`` on a queue
     raises ``DBOSQueueDeduplicatedError``; the ID is free again once the first ends.

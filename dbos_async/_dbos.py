@@ -19,16 +19,19 @@ from collections.abc import (
 )
 from datetime import datetime
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 from . import (
+    _bulk_management,
     _classes,
     _decorators,
     _management,
     _messaging,
     _patching,
     _queue_admin,
+    _run_step,
     _scheduler,
+    _send_bulk,
     _versions,
 )
 from ._clock import is_seconds
@@ -41,9 +44,11 @@ from ._lifecycle import process_parts
 from ._queue import Queue, declared_settings, enqueue_on, named_workflow
 from ._queue_admin import QueueConflictResolution, check_on_conflict
 from ._registry import registry
+from ._run_step import as_workflow
 from ._runner import launch_recorded, start_workflow
 from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
 from ._scheduler import backfill
+from ._send_bulk import SendMessage
 from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, WorkflowStatusString
 from ._steps import builtin_step, durable_sleep, durable_wait, transaction_session
 from ._tracing import current_span
@@ -248,12 +253,15 @@ class DBOS(metaclass=_DBOSMeta):
     def start_workflow(
         func: Callable[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs
     ) -> Coroutine[Any, Any, WorkflowHandle[R]]:
-        """Start a workflow and return its handle once its status row is durable."""
-        info = _decorators.function_info(func)
-        if info is None or info.kind != "workflow":
+        """Start a workflow and return its handle once its status row is durable. A
+        ``@DBOS.step()`` or ``@DBOS.transaction()`` function is run as a workflow of its
+        own, named ``<temp>.<its name>``, whose one step is the call (as in DBOS
+        Transact)."""
+        info = as_workflow(_decorators.function_info(func))
+        if info is None:
             raise TypeError(
-                "DBOS.start_workflow() needs a function decorated with @DBOS.workflow(), "
-                f"got {func!r}"
+                "DBOS.start_workflow() needs a function decorated with @DBOS.workflow() "
+                f"(or @DBOS.step() or @DBOS.transaction()), got {func!r}"
             )
         # (A bound method, ``inst.wf`` or ``Cls.wf``, brings its receiver.)
         return start_workflow(info, _classes.with_bound_receiver(func, args), kwargs)
@@ -713,13 +721,15 @@ class DBOS(metaclass=_DBOSMeta):
         registered at run time), with the options of an enclosing ``SetEnqueueOptions``.
         A queue not registered yet is fine: the workflow waits, ENQUEUED, until it is.
         Inside a workflow the enqueued workflow is a child, as with ``Queue.enqueue``."""
-        info = _decorators.function_info(func)
-        if info is None or info.kind != "workflow":
+        # (A step or transaction runs as its own workflow, as with start_workflow.)
+        info = _run_step.as_workflow(_decorators.function_info(func))
+        if info is None:
             raise TypeError(
                 "DBOS.enqueue_workflow() needs a function decorated with @DBOS.workflow(), "
                 f"got {func!r}"
             )
-        return enqueue_on(queue_name, info, args, kwargs)
+        # (A bound method, ``inst.wf`` or ``Cls.wf``, brings its receiver.)
+        return enqueue_on(queue_name, info, _classes.with_bound_receiver(func, args), kwargs)
 
     @staticmethod
     def enqueue_workflow_with_options(
@@ -793,3 +803,126 @@ class DBOS(metaclass=_DBOSMeta):
         await _versions.set_latest_application_version(get_runtime(), version_name)
 
     set_latest_application_version_async = set_latest_application_version
+
+    # -- bulk operations, run_step, send_bulk (issue 14) --------------------------------
+
+    @staticmethod
+    def send_bulk(messages: Sequence[SendMessage]) -> Coroutine[Any, Any, None]:
+        """Send several messages (``SendMessage(destination_id, message, topic=None,
+        idempotency_key=None)``) in one transaction: all are stored, or none (one unknown
+        destination raises ``DBOSNonExistentWorkflowError`` and sends nothing). From a
+        workflow it is one step (never sent twice); a message with an
+        ``idempotency_key`` is delivered once per destination, topic and key; two
+        messages of one call may not share a key. An empty list sends nothing."""
+        return _send_bulk.send_bulk(messages)
+
+    send_bulk_async = send_bulk
+
+    @overload
+    @staticmethod
+    def run_step(
+        dbos_step_options: Mapping[str, Any] | None,
+        func: Callable[P, Coroutine[Any, Any, R]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Coroutine[Any, Any, R]: ...
+
+    @overload
+    @staticmethod
+    def run_step(
+        dbos_step_options: Mapping[str, Any] | None,
+        func: Callable[P, R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Coroutine[Any, Any, R]: ...
+
+    @staticmethod
+    def run_step(
+        dbos_step_options: Mapping[str, Any] | None,
+        func: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Coroutine[Any, Any, Any]:
+        """Run ``func(*args, **kwargs)`` (an ``async def`` or a plain ``def``, which runs
+        in a worker thread) as a step with DBOS Transact's step options, a dict of
+        ``name`` (default: the function's ``__qualname__``), ``retries_allowed``,
+        ``max_attempts``, ``interval_seconds``, ``backoff_rate`` and ``preemptible``, as
+        ``@DBOS.step(...)`` takes them. From a workflow its outcome is recorded and a
+        re-run gets it back; elsewhere the function simply runs."""
+        return _run_step.run_step(dbos_step_options, func, args, kwargs)
+
+    run_step_async = run_step
+
+    @staticmethod
+    def cancel_workflows(
+        workflow_ids: Sequence[str], *, cancel_children: bool = False
+    ) -> Coroutine[Any, Any, None]:
+        """Cancel each workflow as ``DBOS.cancel_workflow`` does; with ``cancel_children``
+        their children too, recursively. An unknown ID raises
+        ``DBOSNonExistentWorkflowError`` before anything is cancelled. From a workflow it
+        is a step (``DBOS.cancelWorkflow``)."""
+        ids = _bulk_management.checked_ids(workflow_ids, "DBOS.cancel_workflows()")
+        refuse_in_transaction("DBOS.cancel_workflows()")
+
+        async def run() -> None:
+            rt = get_runtime()
+            await _bulk_management.cancel_workflows(rt, ids, cancel_children=cancel_children)
+
+        return builtin_step("DBOS.cancelWorkflow", run)
+
+    cancel_workflows_async = cancel_workflows
+
+    @staticmethod
+    def resume_workflows(
+        workflow_ids: Sequence[str],
+    ) -> Coroutine[Any, Any, list[WorkflowHandle[Any]]]:
+        """Resume each workflow as ``DBOS.resume_workflow`` does and return their handles,
+        in order. An unknown ID raises ``DBOSNonExistentWorkflowError`` before anything is
+        resumed. From a workflow it is a step (``DBOS.resumeWorkflow``)."""
+        ids = _bulk_management.checked_ids(workflow_ids, "DBOS.resume_workflows()")
+        refuse_in_transaction("DBOS.resume_workflows()")
+
+        async def run() -> None:
+            await _bulk_management.require_workflows(get_runtime(), ids)
+            for workflow_id in ids:
+                await DBOS.resume_workflow(workflow_id)
+
+        async def handles(step: Coroutine[Any, Any, None]) -> list[WorkflowHandle[Any]]:
+            await step
+            rt = get_runtime()
+            return [WorkflowHandle(rt, workflow_id) for workflow_id in ids]
+
+        return handles(builtin_step("DBOS.resumeWorkflow", run, type(None)))
+
+    resume_workflows_async = resume_workflows
+
+    @staticmethod
+    def delete_workflows(
+        workflow_ids: Sequence[str], *, delete_children: bool = False
+    ) -> Coroutine[Any, Any, None]:
+        """Delete workflows for good, with everything stored for them (steps, messages
+        to them, events, streams, transaction outputs); with ``delete_children`` their
+        children too, recursively. Unknown IDs are skipped. A running workflow is
+        stopped as a cancel stops it. From a workflow it is a step
+        (``DBOS.deleteWorkflow``)."""
+        ids = _bulk_management.checked_ids(workflow_ids, "DBOS.delete_workflows()")
+        refuse_in_transaction("DBOS.delete_workflows()")
+
+        async def run() -> None:
+            await _bulk_management.delete_workflows(
+                get_runtime(), ids, delete_children=delete_children, application_database=True
+            )
+
+        return builtin_step("DBOS.deleteWorkflow", run, type(None))
+
+    delete_workflows_async = delete_workflows
+
+    @staticmethod
+    def delete_workflow(
+        workflow_id: str, *, delete_children: bool = False
+    ) -> Coroutine[Any, Any, None]:
+        """``DBOS.delete_workflows([workflow_id], delete_children=...)``."""
+        check_workflow_id(workflow_id)
+        return DBOS.delete_workflows([workflow_id], delete_children=delete_children)
+
+    delete_workflow_async = delete_workflow

@@ -21,6 +21,7 @@ from ._registry import (
     describe,
     registry,
 )
+from ._run_step import register_temp_workflow
 from ._runner import call_workflow
 from ._steps import call_step, call_transaction
 
@@ -164,6 +165,7 @@ def step(
                 "is a plain def, whose thread cannot be interrupted"
             )
         info = describe(name or func.__qualname__, func, options)
+        register_temp_workflow(info)  # (DBOS.start_workflow(step) runs it as a workflow)
         return _wrap(info, call_step)
 
     return decorator
@@ -191,6 +193,7 @@ def transaction(
     def decorator(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         _require_async("transaction", func)
         info = describe(name or func.__qualname__, func, options)
+        register_temp_workflow(info)  # (DBOS.start_workflow(txn) runs it as a workflow)
         return _wrap(info, call_transaction)
 
     return decorator

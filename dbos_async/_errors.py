@@ -94,15 +94,29 @@ class DBOSException(Exception):
         return self.message
 
 
+#: What a message's destination is called in ``DBOSNonExistentWorkflowError`` (DBOS
+#: Transact's words): ``Non-existent `send` destination workflow ID: <id>``.
+SEND_DESTINATION = "`send` destination"
+
+
 class DBOSNonExistentWorkflowError(DBOSException):
-    """No workflow with this ID exists."""
+    """No workflow with this ID exists. ``destination`` says what the ID was given as
+    (``"target"`` for a workflow looked up or operated on, ``"`send` destination"`` for a
+    message's destination); the message is DBOS Transact's, ``Non-existent target
+    workflow ID: <id>``, and ``str()`` of the error starts with ``DBOS Error 5:`` as
+    DBOS Transact's does. For several IDs at once (a bulk send, a bulk resume),
+    ``workflow_id`` holds them joined by ``", "``."""
 
     dbos_error_code = DBOSErrorCode.NonExistentWorkflowError.value
 
-    def __init__(self, workflow_id: str) -> None:
-        super().__init__(f"workflow {workflow_id!r} does not exist")
-        self.args = (workflow_id,)
+    def __init__(self, workflow_id: str, destination: str = "target") -> None:
+        super().__init__(f"Non-existent {destination} workflow ID: {workflow_id}")
+        self.args = (workflow_id, destination)
         self.workflow_id = workflow_id
+        self.destination = destination
+
+    def __str__(self) -> str:
+        return f"DBOS Error {self.dbos_error_code}: {self.message}"
 
 
 class DBOSConflictingWorkflowError(DBOSException):

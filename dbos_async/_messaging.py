@@ -74,7 +74,7 @@ def _writer_id(what: str) -> str:
         return frame.workflow_id
     state = current_workflow.get()
     if state is None:
-        raise DBOSException(f"DBOS.{what}() can only be called from a workflow or its steps")
+        raise DBOSException(f"DBOS.{what}() must be called from within a workflow or step")
     return state.workflow_id
 
 
@@ -182,7 +182,8 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any
     checkpoint = next_checkpoint("DBOS.recv")
     if checkpoint is None:
         raise DBOSException(
-            "DBOS.recv() can only be called from a workflow, not from a step or outside workflows"
+            "DBOS.recv() must be called from within a workflow, not from a step or outside "
+            "workflows"
         )
     deadline = _deadline_checkpoint(checkpoint)
     return checkpoint.traced(_recv(checkpoint, deadline, topic_key, timeout))

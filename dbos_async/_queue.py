@@ -30,6 +30,7 @@ from ._errors import DBOSConfigError, DBOSException
 from ._handle import WorkflowHandle
 from ._ids import check_workflow_id
 from ._registry import FunctionInfo, WorkflowOptions, describe, registry
+from ._run_step import as_workflow
 from ._runner import EnqueueRequest, enqueue_workflow
 from ._runtime import Runtime, current_runtime, get_runtime
 from .sysdb import QueueInfo, notification_key
@@ -610,7 +611,7 @@ class Queue:
                     f"cannot enqueue on queue {self.name!r} through a Queue a client read: "
                     "use DBOSClient.enqueue"
                 )
-            return enqueue_on(self.name, info, args, kwargs)
+            return enqueue_on(self.name, info, with_bound_receiver(func, args), kwargs)
         request = check_enqueue_options(self.info, _options.get(), app_version=None)
         # (A bound method, ``inst.wf`` or ``Cls.wf``, brings its receiver.)
         return enqueue_workflow(info, with_bound_receiver(func, args), kwargs, request)
@@ -631,8 +632,8 @@ def _checked_limiter(value: object, what: str) -> tuple[int | None, float | None
 
 
 def _workflow_info(func: Callable[..., Any], how: str) -> FunctionInfo:
-    info = function_info(func)
-    if info is None or info.kind != "workflow":
+    info = as_workflow(function_info(func))  # (a step runs as its own workflow)
+    if info is None:
         raise TypeError(f"{how} needs a function decorated with @DBOS.workflow(), got {func!r}")
     return info
 
@@ -711,13 +712,14 @@ def check_enqueue_options(
     if not isinstance(queue, str):
         if queue.partition_queue and opts.queue_partition_key is None:
             raise ValueError(
-                f"queue {name!r} is partitioned: enqueue inside "
-                "SetEnqueueOptions(queue_partition_key=...)"
+                f"A workflow cannot be enqueued on partitioned queue {name!r} without a "
+                "partition key: enqueue inside SetEnqueueOptions(queue_partition_key=...)"
             )
         if not queue.partition_queue and opts.queue_partition_key is not None:
             raise ValueError(
-                f"queue {name!r} is not partitioned (partition_queue=False), so an "
-                f"enqueue cannot set queue_partition_key={opts.queue_partition_key!r}"
+                "You can only use a partition key on a partition-enabled queue: queue "
+                f"{name!r} is not partitioned (partition_queue=False), so an enqueue "
+                f"cannot set queue_partition_key={opts.queue_partition_key!r}"
             )
     if app_version is None and not fixed_version:
         rt = current_runtime()

@@ -30,6 +30,7 @@ from ._context import (
 )
 from ._errors import (
     DBOSConflictingWorkflowError,
+    DBOSException,
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowFunctionNotFoundError,
@@ -73,12 +74,22 @@ def _placement() -> tuple[str | None, tuple[WorkflowState, int] | None]:
 
 def _refuse_enqueue_options(how: str) -> None:
     """Enqueue options only apply to an enqueue: refuse them around a plain start before
-    anything is taken or written, rather than ignore them."""
-    if enqueue_options.get() is not None:
-        raise ValueError(
-            f"SetEnqueueOptions only applies to Queue.enqueue(): {how} runs the workflow "
-            "without a queue, so its options would be ignored. Use "
-            "queue.enqueue(workflow, ...) inside the SetEnqueueOptions block."
+    anything is taken or written, rather than ignore them (``DBOSException``, naming the
+    options set, as DBOS Transact does). A block that sets none of them is harmless."""
+    options = enqueue_options.get()
+    if options is None:
+        return
+    named = [
+        name
+        for name in ("deduplication_id", "priority", "queue_partition_key", "delay_seconds")
+        if getattr(options, name, None) is not None
+    ]
+    if named:
+        raise DBOSException(
+            f"SetEnqueueOptions({', '.join(named)}) set on a workflow that is not being "
+            f"enqueued: {how} runs the workflow without a queue, so the options would be "
+            "ignored. They apply only to Queue.enqueue(): call queue.enqueue(workflow, ...) "
+            "inside the SetEnqueueOptions block."
         )
 
 
@@ -455,13 +466,22 @@ async def _execute(
 
 def _abandon(state: WorkflowState, future: asyncio.Future[Any]) -> None:
     """Another process owns this workflow now: this run stops and records nothing more.
-    Awaiters here follow the workflow in the status table to the new owner's outcome."""
-    log.warning(
-        "workflow %s was taken over by another process (this one was paused or cut off "
-        "from the database past its lease, or the workflow was handed elsewhere); this "
-        "run stops here and records nothing more",
-        state.workflow_id,
-    )
+    Awaiters here follow the workflow in the status table to the new owner's outcome.
+    (A run stopped by a cancel whose workflow is then not its own is, most often, one
+    that was deleted meanwhile: no warning then.)"""
+    if state.cancelled:
+        log.info(
+            "workflow %s was stopped (cancelled or deleted) and is no longer this "
+            "process's: this run records nothing more",
+            state.workflow_id,
+        )
+    else:
+        log.warning(
+            "workflow %s was taken over by another process (this one was paused or cut off "
+            "from the database past its lease, or the workflow was handed elsewhere); this "
+            "run stops here and records nothing more",
+            state.workflow_id,
+        )
     if not future.done():
         future.set_exception(WorkflowOwnershipLost(state.workflow_id))
 

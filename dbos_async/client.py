@@ -13,11 +13,11 @@ queue. It can also register queues at run time and change their limits
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Required, TypedDict
 
-from . import _management, _messaging, _versions
+from . import _bulk_management, _management, _messaging, _send_bulk, _versions
 from ._config import resolve_config
 from ._context import new_workflow_id, timeout_to_ms
 from ._errors import (
@@ -39,6 +39,7 @@ from ._queue_admin import (
 )
 from ._runner import enqueued_row
 from ._runtime import Runtime
+from ._send_bulk import SendMessage
 from ._status import ExecutorInfo, StepInfo, WorkflowStatus, WorkflowStatusString
 from ._versions import VersionInfo
 from .sysdb import QueueInfo, notification_key
@@ -420,6 +421,47 @@ class DBOSClient:
         (``DBOS.set_latest_application_version``)."""
         await _versions.set_latest_application_version(await self._rt(), version_name)
 
+    # -- bulk operations and send_bulk (issue 14) -----------------------------------------
+
+    async def send_bulk(self, messages: Sequence[SendMessage]) -> None:
+        """``DBOS.send_bulk`` from outside: every message stored in one transaction, or
+        none (an unknown destination raises ``DBOSNonExistentWorkflowError``)."""
+        await _send_bulk.send_bulk_from(await self._rt(), messages)
+
+    async def cancel_workflows(
+        self, workflow_ids: Sequence[str], *, cancel_children: bool = False
+    ) -> None:
+        """``DBOS.cancel_workflows``: cancel each (and, with ``cancel_children``, their
+        children, recursively); an unknown ID raises before anything is cancelled."""
+        ids = _bulk_management.checked_ids(workflow_ids, "DBOSClient.cancel_workflows()")
+        rt = await self._rt()
+        await _bulk_management.cancel_workflows(rt, ids, cancel_children=cancel_children)
+
+    async def resume_workflows(self, workflow_ids: Sequence[str]) -> list[WorkflowHandle[Any]]:
+        """``resume_workflow`` for each, in order; an unknown ID raises before anything is
+        resumed."""
+        ids = _bulk_management.checked_ids(workflow_ids, "DBOSClient.resume_workflows()")
+        await _bulk_management.require_workflows(await self._rt(), ids)
+        return [await self.resume_workflow(workflow_id) for workflow_id in ids]
+
+    async def delete_workflows(
+        self, workflow_ids: Sequence[str], *, delete_children: bool = False
+    ) -> None:
+        """``DBOS.delete_workflows``: delete workflows (and, with ``delete_children``,
+        their children, recursively) with everything the system database holds for
+        them; unknown IDs are skipped. A client has no application database: the
+        transaction outputs of a deleted workflow stay there (as with DBOS Transact's
+        client), harmless unless its ID is used again for a workflow that is recovered."""
+        ids = _bulk_management.checked_ids(workflow_ids, "DBOSClient.delete_workflows()")
+        await _bulk_management.delete_workflows(
+            await self._rt(), ids, delete_children=delete_children, application_database=False
+        )
+
+    async def delete_workflow(self, workflow_id: str, *, delete_children: bool = False) -> None:
+        """``delete_workflows([workflow_id], delete_children=...)``."""
+        check_workflow_id(workflow_id)
+        await self.delete_workflows([workflow_id], delete_children=delete_children)
+
     enqueue_async = enqueue
     retrieve_workflow_async = retrieve_workflow
     get_workflow_status_async = get_workflow_status
@@ -441,3 +483,9 @@ class DBOSClient:
     list_application_versions_async = list_application_versions
     get_latest_application_version_async = get_latest_application_version
     set_latest_application_version_async = set_latest_application_version
+
+    send_bulk_async = send_bulk
+    cancel_workflows_async = cancel_workflows
+    resume_workflows_async = resume_workflows
+    delete_workflows_async = delete_workflows
+    delete_workflow_async = delete_workflow

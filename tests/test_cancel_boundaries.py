@@ -20,6 +20,7 @@ from dbos_async import (
     DBOS,
     DBOSAwaitedWorkflowCancelledError,
     DBOSClient,
+    DBOSException,
     Queue,
     SetEnqueueOptions,
     SetWorkflowID,
@@ -534,16 +535,16 @@ async def test_set_enqueue_options__around_a_start_raises_and_writes_nothing(
     dbos: DBOS,
 ) -> None:
     with SetWorkflowID("cb-refused"), SetEnqueueOptions(deduplication_id="d"):
-        with pytest.raises(ValueError, match=r"SetEnqueueOptions.*Queue\.enqueue"):
+        with pytest.raises(DBOSException, match=r"SetEnqueueOptions.*Queue\.enqueue"):
             await DBOS.start_workflow(cb_echo, 1)
-        with pytest.raises(ValueError, match=r"SetEnqueueOptions.*Queue\.enqueue"):
+        with pytest.raises(DBOSException, match=r"SetEnqueueOptions.*Queue\.enqueue"):
             await cb_echo(2)
     assert await DBOS.list_workflows() == []
     assert counts["echo"] == 0
 
     # Inside a workflow too: its child call fails the workflow, and no child is written.
     handle = await DBOS.start_workflow(cb_direct_child_in_options)
-    with pytest.raises(ValueError, match="SetEnqueueOptions"):
+    with pytest.raises(DBOSException, match="SetEnqueueOptions"):
         await asyncio.wait_for(handle.get_result(), WITHIN)
     assert [s.workflow_id for s in await DBOS.list_workflows()] == [handle.workflow_id]
     assert await DBOS.list_workflow_steps(handle.workflow_id) == []

@@ -412,6 +412,21 @@ async def test_classes__enqueued_method_workflows_run_on_their_instance(dbos: DB
     assert ALPHA.calls == []
 
 
+async def test_classes__method_workflows_on_a_queue_registered_at_run_time(dbos: DBOS) -> None:
+    queue = await DBOS.register_queue("classes_runtime_q")
+    by_name = await DBOS.enqueue_workflow("classes_runtime_q", BETA.compute, 3, label="n")
+    on_queue = await queue.enqueue(Account.on_class, 2)
+    assert await by_name.get_result() == "n:beta:30001"
+    assert await on_queue.get_result() == "Account:14"
+    status = await by_name.get_status()
+    assert (status.queue_name, status.class_name, status.config_name) == (
+        "classes_runtime_q",
+        "Account",
+        "beta",
+    )
+    assert ALPHA.calls == []
+
+
 async def test_classes__child_method_workflows_from_a_workflow(dbos: DBOS) -> None:
     @DBOS.workflow()
     async def parent() -> list[str]:

@@ -24,6 +24,7 @@ import pytest
 from dbos_async import (
     DBOS,
     DBOSAwaitedWorkflowCancelledError,
+    DBOSNonExistentWorkflowError,
     Queue,
     SetEnqueueOptions,
     SetWorkflowID,
@@ -235,6 +236,26 @@ async def test_cli__cancel_then_resume(dbos: DBOS, db_url: str) -> None:
     assert status is not None and status.status == WorkflowStatusString.PENDING
 
 
+async def test_cli__delete(dbos: DBOS, db_url: str) -> None:
+    await run_three("cli-del")
+    deleted = (await cli("workflow", "delete", "cli-del", "--json", url=db_url)).json()
+    assert deleted == {"workflow_id": "cli-del", "deleted": True, "delete_children": False}
+    assert await DBOS.get_workflow_status("cli-del") is None
+    assert await DBOS.list_workflow_steps("cli-del") == []
+    gone = await cli("workflow", "get", "cli-del", url=db_url)
+    assert_error(gone, 1, "cli-del", "Non-existent target workflow ID")
+
+    with SetWorkflowID("cli-del-running"):
+        handle = await DBOS.start_workflow(cli_blocks)
+    text_run = await cli("workflow", "delete", "cli-del-running", "--delete-children", url=db_url)
+    assert text_run.code == 0, text_run.err
+    assert "deleted" in text_run.out and "child workflows" in text_run.out
+    assert await DBOS.get_workflow_status("cli-del-running") is None
+    with pytest.raises((DBOSAwaitedWorkflowCancelledError, DBOSNonExistentWorkflowError)):
+        await asyncio.wait_for(handle.get_result(), 10)
+    assert_error(await cli("workflow", "delete", "cli-del", url=db_url), 1, "Non-existent")
+
+
 async def test_cli__fork_and_step_out_of_range(dbos: DBOS, db_url: str) -> None:
     await run_three("cli-fork-src")
 
@@ -356,7 +377,7 @@ async def test_cli__unknown_workflow(dbos: DBOS, db_url: str) -> None:
     await run_three("cli-known")
     for command in ("get", "cancel"):
         run = await cli("workflow", command, "cli-no-such-id", url=db_url)
-        assert_error(run, 1, "cli-no-such-id", "does not exist")
+        assert_error(run, 1, "cli-no-such-id", "Non-existent target workflow ID")
 
 
 @pytest.fixture

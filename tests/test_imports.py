@@ -212,7 +212,8 @@ LAYERS: list[tuple[str, set[str]]] = [
         "features",
         {"_decorators", "_queue", "_queue_admin", "_queue_worker", "_scheduler", "_recovery"}
         | {"_watcher"}
-        | {"_messaging", "_leases", "_debouncer"},
+        | {"_messaging", "_leases", "_debouncer"}
+        | {"_send_bulk", "_run_step", "_bulk_management"},
     ),
     ("lifecycle", {"_lifecycle"}),
     ("facade", {"", "_dbos", "client", "cli", "_debouncer_client"}),

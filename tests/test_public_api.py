@@ -40,10 +40,14 @@ API_NAMES = [
 OUR_NAMES = ["DBOSConfiguredInstance", "DBOSErrorCode", "ExecutorInfo", "StepStatus", "run"]
 
 #: Names DBOS Transact exports that code moving from it imports (API.md section 11).
-DBOS_COMPAT_NAMES = ["EnqueueOptions", "VersionInfo", "WorkflowHandleAsync"]
-
-#: API.md section 11 (from DBOS Transact): debouncing.
-DEBOUNCE_NAMES = ["Debouncer", "DebouncerClient"]
+DBOS_COMPAT_NAMES = [
+    "Debouncer",
+    "DebouncerClient",
+    "EnqueueOptions",
+    "SendMessage",
+    "VersionInfo",
+    "WorkflowHandleAsync",
+]
 
 #: API.md section 8, plus DBOSConnectionError (what an unreachable database raises) and
 #: DBOSQueueNotFoundError (a client naming a queue no process declared).
@@ -70,9 +74,7 @@ ERROR_NAMES = ["DBOSException", *DBOS_EXCEPTION_SUBCLASSES, "DBOSWorkflowCancell
 #: expect them absent until then.
 NOT_YET: dict[str, str] = {}
 
-PUBLIC_NAMES = sorted(
-    {*API_NAMES, *OUR_NAMES, *DBOS_COMPAT_NAMES, *DEBOUNCE_NAMES, *ERROR_NAMES} - set(NOT_YET)
-)
+PUBLIC_NAMES = sorted({*API_NAMES, *OUR_NAMES, *DBOS_COMPAT_NAMES, *ERROR_NAMES} - set(NOT_YET))
 
 #: The coroutine methods DBOS has today; every one must also answer to ``X_async``.
 DBOS_COROUTINE_METHODS = [
@@ -92,6 +94,13 @@ DBOS_COROUTINE_METHODS = [
     "list_application_versions",
     "get_latest_application_version",
     "set_latest_application_version",
+    # issue 14
+    "send_bulk",
+    "run_step",
+    "cancel_workflows",
+    "resume_workflows",
+    "delete_workflows",
+    "delete_workflow",
 ]
 
 

@@ -979,8 +979,10 @@ def test_enqueue_options_validation__bounds_accepted() -> None:
 
 @pytest.mark.parametrize(
     "func",
-    [tq_plain_async, tq_plain_sync, tq_step_label, lambda: None],
-    ids=["async-def", "def", "step", "lambda"],
+    # (A @DBOS.step() is enqueued as a workflow of its own, as in DBOS Transact:
+    # tests/test_bulk_and_misc.py.)
+    [tq_plain_async, tq_plain_sync, lambda: None],
+    ids=["async-def", "def", "lambda"],
 )
 async def test_enqueue_validation__non_workflow_raises_type_error(func: Any) -> None:
     with pytest.raises(TypeError, match="workflow"):

@@ -30,6 +30,7 @@ from ._output import (
 __all__ = [
     "DatabaseUrls",
     "cancel_workflow",
+    "delete_workflow",
     "fork_workflow",
     "get_workflow",
     "list_queued",
@@ -229,6 +230,17 @@ async def resume_workflow(client: DBOSClient, args: argparse.Namespace) -> Resul
             f"{' or '.join(s.value for s in _RESUMABLE)} workflows can be resumed."
         )
     return Result(status_json(after), message)
+
+
+async def delete_workflow(client: DBOSClient, args: argparse.Namespace) -> Result:
+    workflow_id = args.workflow_id
+    await _require(client, workflow_id)
+    await client.delete_workflow(workflow_id, delete_children=args.delete_children)
+    message = f"Workflow {workflow_id} deleted, with its steps, messages, events and streams."
+    if args.delete_children:
+        message += " Its child workflows were deleted too (recursively)."
+    data = {"workflow_id": workflow_id, "deleted": True, "delete_children": args.delete_children}
+    return Result(data, message)
 
 
 async def fork_workflow(client: DBOSClient, args: argparse.Namespace) -> Result:

@@ -124,7 +124,9 @@ async def _run(args: argparse.Namespace, urls: DatabaseUrls) -> Result:
 
 
 def _message(exc: Exception, urls: DatabaseUrls | None) -> str:
-    if isinstance(exc, (CLIError, DBOSException, ValueError)):
+    if isinstance(exc, DBOSException):
+        return exc.message  # (without the "DBOS Error <code>:" some errors' str() has)
+    if isinstance(exc, (CLIError, ValueError)):
         return str(exc)
     where = f"database {redact_url(urls.system)}: " if urls is not None else ""
     return f"{where}{type(exc).__name__}: {exc}"

@@ -126,6 +126,17 @@ def _add_workflow_commands(commands: argparse._SubParsersAction[Parser], common:
         command.add_argument("workflow_id", metavar="ID")
         command.set_defaults(handler=handler, uses_client=True)
 
+    delete = sub.add_parser(
+        "delete", parents=[common], help="delete a workflow and everything stored for it"
+    )
+    delete.add_argument("workflow_id", metavar="ID")
+    delete.add_argument(
+        "--delete-children",
+        action="store_true",
+        help="also delete its child workflows, recursively",
+    )
+    delete.set_defaults(handler=_commands.delete_workflow, uses_client=True)
+
     fork = sub.add_parser("fork", parents=[common], help="rerun a workflow from a step")
     fork.add_argument("workflow_id", metavar="ID")
     fork.add_argument(

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
@@ -226,3 +226,9 @@ class PostgresApplicationDatabase:
             return value
 
         return await self._pg.retrying(op)
+
+    async def delete_transaction_outputs(self, workflow_ids: Sequence[str]) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute(Q["delete_transaction_outputs"], list(workflow_ids))
+
+        await self._pg.retrying(op)

@@ -100,6 +100,15 @@ class PostgresManagement:
 
         await self._pg.retrying(op)
 
+    async def delete_workflows(self, workflow_ids: Sequence[str]) -> list[str]:
+        ids = list(workflow_ids)
+        keys = [notification_key("cancel", i, "") for i in ids]
+
+        async def op(conn: Any) -> list[str]:
+            return [r[0] for r in await conn.fetch(Q["delete_workflows"], ids, keys)]
+
+        return await self._pg.retrying(op)
+
     async def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
         async def op(conn: Any) -> list[str]:
             return [r[0] for r in await conn.fetch(Q["cancelled_among"], list(workflow_ids))]

@@ -8,11 +8,12 @@ other processes commit together. The LISTEN side is ``_pg_listener``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
-from .._errors import DBOSNonExistentWorkflowError
+from .._errors import SEND_DESTINATION, DBOSNonExistentWorkflowError
 from ._columns import step_row_or_none, stream_entry
 from ._keys import notification_key
 from ._pg_errors import raise_if_fenced
@@ -63,9 +64,44 @@ class PostgresMessaging:
         try:
             await self._pg.retrying(op)
         except asyncpg.ForeignKeyViolationError:
-            raise DBOSNonExistentWorkflowError(message.destination_id) from None
+            raise DBOSNonExistentWorkflowError(message.destination_id, SEND_DESTINATION) from None
         except asyncpg.PostgresError as exc:
             raise_if_fenced(exc, step.workflow_id if step else None)
+            raise
+
+    async def send_messages(self, messages: Sequence[MessageRow], step: StepRow | None) -> None:
+        fid, fname, out = _step_params(step)
+        sender = step.workflow_id if step else None
+
+        async def op(conn: Any) -> None:
+            # One transaction: each message's statement also writes the step row (once:
+            # the rest find it there) and its receiver's wake-up, delivered at commit.
+            async with conn.transaction():
+                for message in messages:
+                    try:
+                        await conn.execute(
+                            Q["send_message"],
+                            message.message_uuid,
+                            message.destination_id,
+                            message.topic,
+                            message.message,
+                            message.created_at,
+                            sender,
+                            fid,
+                            fname,
+                            out,
+                            notification_key("msg", message.destination_id, message.topic),
+                            self.owner,
+                        )
+                    except asyncpg.ForeignKeyViolationError:
+                        raise DBOSNonExistentWorkflowError(
+                            message.destination_id, SEND_DESTINATION
+                        ) from None
+
+        try:
+            await self._pg.retrying(op)
+        except asyncpg.PostgresError as exc:
+            raise_if_fenced(exc, sender)
             raise
 
     async def receive_message(self, workflow_id: str, topic: str, step: StepRow) -> StepRow | None:

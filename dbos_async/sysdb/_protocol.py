@@ -69,6 +69,12 @@ class MessagingDatabase(Protocol):
         consumed since). Raises ``DBOSNonExistentWorkflowError`` for an unknown
         destination."""
 
+    async def send_messages(self, messages: Sequence[MessageRow], step: StepRow | None) -> None:
+        """Store several messages (and ``step``, if given) in one transaction: all of them
+        or none. Each is skipped if its ``message_uuid`` was stored before, so a repeat
+        stores nothing more. Raises ``DBOSNonExistentWorkflowError`` naming the first
+        unknown destination (then nothing is stored)."""
+
     async def receive_message(self, workflow_id: str, topic: str, step: StepRow) -> StepRow | None:
         """Consume the oldest unconsumed message on the topic and record it as ``step``'s
         output, atomically; None (and nothing written) if there is none. If a step row
@@ -129,6 +135,12 @@ class ManagementDatabase(Protocol):
         """Insert ``row`` and copy the source's step rows below ``start_step`` to it, in
         one transaction. Raises ``DBOSConflictingWorkflowError`` if another workflow has
         ``row``'s ID."""
+
+    async def delete_workflows(self, workflow_ids: Sequence[str]) -> list[str]:
+        """Delete these workflows and every row that refers to them (steps, messages sent
+        to them, events, streams) in one transaction, and tell the processes that run
+        one of them to stop it (as for a cancel). Returns the IDs deleted (unknown IDs
+        are skipped); safe to repeat."""
 
     async def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
         """Which of these workflows are CANCELLED (or no longer exist)."""
@@ -336,3 +348,7 @@ class ApplicationDatabase(Protocol):
         """The body that opened ``session`` returned (``flush``: its pending changes are
         flushed, before the transaction commits) or raised; the session lets go of the
         connection and refuses any later use."""
+
+    async def delete_transaction_outputs(self, workflow_ids: Sequence[str]) -> None:
+        """Forget the transaction outputs of these (deleted) workflows, in one
+        transaction; safe to repeat."""

@@ -216,3 +216,9 @@ class SQLiteApplicationDatabase:
             return None if r is None else str(r[0])
 
         return await self._db.read(op)
+
+    async def delete_transaction_outputs(self, workflow_ids: Sequence[str]) -> None:
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute(Q["delete_transaction_outputs"], (json.dumps(list(workflow_ids)),))
+
+        await self._db.write(op)

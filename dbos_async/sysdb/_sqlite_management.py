@@ -87,6 +87,13 @@ class SQLiteManagement:
 
         await self._db.write(op)
 
+    async def delete_workflows(self, workflow_ids: Sequence[str]) -> list[str]:
+        async def op(conn: aiosqlite.Connection) -> list[str]:
+            cur = await conn.execute(Q["delete_workflows"], (json.dumps(list(workflow_ids)),))
+            return [str(r[0]) for r in await cur.fetchall()]
+
+        return await self._db.write(op)
+
     async def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
         async def op(conn: aiosqlite.Connection) -> list[str]:
             cur = await conn.execute(Q["cancelled_among"], (json.dumps(list(workflow_ids)),))

@@ -3,11 +3,11 @@ processes poll (waiters in this process are woken by the engine directly)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import aiosqlite
 
-from .._errors import DBOSNonExistentWorkflowError, WorkflowOwnershipLost
+from .._errors import SEND_DESTINATION, DBOSNonExistentWorkflowError, WorkflowOwnershipLost
 from ._columns import step_row, stream_entry
 from ._queries import load_queries
 from ._rows import MessageRow, StepRow, StreamEntry
@@ -47,10 +47,12 @@ async def _require_owner(
         raise WorkflowOwnershipLost(workflow_id)
 
 
-async def _require_workflow(conn: aiosqlite.Connection, workflow_id: str) -> None:
+async def _require_workflow(
+    conn: aiosqlite.Connection, workflow_id: str, destination: str = "target"
+) -> None:
     cur = await conn.execute(Q["workflow_exists"], (workflow_id,))
     if await cur.fetchone() is None:
-        raise DBOSNonExistentWorkflowError(workflow_id)
+        raise DBOSNonExistentWorkflowError(workflow_id, destination)
 
 
 class SQLiteMessaging:
@@ -62,7 +64,7 @@ class SQLiteMessaging:
     async def send_message(self, message: MessageRow, step: StepRow | None) -> None:
         async def op(conn: aiosqlite.Connection) -> None:
             await _require_owner(conn, step.workflow_id if step else None, self.owner)
-            await _require_workflow(conn, message.destination_id)
+            await _require_workflow(conn, message.destination_id, SEND_DESTINATION)
             await conn.execute(
                 Q["send_message"],
                 (
@@ -73,6 +75,25 @@ class SQLiteMessaging:
                     message.created_at,
                 ),
             )
+            await _insert_step(conn, step)
+
+        await self._db.write(op)
+
+    async def send_messages(self, messages: Sequence[MessageRow], step: StepRow | None) -> None:
+        async def op(conn: aiosqlite.Connection) -> None:
+            await _require_owner(conn, step.workflow_id if step else None, self.owner)
+            for message in messages:
+                await _require_workflow(conn, message.destination_id, SEND_DESTINATION)
+                await conn.execute(
+                    Q["send_message"],
+                    (
+                        message.message_uuid,
+                        message.destination_id,
+                        message.topic,
+                        message.message,
+                        message.created_at,
+                    ),
+                )
             await _insert_step(conn, step)
 
         await self._db.write(op)

@@ -75,3 +75,14 @@ WHERE workflow_uuid = $1 AND function_id < $3;
 SELECT k.id FROM unnest($1::text[]) AS k(id)
 LEFT JOIN dbos_async.workflow_status AS w ON w.workflow_uuid = k.id
 WHERE w.workflow_uuid IS NULL OR w.status = 'CANCELLED';
+
+-- name: delete_workflows
+-- Delete workflows ($1: IDs) with every row that refers to them (ON DELETE CASCADE:
+-- steps, messages, events, streams), and tell the processes running one to stop it ($2:
+-- their "cancel" keys, in the order of $1). The IDs deleted.
+WITH d AS (
+    DELETE FROM dbos_async.workflow_status WHERE workflow_uuid = ANY($1::text[])
+    RETURNING workflow_uuid
+)
+SELECT d.workflow_uuid, pg_notify({channel}, k.key)
+FROM d JOIN unnest($1::text[], $2::text[]) AS k(id, key) ON k.id = d.workflow_uuid;

@@ -35,3 +35,7 @@ WHERE pid = $2 AND backend_xid::text = ($1 % 4294967296)::text;
 -- name: get_transaction_output
 -- The output a committed transaction recorded for (workflow ID, step ID).
 SELECT output FROM dbos_async.transaction_outputs WHERE workflow_uuid = $1 AND function_id = $2;
+
+-- name: delete_transaction_outputs
+-- Forget the transaction outputs of deleted workflows ($1: IDs).
+DELETE FROM dbos_async.transaction_outputs WHERE workflow_uuid = ANY($1::text[]);

@@ -67,3 +67,9 @@ WHERE w.workflow_uuid IS NULL OR w.status = 'CANCELLED';
 SELECT k.value FROM json_each(?) AS k
 LEFT JOIN dbos_workflow_status AS w ON w.workflow_uuid = k.value
 WHERE w.workflow_uuid IS NULL OR w.owner IS NOT ?;
+
+-- name: delete_workflows
+-- Delete workflows (a JSON array of IDs) with every row that refers to them (ON DELETE
+-- CASCADE: steps, messages, events, streams). The IDs deleted.
+DELETE FROM dbos_workflow_status WHERE workflow_uuid IN (SELECT value FROM json_each(?))
+RETURNING workflow_uuid;

@@ -16,3 +16,7 @@ WHERE EXISTS (SELECT 1 FROM dbos_workflow_status WHERE workflow_uuid = ?1 AND ow
 -- name: get_transaction_output
 -- The output a committed transaction recorded for (workflow ID, step ID).
 SELECT output FROM dbos_transaction_outputs WHERE workflow_uuid = ? AND function_id = ?;
+
+-- name: delete_transaction_outputs
+-- Forget the transaction outputs of deleted workflows (a JSON array of IDs).
+DELETE FROM dbos_transaction_outputs WHERE workflow_uuid IN (SELECT value FROM json_each(?));
