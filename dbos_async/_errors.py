@@ -210,9 +210,10 @@ class DBOSQueueDeduplicatedError(DBOSException):
     dbos_error_code = DBOSErrorCode.QueueDeduplicated.value
 
     def __init__(self, workflow_id: str, queue_name: str, deduplication_id: str) -> None:
+        # (DBOS Transact's text, which code moving from it may match on.)
         super().__init__(
-            f"workflow {workflow_id!r} was not enqueued: deduplication ID "
-            f"{deduplication_id!r} is already active on queue {queue_name!r}"
+            f"Workflow {workflow_id} was deduplicated due to an existing workflow in queue "
+            f"{queue_name} with deduplication ID {deduplication_id}."
         )
         self.args = (workflow_id, queue_name, deduplication_id)
         self.workflow_id = workflow_id

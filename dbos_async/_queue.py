@@ -684,7 +684,7 @@ def enqueue_on(
 
 def _refuse_partitioned_deduplication(queue_name: str) -> None:
     raise ValueError(
-        f"deduplication is not supported on partitioned queues (queue {queue_name!r}): "
+        f"Deduplication is not supported for partitioned queues (queue {queue_name!r}): "
         "an enqueue cannot set both deduplication_id and queue_partition_key"
     )
 

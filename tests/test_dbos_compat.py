@@ -357,3 +357,42 @@ def test_workflow_handle_async__is_the_handle_class() -> None:
 
     assert WorkflowHandleAsync is WorkflowHandle
     assert WorkflowHandleAsync[str] is not None  # DBOS code annotates with it
+
+
+# -- DBOS's error texts for queues ---------------------------------------------------------
+
+
+@DBOS.workflow()
+async def compat_wait_for_gate(x: int) -> int:
+    await DBOS.recv("go", timeout_seconds=30)
+    return x
+
+
+async def test_queue_error_texts__are_dbos_texts(dbos: DBOS) -> None:
+    from dbos_async import DBOSQueueDeduplicatedError, Queue, SetEnqueueOptions
+
+    queue = Queue("compat_texts_q")
+    partitioned = Queue("compat_texts_parts", partition_queue=True)
+    with SetEnqueueOptions(deduplication_id="d-1"):
+        first = await queue.enqueue(compat_wait_for_gate, 1)
+        with SetWorkflowID("compat-dup"), pytest.raises(DBOSQueueDeduplicatedError) as info:
+            await queue.enqueue(compat_wait_for_gate, 2)
+    assert str(info.value).endswith(
+        "Workflow compat-dup was deduplicated due to an existing workflow in queue "
+        "compat_texts_q with deduplication ID d-1."
+    )
+    refused = "Deduplication is not supported for partitioned"
+    with (
+        SetEnqueueOptions(deduplication_id="d-2", queue_partition_key="k"),
+        pytest.raises(ValueError, match=refused),
+    ):
+        await partitioned.enqueue(compat_wait_for_gate, 3)
+    with pytest.raises(ValueError, match="without a partition key"):
+        await partitioned.enqueue(compat_wait_for_gate, 4)
+    with (
+        SetEnqueueOptions(queue_partition_key="k"),
+        pytest.raises(ValueError, match="only use a partition key on a partition-enabled"),
+    ):
+        await queue.enqueue(compat_wait_for_gate, 5)
+    await DBOS.send(first.workflow_id, "now", "go")
+    assert await first.get_result() == 1
