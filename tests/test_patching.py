@@ -211,9 +211,9 @@ async def test_patch__called_concurrently_from_gathered_tasks_raises_every_time(
 
     wf = define(v1)
     for i in range(15):
-        with SetWorkflowID(f"pt-concurrent-{i}"):
-            with pytest.raises(DBOSPatchNondeterminismError, match="concurrently") as info:
-                await asyncio.wait_for(wf(), 60)
+        refused = pytest.raises(DBOSPatchNondeterminismError, match="concurrently")
+        with SetWorkflowID(f"pt-concurrent-{i}"), refused as info:
+            await asyncio.wait_for(wf(), 60)
         assert info.value.dbos_error_code == DBOSErrorCode.PatchNondeterminism.value
         status = await DBOS.get_workflow_status(f"pt-concurrent-{i}")
         assert status is not None and status.status == "ERROR"
