@@ -336,3 +336,47 @@ async def test_crash_and_recover__the_recovered_run_gets_the_recorded_status(
     assert report.status.executor_id != executor
     assert report.status.recovery_attempts >= attempts
     assert [s.function_name for s in report.steps] == ["DBOS.getStatus", "ms_stamp"]
+
+
+@DBOS.workflow(name="ms_target")
+async def ms_target(x: int) -> int:
+    return x
+
+
+async def test_bulk_management__every_call_is_checkpointed(dbos: DBOS) -> None:
+    """DBOS's test_bulk_async_workflow_management: the managing workflow's steps name
+    every operation."""
+    ids: dict[str, list[str]] = {"cancel": [], "resume": [], "delete": []}
+    for i in range(2):
+        for kind, listed in ids.items():
+            with SetWorkflowID(f"ms-bulk-{kind}-{i}"):
+                handle = await DBOS.start_workflow(ms_target, i)
+            assert await asyncio.wait_for(handle.get_result(), WITHIN) == i
+            listed.append(handle.workflow_id)
+    fork_target = ids["resume"][0]
+
+    @DBOS.workflow(name="ms_bulk_manager")
+    async def manager() -> None:
+        await DBOS.cancel_workflows_async(ids["cancel"])
+        handles = await DBOS.resume_workflows_async(ids["resume"])
+        assert [await h.get_result() for h in handles] == [0, 1]
+        await DBOS.delete_workflows_async(ids["delete"])
+        workflows = await DBOS.list_workflows_async(workflow_ids=ids["cancel"])
+        assert sorted(w.workflow_id for w in workflows) == sorted(ids["cancel"])
+        assert isinstance(await DBOS.list_workflow_steps_async(fork_target), list)
+        forked = await DBOS.fork_workflow_async(fork_target, 1)
+        assert await forked.get_result() == 0
+
+    with SetWorkflowID("ms-bulk-manager"):
+        handle = await DBOS.start_workflow(manager)
+    await asyncio.wait_for(handle.get_result(), WITHIN)
+    assert await names("ms-bulk-manager") == [
+        "DBOS.cancelWorkflow",
+        "DBOS.resumeWorkflow",
+        "DBOS.deleteWorkflow",
+        "DBOS.listWorkflows",
+        "DBOS.listWorkflowSteps",
+        "DBOS.forkWorkflow",
+    ]
+    for deleted in ids["delete"]:
+        assert await DBOS.get_workflow_status(deleted) is None
