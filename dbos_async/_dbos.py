@@ -26,6 +26,7 @@ from . import (
     _classes,
     _decorators,
     _management,
+    _management_steps,
     _messaging,
     _patching,
     _queue_admin,
@@ -38,24 +39,23 @@ from ._clock import is_seconds
 from ._config import DBOSConfig, resolve_config
 from ._context import current_sql_connection, current_step, current_workflow
 from ._errors import DBOSException, DBOSNonExistentWorkflowError
-from ._handle import WorkflowHandle, status_of, step_infos
+from ._handle import WorkflowHandle
 from ._ids import check_text, check_workflow_filters, check_workflow_id
 from ._lifecycle import process_parts
 from ._queue import Queue, declared_settings, enqueue_on, named_workflow
 from ._queue_admin import QueueConflictResolution, check_on_conflict
 from ._registry import registry
 from ._run_step import as_workflow
-from ._runner import launch_recorded, start_workflow
+from ._runner import start_workflow
 from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
 from ._scheduler import backfill
 from ._send_bulk import SendMessage
-from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, WorkflowStatusString
+from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus
 from ._steps import builtin_step, durable_sleep, durable_wait, transaction_session
 from ._tracing import current_span
 from ._txguard import refuse_in_transaction
 from ._versions import VersionInfo
 from .client import EnqueueOptions, _parse_enqueue_options
-from .sysdb import notification_key
 
 __all__ = ["DBOS"]
 
@@ -395,22 +395,21 @@ class DBOS(metaclass=_DBOSMeta):
     # -- introspection ---------------------------------------------------------------
 
     @staticmethod
-    async def get_workflow_status(workflow_id: str) -> WorkflowStatus | None:
+    def get_workflow_status(workflow_id: str) -> Coroutine[Any, Any, WorkflowStatus | None]:
         """The stored status of a workflow (it may run in another process), or None if no
-        workflow has this ID."""
+        workflow has this ID. From a workflow's own code it is a step
+        (``DBOS.getStatus``): a re-run gets the recorded status back."""
         check_workflow_id(workflow_id)
-        rt = get_runtime()
-        row = await rt.sysdb.get_workflow(workflow_id)
-        return status_of(rt, row) if row is not None else None
+        return _management_steps.get_workflow_status(workflow_id)
 
     get_workflow_status_async = get_workflow_status
 
     @staticmethod
-    async def list_workflow_steps(workflow_id: str) -> list[StepInfo]:
-        """The recorded steps of a workflow, by step ID."""
+    def list_workflow_steps(workflow_id: str) -> Coroutine[Any, Any, list[StepInfo]]:
+        """The recorded steps of a workflow, by step ID. From a workflow's own code it is
+        a step (``DBOS.listWorkflowSteps``): a re-run gets the recorded list back."""
         check_workflow_id(workflow_id)
-        rt = get_runtime()
-        return step_infos(rt, await rt.sysdb.load_steps(workflow_id))
+        return _management_steps.list_workflow_steps(workflow_id)
 
     list_workflow_steps_async = list_workflow_steps
 
@@ -425,7 +424,7 @@ class DBOS(metaclass=_DBOSMeta):
     # -- management ------------------------------------------------------------------
 
     @staticmethod
-    async def list_workflows(
+    def list_workflows(
         *,
         workflow_ids: list[str] | None = None,
         status: str | list[str] | None = None,
@@ -439,9 +438,11 @@ class DBOS(metaclass=_DBOSMeta):
         sort_desc: bool = False,
         load_input: bool = True,
         load_output: bool = True,
-    ) -> list[WorkflowStatus]:
+    ) -> Coroutine[Any, Any, list[WorkflowStatus]]:
         """Workflows matching every filter given, oldest first (``sort_desc``: newest).
-        Times filter on creation: ISO 8601 strings, datetimes, or epoch ms."""
+        Times filter on creation: ISO 8601 strings, datetimes, or epoch ms. From a
+        workflow's own code it is a step (``DBOS.listWorkflows``): a re-run gets the
+        recorded list back, whatever changed since."""
         check_workflow_filters(
             {
                 "workflow_ids": workflow_ids,
@@ -450,8 +451,7 @@ class DBOS(metaclass=_DBOSMeta):
                 "queue_name": queue_name,
             }
         )
-        return await _management.list_workflows(
-            get_runtime(),
+        query = _management.workflow_query(
             workflow_ids=workflow_ids,
             status=status,
             name=name,
@@ -462,14 +462,15 @@ class DBOS(metaclass=_DBOSMeta):
             limit=limit,
             offset=offset,
             sort_desc=sort_desc,
-            load_input=load_input,
-            load_output=load_output,
+        )
+        return _management_steps.list_workflows(
+            "DBOS.listWorkflows", query, load_input=load_input, load_output=load_output
         )
 
     list_workflows_async = list_workflows
 
     @staticmethod
-    async def list_queued_workflows(
+    def list_queued_workflows(
         queue_name: str | None = None,
         *,
         status: str | list[str] | None = None,
@@ -480,11 +481,11 @@ class DBOS(metaclass=_DBOSMeta):
         offset: int | None = None,
         sort_desc: bool = False,
         load_input: bool = True,
-    ) -> list[WorkflowStatus]:
-        """Workflows on queues that have not finished (ENQUEUED or PENDING)."""
+    ) -> Coroutine[Any, Any, list[WorkflowStatus]]:
+        """Workflows on queues that have not finished (ENQUEUED or PENDING). From a
+        workflow's own code it is a step (``DBOS.listQueuedWorkflows``)."""
         check_workflow_filters({"name": name, "queue_name": queue_name})
-        return await _management.list_workflows(
-            get_runtime(),
+        query = _management.workflow_query(
             status=status if status is not None else ["ENQUEUED", "PENDING"],
             name=name,
             start_time=start_time,
@@ -493,69 +494,57 @@ class DBOS(metaclass=_DBOSMeta):
             limit=limit,
             offset=offset,
             sort_desc=sort_desc,
-            load_input=load_input,
-            load_output=False,
             queued_only=True,
+        )
+        return _management_steps.list_workflows(
+            "DBOS.listQueuedWorkflows", query, load_input=load_input, load_output=False
         )
 
     list_queued_workflows_async = list_queued_workflows
 
     @staticmethod
-    async def cancel_workflow(workflow_id: str) -> None:
+    def cancel_workflow(workflow_id: str) -> Coroutine[Any, Any, None]:
         """Cancel a workflow: it becomes CANCELLED at once and stops at its next step (a
         step or transaction running now finishes and is recorded; a wait is interrupted);
         awaiting it raises DBOSAwaitedWorkflowCancelledError at once. A finished workflow
-        is left as it is."""
+        is left as it is. From a workflow's own code it is a step
+        (``DBOS.cancelWorkflow``): a re-run does not cancel again."""
         check_workflow_id(workflow_id)
         refuse_in_transaction("DBOS.cancel_workflow()")
-        await _management.cancel_workflow(get_runtime(), workflow_id)
+        return _management_steps.cancel_workflow(workflow_id)
 
     cancel_workflow_async = cancel_workflow
 
     @staticmethod
-    async def resume_workflow(workflow_id: str) -> WorkflowHandle[Any]:
+    def resume_workflow(workflow_id: str) -> Coroutine[Any, Any, WorkflowHandle[Any]]:
         """Run a CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow again from its last
         completed step: here, or, for a workflow of a queue, ENQUEUED on it again to run
-        within its limits. Any other workflow is left as it is."""
+        within its limits. Any other workflow is left as it is. From a workflow's own
+        code it is a step (``DBOS.resumeWorkflow``, recording the ID): a re-run returns
+        the handle without resuming again."""
         check_workflow_id(workflow_id)
         refuse_in_transaction("DBOS.resume_workflow()")
-        rt = get_runtime()
-        row = await _management.resume_workflow(rt, workflow_id, executor_id=rt.executor_id)
-        if row is not None and row.status == WorkflowStatusString.ENQUEUED:
-            # Back on its queue: this process's worker is woken here, other processes'
-            # by the resume's notification.
-            rt.notifier.notify(notification_key("queue", row.queue_name or "", ""))
-        elif row is not None:
-            launch_recorded(rt, row, await rt.sysdb.load_steps(workflow_id))
-        return WorkflowHandle(rt, workflow_id)
+        return _management_steps.resume_workflow(workflow_id)
 
     resume_workflow_async = resume_workflow
 
     @staticmethod
-    async def fork_workflow(
+    def fork_workflow(
         workflow_id: str, start_step: int, *, application_version: str | None = None
-    ) -> WorkflowHandle[Any]:
+    ) -> Coroutine[Any, Any, WorkflowHandle[Any]]:
         """A new workflow (``forked_from`` set; ID from SetWorkflowID or a UUID) with the
         same function and inputs, reusing the recorded outputs of steps before
         ``start_step`` and running the rest again, on ``application_version`` (default:
         the latest version): here if that is this process's version, else in a live
-        process of that version, which takes it over."""
+        process of that version, which takes it over. From a workflow's own code it is a
+        step (``DBOS.forkWorkflow``, recording the new ID): a re-run returns the handle
+        without forking again."""
         check_workflow_id(workflow_id)
+        if isinstance(start_step, bool) or not isinstance(start_step, int):
+            raise TypeError(f"start_step must be an int, got {start_step!r}")
         refuse_in_transaction("DBOS.fork_workflow()")
         check_text(application_version, "application_version", optional=True)
-        rt = get_runtime()
-        row, steps = await _management.fork_workflow(
-            rt,
-            workflow_id,
-            start_step,
-            application_version=application_version,
-            executor_id=rt.executor_id,
-        )
-        if row.owner is not None:
-            launch_recorded(rt, row, steps)
-        else:  # another version's: for a live process of that version to take over
-            await rt.sysdb.announce(notification_key("run", row.workflow_id, ""))
-        return WorkflowHandle(rt, row.workflow_id)
+        return _management_steps.fork_workflow(workflow_id, start_step, application_version)
 
     fork_workflow_async = fork_workflow
 
@@ -884,8 +873,9 @@ class DBOS(metaclass=_DBOSMeta):
 
         async def run() -> None:
             await _bulk_management.require_workflows(get_runtime(), ids)
+            rt = get_runtime()
             for workflow_id in ids:
-                await DBOS.resume_workflow(workflow_id)
+                await _management_steps.resume_here(rt, workflow_id)
 
         async def handles(step: Coroutine[Any, Any, None]) -> list[WorkflowHandle[Any]]:
             await step

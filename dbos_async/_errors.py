@@ -151,7 +151,10 @@ class DBOSUnexpectedStepError(DBOSException):
 class DBOSPatchNondeterminismError(DBOSException):
     """``DBOS.patch`` could not record its marker deterministically: the step slot it
     took for the marker holds another step, recorded meanwhile by another run of the
-    workflow. The workflow's code, or how it is run, is not deterministic."""
+    workflow; or ``DBOS.patch`` / ``DBOS.deprecate_patch`` was called concurrently, from
+    a task the workflow started rather than its own code, where the slot it decides on
+    depends on task scheduling. The workflow's code, or how it is run, is not
+    deterministic."""
 
     dbos_error_code = DBOSErrorCode.PatchNondeterminism.value
 

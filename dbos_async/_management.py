@@ -23,9 +23,11 @@ __all__ = [
     "cancel_workflow",
     "fork_workflow",
     "list_executors",
+    "list_workflow_rows",
     "list_workflows",
     "resume_workflow",
     "to_epoch_ms",
+    "workflow_query",
 ]
 
 
@@ -69,6 +71,51 @@ def _non_negative(value: int | None, what: str) -> int | None:
     return value
 
 
+def workflow_query(
+    *,
+    workflow_ids: list[str] | None = None,
+    status: str | list[str] | None = None,
+    name: str | None = None,
+    start_time: Any = None,
+    end_time: Any = None,
+    queue_name: str | None = None,
+    parent_workflow_id: str | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    sort_desc: bool = False,
+    queued_only: bool = False,
+) -> WorkflowQuery:
+    """The query of ``list_workflows``' filters; a bad filter raises here, before any read."""
+    return WorkflowQuery(
+        workflow_ids=list(workflow_ids) if workflow_ids is not None else None,
+        statuses=_statuses(status),
+        name=name,
+        start_ms=to_epoch_ms(start_time, "start_time"),
+        end_ms=to_epoch_ms(end_time, "end_time"),
+        queue_name=queue_name,
+        parent_workflow_id=parent_workflow_id,
+        queued_only=queued_only,
+        limit=_non_negative(limit, "limit"),
+        offset=_non_negative(offset, "offset"),
+        sort_desc=sort_desc,
+    )
+
+
+async def list_workflow_rows(
+    rt: Runtime, query: WorkflowQuery, *, load_input: bool, load_output: bool
+) -> list[WorkflowRow]:
+    """The stored rows ``query`` matches, without their inputs (``load_input`` False) or
+    outputs and errors (``load_output`` False)."""
+    rows = await rt.sysdb.list_workflows(query)
+    for row in rows:
+        if not load_input:
+            row.inputs = None
+        if not load_output:
+            row.output = None
+            row.error = None
+    return rows
+
+
 async def list_workflows(
     rt: Runtime,
     *,
@@ -86,26 +133,21 @@ async def list_workflows(
     load_output: bool = True,
     queued_only: bool = False,
 ) -> list[WorkflowStatus]:
-    query = WorkflowQuery(
-        workflow_ids=list(workflow_ids) if workflow_ids is not None else None,
-        statuses=_statuses(status),
+    """The workflows matching every filter given (see ``workflow_query``)."""
+    query = workflow_query(
+        workflow_ids=workflow_ids,
+        status=status,
         name=name,
-        start_ms=to_epoch_ms(start_time, "start_time"),
-        end_ms=to_epoch_ms(end_time, "end_time"),
+        start_time=start_time,
+        end_time=end_time,
         queue_name=queue_name,
         parent_workflow_id=parent_workflow_id,
-        queued_only=queued_only,
-        limit=_non_negative(limit, "limit"),
-        offset=_non_negative(offset, "offset"),
+        limit=limit,
+        offset=offset,
         sort_desc=sort_desc,
+        queued_only=queued_only,
     )
-    rows = await rt.sysdb.list_workflows(query)
-    for row in rows:
-        if not load_input:
-            row.inputs = None
-        if not load_output:
-            row.output = None
-            row.error = None
+    rows = await list_workflow_rows(rt, query, load_input=load_input, load_output=load_output)
     return [status_of(rt, row) for row in rows]
 
 

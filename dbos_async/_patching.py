@@ -16,6 +16,14 @@ Once no execution from before the patch is left, ``DBOS.deprecate_patch("name")`
 replaces the ``if``: it returns True, passes the marker of an execution that recorded
 one, and records nothing; when no marker is left either, it can be deleted.
 
+The slot order is fixed only for code that runs in sequence, so a patch must be called
+from the workflow's own task. Called from a task the workflow started (the coroutines of
+an ``asyncio.gather``, ``asyncio.create_task``, a ``TaskGroup``), the slot it would take
+depends on how the event loop interleaves that task with the others:
+``DBOSPatchNondeterminismError`` ("called concurrently"), at every call, whatever the
+scheduling. (``asyncio.gather(step(), DBOS.patch(name))`` is fine: the patch is called,
+and decided, in the workflow's own code.)
+
 Patching needs ``enable_patching`` in the configuration (which, unless an application
 version is given, makes every build's version ``"PATCHING_ENABLED"``, so a patched build
 recovers what an older one left).
@@ -23,6 +31,7 @@ recovers what an older one left).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
@@ -49,6 +58,16 @@ def _workflow(call: str, patch_name: str) -> tuple[WorkflowState, Runtime]:
         raise DBOSException(
             f"{call}() must be called from a workflow's own code (not outside workflows, "
             "nor inside a step or transaction)"
+        )
+    run = rt.live.get(state.workflow_id)
+    if run is not None and run.state is state and asyncio.current_task() is not run.task:
+        raise DBOSPatchNondeterminismError(
+            state.workflow_id,
+            patch_name,
+            f"{call}() was called concurrently with the workflow's other code, from a task "
+            "it started (asyncio.gather of coroutines, create_task, a TaskGroup), so the "
+            "step slot it decides on would depend on task scheduling; call it from the "
+            "workflow's own sequential code",
         )
     return state, rt
 

@@ -213,7 +213,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {"_decorators", "_queue", "_queue_admin", "_queue_worker", "_scheduler", "_recovery"}
         | {"_watcher"}
         | {"_messaging", "_leases", "_debouncer"}
-        | {"_send_bulk", "_run_step", "_bulk_management"},
+        | {"_send_bulk", "_run_step", "_bulk_management", "_management_steps"},
     ),
     ("lifecycle", {"_lifecycle"}),
     ("facade", {"", "_dbos", "client", "cli", "_debouncer_client"}),

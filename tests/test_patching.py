@@ -183,6 +183,68 @@ async def test_patch__decided_at_call_time_under_gather(patching: None) -> None:
     assert await fork_result(first, 3) == (13, ["pt_step_one", "DBOS.patch-g", "pt_step_two"])
 
 
+@DBOS.step(name="pt_small_step")
+async def small_step(tag: str, i: int) -> str:
+    await asyncio.sleep(0)
+    return f"{tag}:{i}"
+
+
+async def patch_then_steps(tag: str) -> str:
+    await DBOS.patch(tag)
+    for i in range(5):
+        await small_step(tag, i)
+        await asyncio.sleep(0)
+    return tag
+
+
+async def test_patch__called_concurrently_from_gathered_tasks_raises_every_time(
+    patching: None,
+) -> None:
+    """DBOS's test_concurrent_patch_async: patches called from the tasks of one
+    ``asyncio.gather`` would take slots in scheduling order; every run fails cleanly."""
+
+    async def v1() -> int:
+        done = await asyncio.gather(
+            patch_then_steps("a"), patch_then_steps("b"), patch_then_steps("c")
+        )
+        return len(done)
+
+    wf = define(v1)
+    for i in range(15):
+        refused = pytest.raises(DBOSPatchNondeterminismError, match="concurrently")
+        with SetWorkflowID(f"pt-concurrent-{i}"), refused as info:
+            await asyncio.wait_for(wf(), 60)
+        assert info.value.dbos_error_code == DBOSErrorCode.PatchNondeterminism.value
+        status = await DBOS.get_workflow_status(f"pt-concurrent-{i}")
+        assert status is not None and status.status == "ERROR"
+        # No marker was recorded: the patches raised before taking a slot.
+        assert not [n for n in await names(f"pt-concurrent-{i}") if n.startswith("DBOS.patch-")]
+
+
+async def test_patch__from_a_task_the_workflow_started_raises(patching: None) -> None:
+    """Even a lone task: the slot would depend on when it runs. deprecate_patch too."""
+
+    async def in_task(call: Callable[[str], Coroutine[Any, Any, bool]]) -> bool:
+        return await call("t")
+
+    async def v1() -> int:
+        refused = 0
+        for call in (DBOS.patch, DBOS.deprecate_patch_async):
+            try:
+                await asyncio.create_task(in_task(call))
+            except DBOSPatchNondeterminismError as exc:
+                assert "concurrently" in str(exc) and "'t'" in str(exc)
+                refused += 1
+        # Its own code may still patch, and a patch it calls inside a gather is fine.
+        a, patched = await asyncio.gather(step_one(), DBOS.patch("own"))
+        return refused * 10 + a + int(patched)
+
+    first = await run(define(v1))
+    assert (await DBOS.get_workflow_status(first)).output == 22  # type: ignore[union-attr]
+    assert await names(first) == ["pt_step_one", "DBOS.patch-own"]
+    assert await fork_result(first, 3) == (22, ["pt_step_one", "DBOS.patch-own"])
+
+
 async def test_deprecate_patch__records_nothing_and_passes_a_marker(patching: None) -> None:
     async def v1() -> int:
         return await step_three() if await DBOS.patch("d") else await step_one()
