@@ -79,6 +79,10 @@ class LiveWorkflows:
         """How many workflows claimed from this queue (and partition) run here."""
         return self._by_queue.get((queue_name, partition_key), 0)
 
+    def running_in_whole_queue(self, queue_name: str) -> int:
+        """How many workflows claimed from this queue (any partition) run here."""
+        return sum(n for (name, _), n in self._by_queue.items() if name == queue_name)
+
     def add(self, run: LiveRun) -> None:
         self._runs[run.state.workflow_id] = run
         key = run.queue_key
