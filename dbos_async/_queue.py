@@ -286,8 +286,8 @@ def declared_settings(
     if partition_queue and partitioned:
         raise error(
             f"queue {name!r}: partition_queue is the older way to partition a queue (its "
-            "concurrency, worker_concurrency and limiter then apply per partition); set "
-            "either it or the partition_* limits"
+            "concurrency, worker_concurrency and limiter then apply per partition), as the partition_* limits are; set only "
+            "one of them"
         )
     if partition_queue and global_concurrency is not None:
         raise error(
@@ -447,7 +447,10 @@ class Queue:
                 for k, v in (
                     ("partition_concurrency", self._partition_concurrency),
                     ("partition_worker_concurrency", self._partition_worker_concurrency),
-                    ("partition_limiter", _limiter_of(self._partition_limit, self._partition_period)),
+                    (
+                        "partition_limiter",
+                        _limiter_of(self._partition_limit, self._partition_period),
+                    ),
                 )
                 if v is not None
             )
@@ -639,9 +642,7 @@ class Queue:
         ``partition_worker_concurrency``, at most ``global_concurrency``."""
         _at_least_one(value, "partition_concurrency")
         await self._change(
-            lambda q: self._per_partition(
-                "partition_concurrency", q, partition_concurrency=value
-            )
+            lambda q: self._per_partition("partition_concurrency", q, partition_concurrency=value)
         )
 
     async def set_partition_worker_concurrency(self, value: int | None) -> None:
