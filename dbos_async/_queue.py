@@ -286,8 +286,8 @@ def declared_settings(
     if partition_queue and partitioned:
         raise error(
             f"queue {name!r}: partition_queue is the older way to partition a queue (its "
-            "concurrency, worker_concurrency and limiter then apply per partition), as the partition_* limits are; set only "
-            "one of them"
+            "concurrency, worker_concurrency and limiter then apply per partition), the "
+            "partition_* limits the newer one; set only one of them"
         )
     if partition_queue and global_concurrency is not None:
         raise error(

@@ -85,8 +85,7 @@ class QueueWorkers:
         if queue is not None:
             limits = queue.limits
             if limits.local or (
-                limits.global_concurrency is not None
-                or limits.partition_concurrency is not None
+                limits.global_concurrency is not None or limits.partition_concurrency is not None
             ):
                 self._wake(queue_name)
 
