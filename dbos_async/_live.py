@@ -4,7 +4,8 @@ object, so no module reaches into shared dicts.
 A run is added when its task starts and removed when that task ends. Its ``outcome``
 future is what a handle in this process awaits; a cancel resolves it at once (awaiters
 get ``DBOSAwaitedWorkflowCancelledError``) while the task itself stops at a step boundary.
-The counts by queue and partition are what ``worker_concurrency`` is checked against.
+The counts by queue and partition are what ``worker_concurrency`` (summed over the
+partitions) and ``partition_worker_concurrency`` (per partition) are checked against.
 """
 
 from __future__ import annotations

@@ -3,9 +3,11 @@
 A worker claims with one statement per poll, a call of the schema's ``claim_queued``
 function: it picks the first ENQUEUED rows ``FOR UPDATE SKIP LOCKED``, so workers polling
 at once never wait for each other nor take the same row. A queue with a global limit
-(``concurrency`` or a limiter) counts what runs across all processes; those claims take
-turns per queue (and partition) under a transaction-scoped advisory lock, and count with
-a snapshot taken after it, so the limit holds however many workers race.
+counts what runs across all processes: a queue-wide one (``concurrency`` or a limiter)
+over the whole queue, its claims from every partition taking turns under the queue's
+transaction-scoped advisory lock; a per-partition one over the partition, under the
+partition's lock (taken after the queue's). Each count uses a snapshot taken after its
+lock, so the limits hold however many workers race.
 """
 
 from __future__ import annotations
