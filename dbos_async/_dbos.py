@@ -659,8 +659,8 @@ class DBOS(metaclass=_DBOSMeta):
         that name: ``"update_if_latest_version"`` (replace it if this process runs the
         newest application version), ``"always_update"`` or ``"never_update"``.
         ``concurrency`` is the older name of ``global_concurrency``; the ``partition_*``
-        limits partition the queue (each key has its own) and cannot be combined with
-        queue-wide limits here. Returns the queue as stored."""
+        limits partition the queue (each key has its own) while the queue-wide ones
+        still bound the whole queue, all enforced at once. Returns the queue as stored."""
         check_on_conflict(on_conflict, client=False)
         settings = declared_settings(
             name,

@@ -4,7 +4,8 @@ object, so no module reaches into shared dicts.
 A run is added when its task starts and removed when that task ends. Its ``outcome``
 future is what a handle in this process awaits; a cancel resolves it at once (awaiters
 get ``DBOSAwaitedWorkflowCancelledError``) while the task itself stops at a step boundary.
-The counts by queue and partition are what ``worker_concurrency`` is checked against.
+The counts by queue and partition are what ``worker_concurrency`` (summed over the
+partitions) and ``partition_worker_concurrency`` (per partition) are checked against.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ class LiveWorkflows:
     def running_in_queue(self, queue_name: str, partition_key: str | None) -> int:
         """How many workflows claimed from this queue (and partition) run here."""
         return self._by_queue.get((queue_name, partition_key), 0)
+
+    def running_in_whole_queue(self, queue_name: str) -> int:
+        """How many workflows claimed from this queue (any partition) run here."""
+        return sum(n for (name, _), n in self._by_queue.items() if name == queue_name)
 
     def add(self, run: LiveRun) -> None:
         self._runs[run.state.workflow_id] = run

@@ -3,9 +3,12 @@
 An enqueued workflow is stored ENQUEUED; every process that declares its queue runs a
 worker for it (``_queue_worker``) that claims and runs what the queue's limits allow.
 
-Limits: ``concurrency`` bounds the queue's running workflows across all processes,
-``worker_concurrency`` those running in one process, and ``limiter`` the starts in any
-``period`` seconds. On a partitioned queue each limit applies to each partition key.
+Limits: ``concurrency`` (``global_concurrency``) bounds the queue's running workflows
+across all processes, ``worker_concurrency`` those running in one process, and
+``limiter`` the starts in any ``period`` seconds. The ``partition_*`` limits partition the
+queue and bound each partition key the same way, on top of the queue-wide ones
+(``resolve_limits``); under the older ``partition_queue`` flag alone, the three queue
+limits apply to each partition key instead.
 
 A queue is declared in code (``Queue(...)``, in every process that should run it) or at
 run time (``DBOS.register_queue``, DBOS Transact's "database-backed" queues): then its row
@@ -37,12 +40,15 @@ from .sysdb import QueueInfo, notification_key
 
 __all__ = [
     "Queue",
+    "QueueLimits",
     "SetEnqueueOptions",
     "check_enqueue_options",
+    "checked",
     "declared_settings",
     "enqueue_on",
     "named_workflow",
     "queue_settings",
+    "resolve_limits",
 ]
 
 P = ParamSpec("P")
@@ -79,6 +85,12 @@ def _limiter(value: object, what: str) -> tuple[int | None, float | None]:
     )
 
 
+def _at_least_one_or_none(value: object, what: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise DBOSConfigError(f"{what} must be at least 1, got {value!r}")
+    return value
+
+
 def queue_settings(
     name: str,
     *,
@@ -89,8 +101,14 @@ def queue_settings(
     partition_queue: bool = False,
     polling_interval_sec: float = 1.0,
     database_backed: bool = False,
+    partition_concurrency: int | None = None,
+    partition_worker_concurrency: int | None = None,
+    partition_limiter: Mapping[str, float] | None = None,
 ) -> QueueInfo:
-    """A queue's settings, checked (``DBOSConfigError`` naming what is wrong)."""
+    """A queue's settings as stored, checked (``DBOSConfigError`` naming what is wrong).
+    Any ``partition_*`` limit partitions the queue; ``concurrency``, ``worker_concurrency``
+    and ``limiter`` then bound the whole queue, and no per-partition limit may exceed its
+    queue-wide counterpart."""
     if not isinstance(name, str) or not name:
         raise DBOSConfigError(f"a queue name must be a non-empty str, got {name!r}")
     try:
@@ -99,22 +117,34 @@ def queue_settings(
         raise DBOSConfigError(str(exc)) from None
     concurrency = _positive_int(concurrency, f"Queue {name!r}: concurrency")
     worker_concurrency = _positive_int(worker_concurrency, f"Queue {name!r}: worker_concurrency")
-    if (
-        concurrency is not None
-        and worker_concurrency is not None
-        and worker_concurrency > concurrency
+    p_concurrency = _at_least_one_or_none(
+        partition_concurrency, f"Queue {name!r}: partition_concurrency"
+    )
+    p_worker = _at_least_one_or_none(
+        partition_worker_concurrency, f"Queue {name!r}: partition_worker_concurrency"
+    )
+    # (Each pair: the larger limit, the smaller one; the smaller may not exceed the larger.)
+    for (big, big_value), (small, small_value) in (
+        (("concurrency", concurrency), ("worker_concurrency", worker_concurrency)),
+        (("global_concurrency", concurrency), ("partition_concurrency", p_concurrency)),
+        (("global_concurrency", concurrency), ("partition_worker_concurrency", p_worker)),
+        (("worker_concurrency", worker_concurrency), ("partition_worker_concurrency", p_worker)),
+        (("partition_concurrency", p_concurrency), ("partition_worker_concurrency", p_worker)),
     ):
-        raise DBOSConfigError(
-            f"Queue {name!r}: worker_concurrency ({worker_concurrency}) cannot be "
-            f"above concurrency ({concurrency})"
-        )
+        if big_value is not None and small_value is not None and small_value > big_value:
+            raise DBOSConfigError(
+                f"Queue {name!r}: {small} ({small_value}) cannot be above {big} "
+                f"({big_value}): {big} must be greater than or equal to {small}"
+            )
     limit, period = _limiter(limiter, f"Queue {name!r}: limiter")
+    p_limit, p_period = _limiter(partition_limiter, f"Queue {name!r}: partition_limiter")
     for flag, value in (
         ("priority_enabled", priority_enabled),
         ("partition_queue", partition_queue),
     ):
         if not isinstance(value, bool):
             raise DBOSConfigError(f"Queue {name!r}: {flag} must be a bool, got {value!r}")
+    partitioned = any(v is not None for v in (p_concurrency, p_worker, p_limit))
     return QueueInfo(
         name=name,
         concurrency=concurrency,
@@ -122,11 +152,99 @@ def queue_settings(
         limiter_limit=limit,
         limiter_period_seconds=period,
         priority_enabled=priority_enabled,
-        partition_queue=partition_queue,
+        partition_queue=partition_queue or partitioned,
         polling_interval_seconds=_positive_number(
             polling_interval_sec, f"Queue {name!r}: polling_interval_sec"
         ),
         database_backed=database_backed,
+        partition_concurrency=p_concurrency,
+        partition_worker_concurrency=p_worker,
+        partition_limiter_limit=p_limit,
+        partition_limiter_period_seconds=p_period,
+    )
+
+
+def _limiter_of(limit: int | None, period: float | None) -> dict[str, float] | None:
+    return None if limit is None else {"limit": limit, "period": period or 0}
+
+
+def checked(info: QueueInfo) -> QueueInfo:
+    """``info`` checked as ``queue_settings`` checks a queue's settings."""
+    return queue_settings(
+        info.name,
+        concurrency=info.concurrency,
+        limiter=_limiter_of(info.limiter_limit, info.limiter_period_seconds),
+        worker_concurrency=info.worker_concurrency,
+        priority_enabled=info.priority_enabled,
+        partition_queue=info.partition_queue,
+        polling_interval_sec=info.polling_interval_seconds,
+        database_backed=info.database_backed,
+        partition_concurrency=info.partition_concurrency,
+        partition_worker_concurrency=info.partition_worker_concurrency,
+        partition_limiter=_limiter_of(
+            info.partition_limiter_limit, info.partition_limiter_period_seconds
+        ),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueLimits:
+    """A queue's limits, each at the scope it is enforced at (DBOS Transact's): queue-wide
+    (across all its partitions) and per partition; ``worker_*`` ones count this process
+    alone, the others every process. Periods are in seconds."""
+
+    global_concurrency: int | None = None
+    worker_concurrency: int | None = None
+    limit: int | None = None
+    period: float | None = None
+    partition_concurrency: int | None = None
+    partition_worker_concurrency: int | None = None
+    partition_limit: int | None = None
+    partition_period: float | None = None
+
+    @property
+    def local(self) -> bool:
+        """True if this process's own count bounds what it claims."""
+        return self.worker_concurrency is not None or self.partition_worker_concurrency is not None
+
+
+def has_partition_limits(info: QueueInfo) -> bool:
+    """True if any ``partition_*`` limit is set (which partitions the queue)."""
+    return any(
+        v is not None
+        for v in (
+            info.partition_concurrency,
+            info.partition_worker_concurrency,
+            info.partition_limiter_limit,
+        )
+    )
+
+
+def is_legacy_partitioned(info: QueueInfo) -> bool:
+    """True for the older form of a partitioned queue (``partition_queue`` without any
+    ``partition_*`` limit), whose concurrency, worker_concurrency and limiter apply to
+    each partition."""
+    return info.partition_queue and not has_partition_limits(info)
+
+
+def resolve_limits(info: QueueInfo) -> QueueLimits:
+    """The limits ``info`` enforces, each at its scope."""
+    if is_legacy_partitioned(info):
+        return QueueLimits(
+            partition_concurrency=info.concurrency,
+            partition_worker_concurrency=info.worker_concurrency,
+            partition_limit=info.limiter_limit,
+            partition_period=info.limiter_period_seconds,
+        )
+    return QueueLimits(
+        global_concurrency=info.concurrency,
+        worker_concurrency=info.worker_concurrency,
+        limit=info.limiter_limit,
+        period=info.limiter_period_seconds,
+        partition_concurrency=info.partition_concurrency,
+        partition_worker_concurrency=info.partition_worker_concurrency,
+        partition_limit=info.partition_limiter_limit,
+        partition_period=info.partition_limiter_period_seconds,
     )
 
 
@@ -143,86 +261,57 @@ def declared_settings(
     concurrency: int | None,
     priority_enabled: bool,
     partition_queue: bool,
+    database_backed: bool = True,
+    error: type[Exception] = ValueError,
 ) -> QueueInfo:
-    """The row ``DBOS.register_queue``'s arguments (DBOS Transact's) describe, checked:
-    ``ValueError`` for settings that contradict each other or could never bind.
+    """The row DBOS Transact's queue arguments describe (``DBOS.register_queue``'s, and
+    ``Queue(...)``'s with ``database_backed=False``), checked: ``error`` (ValueError)
+    for settings that contradict each other or could never bind.
 
-    A queue with ``partition_*`` limits applies them to each partition key, as
-    ``partition_queue=True`` applies ``concurrency``, ``worker_concurrency`` and
-    ``limiter``: that is how it is stored. Queue-wide limits on top of per-partition ones
-    are not supported (DBOS Transact enforces both); they are refused."""
+    ``global_concurrency`` (or its older name ``concurrency``), ``worker_concurrency``
+    and ``limiter`` bound the whole queue; the ``partition_*`` limits, which partition
+    the queue, bound each partition key; all apply at once. ``partition_queue=True`` is
+    the older form: then ``concurrency``, ``worker_concurrency`` and ``limiter`` apply
+    per partition instead, so it combines with neither ``global_concurrency`` nor the
+    ``partition_*`` limits."""
     if concurrency is not None and global_concurrency is not None:
-        raise ValueError(
+        raise error(
             f"queue {name!r}: concurrency is the older name of global_concurrency; set only "
             "one of them"
         )
-    partition_limits = {
-        "partition_concurrency": partition_concurrency,
-        "partition_worker_concurrency": partition_worker_concurrency,
-        "partition_limiter": partition_limiter,
-    }
-    partitioned = any(v is not None for v in partition_limits.values())
+    partitioned = any(
+        v is not None
+        for v in (partition_concurrency, partition_worker_concurrency, partition_limiter)
+    )
     if partition_queue and partitioned:
-        raise ValueError(
-            f"queue {name!r}: partition_queue is the older way to set the partition_* "
-            "limits; set only one of them"
+        raise error(
+            f"queue {name!r}: partition_queue is the older way to partition a queue (its "
+            "concurrency, worker_concurrency and limiter then apply per partition), the "
+            "partition_* limits the newer one; set only one of them"
         )
     if partition_queue and global_concurrency is not None:
-        raise ValueError(
+        raise error(
             f"queue {name!r}: partition_queue applies every limit per partition, so it "
             "cannot be combined with global_concurrency; use partition_concurrency"
         )
-    total = concurrency if global_concurrency is None else global_concurrency
-    for what, value in (
-        ("partition_concurrency", partition_concurrency),
-        ("partition_worker_concurrency", partition_worker_concurrency),
-    ):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ValueError(f"queue {name!r}: {what} must be at least 1, got {value!r}")
-    if partitioned:
-        queue_wide = {
-            "global_concurrency": total,
-            "worker_concurrency": worker_concurrency,
-            "limiter": limiter,
-        }
-        mixed = [k for k, v in queue_wide.items() if v is not None]
-        if mixed:
-            raise ValueError(
-                f"queue {name!r}: dbos_async applies a partitioned queue's limits to each "
-                f"partition only, so {', '.join(mixed)} cannot be combined with the "
-                "partition_* limits"
-            )
-        if (
-            partition_concurrency is not None
-            and partition_worker_concurrency is not None
-            and partition_worker_concurrency > partition_concurrency
-        ):
-            raise ValueError(
-                f"queue {name!r}: partition_concurrency must be greater than or equal to "
-                "partition_worker_concurrency"
-            )
-        _checked_limiter(partition_limiter, f"queue {name!r}: partition_limiter")
-        total, worker_concurrency, limiter = (
-            partition_concurrency,
-            partition_worker_concurrency,
-            partition_limiter,
-        )
-        partition_queue = True
     try:
         return queue_settings(
             name,
-            concurrency=total,
+            concurrency=concurrency if global_concurrency is None else global_concurrency,
             limiter=limiter,
             worker_concurrency=worker_concurrency,
             priority_enabled=priority_enabled,
             partition_queue=partition_queue,
             polling_interval_sec=polling_interval_sec,
-            database_backed=True,
+            database_backed=database_backed,
+            partition_concurrency=partition_concurrency,
+            partition_worker_concurrency=partition_worker_concurrency,
+            partition_limiter=partition_limiter,
         )
     except DBOSConfigError as exc:
-        raise ValueError(str(exc)) from None
+        if isinstance(exc, error):
+            raise
+        raise error(str(exc)) from None
 
 
 #: How a database-backed queue reaches its database: the runtime of DBOS (None) or of
@@ -239,18 +328,23 @@ class Queue:
     may change while it runs (``await queue.set_concurrency(5)``; every process's worker
     follows at its next poll).
 
-    ``concurrency`` bounds running workflows across all processes, ``worker_concurrency``
-    per process, ``limiter={"limit": n, "period": seconds}`` the starts per period. Lower
-    ``SetEnqueueOptions(priority=...)`` numbers run first on any queue
+    ``global_concurrency`` (or its older name ``concurrency``) bounds the queue's running
+    workflows across all processes, ``worker_concurrency`` those of one process,
+    ``limiter={"limit": n, "period": seconds}`` the starts per period. The
+    ``partition_concurrency``, ``partition_worker_concurrency`` and ``partition_limiter``
+    limits partition the queue (every enqueue then names a partition key) and bound each
+    key the same way, while the queue-wide ones still bound the queue as a whole: all
+    apply at once, as in DBOS Transact. ``partition_queue=True`` is the older form, under
+    which ``concurrency``, ``worker_concurrency`` and ``limiter`` apply per partition.
+    Lower ``SetEnqueueOptions(priority=...)`` numbers run first on any queue
     (``priority_enabled`` is accepted and stored, as DBOS Transact's deprecated flag).
-    With ``partition_queue``, every enqueue names a partition key and each key has its
-    own limits. Workers poll every ``polling_interval_sec`` besides being woken.
+    Workers poll every ``polling_interval_sec`` besides being woken.
 
     The attributes (``concurrency``, ``worker_concurrency``, ``limiter``...) are the
-    values last read; on a database-backed queue the ``get_*_async()`` coroutines read
-    the database first. On a partitioned queue ``concurrency``, ``worker_concurrency``
-    and ``limiter`` hold the per-partition limits, which ``partition_concurrency``,
-    ``partition_worker_concurrency`` and ``partition_limiter`` also report.
+    values last read, as stored; the ``global_concurrency`` and ``partition_*``
+    properties resolve them to the scope they apply at (under ``partition_queue``,
+    ``partition_concurrency`` is ``concurrency``). On a database-backed queue the
+    ``get_*_async()`` coroutines read the database first and return the resolved value.
     """
 
     def __init__(
@@ -260,18 +354,28 @@ class Queue:
         limiter: Mapping[str, float] | None = None,
         *,
         worker_concurrency: int | None = None,
+        global_concurrency: int | None = None,
+        partition_concurrency: int | None = None,
+        partition_worker_concurrency: int | None = None,
+        partition_limiter: Mapping[str, float] | None = None,
         priority_enabled: bool = False,
         partition_queue: bool = False,
         polling_interval_sec: float = 1.0,
     ) -> None:
-        info = queue_settings(
+        info = declared_settings(
             name,
             concurrency=concurrency,
+            global_concurrency=global_concurrency,
             limiter=limiter,
             worker_concurrency=worker_concurrency,
+            partition_concurrency=partition_concurrency,
+            partition_worker_concurrency=partition_worker_concurrency,
+            partition_limiter=partition_limiter,
             priority_enabled=priority_enabled,
             partition_queue=partition_queue,
             polling_interval_sec=polling_interval_sec,
+            database_backed=False,
+            error=DBOSConfigError,
         )
         self._source: _RuntimeSource = None
         self._adopt(info)
@@ -303,6 +407,10 @@ class Queue:
         self.polling_interval_sec = info.polling_interval_seconds
         self.database_backed_queue = info.database_backed
         self._updated_at = info.updated_at
+        self._partition_concurrency = info.partition_concurrency
+        self._partition_worker_concurrency = info.partition_worker_concurrency
+        self._partition_limit = info.partition_limiter_limit
+        self._partition_period = info.partition_limiter_period_seconds
 
     @property
     def info(self) -> QueueInfo:
@@ -318,13 +426,34 @@ class Queue:
             polling_interval_seconds=self.polling_interval_sec,
             database_backed=self.database_backed_queue,
             updated_at=self._updated_at,
+            partition_concurrency=self._partition_concurrency,
+            partition_worker_concurrency=self._partition_worker_concurrency,
+            partition_limiter_limit=self._partition_limit,
+            partition_limiter_period_seconds=self._partition_period,
         )
+
+    @property
+    def limits(self) -> QueueLimits:
+        """The queue's limits, each at the scope it is enforced at."""
+        return resolve_limits(self.info)
 
     def __repr__(self) -> str:
         return (
             f"Queue({self.name!r}, concurrency={self.concurrency}, limiter={self.limiter}, "
             f"worker_concurrency={self.worker_concurrency}, "
             f"priority_enabled={self.priority_enabled}, partition_queue={self.partition_queue}"
+            + "".join(
+                f", {k}={v}"
+                for k, v in (
+                    ("partition_concurrency", self._partition_concurrency),
+                    ("partition_worker_concurrency", self._partition_worker_concurrency),
+                    (
+                        "partition_limiter",
+                        _limiter_of(self._partition_limit, self._partition_period),
+                    ),
+                )
+                if v is not None
+            )
             + (", database_backed_queue=True)" if self.database_backed_queue else ")")
         )
 
@@ -339,23 +468,26 @@ class Queue:
 
     @property
     def global_concurrency(self) -> int | None:
-        """The queue-wide bound on running workflows (None on a partitioned queue)."""
-        return None if self.partition_queue else self.concurrency
+        """The queue-wide bound on running workflows, across all processes and
+        partitions (None under ``partition_queue``, where ``concurrency`` is per
+        partition)."""
+        return self.limits.global_concurrency
 
     @property
     def partition_concurrency(self) -> int | None:
-        """The bound on each partition's running workflows (partitioned queues)."""
-        return self.concurrency if self.partition_queue else None
+        """The bound on each partition's running workflows, across all processes."""
+        return self.limits.partition_concurrency
 
     @property
     def partition_worker_concurrency(self) -> int | None:
-        """The bound on each partition's running workflows per process."""
-        return self.worker_concurrency if self.partition_queue else None
+        """The bound on each partition's running workflows in one process."""
+        return self.limits.partition_worker_concurrency
 
     @property
     def partition_limiter(self) -> dict[str, float] | None:
-        """The rate limit of each partition (partitioned queues)."""
-        return self.limiter if self.partition_queue else None
+        """The rate limit of each partition."""
+        limits = self.limits
+        return _limiter_of(limits.partition_limit, limits.partition_period)
 
     # -- reading and changing a database-backed queue ----------------------------------
 
@@ -387,32 +519,25 @@ class Queue:
             current = await self._read(rt)
             new = change(current)
             try:
-                checked = queue_settings(
-                    new.name,
-                    concurrency=new.concurrency,
-                    limiter=None
-                    if new.limiter_limit is None
-                    else {"limit": new.limiter_limit, "period": new.limiter_period_seconds or 0},
-                    worker_concurrency=new.worker_concurrency,
-                    priority_enabled=new.priority_enabled,
-                    partition_queue=new.partition_queue,
-                    polling_interval_sec=new.polling_interval_seconds,
-                    database_backed=True,
-                )
+                good = checked(dataclasses.replace(new, database_backed=True))
             except DBOSConfigError as exc:
                 raise ValueError(str(exc)) from None
             written_at = max(now_ms(), current.updated_at + 1)
-            if await rt.sysdb.update_queue(checked, current.updated_at, written_at):
-                self._adopt(dataclasses.replace(checked, updated_at=written_at))
+            if await rt.sysdb.update_queue(good, current.updated_at, written_at):
+                self._adopt(dataclasses.replace(good, updated_at=written_at))
                 # This process's worker of it follows now (others: Postgres NOTIFY, or poll).
                 rt.notifier.notify(notification_key("queue", self.name, ""))
                 return
 
-    def _queue_wide(self, what: str, info: QueueInfo) -> None:
-        if info.partition_queue:
+    def _not_legacy(self, what: str, info: QueueInfo) -> None:
+        """Refuse a change that would re-scope the other limits of a queue partitioned
+        the older way (as DBOS Transact does)."""
+        if is_legacy_partitioned(info):
             raise DBOSException(
-                f"cannot set {what} on queue {self.name!r}: it is partitioned, so its "
-                "limits apply to each partition (set the partition_* limits instead)"
+                f"cannot set {what} on queue {self.name!r}: it is partitioned with the "
+                "older partition_queue option, under which concurrency, worker_concurrency "
+                "and limiter apply per partition; register it again with the partition_* "
+                "limits instead (on_conflict='always_update')"
             )
 
     async def get_concurrency_async(self) -> int | None:
@@ -426,14 +551,17 @@ class Queue:
         return self.global_concurrency
 
     async def get_worker_concurrency_async(self) -> int | None:
-        """``worker_concurrency``, read from the database first if database-backed."""
+        """The queue-wide ``worker_concurrency`` (None under ``partition_queue``, where
+        it is per partition), read from the database first if database-backed."""
         await self._refresh()
-        return self.worker_concurrency
+        return self.limits.worker_concurrency
 
     async def get_limiter_async(self) -> dict[str, float] | None:
-        """``limiter``, read from the database first if database-backed."""
+        """The queue-wide ``limiter`` (None under ``partition_queue``, where it is per
+        partition), read from the database first if database-backed."""
         await self._refresh()
-        return self.limiter
+        limits = self.limits
+        return _limiter_of(limits.limit, limits.period)
 
     async def get_partition_concurrency_async(self) -> int | None:
         """``partition_concurrency``, read from the database first if database-backed."""
@@ -472,93 +600,70 @@ class Queue:
         await self._change(lambda q: dataclasses.replace(q, concurrency=value))
 
     async def set_global_concurrency(self, value: int | None) -> None:
-        """Set the queue-wide ``global_concurrency`` (not on a partitioned queue)."""
+        """Set the queue-wide ``global_concurrency``, at least every other concurrency
+        limit stored."""
 
         def change(q: QueueInfo) -> QueueInfo:
-            self._queue_wide("global_concurrency", q)
+            self._not_legacy("global_concurrency", q)
             return dataclasses.replace(q, concurrency=value)
 
         await self._change(change)
 
     async def set_worker_concurrency(self, value: int | None) -> None:
-        """Set ``worker_concurrency``, at most the stored ``concurrency`` (not on a
-        partitioned queue)."""
+        """Set the queue-wide ``worker_concurrency``, at most the stored
+        ``global_concurrency`` and at least ``partition_worker_concurrency``."""
 
         def change(q: QueueInfo) -> QueueInfo:
-            self._queue_wide("worker_concurrency", q)
+            self._not_legacy("worker_concurrency", q)
             return dataclasses.replace(q, worker_concurrency=value)
 
         await self._change(change)
 
     async def set_limiter(self, value: Mapping[str, float] | None) -> None:
-        """Set (or, with None, remove) the rate limit (not on a partitioned queue)."""
+        """Set (or, with None, remove) the queue-wide rate limit."""
         limit, period = _checked_limiter(value, "limiter")
 
         def change(q: QueueInfo) -> QueueInfo:
-            self._queue_wide("limiter", q)
+            self._not_legacy("limiter", q)
             return dataclasses.replace(q, limiter_limit=limit, limiter_period_seconds=period)
 
         await self._change(change)
 
     def _per_partition(self, what: str, q: QueueInfo, **fields: Any) -> QueueInfo:
-        """``q`` with a per-partition limit changed: it partitions the queue, and the
-        queue is no longer partitioned once none is left."""
-        if not q.partition_queue and any(
-            v is not None for v in (q.concurrency, q.worker_concurrency, q.limiter_limit)
-        ):
-            if all(v is None for v in fields.values()):
-                return q
-            raise DBOSException(
-                f"cannot set {what} on queue {self.name!r}: it has queue-wide limits, and "
-                "dbos_async applies a partitioned queue's limits to each partition only "
-                "(clear the queue-wide limits first)"
-            )
-        new = dataclasses.replace(q, partition_queue=True, **fields)
-        if all(v is None for v in (new.concurrency, new.worker_concurrency, new.limiter_limit)):
-            new = dataclasses.replace(new, partition_queue=False)
-        return new
+        """``q`` with a per-partition limit changed: any partitions the queue, and it is
+        no longer partitioned once none is left."""
+        self._not_legacy(what, q)
+        new = dataclasses.replace(q, **fields)
+        return dataclasses.replace(new, partition_queue=has_partition_limits(new))
 
     async def set_partition_concurrency(self, value: int | None) -> None:
         """Set the bound on each partition's running workflows (partitions the queue;
-        clearing the last per-partition limit un-partitions it)."""
+        clearing the last per-partition limit un-partitions it): at least
+        ``partition_worker_concurrency``, at most ``global_concurrency``."""
         _at_least_one(value, "partition_concurrency")
-
-        def change(q: QueueInfo) -> QueueInfo:
-            new = self._per_partition("partition_concurrency", q, concurrency=value)
-            if (
-                value is not None
-                and q.worker_concurrency is not None
-                and q.worker_concurrency > value
-            ):
-                raise ValueError(
-                    "partition_concurrency must be greater than or equal to "
-                    "partition_worker_concurrency"
-                )
-            return new
-
-        await self._change(change)
+        await self._change(
+            lambda q: self._per_partition("partition_concurrency", q, partition_concurrency=value)
+        )
 
     async def set_partition_worker_concurrency(self, value: int | None) -> None:
-        """Set the bound on each partition's running workflows per process."""
+        """Set the bound on each partition's running workflows per process: at most
+        ``partition_concurrency``, ``worker_concurrency`` and ``global_concurrency``."""
         _at_least_one(value, "partition_worker_concurrency")
-
-        def change(q: QueueInfo) -> QueueInfo:
-            new = self._per_partition("partition_worker_concurrency", q, worker_concurrency=value)
-            if value is not None and q.concurrency is not None and value > q.concurrency:
-                raise ValueError(
-                    "partition_worker_concurrency must be less than or equal to "
-                    "partition_concurrency"
-                )
-            return new
-
-        await self._change(change)
+        await self._change(
+            lambda q: self._per_partition(
+                "partition_worker_concurrency", q, partition_worker_concurrency=value
+            )
+        )
 
     async def set_partition_limiter(self, value: Mapping[str, float] | None) -> None:
         """Set (or remove) the rate limit of each partition."""
         limit, period = _checked_limiter(value, "partition_limiter")
         await self._change(
             lambda q: self._per_partition(
-                "partition_limiter", q, limiter_limit=limit, limiter_period_seconds=period
+                "partition_limiter",
+                q,
+                partition_limiter_limit=limit,
+                partition_limiter_period_seconds=period,
             )
         )
 
@@ -568,8 +673,18 @@ class Queue:
         await self._change(lambda q: dataclasses.replace(q, priority_enabled=value))
 
     async def set_partition_queue(self, value: bool) -> None:
-        """Partition the queue (its limits then apply per partition key) or stop."""
-        await self._change(lambda q: dataclasses.replace(q, partition_queue=value))
+        """Partition the queue the older way (its limits then apply per partition key)
+        or stop; not on a queue partitioned by its ``partition_*`` limits."""
+
+        def change(q: QueueInfo) -> QueueInfo:
+            if has_partition_limits(q):
+                raise DBOSException(
+                    f"cannot set partition_queue on queue {self.name!r}: its partition_* "
+                    "limits partition it (clear those instead)"
+                )
+            return dataclasses.replace(q, partition_queue=value)
+
+        await self._change(change)
 
     async def set_polling_interval_sec(self, value: float) -> None:
         """Set how often the queue's workers poll (seconds, positive)."""

@@ -68,16 +68,26 @@ class QueueWorkers:
         self._watch_wake = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
 
-    def running_here(self, queue_name: str, partition_key: str | None = None) -> int:
-        """The workflows of this queue (and partition) that count against its
-        ``worker_concurrency`` in this process."""
+    def running_here(self, queue_name: str, partition_key: str | None) -> int:
+        """The workflows of this queue's partition that count against its
+        ``partition_worker_concurrency`` in this process."""
         waiting = self._waiting.get((queue_name, partition_key), 0)
         return self._rt.live.running_in_queue(queue_name, partition_key) + waiting
 
+    def running_in_queue_here(self, queue_name: str) -> int:
+        """The workflows of this queue (all partitions) that count against its
+        ``worker_concurrency`` in this process."""
+        waiting = sum(n for (name, _), n in self._waiting.items() if name == queue_name)
+        return self._rt.live.running_in_whole_queue(queue_name) + waiting
+
     def _on_place_freed(self, queue_name: str, partition_key: str | None) -> None:
         queue = registry.queues.get(queue_name) or self._stored.get(queue_name)
-        if queue is not None and (queue.worker_concurrency or queue.concurrency):
-            self._wake(queue_name)
+        if queue is not None:
+            limits = queue.limits
+            if limits.local or (
+                limits.global_concurrency is not None or limits.partition_concurrency is not None
+            ):
+                self._wake(queue_name)
 
     def _on_notify(self, queue_name: str | None) -> None:
         if queue_name is None:
@@ -240,19 +250,34 @@ class QueueWorkers:
             await self._rt.notifier.wait(wake, queue.polling_interval_sec)
 
     async def poll(self, queue: Queue) -> bool:
-        """Claim and start what the queue's limits allow now. True if a claim took all it
-        asked for and there is no local limit, so more may be waiting."""
+        """Claim and start what the queue's limits allow now, from each partition in
+        turn: the queue-wide limits bound the claims of all partitions together, the
+        ``partition_*`` ones each partition's (``worker_*`` ones count this process's
+        workflows, the others are counted in the claim). True if a claim took all it asked
+        for and there is no local limit, so more may be waiting."""
         rt = self._rt
+        limits = queue.limits
+        period_ms = None if limits.period is None else int(limits.period * 1000)
+        partition_period_ms = (
+            None if limits.partition_period is None else int(limits.partition_period * 1000)
+        )
         if queue.partition_queue:
             keys: list[str | None] = list(await rt.sysdb.queue_partitions(queue.name))
         else:
             keys = [None]
         more = False
         for key in keys:
-            if queue.worker_concurrency is not None:
-                free = queue.worker_concurrency - self.running_here(queue.name, key)
-            else:
-                free = _BATCH
+            free = _BATCH
+            if limits.local:
+                # (Counted again for each partition: the claims before it launched theirs.)
+                free = min(
+                    limit - running
+                    for limit, running in (
+                        (limits.worker_concurrency, self.running_in_queue_here(queue.name)),
+                        (limits.partition_worker_concurrency, self.running_here(queue.name, key)),
+                    )
+                    if limit is not None
+                )
             if free <= 0:
                 continue
             rows = await rt.sysdb.claim_queued(
@@ -263,9 +288,12 @@ class QueueWorkers:
                     app_version=rt.app_version,
                     now_ms=now_ms(),
                     max_count=free,
-                    concurrency=queue.concurrency,
-                    limit=queue.limit,
-                    period_ms=None if queue.period is None else int(queue.period * 1000),
+                    concurrency=limits.global_concurrency,
+                    limit=limits.limit,
+                    period_ms=period_ms,
+                    partition_concurrency=limits.partition_concurrency,
+                    partition_limit=limits.partition_limit,
+                    partition_period_ms=partition_period_ms,
                 )
             )
             if not rows:
@@ -283,7 +311,7 @@ class QueueWorkers:
                 continue
             for row in rows:
                 self._run_claimed(row, steps.get(row.workflow_id, []))
-            if queue.worker_concurrency is None and len(rows) == free:
+            if not limits.local and len(rows) == free:
                 more = True
         return more
 

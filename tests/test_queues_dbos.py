@@ -20,6 +20,7 @@ import pytest
 from dbos_async import (
     DBOS,
     DBOSClient,
+    DBOSConfigError,
     DBOSException,
     Queue,
     SetEnqueueOptions,
@@ -54,7 +55,7 @@ def _reset() -> Iterator[None]:
     for store in (RUNNING, PEAK, ORDER, GATES):
         store.clear()
     yield
-    for name in ("tqd_code", "tqd_part_code"):
+    for name in ("tqd_code", "tqd_part_code", "tqd_code_mix"):
         registry.queues.pop(name, None)
 
 
@@ -77,6 +78,26 @@ async def tqd_gated(queue: str, tag: str) -> str:
     finally:
         RUNNING[queue] -= 1
     return tag
+
+
+@DBOS.workflow(name="tqd_gated_in")
+async def tqd_gated_in(scopes: list[str], tag: str) -> str:
+    """Counts itself running in each of ``scopes`` (a queue, a partition) until its gate
+    opens."""
+    for scope in scopes:
+        RUNNING[scope] += 1
+        PEAK[scope] = max(PEAK[scope], RUNNING[scope])
+    try:
+        await gate(tag).wait()
+    finally:
+        for scope in scopes:
+            RUNNING[scope] -= 1
+    return tag
+
+
+async def enqueue_in(queue: str, key: str, tag: str) -> WorkflowHandle[Any]:
+    with SetEnqueueOptions(queue_partition_key=key):
+        return await DBOS.enqueue_workflow(queue, tqd_gated_in, [queue, f"{queue}/{key}"], tag)
 
 
 @DBOS.workflow(name="tqd_parent")
@@ -221,8 +242,8 @@ async def test_register_queue__partition_limits(dbos: DBOS) -> None:
     )
     assert settings(q) | {"polling_interval_sec": 0} == {
         "global_concurrency": None,
-        "worker_concurrency": 2,  # (the raw field: per partition here)
-        "limiter": {"limit": 3, "period": 1.0},
+        "worker_concurrency": None,  # (no queue-wide limits were given)
+        "limiter": None,
         "partition_concurrency": 4,
         "partition_worker_concurrency": 2,
         "partition_limiter": {"limit": 3, "period": 1.0},
@@ -239,7 +260,9 @@ async def test_register_queue__partition_limits(dbos: DBOS) -> None:
         ({"concurrency": 1, "global_concurrency": 1}, "only one of them"),
         ({"partition_queue": True, "partition_concurrency": 1}, "only one of them"),
         ({"global_concurrency": 5, "partition_queue": True}, "global_concurrency"),
-        ({"global_concurrency": 2, "partition_concurrency": 1}, "cannot be combined"),
+        ({"global_concurrency": 2, "partition_concurrency": 3}, "global_concurrency must be"),
+        ({"worker_concurrency": 1, "partition_worker_concurrency": 2}, "worker_concurrency must"),
+        ({"global_concurrency": 1, "partition_worker_concurrency": 2}, "global_concurrency must"),
         ({"partition_concurrency": 1, "partition_worker_concurrency": 2}, "greater than"),
         ({"partition_concurrency": 0}, "at least 1"),
         ({"partition_limiter": {"limit": 1}}, "partition_limiter"),
@@ -280,9 +303,14 @@ async def test_queue_setters__write_the_database_checked(dbos: DBOS) -> None:
         await queue.set_polling_interval_sec(0.0)
     with pytest.raises(ValueError, match="limiter"):
         await queue.set_limiter({"limit": 1})
-    # Queue-wide limits and per-partition ones do not mix here.
-    with pytest.raises(DBOSException, match="queue-wide"):
-        await queue.set_partition_concurrency(2)
+    # Per-partition limits combine with queue-wide ones, never above them.
+    with pytest.raises(ValueError, match="global_concurrency must be"):
+        await queue.set_partition_concurrency(9)
+    await queue.set_partition_concurrency(2)
+    assert await queue.get_partition_queue_async() is True
+    assert await queue.get_global_concurrency_async() == 8
+    await queue.set_partition_concurrency(None)
+    assert await queue.get_partition_queue_async() is False
     await queue.set_limiter(None)
     assert await queue.get_limiter_async() is None
 
@@ -324,19 +352,213 @@ async def test_queue_setters__partition_limits_partition_and_unpartition(dbos: D
     assert await fresh.get_global_concurrency_async() is None
     with pytest.raises(ValueError, match="greater than or equal"):
         await queue.set_partition_concurrency(1)
-    with pytest.raises(ValueError, match="less than or equal"):
+    with pytest.raises(ValueError, match="partition_worker_concurrency"):
         await queue.set_partition_worker_concurrency(100)
     with pytest.raises(ValueError, match="at least 1"):
         await queue.set_partition_concurrency(0)
-    with pytest.raises(DBOSException, match="partition"):
+    # Queue-wide limits combine with them, at least as large.
+    with pytest.raises(ValueError, match="partition_concurrency"):
         await queue.set_global_concurrency(5)
-    with pytest.raises(DBOSException, match="partition"):
+    with pytest.raises(ValueError, match="partition_worker_concurrency"):
         await queue.set_worker_concurrency(1)
+    await queue.set_global_concurrency(10)
+    await queue.set_worker_concurrency(2)
+    assert await queue.get_global_concurrency_async() == 10
+    assert await queue.get_worker_concurrency_async() == 2
+    assert await queue.get_partition_concurrency_async() == 6
+    await queue.set_global_concurrency(None)
+    await queue.set_worker_concurrency(None)
     await queue.set_partition_concurrency(None)
     await queue.set_partition_limiter(None)
     assert await queue.get_partition_queue_async() is True
     await queue.set_partition_worker_concurrency(None)
     assert await queue.get_partition_queue_async() is False
+
+
+async def test_queue_crud__both_kinds_of_limits_as_dbos_transact(dbos: DBOS) -> None:
+    """DBOS Transact's test_queue_crud_async: a queue with queue-wide and per-partition
+    limits, read back and changed through the getters and setters."""
+    registered = await DBOS.register_queue_async(
+        "tqd_crud_both",
+        global_concurrency=10,
+        limiter={"limit": 5, "period": 1.5},
+        worker_concurrency=2,
+        partition_concurrency=4,
+        partition_worker_concurrency=2,
+        partition_limiter={"limit": 3, "period": 1.0},
+        priority_enabled=True,
+        polling_interval_sec=2.5,
+    )
+    assert registered.database_backed_queue is True
+    retrieved = await DBOS.retrieve_queue_async("tqd_crud_both")
+    listed = await DBOS.list_queues_async()
+    assert [q.name for q in listed] == ["tqd_crud_both"]
+    for q in (retrieved, listed[0]):
+        assert q is not None
+        assert await q.get_global_concurrency_async() == 10
+        assert await q.get_worker_concurrency_async() == 2
+        assert await q.get_limiter_async() == {"limit": 5, "period": 1.5}
+        assert await q.get_partition_concurrency_async() == 4
+        assert await q.get_partition_worker_concurrency_async() == 2
+        assert await q.get_partition_limiter_async() == {"limit": 3, "period": 1.0}
+        assert await q.get_partition_queue_async() is True
+        assert await q.get_priority_enabled_async() is True
+        assert await q.get_polling_interval_sec_async() == 2.5
+
+    assert retrieved is not None
+    await retrieved.set_global_concurrency_async(8)
+    await retrieved.set_worker_concurrency_async(3)
+    await retrieved.set_limiter_async({"limit": 7, "period": 2.0})
+    await retrieved.set_priority_enabled_async(True)
+    await retrieved.set_partition_concurrency_async(6)
+    await retrieved.set_partition_worker_concurrency_async(2)
+    await retrieved.set_partition_limiter_async({"limit": 4, "period": 3.0})
+    await retrieved.set_polling_interval_sec_async(0.5)
+    fresh = await DBOS.retrieve_queue_async("tqd_crud_both")
+    assert fresh is not None
+    assert await fresh.get_global_concurrency_async() == 8
+    assert await fresh.get_worker_concurrency_async() == 3
+    assert await fresh.get_limiter_async() == {"limit": 7, "period": 2.0}
+    assert await fresh.get_partition_concurrency_async() == 6
+    assert await fresh.get_partition_worker_concurrency_async() == 2
+    assert await fresh.get_partition_limiter_async() == {"limit": 4, "period": 3.0}
+    assert await fresh.get_partition_queue_async() is True
+    assert await fresh.get_polling_interval_sec_async() == 0.5
+    with pytest.raises(ValueError):
+        await retrieved.set_worker_concurrency_async(100)
+    with pytest.raises(ValueError):
+        await retrieved.set_polling_interval_sec_async(0.0)
+    await retrieved.set_limiter_async(None)
+    cleared = await DBOS.retrieve_queue_async("tqd_crud_both")
+    assert cleared is not None and await cleared.get_limiter_async() is None
+    # Clearing the queue-wide limits leaves it partitioned by its partition_* ones.
+    await cleared.set_global_concurrency(None)
+    assert await cleared.get_partition_queue_async() is True
+
+
+async def test_partition_queue__the_older_form_applies_every_limit_per_partition(
+    dbos: DBOS,
+) -> None:
+    legacy = await DBOS.register_queue(
+        "tqd_legacy", concurrency=2, worker_concurrency=1, partition_queue=True
+    )
+    assert settings(legacy) | {"polling_interval_sec": 0} == {
+        "global_concurrency": None,
+        "worker_concurrency": 1,  # (the attribute as stored: per partition here)
+        "limiter": None,
+        "partition_concurrency": 2,
+        "partition_worker_concurrency": 1,
+        "partition_limiter": None,
+        "partition_queue": True,
+        "priority_enabled": False,
+        "polling_interval_sec": 0,
+        "database_backed_queue": True,
+    }
+    assert await legacy.get_worker_concurrency_async() is None  # (as DBOS Transact's)
+    assert await legacy.get_partition_worker_concurrency_async() == 1
+    for setter in (legacy.set_global_concurrency, legacy.set_partition_concurrency):
+        with pytest.raises(DBOSException, match="partition_queue"):
+            await setter(3)
+    # A queue partitioned by its partition_* limits is not switched by the older flag.
+    mixed = await DBOS.register_queue("tqd_pmix", partition_concurrency=1, global_concurrency=2)
+    with pytest.raises(DBOSException, match="partition_\\* limits"):
+        await mixed.set_partition_queue(False)
+    code = Queue("tqd_code_mix", partition_concurrency=1, global_concurrency=2)
+    assert (code.global_concurrency, code.partition_concurrency) == (2, 1)
+    assert code.partition_queue is True and code.concurrency == 2
+    with pytest.raises(DBOSConfigError, match="global_concurrency must be"):
+        Queue("tqd_code_bad", partition_concurrency=3, global_concurrency=2)
+
+
+async def test_combined_limits__global_and_partition_concurrency_each_hold(dbos: DBOS) -> None:
+    """global_concurrency=3 over three partitions of partition_concurrency=2: three run in
+    all, never more than two of a partition; then one partition alone runs two."""
+    await DBOS.register_queue(
+        "tqd_mix", global_concurrency=3, partition_concurrency=2, polling_interval_sec=POLL
+    )
+    handles = [await enqueue_in("tqd_mix", k, f"{k}{i}") for k in "abc" for i in range(3)]
+    await eventually("three run", lambda: RUNNING["tqd_mix"] == 3)
+    await asyncio.sleep(0.5)
+    assert PEAK["tqd_mix"] == 3
+    assert all(PEAK[f"tqd_mix/{k}"] <= 2 for k in "abc")
+    for k in "bc":
+        for i in range(3):
+            gate(f"{k}{i}").set()
+    # Only partition a is left: its own limit binds now, below the queue's.
+    await eventually("two of a run", lambda: RUNNING["tqd_mix/a"] == 2)
+    await asyncio.sleep(0.5)
+    assert PEAK["tqd_mix/a"] == 2 and RUNNING["tqd_mix"] == 2
+    for i in range(3):
+        gate(f"a{i}").set()
+    assert sorted([await result(h) for h in handles]) == sorted(
+        f"{k}{i}" for k in "abc" for i in range(3)
+    )
+    assert PEAK["tqd_mix"] == 3 and all(PEAK[f"tqd_mix/{k}"] <= 2 for k in "abc")
+
+
+async def test_combined_limits__worker_and_partition_worker_concurrency_each_hold(
+    dbos: DBOS,
+) -> None:
+    """A queue declared in code with worker_concurrency=2 and partition_worker_concurrency=1:
+    two run in this process over three partitions, one per partition."""
+    queue = Queue(
+        "tqd_code_mix",
+        worker_concurrency=2,
+        partition_worker_concurrency=1,
+        polling_interval_sec=POLL,
+    )
+    assert (queue.worker_concurrency, queue.partition_worker_concurrency) == (2, 1)
+    handles = [await enqueue_in("tqd_code_mix", k, f"{k}{i}") for k in "abc" for i in range(2)]
+    await eventually("two run", lambda: RUNNING["tqd_code_mix"] == 2)
+    await asyncio.sleep(0.5)
+    assert PEAK["tqd_code_mix"] == 2
+    running = sorted(k for k in "abc" if PEAK[f"tqd_code_mix/{k}"] == 1)
+    assert len(running) == 2 and all(PEAK[f"tqd_code_mix/{k}"] <= 1 for k in "abc")
+    (idle,) = set("abc") - set(running)
+    for i in range(2):
+        gate(f"{running[0]}{i}").set()
+    await eventually("the third partition runs", lambda: RUNNING[f"tqd_code_mix/{idle}"] == 1)
+    for k in "abc":
+        for i in range(2):
+            gate(f"{k}{i}").set()
+    assert len([await result(h) for h in handles]) == 6
+    assert PEAK["tqd_code_mix"] == 2
+    assert all(PEAK[f"tqd_code_mix/{k}"] == 1 for k in "abc")
+
+
+async def test_combined_limits__queue_and_partition_limiters_each_hold(dbos: DBOS) -> None:
+    """limiter 3 per 60 s over the queue, partition_limiter 1 per 60 s: of two workflows
+    in each of four partitions, three start, each of another partition."""
+    await DBOS.register_queue(
+        "tqd_rate",
+        limiter={"limit": 3, "period": 60},
+        partition_limiter={"limit": 1, "period": 60},
+        polling_interval_sec=POLL,
+    )
+    handles = []
+    for k in "abcd":
+        for i in range(2):
+            with SetEnqueueOptions(queue_partition_key=k):
+                handles.append(await DBOS.enqueue_workflow("tqd_rate", tqd_echo, f"{k}{i}"))
+    done: list[str] = []
+
+    async def started() -> list[str]:
+        out = []
+        for h in handles:
+            st = await h.get_status()
+            if st.status != WorkflowStatusString.ENQUEUED.value:
+                out.append(h.workflow_id)
+        return out
+
+    deadline = time.monotonic() + TIMEOUT
+    while len(done := await started()) < 3:
+        assert time.monotonic() < deadline, "three did not start"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.6)
+    done = await started()
+    assert len(done) == 3
+    keys = [(await DBOS.get_workflow_status(w)).queue_partition_key for w in done]  # type: ignore[union-attr]
+    assert len(set(keys)) == 3, f"two of one partition started: {keys}"
 
 
 async def test_limit_change__applies_to_the_running_worker(dbos: DBOS) -> None:
@@ -570,3 +792,45 @@ async def test_processes__every_process_runs_a_registered_queue_and_follows_its_
     await asyncio.sleep(2.5)
     st = await parked.get_status()
     assert st is not None and st.status == WorkflowStatusString.ENQUEUED.value
+
+
+@pytest.mark.crash
+@shows_worker_stderr
+async def test_processes__queue_wide_and_partition_limits_hold_together(
+    db_url: str, workers: Workers, client: DBOSClient
+) -> None:
+    """Two processes run a queue with global_concurrency=3, worker_concurrency=2,
+    partition_concurrency=2 and partition_worker_concurrency=1 over three partitions:
+    at no instant more than three run in all, two in one process, two of one partition,
+    or one of a partition in one process."""
+    workers.start("m1", "m2", queues=["qp_free"])
+    await client.register_queue(
+        "qp_mix",
+        global_concurrency=3,
+        worker_concurrency=2,
+        partition_concurrency=2,
+        partition_worker_concurrency=1,
+        polling_interval_sec=POLL,
+    )
+    handles = {
+        k: [
+            await client.enqueue(opts("qp_mix", queue_partition_key=k), f"{k}{i}", 0.4)
+            for i in range(4)
+        ]
+        for k in ("ka", "kb", "kc")
+    }
+    every = [h for hs in handles.values() for h in hs]
+    assert len(await results(every, workers)) == 12
+    ran = runs(workers.events(), [h.workflow_id for h in every])
+    spans = [ran[h.workflow_id][1:] for h in every]
+    assert max_overlap(spans) <= 3
+    assert max_overlap(spans) >= 2, "the queue ran no two at once"
+    for pid in {p for p, _, _ in ran.values()}:
+        mine = [(s, e) for p, s, e in ran.values() if p == pid]
+        assert max_overlap(mine) <= 2, "worker_concurrency exceeded in one process"
+    for k, hs in handles.items():
+        part = [ran[h.workflow_id] for h in hs]
+        assert max_overlap([(s, e) for _, s, e in part]) <= 2, f"partition {k} ran 3 at once"
+        for pid in {p for p, _, _ in part}:
+            mine = [(s, e) for p, s, e in part if p == pid]
+            assert max_overlap(mine) <= 1, f"partition {k} ran 2 at once in one process"

@@ -52,7 +52,8 @@ STEP_COLUMNS = (
 QUEUE_COLUMNS = (
     "name", "concurrency", "worker_concurrency", "limiter_limit", "limiter_period_seconds",
     "priority_enabled", "partition_queue", "polling_interval_seconds", "database_backed",
-    "updated_at",
+    "updated_at", "partition_concurrency", "partition_worker_concurrency",
+    "partition_limiter_limit", "partition_limiter_period_seconds",
 )  # fmt: skip
 
 WORKFLOW_FIELDS = tuple(f.name for f in fields(WorkflowRow))
@@ -111,8 +112,9 @@ def step_params(step: StepRow) -> tuple[Any, ...]:
 def queue_info(r: Any) -> QueueInfo:
     """A ``QueueInfo`` from a row of ``QUEUE_COLUMNS`` (SQLite stores flags as 0 or 1)."""
     return QueueInfo(
-        r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), float(r[7]), bool(r[8]), r[9]
-    )
+        r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), float(r[7]), bool(r[8]), r[9],
+        r[10], r[11], r[12], r[13],
+    )  # fmt: skip
 
 
 def stream_entry(r: Any) -> StreamEntry:

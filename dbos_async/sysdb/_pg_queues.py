@@ -3,9 +3,11 @@
 A worker claims with one statement per poll, a call of the schema's ``claim_queued``
 function: it picks the first ENQUEUED rows ``FOR UPDATE SKIP LOCKED``, so workers polling
 at once never wait for each other nor take the same row. A queue with a global limit
-(``concurrency`` or a limiter) counts what runs across all processes; those claims take
-turns per queue (and partition) under a transaction-scoped advisory lock, and count with
-a snapshot taken after it, so the limit holds however many workers race.
+counts what runs across all processes: a queue-wide one (``concurrency`` or a limiter)
+over the whole queue, its claims from every partition taking turns under the queue's
+transaction-scoped advisory lock; a per-partition one over the partition, under the
+partition's lock (taken after the queue's). Each count uses a snapshot taken after its
+lock, so the limits hold however many workers race.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ class PostgresQueues:
             claim.concurrency,
             claim.limit,
             claim.period_ms,
+            claim.partition_concurrency,
+            claim.partition_limit,
+            claim.partition_period_ms,
             token,
             self.owner,
         )
@@ -113,6 +118,10 @@ class PostgresQueues:
                 [q.partition_queue for q in queues],
                 [q.polling_interval_seconds for q in queues],
                 now_ms,
+                [q.partition_concurrency for q in queues],
+                [q.partition_worker_concurrency for q in queues],
+                [q.partition_limiter_limit for q in queues],
+                [q.partition_limiter_period_seconds for q in queues],
             )
 
         if queues:
@@ -134,7 +143,11 @@ class PostgresQueues:
     async def upsert_queue(self, queue: QueueInfo, now_ms: int, *, update_existing: bool) -> bool:
         async def op(conn: Any) -> bool:
             rows = await conn.fetch(
-                Q["upsert_queue"], *_queue_settings(queue), now_ms, update_existing
+                Q["upsert_queue"],
+                *_queue_settings(queue),
+                now_ms,
+                update_existing,
+                *_partition_settings(queue),
             )
             return bool(rows)
 
@@ -143,7 +156,11 @@ class PostgresQueues:
     async def update_queue(self, queue: QueueInfo, expected_updated_at: int, now_ms: int) -> bool:
         async def op(conn: Any) -> bool:
             rows = await conn.fetch(
-                Q["update_queue"], *_queue_settings(queue), now_ms, expected_updated_at
+                Q["update_queue"],
+                *_queue_settings(queue),
+                now_ms,
+                expected_updated_at,
+                *_partition_settings(queue),
             )
             return bool(rows)
 
@@ -177,4 +194,14 @@ def _queue_settings(q: QueueInfo) -> tuple[Any, ...]:
         q.priority_enabled,
         q.partition_queue,
         q.polling_interval_seconds,
+    )
+
+
+def _partition_settings(q: QueueInfo) -> tuple[Any, ...]:
+    """A queue's per-partition limits, in the order the statements bind them."""
+    return (
+        q.partition_concurrency,
+        q.partition_worker_concurrency,
+        q.partition_limiter_limit,
+        q.partition_limiter_period_seconds,
     )

@@ -160,12 +160,13 @@ class QueueDatabase(Protocol):
 
     async def claim_queued(self, claim: QueueClaim) -> list[WorkflowRow]:
         """Make up to ``claim.max_count`` ENQUEUED workflows PENDING on this executor, owned
-        by ``owner``,
-        lowest priority first then in enqueue order, skipping delayed ones and those of
-        another application version, and never past the global limits, however many
-        workers claim at once. Only one worker wins each workflow. A claimed workflow's
-        deadline becomes the earlier of the one it inherited and claim time plus its
-        timeout; its ``started_at_epoch_ms`` is the claim time."""
+        by ``owner``, lowest priority first then in enqueue order, skipping delayed ones
+        and those of another application version, and never past the global limits
+        however many workers claim at once: the queue-wide ones counted over the whole
+        queue (every partition), the per-partition ones over ``claim.partition_key``
+        alone. Only one worker wins each workflow. A claimed workflow's deadline becomes
+        the earlier of the one it inherited and claim time plus its timeout; its
+        ``started_at_epoch_ms`` is the claim time."""
 
     async def queue_partitions(self, queue_name: str) -> list[str]:
         """The partition keys that have ENQUEUED workflows on this queue."""

@@ -158,6 +158,14 @@ class QueueInfo:
     #: When the row was last written (epoch ms): changes compare it, so two writers
     #: never lose each other's change.
     updated_at: int = 0
+    #: Per-partition limits (DBOS Transact's ``partition_*``), which partition the
+    #: queue; with them, ``concurrency``, ``worker_concurrency`` and the limiter bound
+    #: the whole queue. Without them, ``partition_queue`` (the older form) makes those
+    #: three apply per partition instead.
+    partition_concurrency: int | None = None
+    partition_worker_concurrency: int | None = None
+    partition_limiter_limit: int | None = None
+    partition_limiter_period_seconds: float | None = None
 
 
 @dataclass
@@ -172,11 +180,15 @@ class QueueClaim:
     now_ms: int
     #: At most this many (the worker's free capacity).
     max_count: int
-    #: Global limits, counted across all processes: running workflows, and starts
-    #: within the last ``period_ms``.
+    #: Queue-wide limits, counted across all processes and all partitions: running
+    #: workflows, and starts within the last ``period_ms``.
     concurrency: int | None = None
     limit: int | None = None
     period_ms: int | None = None
+    #: Per-partition limits, counted across all processes in ``partition_key`` alone.
+    partition_concurrency: int | None = None
+    partition_limit: int | None = None
+    partition_period_ms: int | None = None
 
 
 @dataclass

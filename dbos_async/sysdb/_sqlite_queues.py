@@ -54,6 +54,7 @@ class SQLiteQueues:
             "version": claim.app_version,
             "now": claim.now_ms,
             "period": claim.period_ms or 0,
+            "partition_period": claim.partition_period_ms or 0,
             "owner": self.owner,
         }
 
@@ -73,9 +74,13 @@ class SQLiteQueues:
         async def op(conn: aiosqlite.Connection) -> list[WorkflowRow]:
             n = claim.max_count
             if claim.concurrency is not None:
-                n = min(n, claim.concurrency - await count(conn, Q["count_running"]))
+                n = min(n, claim.concurrency - await count(conn, Q["count_running_queue"]))
             if claim.limit is not None:
-                n = min(n, claim.limit - await count(conn, Q["count_started"]))
+                n = min(n, claim.limit - await count(conn, Q["count_started_queue"]))
+            if claim.partition_concurrency is not None:
+                n = min(n, claim.partition_concurrency - await count(conn, Q["count_running"]))
+            if claim.partition_limit is not None:
+                n = min(n, claim.partition_limit - await count(conn, Q["count_started"]))
             if n <= 0:
                 return []
             cur = await conn.execute(Q["claim_queued"], {**params, "n": n})
@@ -181,4 +186,8 @@ def _queue_settings(q: QueueInfo) -> tuple[Any, ...]:
         int(q.priority_enabled),
         int(q.partition_queue),
         q.polling_interval_seconds,
+        q.partition_concurrency,
+        q.partition_worker_concurrency,
+        q.partition_limiter_limit,
+        q.partition_limiter_period_seconds,
     )

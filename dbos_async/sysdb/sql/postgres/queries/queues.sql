@@ -13,12 +13,13 @@ SELECT pg_notify({channel}, $25) FROM ins;
 
 -- name: claim_queued
 -- Claim what the queue allows now (the schema's function): queue, partition key,
--- executor, application version, now (ms), most to claim, concurrency, limiter limit,
--- limiter period (ms), claim token, the claiming process (their owner from now on).
--- Returns the rows claimed.
+-- executor, application version, now (ms), most to claim, the queue-wide concurrency,
+-- limiter limit and period (ms), the per-partition concurrency, limiter limit and period
+-- (ms), claim token, the claiming process (their owner from now on). Returns the rows
+-- claimed.
 SELECT {workflow_columns} FROM dbos_async.claim_queued($1::text, $2::text, $3::text,
-    $4::text, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10::text,
-    $11::text);
+    $4::text, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10::bigint,
+    $11::bigint, $12::bigint, $13::text, $14::text);
 
 -- name: claimed_queued
 -- What a claim whose reply was lost took: queue $1's PENDING rows with its token ($2).
@@ -41,12 +42,16 @@ RETURNING workflow_uuid;
 -- name: register_queues
 -- Record or update the queues a process declares in code ($1-$8: one array per column:
 -- name, concurrency, worker concurrency, limiter limit and period, priority enabled,
--- partitioned, polling interval) at $9. A queue declared at run time keeps its row.
+-- partitioned, polling interval; $10-$13: partition concurrency, partition worker
+-- concurrency, partition limiter limit and period) at $9. A queue declared at run time
+-- keeps its row.
 INSERT INTO dbos_async.queues (name, concurrency, worker_concurrency, limiter_limit,
     limiter_period_seconds, priority_enabled, partition_queue, polling_interval_seconds,
-    updated_at, database_backed)
+    partition_concurrency, partition_worker_concurrency, partition_limiter_limit,
+    partition_limiter_period_seconds, updated_at, database_backed)
 SELECT q.*, $9, FALSE FROM unnest($1::text[], $2::int[], $3::int[], $4::int[],
-    $5::float8[], $6::bool[], $7::bool[], $8::float8[]) AS q
+    $5::float8[], $6::bool[], $7::bool[], $8::float8[], $10::int[], $11::int[],
+    $12::int[], $13::float8[]) AS q
 ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
     worker_concurrency = excluded.worker_concurrency,
     limiter_limit = excluded.limiter_limit,
@@ -54,6 +59,10 @@ ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
     priority_enabled = excluded.priority_enabled,
     partition_queue = excluded.partition_queue,
     polling_interval_seconds = excluded.polling_interval_seconds,
+    partition_concurrency = excluded.partition_concurrency,
+    partition_worker_concurrency = excluded.partition_worker_concurrency,
+    partition_limiter_limit = excluded.partition_limiter_limit,
+    partition_limiter_period_seconds = excluded.partition_limiter_period_seconds,
     updated_at = excluded.updated_at
 WHERE NOT dbos_async.queues.database_backed;
 
@@ -67,14 +76,17 @@ SELECT {queue_columns} FROM dbos_async.queues WHERE name = $1;
 
 -- name: upsert_queue
 -- Declare queue $1 at run time ($2-$8: concurrency, worker concurrency, limiter limit
--- and period, priority enabled, partitioned, polling interval; $9: now). An existing row
--- is replaced if $10 or if it only records a declaration in code. Wakes the queue's
--- workers (and every process's watch for new queues) if written.
+-- and period, priority enabled, partitioned, polling interval; $9: now; $11-$14:
+-- partition concurrency, partition worker concurrency, partition limiter limit and
+-- period). An existing row is replaced if $10 or if it only records a declaration in
+-- code. Wakes the queue's workers (and every process's watch for new queues) if written.
 WITH up AS (
     INSERT INTO dbos_async.queues (name, concurrency, worker_concurrency, limiter_limit,
         limiter_period_seconds, priority_enabled, partition_queue,
-        polling_interval_seconds, updated_at, database_backed)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, TRUE)
+        polling_interval_seconds, updated_at, database_backed, partition_concurrency,
+        partition_worker_concurrency, partition_limiter_limit,
+        partition_limiter_period_seconds)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, TRUE, $11, $12, $13, $14)
     ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
         worker_concurrency = excluded.worker_concurrency,
         limiter_limit = excluded.limiter_limit,
@@ -82,6 +94,10 @@ WITH up AS (
         priority_enabled = excluded.priority_enabled,
         partition_queue = excluded.partition_queue,
         polling_interval_seconds = excluded.polling_interval_seconds,
+        partition_concurrency = excluded.partition_concurrency,
+        partition_worker_concurrency = excluded.partition_worker_concurrency,
+        partition_limiter_limit = excluded.partition_limiter_limit,
+        partition_limiter_period_seconds = excluded.partition_limiter_period_seconds,
         updated_at = GREATEST(excluded.updated_at, dbos_async.queues.updated_at + 1),
         database_backed = TRUE
     WHERE $10::bool OR NOT dbos_async.queues.database_backed
@@ -90,13 +106,15 @@ WITH up AS (
 SELECT pg_notify({channel}, {queue_key:$1::text}) FROM up;
 
 -- name: update_queue
--- Change run-time queue $1's settings ($2-$8 as for upsert_queue) at $9, only if its row
--- was last written at $10 (no change in between was made); wakes its workers. A row if
--- changed.
+-- Change run-time queue $1's settings ($2-$8 and $11-$14 as for upsert_queue) at $9,
+-- only if its row was last written at $10 (no change in between was made); wakes its
+-- workers. A row if changed.
 WITH up AS (
     UPDATE dbos_async.queues SET concurrency = $2, worker_concurrency = $3,
         limiter_limit = $4, limiter_period_seconds = $5, priority_enabled = $6,
-        partition_queue = $7, polling_interval_seconds = $8, updated_at = $9
+        partition_queue = $7, polling_interval_seconds = $8, updated_at = $9,
+        partition_concurrency = $11, partition_worker_concurrency = $12,
+        partition_limiter_limit = $13, partition_limiter_period_seconds = $14
     WHERE name = $1 AND database_backed AND updated_at = $10
     RETURNING 1
 )

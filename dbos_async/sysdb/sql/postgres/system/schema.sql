@@ -122,7 +122,11 @@ CREATE TABLE dbos_async.queues (
     partition_queue BOOLEAN NOT NULL,
     updated_at BIGINT NOT NULL,
     polling_interval_seconds DOUBLE PRECISION NOT NULL DEFAULT 1.0,
-    database_backed BOOLEAN NOT NULL DEFAULT FALSE
+    database_backed BOOLEAN NOT NULL DEFAULT FALSE,
+    partition_concurrency INTEGER,
+    partition_worker_concurrency INTEGER,
+    partition_limiter_limit INTEGER,
+    partition_limiter_period_seconds DOUBLE PRECISION
 );
 
 -- The database's clock in epoch ms: leases are timed by it, so processes on machines whose
@@ -187,12 +191,13 @@ $$;
 
 -- Claim what a queue (or one partition of it) allows now, in one statement per poll.
 -- Rows are picked FOR UPDATE SKIP LOCKED, so workers claiming at once never wait for each
--- other nor take the same row. A global limit (concurrency, limiter) counts the claims of
--- every process, so those claims take turns per queue and partition under an advisory
--- lock; in a VOLATILE function each query takes a fresh snapshot, so the counts after the
--- lock see every claim committed before it was granted. The claimed rows carry the
--- caller's token, so a caller whose reply was lost finds what it took, and belong to the
--- claiming process (p_owner).
+-- other nor take the same row. A global limit counts the claims of every process: a
+-- queue-wide one (concurrency, limiter) over the whole queue, a per-partition one
+-- (partition concurrency, partition limiter) over the partition claimed from; so those
+-- claims take turns under advisory locks, the queue's then the partition's; in a VOLATILE
+-- function each query takes a fresh snapshot, so the counts after a lock see every claim
+-- committed before it was granted. The claimed rows carry the caller's token, so a caller
+-- whose reply was lost finds what it took, and belong to the claiming process (p_owner).
 CREATE FUNCTION dbos_async.claim_queued(
     p_queue TEXT,
     p_partition TEXT,
@@ -203,6 +208,9 @@ CREATE FUNCTION dbos_async.claim_queued(
     p_concurrency BIGINT,
     p_limit BIGINT,
     p_period BIGINT,
+    p_partition_concurrency BIGINT,
+    p_partition_limit BIGINT,
+    p_partition_period BIGINT,
     p_token TEXT,
     p_owner TEXT
 ) RETURNS SETOF dbos_async.workflow_status
@@ -210,22 +218,39 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     room BIGINT := p_max;
 BEGIN
+    -- Queue-wide limits: the claims of every partition take turns on the queue's lock
+    -- (the same key as a queue without partitions), then count the whole queue.
     IF p_concurrency IS NOT NULL OR p_limit IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(
-            1684172659, hashtext(p_queue || chr(31) || COALESCE(p_partition, '')));
+        PERFORM pg_advisory_xact_lock(1684172659, hashtext(p_queue || chr(31)));
         IF p_concurrency IS NOT NULL THEN
             room := LEAST(room, p_concurrency - (
+                SELECT count(*) FROM dbos_async.workflow_status
+                WHERE queue_name = p_queue AND status = 'PENDING'));
+        END IF;
+        IF p_limit IS NOT NULL THEN
+            room := LEAST(room, p_limit - (
+                SELECT count(*) FROM dbos_async.workflow_status
+                WHERE queue_name = p_queue AND started_at_epoch_ms > p_now - p_period));
+        END IF;
+    END IF;
+    -- Per-partition limits: then the partition's lock (always in this order), and counts
+    -- of the partition alone.
+    IF p_partition_concurrency IS NOT NULL OR p_partition_limit IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(
+            1684172659, hashtext(p_queue || chr(31) || COALESCE(p_partition, '')));
+        IF p_partition_concurrency IS NOT NULL THEN
+            room := LEAST(room, p_partition_concurrency - (
                 SELECT count(*) FROM dbos_async.workflow_status
                 WHERE queue_name = p_queue
                     AND queue_partition_key IS NOT DISTINCT FROM p_partition
                     AND status = 'PENDING'));
         END IF;
-        IF p_limit IS NOT NULL THEN
-            room := LEAST(room, p_limit - (
+        IF p_partition_limit IS NOT NULL THEN
+            room := LEAST(room, p_partition_limit - (
                 SELECT count(*) FROM dbos_async.workflow_status
                 WHERE queue_name = p_queue
                     AND queue_partition_key IS NOT DISTINCT FROM p_partition
-                    AND started_at_epoch_ms > p_now - p_period));
+                    AND started_at_epoch_ms > p_now - p_partition_period));
         END IF;
     END IF;
     IF room <= 0 THEN

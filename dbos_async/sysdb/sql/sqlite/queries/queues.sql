@@ -7,16 +7,27 @@ INSERT INTO dbos_workflow_status ({workflow_columns})
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING;
 
+-- name: count_running_queue
+-- How many workflows of a queue (all its partitions) run now.
+SELECT count(*) FROM dbos_workflow_status WHERE queue_name = :queue AND status = 'PENDING';
+
+-- name: count_started_queue
+-- How many workflows of a queue (all its partitions) started within the queue-wide
+-- limiter's period.
+SELECT count(*) FROM dbos_workflow_status
+WHERE queue_name = :queue AND started_at_epoch_ms > :now - :period;
+
 -- name: count_running
--- How many workflows of a queue (partition) run now.
+-- How many workflows of a queue's partition run now.
 SELECT count(*) FROM dbos_workflow_status
 WHERE queue_name = :queue AND queue_partition_key IS :partition AND status = 'PENDING';
 
 -- name: count_started
--- How many workflows of a queue (partition) started within the limiter's period.
+-- How many workflows of a queue's partition started within the partition limiter's
+-- period.
 SELECT count(*) FROM dbos_workflow_status
 WHERE queue_name = :queue AND queue_partition_key IS :partition
-    AND started_at_epoch_ms > :now - :period;
+    AND started_at_epoch_ms > :now - :partition_period;
 
 -- name: any_ready
 -- A row if a workflow of the queue (partition) can be claimed now.
@@ -69,11 +80,13 @@ RETURNING workflow_uuid;
 -- name: register_queue
 -- Record or update a queue a process declares in code (name, concurrency, worker
 -- concurrency, limiter limit and period, priority enabled, partitioned, polling interval,
--- updated at). A queue declared at run time keeps its row.
+-- partition concurrency, partition worker concurrency, partition limiter limit and
+-- period, updated at). A queue declared at run time keeps its row.
 INSERT INTO dbos_queues (name, concurrency, worker_concurrency, limiter_limit,
     limiter_period_seconds, priority_enabled, partition_queue, polling_interval_seconds,
-    updated_at, database_backed)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+    partition_concurrency, partition_worker_concurrency, partition_limiter_limit,
+    partition_limiter_period_seconds, updated_at, database_backed)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
 ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
     worker_concurrency = excluded.worker_concurrency,
     limiter_limit = excluded.limiter_limit,
@@ -81,6 +94,10 @@ ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
     priority_enabled = excluded.priority_enabled,
     partition_queue = excluded.partition_queue,
     polling_interval_seconds = excluded.polling_interval_seconds,
+    partition_concurrency = excluded.partition_concurrency,
+    partition_worker_concurrency = excluded.partition_worker_concurrency,
+    partition_limiter_limit = excluded.partition_limiter_limit,
+    partition_limiter_period_seconds = excluded.partition_limiter_period_seconds,
     updated_at = excluded.updated_at
 WHERE NOT dbos_queues.database_backed;
 
@@ -94,12 +111,14 @@ SELECT {queue_columns} FROM dbos_queues WHERE name = ?;
 
 -- name: upsert_queue
 -- Declare a queue at run time (name, concurrency, worker concurrency, limiter limit and
--- period, priority enabled, partitioned, polling interval, now). An existing row is
--- replaced if the last parameter is 1 or if it only records a declaration in code.
+-- period, priority enabled, partitioned, polling interval, partition concurrency,
+-- partition worker concurrency, partition limiter limit and period, now). An existing
+-- row is replaced if the last parameter is 1 or if it only records a declaration in code.
 INSERT INTO dbos_queues (name, concurrency, worker_concurrency, limiter_limit,
     limiter_period_seconds, priority_enabled, partition_queue, polling_interval_seconds,
-    updated_at, database_backed)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+    partition_concurrency, partition_worker_concurrency, partition_limiter_limit,
+    partition_limiter_period_seconds, updated_at, database_backed)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
 ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
     worker_concurrency = excluded.worker_concurrency,
     limiter_limit = excluded.limiter_limit,
@@ -107,17 +126,24 @@ ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
     priority_enabled = excluded.priority_enabled,
     partition_queue = excluded.partition_queue,
     polling_interval_seconds = excluded.polling_interval_seconds,
+    partition_concurrency = excluded.partition_concurrency,
+    partition_worker_concurrency = excluded.partition_worker_concurrency,
+    partition_limiter_limit = excluded.partition_limiter_limit,
+    partition_limiter_period_seconds = excluded.partition_limiter_period_seconds,
     updated_at = max(excluded.updated_at, dbos_queues.updated_at + 1),
     database_backed = 1
 WHERE ? OR NOT dbos_queues.database_backed;
 
 -- name: update_queue
 -- Change a run-time queue's settings (concurrency, worker concurrency, limiter limit and
--- period, priority enabled, partitioned, polling interval, now), only if its row was last
--- written at the given time (no change in between was made), by name.
+-- period, priority enabled, partitioned, polling interval, partition concurrency,
+-- partition worker concurrency, partition limiter limit and period, now), only if its row
+-- was last written at the given time (no change in between was made), by name.
 UPDATE dbos_queues SET concurrency = ?, worker_concurrency = ?, limiter_limit = ?,
     limiter_period_seconds = ?, priority_enabled = ?, partition_queue = ?,
-    polling_interval_seconds = ?, updated_at = ?
+    polling_interval_seconds = ?, partition_concurrency = ?,
+    partition_worker_concurrency = ?, partition_limiter_limit = ?,
+    partition_limiter_period_seconds = ?, updated_at = ?
 WHERE updated_at = ? AND name = ? AND database_backed;
 
 -- name: delete_queue

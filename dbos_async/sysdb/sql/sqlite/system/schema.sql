@@ -119,7 +119,11 @@ CREATE TABLE dbos_queues (
     partition_queue INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     polling_interval_seconds REAL NOT NULL DEFAULT 1.0,
-    database_backed INTEGER NOT NULL DEFAULT 0
+    database_backed INTEGER NOT NULL DEFAULT 0,
+    partition_concurrency INTEGER,
+    partition_worker_concurrency INTEGER,
+    partition_limiter_limit INTEGER,
+    partition_limiter_period_seconds REAL
 );
 
 -- Leases: each launched process (one launch) has a row here that it renews several times
