@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.crash
 
 #: Seconds of faults per backend, then at most DRAIN seconds for the survivors to finish.
-SECONDS = 30
+SECONDS = 20
 DRAIN = 30
 #: The harness's own bound: launch, chaos, drain, checks and cleanup.
 HARNESS_TIMEOUT = SECONDS + DRAIN + 60
