@@ -637,6 +637,35 @@ class DBOS(metaclass=_DBOSMeta):
     # -- queues the DBOS way (issue 14) ------------------------------------------------
 
     @staticmethod
+    def listen_queues(queues: Sequence[Queue | str]) -> None:
+        """Before launch: run workers only for these queues (``Queue`` objects or names)
+        in this process; the other queues it declares are registered, so others may
+        enqueue on them, but their workflows run in processes that listen to them. Once
+        per ``DBOS`` instance."""
+        rt = current_runtime()
+        if rt is None:
+            raise DBOSException("no DBOS instance: create DBOS(config) before DBOS.listen_queues()")
+        if rt.launched:
+            raise DBOSException("DBOS.listen_queues() must be called before DBOS.launch()")
+        if rt.listening_queues is not None:
+            raise DBOSException("DBOS.listen_queues() was already called for this DBOS")
+        if isinstance(queues, (str, Queue)) or not isinstance(queues, Sequence):
+            raise TypeError(
+                f"DBOS.listen_queues() takes a list of queues or queue names, got {queues!r}"
+            )
+        names = []
+        for queue in queues:
+            if isinstance(queue, Queue):
+                names.append(queue.name)
+            elif isinstance(queue, str) and queue:
+                names.append(queue)
+            else:
+                raise TypeError(
+                    f"DBOS.listen_queues(): {queue!r} is neither a Queue nor a queue name"
+                )
+        rt.listening_queues = frozenset(names)
+
+    @staticmethod
     async def register_queue(
         name: str,
         *,

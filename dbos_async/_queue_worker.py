@@ -66,6 +66,8 @@ class QueueWorkers:
         #: The database-backed queues with a worker here, as last read.
         self._stored: dict[str, Queue] = {}
         self._watch_wake = asyncio.Event()
+        #: Registrations of queues declared after launch that this process does not run.
+        self._registrations: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
 
     def running_here(self, queue_name: str, partition_key: str | None) -> int:
@@ -126,9 +128,31 @@ class QueueWorkers:
 
     def _declared(self, queue: Queue) -> None:
         """Start the worker of a queue declared after launch (it registers it first)."""
+        if not self._listens(queue.name):
+            # (Registered all the same, so that clients may enqueue on it.)
+            task = asyncio.get_running_loop().create_task(
+                self._rt.sysdb.register_queues([queue.info], now_ms()),
+                name=f"dbos_async queue {queue.name} registration",
+            )
+            self._registrations.add(task)
+            task.add_done_callback(self._registered)
+            return
         self._start_loop(queue, register=True)
 
+    def _registered(self, task: asyncio.Task[None]) -> None:
+        self._registrations.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not register a queue declared after launch: %r", task.exception())
+
+    def _listens(self, queue_name: str) -> bool:
+        """Whether this process runs a worker for the queue (``DBOS.listen_queues``; the
+        library's own queues always)."""
+        listening = self._rt.listening_queues
+        return listening is None or queue_name in listening or queue_name in registry.builtin_queues
+
     def _start_loop(self, queue: Queue, *, register: bool = False) -> None:
+        if not self._listens(queue.name):
+            return
         old = self._tasks.pop(queue.name, None)
         if old is not None:
             old.cancel()
@@ -143,7 +167,7 @@ class QueueWorkers:
         with contextlib.suppress(ValueError):
             registry.queue_listeners.remove(self._declared)
         self._rt.live.forget_listener(self._on_place_freed)
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._registrations]
         if self._watch is not None:
             tasks.append(self._watch)
             self._watch = None

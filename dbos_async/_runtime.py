@@ -70,6 +70,8 @@ class Runtime:
         #: True while workflows may run here: from the start of the workflows part (before
         #: recovery runs any) until close.
         self.launched = False
+        #: The queues this process runs workers for (``DBOS.listen_queues``); None: all.
+        self.listening_queues: frozenset[str] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._parts: list[Part] = []
         self._lock = asyncio.Lock()

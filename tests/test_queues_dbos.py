@@ -834,3 +834,44 @@ async def test_processes__queue_wide_and_partition_limits_hold_together(
         for pid in {p for p, _, _ in part}:
             mine = [(s, e) for p, s, e in part if p == pid]
             assert max_overlap(mine) <= 1, f"partition {k} ran 2 at once in one process"
+
+
+# -- DBOS.listen_queues ----------------------------------------------------------------------
+
+
+async def test_listen_queues__only_the_listened_queues_run_here(db_url: str) -> None:
+    await DBOS.destroy()
+    with pytest.raises(DBOSException, match="DBOS\\(config\\)"):
+        DBOS.listen_queues(["x"])
+    heard = Queue("tqd_heard", polling_interval_sec=POLL)
+    Queue("tqd_unheard", polling_interval_sec=POLL)
+    DBOS({"name": "tqd-listen", "database_url": db_url, "application_version": "test"})
+    try:
+        with pytest.raises(TypeError, match="list of queues"):
+            DBOS.listen_queues("tqd_heard")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="neither a Queue nor"):
+            DBOS.listen_queues([heard, 3])  # type: ignore[list-item]
+        DBOS.listen_queues([heard, "tqd_registered_heard"])
+        with pytest.raises(DBOSException, match="already called"):
+            DBOS.listen_queues([heard])
+        await DBOS.launch()
+        with pytest.raises(DBOSException, match=r"before DBOS\.launch"):
+            DBOS.listen_queues([heard])
+        runs_here = await heard.enqueue(tqd_echo, 1)
+        waits = await DBOS.enqueue_workflow("tqd_unheard", tqd_echo, 2)
+        late = Queue("tqd_late_unheard", polling_interval_sec=POLL)  # declared after launch
+        waits_too = await late.enqueue(tqd_echo, 3)
+        await DBOS.register_queue("tqd_registered_heard", polling_interval_sec=POLL)
+        registered = await DBOS.enqueue_workflow("tqd_registered_heard", tqd_echo, 4)
+        assert await result(runs_here) == 1
+        assert await result(registered) == 4
+        await asyncio.sleep(0.6)
+        for handle in (waits, waits_too):
+            assert await status_of(handle.workflow_id) == WorkflowStatusString.ENQUEUED.value
+        # The queues not listened to are registered all the same: a client may use them.
+        names = {q.name for q in await get_runtime().sysdb.list_queues()}
+        assert {"tqd_unheard", "tqd_late_unheard"} <= names
+    finally:
+        await DBOS.destroy()
+        for name in ("tqd_heard", "tqd_unheard", "tqd_late_unheard"):
+            registry.queues.pop(name, None)
