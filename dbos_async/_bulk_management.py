@@ -1,16 +1,19 @@
 """Operating many workflows at once: cancel, resume and delete by a list of IDs, and
 deleting workflows for good.
 
-Every list is checked whole before anything changes: a malformed or unknown ID raises
-(``DBOSNonExistentWorkflowError`` naming every unknown one) and nothing is cancelled,
-resumed or deleted. ``cancel_children`` / ``delete_children`` extend the operation to
+A list is checked whole before anything changes: a malformed ID raises, and so does an
+unknown one given to cancel or resume (``DBOSNonExistentWorkflowError`` naming every
+unknown one), with nothing cancelled or resumed; delete skips unknown IDs, as in DBOS
+Transact. ``cancel_children`` / ``delete_children`` extend the operation to
 the workflows' children, recursively, as in DBOS Transact.
 
 Deleting a workflow removes its status row and, in the same transaction, every row that
 refers to it: its steps, the messages sent to it, its events and its streams (the
 system tables' foreign keys cascade). The transaction outputs its ``@DBOS.transaction``
-steps recorded in the application database are deleted next (a second transaction when
-that is another database). A workflow that is running is stopped as a cancel stops it:
+steps recorded in the application database are deleted first (a transaction of their
+own), so that a crash in between leaves the workflow to be deleted again rather than
+outputs a new workflow of the same ID would take as its own. A client has no
+application database and leaves those outputs (as DBOS Transact's client does). A workflow that is running is stopped as a cancel stops it:
 at once here (its awaiters here get ``DBOSAwaitedWorkflowCancelledError``), and by the
 process that runs it elsewhere when it hears of it; a step running meanwhile finishes
 and records nothing, and a handle elsewhere then finds no workflow
@@ -103,10 +106,13 @@ async def delete_workflows(
     ids = await with_children(rt, workflow_ids) if delete_children else list(workflow_ids)
     if not ids:
         return []
+    if application_database:
+        # First: a crash after it leaves the workflows there, to be deleted again; one
+        # after the status rows went would leave outputs that a new workflow given one
+        # of these IDs would take as its own.
+        await rt.appdb.delete_transaction_outputs(ids)
     deleted = await rt.sysdb.delete_workflows(ids)
     for workflow_id in ids:
         if workflow_id in rt.live:
             rt.live.stop(workflow_id)
-    if application_database:
-        await rt.appdb.delete_transaction_outputs(ids)
     return deleted

@@ -233,9 +233,6 @@ async def fork_workflow(
             f"cannot fork workflow {workflow_id!r} at step {start_step}: steps are "
             "numbered from 1, so start_step must be at least 1"
         )
-    # A start_step past the last recorded step reuses every recorded output (DBOS's
-    # meaning): the fork replays what was recorded and runs whatever comes after.
-    steps = await rt.sysdb.load_steps(workflow_id)
     version = application_version or await latest_version_name(rt) or source.application_version
     now = now_ms()
     row = WorkflowRow(
@@ -259,4 +256,7 @@ async def fork_workflow(
         config_name=source.config_name,
     )
     await rt.sysdb.fork_workflow(workflow_id, row, start_step)
-    return row, [s for s in steps if s.function_id < start_step]
+    # The steps the fork copied, read back: a start_step past the last recorded step
+    # reuses every recorded output (DBOS's meaning), and the source may still be running,
+    # so only the copy says which outputs the fork has.
+    return row, await rt.sysdb.load_steps(row.workflow_id)

@@ -18,16 +18,18 @@ row). A resume or fork records the workflow's ID, and a re-run returns a handle 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Coroutine
 from typing import Any
 
 from . import _management
+from ._context import SetWorkflowID, take_assigned_workflow_id
 from ._handle import WorkflowHandle, status_of, step_infos
 from ._runner import launch_recorded
 from ._runtime import Runtime, get_runtime
 from ._status import StepInfo, WorkflowStatus, WorkflowStatusString
-from ._steps import builtin_step
+from ._steps import builtin_step, builtin_step_naming
 from .sysdb import StepRow, WorkflowQuery, WorkflowRow, notification_key
 
 __all__ = [
@@ -184,18 +186,26 @@ def fork_workflow(
     records the new workflow's ID."""
     rt = get_runtime()
 
-    async def fork() -> str:
-        row, steps = await _management.fork_workflow(
-            rt,
-            workflow_id,
-            start_step,
-            application_version=application_version,
-            executor_id=rt.executor_id,
-        )
+    async def fork(child_id: str | None) -> str:
+        new_id = take_assigned_workflow_id() or child_id
+        if child_id is not None and new_id is not None:
+            # A re-run of this step after a crash that came between the fork and its
+            # record: the fork made then is this step's outcome, not a second fork.
+            existing = await rt.sysdb.get_workflow(new_id)
+            if existing is not None and existing.forked_from == workflow_id:
+                return new_id
+        with SetWorkflowID(new_id) if new_id is not None else contextlib.nullcontext():
+            row, steps = await _management.fork_workflow(
+                rt,
+                workflow_id,
+                start_step,
+                application_version=application_version,
+                executor_id=rt.executor_id,
+            )
         if row.owner is not None:
             launch_recorded(rt, row, steps)
         else:  # another version's: for a live process of that version to take over
             await rt.sysdb.announce(notification_key("run", row.workflow_id, ""))
         return row.workflow_id
 
-    return _handle(rt, builtin_step("DBOS.forkWorkflow", fork, str))
+    return _handle(rt, builtin_step_naming("DBOS.forkWorkflow", fork, str))

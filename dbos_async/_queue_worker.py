@@ -154,12 +154,11 @@ class QueueWorkers:
         if not self._listens(queue.name):
             return
         old = self._tasks.pop(queue.name, None)
-        if old is not None:
-            old.cancel()
+        replaces = None if old is None else (old, self._polling[queue.name])
         self._wakes[queue.name] = asyncio.Event()
         self._polling[queue.name] = asyncio.Lock()
         self._tasks[queue.name] = asyncio.get_running_loop().create_task(
-            self._loop(queue, register), name=f"dbos_async queue {queue.name}"
+            self._loop(queue, register, replaces), name=f"dbos_async queue {queue.name}"
         )
 
     async def stop(self) -> None:
@@ -243,9 +242,21 @@ class QueueWorkers:
 
     # -- the worker loop ---------------------------------------------------------------
 
-    async def _loop(self, queue: Queue, register: bool) -> None:
+    async def _loop(
+        self,
+        queue: Queue,
+        register: bool,
+        replaces: tuple[asyncio.Task[None], asyncio.Lock] | None = None,
+    ) -> None:
         wake = self._wakes[queue.name]
         polling = self._polling[queue.name]
+        if replaces is not None:
+            # The loop this one replaces stops between polls: a claim it has begun starts
+            # the workflows it takes rather than dropping them, claimed and never run.
+            old, old_polling = replaces
+            async with old_polling:
+                old.cancel()
+            await asyncio.wait([old])  # (this loop's own cancel still reaches it)
         next_sweep = 0.0
         while True:
             try:

@@ -296,6 +296,20 @@ def builtin_step(
     return checkpoint.traced(_builtin(checkpoint, run))
 
 
+def builtin_step_naming(
+    name: str, run: Callable[[str | None], Awaitable[T]], hint: Any = Any
+) -> Coroutine[Any, Any, T]:
+    """``builtin_step`` for a call that creates a workflow: ``run`` gets the ID a child
+    started at this step would have (``{workflow_id}-{step_id}``) in a workflow's own
+    code, None elsewhere, so that a re-run after a crash between the creation and the
+    step's record finds what the first run created instead of creating it again."""
+    checkpoint = next_checkpoint(name, hint)
+    if checkpoint is None:
+        return _awaited(lambda: run(None))
+    child_id = f"{checkpoint.state.workflow_id}-{checkpoint.step_id}"
+    return checkpoint.traced(_builtin(checkpoint, lambda: run(child_id)))
+
+
 async def _awaited(run: Callable[[], Awaitable[T]]) -> T:
     return await run()
 

@@ -380,3 +380,67 @@ async def test_bulk_management__every_call_is_checkpointed(dbos: DBOS) -> None:
     ]
     for deleted in ids["delete"]:
         assert await DBOS.get_workflow_status(deleted) is None
+
+
+# -- a crash between a fork and its record ----------------------------------------------------
+
+
+@DBOS.workflow(name="tms_fork_source")
+async def tms_fork_source(x: int) -> int:
+    return x
+
+
+@DBOS.workflow(name="tms_forker")
+async def tms_forker(source_id: str) -> str:
+    handle = await DBOS.fork_workflow(source_id, 1)
+    return handle.workflow_id
+
+
+async def test_fork_in_a_workflow__a_rerun_after_the_fork_before_its_record_forks_once(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fork's ID is the one a child started at that step gets, so a run that stops
+    after the fork is stored and before its step is recorded (the window a crash leaves)
+    is rerun into the same fork, not a second one."""
+    from dbos_async._checkpoint import Checkpoint
+    from dbos_async._errors import ReplayFailed
+
+    record = Checkpoint.record
+    stopped: list[str] = []
+
+    async def stop_once(self: Checkpoint, *args: Any, **kwargs: Any) -> Any:
+        if self.name == "DBOS.forkWorkflow" and not stopped:
+            stopped.append(self.name)
+            raise ReplayFailed("tms-forker", 1, RuntimeError("stopped between fork and record"))
+        return await record(self, *args, **kwargs)
+
+    await DBOS.destroy()
+    DBOS({"database_url": db_url, "application_version": "test"})
+    await DBOS.launch()
+    try:
+        source = await DBOS.start_workflow(tms_fork_source, 7)
+        assert await source.get_result() == 7
+        monkeypatch.setattr(Checkpoint, "record", stop_once)
+        with SetWorkflowID("tms-forker"):
+            await DBOS.start_workflow(tms_forker, source.workflow_id)
+        for _ in range(200):
+            if stopped:
+                break
+            await asyncio.sleep(0.05)
+        assert stopped
+        status = await DBOS.get_workflow_status("tms-forker")
+        assert status is not None and status.status == WorkflowStatusString.PENDING
+        await DBOS.destroy()
+        DBOS({"database_url": db_url, "application_version": "test"})
+        await DBOS.launch()  # recovery runs tms-forker again
+        handle = await DBOS.retrieve_workflow("tms-forker")
+        fork_id = await asyncio.wait_for(handle.get_result(), WITHIN)
+        assert fork_id == "tms-forker-1"
+        forks = [
+            w.workflow_id
+            for w in await DBOS.list_workflows(name="tms_fork_source")
+            if w.forked_from == source.workflow_id
+        ]
+        assert forks == ["tms-forker-1"]
+    finally:
+        await DBOS.destroy()
