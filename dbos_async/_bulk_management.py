@@ -13,11 +13,12 @@ system tables' foreign keys cascade). The transaction outputs its ``@DBOS.transa
 steps recorded in the application database are deleted first (a transaction of their
 own), so that a crash in between leaves the workflow to be deleted again rather than
 outputs a new workflow of the same ID would take as its own. A client has no
-application database and leaves those outputs (as DBOS Transact's client does). A workflow that is running is stopped as a cancel stops it:
-at once here (its awaiters here get ``DBOSAwaitedWorkflowCancelledError``), and by the
-process that runs it elsewhere when it hears of it; a step running meanwhile finishes
-and records nothing, and a handle elsewhere then finds no workflow
-(``DBOSNonExistentWorkflowError``).
+application database and leaves those outputs (as DBOS Transact's client does).
+
+A workflow that is running is stopped as a cancel stops it: at once here (its awaiters
+here get ``DBOSAwaitedWorkflowCancelledError``), and by the process that runs it
+elsewhere when it hears of it; a step running meanwhile finishes and records nothing,
+and a handle elsewhere then finds no workflow (``DBOSNonExistentWorkflowError``).
 """
 
 from __future__ import annotations
