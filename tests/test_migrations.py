@@ -161,6 +161,7 @@ async def test_migrations__postgres_migrated_equals_fresh(postgres_template: str
         assert [f[0] for f in fresh["functions"]] == [
             "assert_owner",
             "claim_queued",
+            "claim_queued",  # (and its form before 0009, for a rolling upgrade)
             "is_latest_version",
             "now_ms",
             "receive_message",
@@ -205,3 +206,44 @@ async def test_migrations__sqlite_concurrent_connections_migrate_once(
     versions = sqlite_catalog(tmp_path / "shared.sqlite")["versions"]
     latest = load_schema_files("sqlite", "system").latest
     assert versions == [("system", v) for v in range(1, latest + 1)]
+
+
+async def test_migrations__postgres_claim_of_the_code_before_0009_still_works(
+    postgres_template: str,
+) -> None:
+    """A process still on the code before migration 0009 (rolling upgrade) claims with
+    eleven arguments, its limits applying per partition on a partition's claim."""
+    name = await create_pg_database(None)
+    try:
+        pool = PostgresPool(pg_url(name), 2, 5.0)
+        await pool.open()
+        try:
+            await pool.migrate("system")
+        finally:
+            await pool.close()
+        conn = await asyncpg.connect(pg_url(name))
+        try:
+            for i, key in enumerate(["a", "a", "b"]):
+                await conn.execute(
+                    "INSERT INTO dbos_async.workflow_status (workflow_uuid, status, name, "
+                    "queue_name, queue_partition_key, created_at, updated_at, priority) "
+                    "VALUES ($1, 'ENQUEUED', 'wf', 'q', $2, $3, $3, 0)",
+                    f"w{i}",
+                    key,
+                    i,
+                )
+            old_claim = (
+                "SELECT workflow_uuid FROM dbos_async.claim_queued($1::text, $2::text, "
+                "$3::text, $4::text, $5::bigint, $6::bigint, $7::bigint, $8::bigint, "
+                "$9::bigint, $10::text, $11::text)"
+            )
+            args = ("e", None, 10**12, 10, 1, None, None, "t", "o")
+            claimed_a = await conn.fetch(old_claim, "q", "a", *args)
+            claimed_b = await conn.fetch(old_claim, "q", "b", *args)
+            # concurrency 1 per partition: one of a's, and b's although a's one runs.
+            assert [r[0] for r in claimed_a] == ["w0"]
+            assert [r[0] for r in claimed_b] == ["w2"]
+        finally:
+            await conn.close()
+    finally:
+        await drop_pg_database_async(name)

@@ -100,3 +100,31 @@ BEGIN
     RETURNING w.*;
 END
 $$;
+
+-- The claim as processes of the code before 0009 call it (eleven arguments), kept during a
+-- rolling upgrade: their queue-wide limits, on a claim from a partition, are that
+-- partition's (the older form's meaning), so they keep claiming as they did.
+CREATE FUNCTION dbos_async.claim_queued(
+    p_queue TEXT,
+    p_partition TEXT,
+    p_executor TEXT,
+    p_version TEXT,
+    p_now BIGINT,
+    p_max BIGINT,
+    p_concurrency BIGINT,
+    p_limit BIGINT,
+    p_period BIGINT,
+    p_token TEXT,
+    p_owner TEXT
+) RETURNS SETOF dbos_async.workflow_status
+LANGUAGE sql VOLATILE AS $$
+    SELECT * FROM dbos_async.claim_queued(
+        p_queue, p_partition, p_executor, p_version, p_now, p_max,
+        CASE WHEN p_partition IS NULL THEN p_concurrency END,
+        CASE WHEN p_partition IS NULL THEN p_limit END,
+        CASE WHEN p_partition IS NULL THEN p_period END,
+        CASE WHEN p_partition IS NOT NULL THEN p_concurrency END,
+        CASE WHEN p_partition IS NOT NULL THEN p_limit END,
+        CASE WHEN p_partition IS NOT NULL THEN p_period END,
+        p_token, p_owner)
+$$;
