@@ -30,10 +30,15 @@ WHERE queue_name = :queue AND queue_partition_key IS :partition
     AND started_at_epoch_ms > :now - :partition_period;
 
 -- name: any_ready
--- A row if a workflow of the queue (partition) can be claimed now.
+-- A row if a workflow of the queue (partition) can be claimed now by this process (the
+-- application-version rule of claim_queued included, so that workflows only another
+-- version may run do not make every idle poll take the write lock).
 SELECT 1 FROM dbos_workflow_status
 WHERE queue_name = :queue AND queue_partition_key IS :partition AND status = 'ENQUEUED'
     AND (delay_until_epoch_ms IS NULL OR delay_until_epoch_ms <= :now)
+    AND (application_version = :version OR (application_version IS NULL
+        AND COALESCE((SELECT version_name = :version FROM dbos_application_versions
+            ORDER BY version_timestamp DESC, version_name DESC LIMIT 1), 1)))
 LIMIT 1;
 
 -- name: claim_queued
