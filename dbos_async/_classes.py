@@ -11,7 +11,10 @@ records both names (``class_name``, ``config_name`` on its status row) and store
 arguments after ``self``; a classmethod workflow records the class name and stores the
 arguments after ``cls``; a staticmethod workflow is stored as a plain function. A stored
 workflow (recovered, resumed, forked, claimed from a queue) runs on the instance or class
-registered here under those names; with none, it is not run here.
+registered here under those names. With none, recovery and takeover leave it PENDING for
+a process that has it (or for its registration here); a queue worker that claimed it
+records ``DBOSWorkflowFunctionNotFoundError``, as for a missing function, so every
+process that listens to a queue must register the instances its workflows run on.
 
 Steps and transactions need none of this: their arguments are not stored, so they may be
 methods of any class, decorated or not.
