@@ -99,6 +99,17 @@ class SQLiteMessaging:
         await self._db.write(op)
 
     async def receive_message(self, workflow_id: str, topic: str, step: StepRow) -> StepRow | None:
+        async def anything(conn: aiosqlite.Connection) -> bool:
+            args = (workflow_id, step.function_id, workflow_id, topic)
+            cur = await conn.execute(Q["anything_to_receive"], args)
+            return await cur.fetchone() is not None
+
+        # A waiter's poll that finds nothing is a read: the file's write lock is taken only
+        # to consume (a thousand idle waiters would otherwise queue every writer behind
+        # their polls).
+        if not await self._db.read(anything):
+            return None
+
         async def op(conn: aiosqlite.Connection) -> StepRow | None:
             # Recorded already (by another run of this workflow): consume nothing more.
             cur = await conn.execute(Q["get_step"], (workflow_id, step.function_id))

@@ -20,6 +20,14 @@ INSERT INTO dbos_operation_outputs (workflow_uuid, function_id, function_name, o
 VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (workflow_uuid, function_id) DO NOTHING;
 
+-- name: anything_to_receive
+-- A row if a receive has something to do: its step recorded already, or a message waiting
+-- (workflow, step ID, workflow, topic). Read-only, so an idle waiter's poll takes no lock.
+SELECT 1 FROM dbos_operation_outputs WHERE workflow_uuid = ? AND function_id = ?
+UNION ALL
+SELECT 1 FROM dbos_notifications WHERE destination_uuid = ? AND topic = ? AND consumed = 0
+LIMIT 1;
+
 -- name: consume_message
 -- Consume the oldest unconsumed message of a workflow's topic; its text, or no row.
 UPDATE dbos_notifications SET consumed = 1
