@@ -320,3 +320,76 @@ async def test_lost_reply__read_only_plain_transaction_runs_again(
     assert await lr_read_only() == 42
     assert injector.dropped
     assert RUNS["read-only"] == 2
+
+
+#: The injector, for transaction bodies that arm it themselves (at the exact attempt).
+ARMED: list[LostReplies] = []
+
+_SERIALIZATION_FAILURE = (
+    "DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = 'serialization_failure'; END $$"
+)
+
+
+@DBOS.transaction()
+async def lr_conflict_then_insert(tag: str) -> str:
+    RUNS[tag] += 1
+    conn = DBOS.sql_connection
+    await conn.execute("INSERT INTO lr_applied (tag) VALUES ($1)", tag)
+    if RUNS[tag] == 1:
+        # The connection is cut while the pool resets it after this failed attempt.
+        ARMED[0].arm("RESET ALL")
+        await conn.execute(_SERIALIZATION_FAILURE)
+    return tag
+
+
+@DBOS.workflow()
+async def lr_conflict_workflow(tag: str) -> str:
+    return await lr_conflict_then_insert(tag)
+
+
+async def test_lost_reset__after_a_serialization_failure_the_transaction_is_retried(
+    pg: str, injector: LostReplies
+) -> None:
+    """A serialization failure is retried even when the connection is cut while the pool
+    resets it on release: the release's ConnectionDoesNotExistError is not the
+    transaction's outcome (it once replaced the failure and ended the workflow ERROR)."""
+    ARMED[:] = [injector]
+    await fetch(pg, "CREATE TABLE lr_applied (tag TEXT NOT NULL)")
+    with SetWorkflowID("lr-reset"):
+        handle = await DBOS.start_workflow(lr_conflict_workflow, "conflict")
+    assert await asyncio.wait_for(handle.get_result(), 30) == "conflict"
+    assert injector.dropped and not injector.pending()
+    assert RUNS["conflict"] == 2
+    rows = await fetch(pg, "SELECT count(*) FROM lr_applied")
+    assert rows[0][0] == 1
+    status = await DBOS.get_workflow_status("lr-reset")
+    assert status is not None and status.status == WorkflowStatusString.SUCCESS
+
+
+class LrBodyError(Exception):
+    pass
+
+
+@DBOS.transaction()
+async def lr_failing_body() -> None:
+    ARMED[0].arm("RESET ALL")
+    await DBOS.sql_connection.execute("SELECT 1")
+    raise LrBodyError("the body's own error")
+
+
+@DBOS.workflow()
+async def lr_failing_workflow() -> None:
+    await lr_failing_body()
+
+
+async def test_lost_reset__the_body_error_is_the_outcome(pg: str, injector: LostReplies) -> None:
+    """A body's own error stays the outcome when the connection is then cut during the
+    pool's reset."""
+    ARMED[:] = [injector]
+    with SetWorkflowID("lr-body-error"):
+        handle = await DBOS.start_workflow(lr_failing_workflow)
+    with pytest.raises(LrBodyError):
+        await asyncio.wait_for(handle.get_result(), 30)
+    assert injector.dropped and not injector.pending()
+    status = await DBOS.get_workflow_status("lr-body-error")
+    assert status is not None and status.status == WorkflowStatusString.ERROR

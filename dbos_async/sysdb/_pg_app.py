@@ -98,13 +98,15 @@ class PostgresApplicationDatabase:
         resolved, never guessed: lost before COMMIT was sent, nothing committed and the
         engine may retry (``TransactionConflict``); lost during COMMIT, the transaction's
         ID (taken before COMMIT) is looked up with ``txid_status`` on a new connection
-        until the server says committed (the result is returned) or aborted (retry)."""
+        until the server says committed (the result is returned) or aborted (retry).
+        The connection goes back through ``lend``: a cut while the pool resets it after
+        the outcome is settled costs the connection, and never replaces the outcome."""
         committing = False
         in_body = False
         lost = False
         xid: asyncpg.Record | None = None  # (transaction ID or None, server process ID)
         try:
-            async with self._pg.pool.acquire() as conn:
+            async with self._pg.lend() as conn:
                 try:
                     tx = conn.transaction(isolation=_ISOLATION[isolation_level])  # type: ignore[arg-type]
                     await tx.start()

@@ -11,9 +11,10 @@ connection was lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,7 +23,7 @@ import asyncpg
 from .._errors import DBOSConnectionError
 from .._urls import redact_url
 from ._migrations import load_schema_files
-from ._pg_errors import drop_if_broken, is_pool_closed, is_transient
+from ._pg_errors import drop_if_broken, is_closed, is_pool_closed, is_transient
 from ._queries import load_queries
 
 if TYPE_CHECKING:
@@ -175,6 +176,27 @@ class PostgresPool:
 
         # All or nothing, and a re-run skips what is applied: safe to retry.
         await self.retrying(op)
+
+    @contextlib.asynccontextmanager
+    async def lend(self) -> AsyncIterator[Conn]:
+        """A connection of the pool for one operation that settles its own outcome while
+        it holds the connection (a transaction: committed, or failed with its error).
+        Giving it back can fail on its own: the pool resets the session on release, and
+        a connection cut then raises ``ConnectionDoesNotExistError`` from the release.
+        That error says nothing about the operation, so it must not replace its outcome
+        (a serialization failure to retry, the body's own error, a committed result):
+        the connection is dropped (asyncpg terminates it) and the outcome stands."""
+        pool = self.pool
+        conn = await pool.acquire()
+        try:
+            yield conn
+        finally:
+            try:
+                await pool.release(conn)
+            except Exception as exc:
+                log.debug("a connection failed its reset on release (%r); dropped", exc)
+                if not is_closed(conn):  # (asyncpg terminates it when its reset fails)
+                    conn.terminate()
 
     async def retrying(self, op: Callable[[Conn], Awaitable[T]], *, held: bool = False) -> T:
         """Run an idempotent operation, retrying it through connection loss: on a transient
