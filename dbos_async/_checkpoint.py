@@ -5,18 +5,24 @@ handed back to its workflow. Steps, transactions, ``DBOS.sleep`` and the messagi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from ._clock import now_ms
 from ._context import WorkflowState, current_step, current_workflow
-from ._errors import DBOSSerializationError, DBOSUnexpectedStepError, ReplayFailed
+from ._errors import (
+    DBOSSerializationError,
+    DBOSUnexpectedStepError,
+    ReplayFailed,
+    WorkflowOwnershipLost,
+)
 from ._failpoints import CRASH_AFTER, step_durable
 from ._runtime import Runtime
 from ._tracing import traced
 from .sysdb import StepRow
 
-__all__ = ["Checkpoint", "next_checkpoint"]
+__all__ = ["Checkpoint", "next_checkpoint", "settle_deferred"]
 
 T = TypeVar("T")
 
@@ -41,10 +47,12 @@ class Checkpoint:
       step does not run again: ``replay`` returns its output (decoded with ``hint``) or
       raises its error, after checking the name recorded there is ``name`` (else
       ``DBOSUnexpectedStepError``: the workflow code is not deterministic).
-    * **Durable first.** ``record``, ``record_error`` and ``record_committed`` write the
-      row through the journal and return only once the batch holding it has committed,
-      so no outcome reaches the workflow before its checkpoint is durable. They add no
-      round trip and no await beyond the journal's.
+    * **Durable before anything outside sees it.** ``record``, ``record_error`` and
+      ``record_committed`` write the row through the journal and return only once the
+      batch holding it has committed. ``defer`` and ``defer_error`` (steps and
+      transactions) hand the outcome back at once and leave the row to commit before
+      the workflow's next effect: every call that takes a checkpoint waits for it
+      first (``traced``). They add no round trip and no await beyond the journal's.
     * **The first recorded row wins.** The journal keeps a step ID's first row and
       answers a later write with it. If another run of this workflow (a concurrent
       recovery or resume) recorded the step first, its row is kept in ``state.recorded``
@@ -67,10 +75,17 @@ class Checkpoint:
         self.name = name
         self.hint = hint
 
-    def traced(self, run: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
-        """``run``, the coroutine that carries out this step, inside the step's span when
-        tracing is on (``dbos_async._tracing``)."""
-        return traced(self.state.workflow_id, self.step_id, self.name, run)
+    def traced(self, make: Callable[[], Coroutine[Any, Any, T]]) -> Coroutine[Any, Any, T]:
+        """The coroutine that carries out this step (``make()``), run inside the step's
+        span when tracing is on (``dbos_async._tracing``) and only once every row this
+        workflow deferred before it is durable (``defer``): whatever this step does, its
+        body, send, child start, wait or record, is an effect those rows must precede.
+        Every call that takes a checkpoint runs through here.
+
+        ``make`` is called only then (a run stopped before it creates nothing to close),
+        and the rows are checked when the coroutine runs, not now: one made before a row
+        was deferred may be awaited after."""
+        return _after_deferred(self, make)
 
     @property
     def recorded(self) -> bool:
@@ -129,6 +144,43 @@ class Checkpoint:
         self.adopt(stored)
         return self.replay(rt)
 
+    def defer(self, rt: Runtime, output: str, value: Any, started_ms: int | None = None) -> Any:
+        """Record ``output`` (``value``, serialized) without waiting: return ``value`` now,
+        while the row commits in the journal's next batch.
+
+        Rule 1 of docs/architecture.md, "durable before anything outside sees it": the
+        workflow's own code between two steps is deterministic and has no effects, so
+        the row needs to be durable only before the workflow's next effect, not before
+        the workflow sees the value. Every call that takes a checkpoint waits for the
+        rows deferred before it (``traced``, ``settle_deferred``), and the workflow's
+        outcome is queued behind them, so the last step's row and the final status share
+        one commit. A crash before the row commits loses only work no one outside saw:
+        recovery runs the step again.
+
+        The row counts as part of the step body until it commits (a cancel waits for it,
+        as for a body); ``settle_deferred`` hands out its error, or stops the run if
+        another run recorded this step first."""
+        self._defer(rt, self.row(output=output, started_ms=started_ms))
+        return value
+
+    def defer_error(self, rt: Runtime, error: Exception, started_ms: int | None = None) -> Any:
+        """``defer`` for an error: record it without waiting and raise it now. Not while
+        the runtime closes (``record_error`` says why)."""
+        if not rt.launched:
+            raise asyncio.CancelledError from error
+        self._defer(rt, self.row(error=rt.codec.dump_error(error), started_ms=started_ms))
+        raise error
+
+    def _defer(self, rt: Runtime, row: StepRow) -> None:
+        state = self.state
+        future = rt.journal.defer_step(row)
+        if CRASH_AFTER:
+            # (Added first, so a crash hook fires before anyone awaiting the row goes on.)
+            future.add_done_callback(lambda f: _durable_hook(f, row))
+        state.hold_body()
+        future.add_done_callback(lambda f: _released(f, state))
+        state.deferred.append((row, future))
+
     async def record_error(
         self, rt: Runtime, error: Exception, started_ms: int | None = None
     ) -> Any:
@@ -155,3 +207,50 @@ class Checkpoint:
         the one another run recorded first. The row is stamped now."""
         self.adopt(await rt.journal.record_step(self.row(output=output)))
         return self.replay(rt)
+
+
+def _released(future: asyncio.Future[Any], state: WorkflowState) -> None:
+    # (The error is read here so that a run that stops before awaiting the row, shut
+    # down or fenced, leaves no "exception was never retrieved" behind.)
+    if not future.cancelled():
+        future.exception()
+    state.release_body()
+
+
+def _durable_hook(future: asyncio.Future[Any], row: StepRow) -> None:
+    if not future.cancelled() and future.exception() is None and future.result() is row:
+        step_durable(row.workflow_id, row.function_id)
+
+
+async def settle_deferred(state: WorkflowState) -> None:
+    """Wait until every row ``state``'s workflow deferred so far has committed.
+
+    Raises what a deferred write met (``WorkflowOwnershipLost`` if another process owns
+    the workflow now). If another run recorded a deferred step first, this run already
+    went on with its own outcome of that step, so it cannot go on: it stops as a
+    fenced run does (``WorkflowOwnershipLost``), recording nothing more, and the run
+    that recorded first (or a recovery) carries the workflow. Concurrent callers
+    (steps under ``asyncio.gather``) each wait for all rows deferred before them; a
+    cancelled caller does not cancel the writes."""
+    entries = list(state.deferred)
+    for _row, future in entries:
+        if not future.done():
+            await asyncio.wait((future,))
+    for entry in entries:
+        with contextlib.suppress(ValueError):
+            state.deferred.remove(entry)
+    for row, future in entries:
+        if future.cancelled():
+            raise asyncio.CancelledError  # (the journal closed: the runtime is stopping)
+        error = future.exception()
+        if error is not None:
+            raise error
+        if future.result() is not row:
+            raise WorkflowOwnershipLost(state.workflow_id)
+
+
+async def _after_deferred(checkpoint: Checkpoint, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    state = checkpoint.state
+    if state.deferred:
+        await settle_deferred(state)
+    return await traced(state.workflow_id, checkpoint.step_id, checkpoint.name, make())

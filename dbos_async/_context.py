@@ -64,6 +64,11 @@ class WorkflowState:
     idle: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     #: What stops the workflow's task, kept by a cancel that waits for running bodies.
     _stop: Callable[[], object] | None = field(default=None, init=False, repr=False)
+    #: Step rows handed to the journal without waiting (``Checkpoint.defer``), with the
+    #: futures that settle when they commit: durable before the workflow's next effect.
+    deferred: list[tuple[StepRow, asyncio.Future[Any]]] = field(
+        default_factory=list, init=False, repr=False
+    )
     #: The queue (and partition) it was claimed from, for per-process limits.
     queue_name: str | None = None
     partition_key: str | None = None
@@ -111,6 +116,14 @@ class WorkflowState:
             self._enter()
         if self.cancelled:
             raise DBOSWorkflowCancelledError(self.workflow_id)
+
+    def hold_body(self) -> None:
+        """Count a deferred step row as a running body until ``release_body``: a cancel
+        waits for it to commit, as it waits for a body and its checkpoint."""
+        self._enter()
+
+    def release_body(self) -> None:
+        self._leave()
 
     async def bodies_ended(self) -> None:
         """Wait until no body runs (a cancelled run waits for a step still running under

@@ -205,7 +205,7 @@ def _recorded(name: str, run: Callable[[], Awaitable[R]]) -> Coroutine[Any, Any,
     checkpoint = next_checkpoint(name)
     if checkpoint is None:
         return _plain(run)
-    return checkpoint.traced(_as_step(checkpoint, lambda _: run()))
+    return checkpoint.traced(lambda: _as_step(checkpoint, lambda _: run()))
 
 
 async def _plain(run: Callable[[], Awaitable[R]]) -> R:
@@ -559,7 +559,7 @@ class Debouncer(Generic[P, R]):
         checkpoint = next_checkpoint("DBOS.debounce")
         if checkpoint is None:
             return _handle(rt, run(None))
-        return _handle(rt, checkpoint.traced(_as_step(checkpoint, run)))
+        return _handle(rt, checkpoint.traced(lambda: _as_step(checkpoint, run)))
 
     debounce_async = debounce
 

@@ -303,6 +303,21 @@ class WorkflowOwnershipLost(BaseException):
         )
 
 
+class DeferredRowFailed(Exception):
+    """Raised to a workflow's run when its outcome is refused because the row of one of
+    its steps failed to commit (an error that is not transient, ``error``): the step's
+    outcome reached the workflow before its row committed (rule 1 of
+    docs/architecture.md), so the workflow's outcome would stand on a step with no row.
+    The run records ``error`` as the workflow's error instead, as it would have been had
+    the step waited for its row.
+
+    Internal to the runtime."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class ReplayFailed(BaseException):
     """Raised inside a workflow run that cannot read back a step an earlier run recorded
     (its stored value does not decode: written with another encryption key or

@@ -18,7 +18,8 @@ The exit status is ``EXIT_STATUS`` (86), so a harness can tell a failpoint from 
 
 A second variable, ``DBOS_ASYNC_CRASH_AFTER_STEP=<step_id>:<workflow_id>``, kills the
 process with SIGKILL (a real crash: no exit handler runs) the moment that step's
-checkpoint is durable, before its outcome reaches the workflow.
+checkpoint is durable, before the workflow's next effect (its next step, transaction,
+message or child) begins.
 ``dbos_async.testing.crash_and_recover`` sets it in the child process it crashes.
 """
 

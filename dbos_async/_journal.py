@@ -8,12 +8,17 @@ arrive while a batch is committing form the next batch.
 
 The ordering rule (rule 1 of docs/architecture.md, "Durable before visible"):
 
-- a write's caller is resumed only after the batch holding it has committed, so a step's
-  result never reaches its workflow before its row is durable;
+- a write's caller is resumed only after the batch holding it has committed. The one
+  exception is ``defer_step``: a step or transaction row handed over without waiting, so
+  the workflow goes on while it commits; its workflow awaits it before its next effect
+  (rule 1 of docs/architecture.md, ``Checkpoint.defer``);
 - batches commit one after another in the order their writes arrived, and a workflow's
-  own writes are never reordered (a workflow awaits each write before its next);
+  own writes are never reordered (a workflow has at most its deferred rows pending when
+  it writes, and they arrived first);
 - if a batch fails, its writes are retried one by one, so only the write that caused the
-  failure fails (its caller gets the error) and the others commit. Writes are keyed and
+  failure fails (its caller gets the error) and the others commit; a workflow a step
+  row of which failed has its outcome refused (``DeferredRowFailed``), so it is not
+  recorded as if that step had its row. Writes are keyed and
   idempotent, so retrying a batch whose outcome was unknown converges;
 - a step or outcome of a workflow this process no longer owns is not written (fencing:
   see ``sysdb``); its caller gets ``WorkflowOwnershipLost`` and the rest commit.
@@ -26,7 +31,7 @@ import contextlib
 import logging
 from typing import Any
 
-from ._errors import WorkflowOwnershipLost
+from ._errors import DeferredRowFailed, WorkflowOwnershipLost
 from ._failpoints import ACTIVE as FAILPOINTS
 from ._failpoints import hit
 from .sysdb import (
@@ -64,6 +69,14 @@ class Journal:
         self._max_batch = max_batch
         self._pending: list[_Entry] = []
         self._wake = asyncio.Event()
+        #: The error of each workflow's deferred step row that failed, until its outcome comes
+        #: (``_refuse_outcomes``). A row fails only on an error that is not transient.
+        self._failed_rows: dict[str, Exception] = {}
+        #: The futures of deferred step rows not yet settled.
+        self._deferred: set[asyncio.Future[WriteResult]] = set()
+        #: Set while nothing is pending or committing.
+        self._drained = asyncio.Event()
+        self._drained.set()
         self._writer: asyncio.Task[None] | None = None
         #: Batches committed and writes in them, for tests and benchmarks.
         self.batches = 0
@@ -73,9 +86,16 @@ class Journal:
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._run())
 
-    async def close(self) -> None:
-        """Stop the writer. Writes still pending are dropped unanswered: their workflows
-        are stopping too, and recovery redoes any step whose row was not committed."""
+    async def close(self, drain_seconds: float = 5.0) -> None:
+        """Commit the writes still pending (for up to ``drain_seconds``: a database that
+        does not answer must not hold a shutdown), then stop the writer. Their workflows
+        have stopped, but what they recorded counts: most often a step row deferred just
+        before the stop (``defer_step``). Writes still pending after that are dropped
+        unanswered; recovery redoes any step whose row was not committed."""
+        if self._writer is not None and not self._drained.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain_seconds):
+                    await self._drained.wait()
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -102,14 +122,45 @@ class Journal:
         assert isinstance(result, bool)
         return result
 
+    def defer_step(self, step: StepRow) -> asyncio.Future[WriteResult]:
+        """Queue a step row without waiting for it: the future is settled once its batch
+        has committed (with the row that counts, ``step`` itself or the one recorded at
+        its ID first) or with its error. The caller must await it before anything of its
+        workflow is seen outside the workflow (``Checkpoint.defer``)."""
+        future = self._enqueue(RecordStep(step))
+        self._deferred.add(future)
+        future.add_done_callback(self._deferred.discard)
+        return future
+
     async def _submit(self, write: Write) -> WriteResult:
+        # A cancelled caller cancels only its future; the write itself still goes out.
+        return await self._enqueue(write)
+
+    def _enqueue(self, write: Write) -> asyncio.Future[WriteResult]:
         if self._writer is None:
             raise RuntimeError("the journal is not running")
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._pending.append((write, future))
         self._wake.set()
-        # A cancelled caller cancels only its future; the write itself still goes out.
-        return await future
+        self._drained.clear()
+        return future
+
+    def _refuse_outcomes(self, batch: list[_Entry]) -> list[_Entry]:
+        """The batch without the outcomes of workflows a step row of which failed: such
+        an outcome is refused with ``DeferredRowFailed`` (the workflow went on from a step
+        whose row never committed; see ``_runner``), the others go on."""
+        kept: list[_Entry] = []
+        for write, future in batch:
+            error = (
+                self._failed_rows.pop(write.workflow_id, None)
+                if isinstance(write, FinishWorkflow)
+                else None
+            )
+            if error is None:
+                kept.append((write, future))
+            else:
+                _settle(future, error=DeferredRowFailed(error))
+        return kept
 
     def _take_batch(self) -> list[_Entry]:
         """Up to ``max_batch`` pending writes, in arrival order, no two with one key (a
@@ -133,8 +184,13 @@ class Journal:
             self._wake.clear()
             while self._pending:
                 await self._flush(self._take_batch())
+            self._drained.set()
 
     async def _flush(self, batch: list[_Entry], retry: bool = False) -> None:
+        if self._failed_rows:
+            batch = self._refuse_outcomes(batch)
+            if not batch:
+                return
         writes = [w for w, _ in batch]
         if FAILPOINTS:
             hit("before_flush")
@@ -146,7 +202,10 @@ class Journal:
             raise
         except Exception as exc:
             if len(batch) == 1:
-                _settle(batch[0][1], error=exc)
+                write, future = batch[0]
+                if isinstance(write, RecordStep) and future in self._deferred:
+                    self._failed_rows[write.step.workflow_id] = exc
+                _settle(future, error=exc)
                 return
             log.debug("a batch of %d writes failed (%r); writing them one by one", len(batch), exc)
             # The failed batch may have committed before failing (its reply lost): the

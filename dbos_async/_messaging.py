@@ -100,7 +100,7 @@ def send(
     checkpoint = next_checkpoint("DBOS.send")
     if checkpoint is None:
         return _with_runtime(_send, destination_id, message, topic_key, idempotency_key)
-    return checkpoint.traced(_send_step(checkpoint, destination_id, message, topic_key))
+    return checkpoint.traced(lambda: _send_step(checkpoint, destination_id, message, topic_key))
 
 
 def send_message(
@@ -186,7 +186,7 @@ def recv(topic: str | None = None, timeout_seconds: float = 60) -> Coroutine[Any
             "workflows"
         )
     deadline = _deadline_checkpoint(checkpoint)
-    return checkpoint.traced(_recv(checkpoint, deadline, topic_key, timeout))
+    return checkpoint.traced(lambda: _recv(checkpoint, deadline, topic_key, timeout))
 
 
 async def _recv(checkpoint: Checkpoint, deadline: Checkpoint, topic: str, seconds: float) -> Any:
@@ -281,7 +281,7 @@ def set_event(key: str, value: Any) -> Coroutine[Any, Any, None]:
     checkpoint = next_checkpoint("DBOS.setEvent")
     if checkpoint is None:
         return _set_event(None, workflow_id, key, value)
-    return checkpoint.traced(_set_event(checkpoint, workflow_id, key, value))
+    return checkpoint.traced(lambda: _set_event(checkpoint, workflow_id, key, value))
 
 
 async def _set_event(checkpoint: Checkpoint | None, workflow_id: str, key: str, value: Any) -> None:
@@ -309,7 +309,9 @@ def get_event(workflow_id: str, key: str, timeout_seconds: float = 60) -> Corout
     if checkpoint is None:
         return _with_runtime(_get_event, workflow_id, key, timeout)
     deadline = _deadline_checkpoint(checkpoint)
-    return checkpoint.traced(_get_event_step(checkpoint, deadline, workflow_id, key, timeout))
+    return checkpoint.traced(
+        lambda: _get_event_step(checkpoint, deadline, workflow_id, key, timeout)
+    )
 
 
 def wait_for_event(
@@ -358,7 +360,7 @@ def get_all_events(workflow_id: str) -> Coroutine[Any, Any, dict[str, Any]]:
     checkpoint = next_checkpoint("DBOS.getAllEvents")
     if checkpoint is None:
         return _with_runtime(_get_all_events, workflow_id)
-    return checkpoint.traced(_get_all_events_step(checkpoint, workflow_id))
+    return checkpoint.traced(lambda: _get_all_events_step(checkpoint, workflow_id))
 
 
 def read_all_events(rt: Runtime, workflow_id: str) -> Coroutine[Any, Any, dict[str, Any]]:
@@ -393,7 +395,7 @@ def write_stream(key: str, value: Any) -> Coroutine[Any, Any, None]:
     checkpoint = next_checkpoint("DBOS.writeStream")
     if checkpoint is None:
         return _write_stream(None, workflow_id, key, value, False)
-    return checkpoint.traced(_write_stream(checkpoint, workflow_id, key, value, False))
+    return checkpoint.traced(lambda: _write_stream(checkpoint, workflow_id, key, value, False))
 
 
 def close_stream(key: str) -> Coroutine[Any, Any, None]:
@@ -403,7 +405,7 @@ def close_stream(key: str) -> Coroutine[Any, Any, None]:
     checkpoint = next_checkpoint("DBOS.closeStream")
     if checkpoint is None:
         return _write_stream(None, workflow_id, key, None, True)
-    return checkpoint.traced(_write_stream(checkpoint, workflow_id, key, None, True))
+    return checkpoint.traced(lambda: _write_stream(checkpoint, workflow_id, key, None, True))
 
 
 async def _write_stream(

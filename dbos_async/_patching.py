@@ -87,7 +87,7 @@ def patch(patch_name: str) -> Coroutine[Any, Any, bool]:
     checkpoint = Checkpoint(state, state.take_step_id(), marker)
     if recorded is not None:
         return _answer(True)
-    return checkpoint.traced(_record_marker(rt, checkpoint, patch_name))
+    return checkpoint.traced(lambda: _record_marker(rt, checkpoint, patch_name))
 
 
 async def _record_marker(rt: Runtime, checkpoint: Checkpoint, patch_name: str) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from ._checkpoint import settle_deferred
 from ._classes import split_receiver, stored_receiver
 from ._clock import now_ms
 from ._context import (
@@ -34,6 +35,7 @@ from ._errors import (
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowFunctionNotFoundError,
+    DeferredRowFailed,
     ReplayFailed,
     WorkflowOwnershipLost,
 )
@@ -231,6 +233,8 @@ async def _start(
                     state.workflow_id, step_id, info.name, recorded.function_name
                 )
             return WorkflowHandle(rt, recorded.child_workflow_id)
+        # A child's row is an effect: the rows its parent deferred go first (rule 1).
+        await settle_deferred(state)
         enqueue = lazy if lazy is None or isinstance(lazy, EnqueueRequest) else await lazy()
         workflow_id = assigned or f"{state.workflow_id}-{step_id}"
         # Starting a child is one of the parent's steps: a cancel of the parent lets its
@@ -422,21 +426,24 @@ async def _execute(
             future.cancel()
             return
         try:
-            if error is None:
-                finished = await rt.journal.finish_workflow(
-                    workflow_id, WorkflowStatusString.SUCCESS.value, output, None, now_ms()
-                )
-            else:
-                finished = await rt.journal.finish_workflow(
-                    workflow_id,
-                    WorkflowStatusString.ERROR.value,
-                    None,
-                    rt.codec.dump_error(error),
-                    now_ms(),
-                )
+            try:
+                finished = await _finish(rt, workflow_id, output, error)
+            except DeferredRowFailed as exc:
+                # A step's row failed after the workflow went on from it: its error is
+                # the outcome, as if the step had waited for its row and raised it.
+                error = exc.error
+                finished = await _finish(rt, workflow_id, None, error)
         except WorkflowOwnershipLost:
             _abandon(state, future)
             return
+        # The rows the workflow deferred were queued before its outcome, so they have
+        # committed (or failed) by now, in its batch or before.
+        # (A deferred row that failed while the outcome committed: fencing makes both
+        # fail together, so this is only logged.)
+        try:
+            await settle_deferred(state)
+        except (Exception, WorkflowOwnershipLost) as exc:
+            log.error("workflow %s: a step row was not recorded: %r", workflow_id, exc)
         if not finished:
             # Someone else decided this workflow's outcome first (cancelled, dead-lettered).
             row = await rt.sysdb.get_workflow(workflow_id)
@@ -462,6 +469,19 @@ async def _execute(
         if not isinstance(exc, Exception):
             raise
         log.error("workflow %s could not record its outcome: %r", workflow_id, exc)
+
+
+async def _finish(
+    rt: Runtime, workflow_id: str, output: str | None, error: BaseException | None
+) -> bool:
+    """Record the outcome (SUCCESS with ``output``, or ERROR with ``error``)."""
+    if error is None:
+        return await rt.journal.finish_workflow(
+            workflow_id, WorkflowStatusString.SUCCESS.value, output, None, now_ms()
+        )
+    return await rt.journal.finish_workflow(
+        workflow_id, WorkflowStatusString.ERROR.value, None, rt.codec.dump_error(error), now_ms()
+    )
 
 
 def _abandon(state: WorkflowState, future: asyncio.Future[Any]) -> None:

@@ -108,7 +108,7 @@ def send_bulk(
     checkpoint = next_checkpoint(SEND_BULK_STEP_NAME)
     if checkpoint is None:
         return _send_plain(None, checked)
-    return checkpoint.traced(_send_step(checkpoint, checked))
+    return checkpoint.traced(lambda: _send_step(checkpoint, checked))
 
 
 async def send_bulk_from(rt: Runtime, messages: Sequence[SendMessage]) -> None:

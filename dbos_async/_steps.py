@@ -2,8 +2,9 @@
 
 Each takes its step ID when it is called (before any ``await``), so concurrent calls in
 ``asyncio.gather`` number deterministically. A step's output is recorded before the
-workflow sees it; on re-execution a recorded step returns its output (or raises its error)
-without running, after checking it is the same function that was recorded there.
+workflow's next effect (``Checkpoint.defer``); on re-execution a recorded step returns its
+output (or raises its error) without running, after checking it is the same function that
+was recorded there.
 
 A cancel (or a deadline) never interrupts a step or transaction body: the body finishes
 and its checkpoint is recorded, then the workflow stops before its next step.
@@ -120,10 +121,13 @@ def call_step(
     checkpoint = next_checkpoint(info.name, info.return_hint)
     if checkpoint is None:
         return _plain_step(info, args, kwargs)
-    run = _run_step(checkpoint, info, args, kwargs)
     if info.step_options.preemptible:
-        return checkpoint.traced(_preemptible(checkpoint.state, run))
-    return checkpoint.traced(_as_body(checkpoint.state, run))
+        return checkpoint.traced(
+            lambda: _preemptible(checkpoint.state, _run_step(checkpoint, info, args, kwargs))
+        )
+    return checkpoint.traced(
+        lambda: _as_body(checkpoint.state, _run_step(checkpoint, info, args, kwargs))
+    )
 
 
 async def _run_step(
@@ -144,8 +148,8 @@ async def _run_step(
             hit("after_step_body")
         output = rt.codec.dumps(value, f"output of step {info.name!r}")
     except Exception as exc:
-        return await checkpoint.record_error(rt, exc, started)
-    return await checkpoint.record(rt, output, value, started)
+        return checkpoint.defer_error(rt, exc, started)
+    return checkpoint.defer(rt, output, value, started)
 
 
 def call_transaction(
@@ -155,7 +159,7 @@ def call_transaction(
     if checkpoint is None:
         return _run_transaction(None, info, args, kwargs)
     return checkpoint.traced(
-        _as_body(checkpoint.state, _run_transaction(checkpoint, info, args, kwargs))
+        lambda: _as_body(checkpoint.state, _run_transaction(checkpoint, info, args, kwargs))
     )
 
 
@@ -243,10 +247,10 @@ async def _run_transaction(
         except Exception as exc:
             if checkpoint is None:
                 raise
-            return await checkpoint.record_error(rt, exc, started)
+            return checkpoint.defer_error(rt, exc, started)
     if checkpoint is None:
         return value
-    return await checkpoint.record(rt, output[-1], value, started)
+    return checkpoint.defer(rt, output[-1], value, started)
 
 
 def transaction_session() -> Any:
@@ -268,7 +272,7 @@ def durable_sleep(seconds: float) -> Coroutine[Any, Any, None]:
     checkpoint = next_checkpoint(SLEEP_STEP_NAME, float)
     if checkpoint is None:
         return asyncio.sleep(seconds)
-    return checkpoint.traced(_sleep(checkpoint, float(seconds)))
+    return checkpoint.traced(lambda: _sleep(checkpoint, float(seconds)))
 
 
 async def _sleep(checkpoint: Checkpoint, seconds: float) -> None:
@@ -293,7 +297,7 @@ def builtin_step(
     checkpoint = next_checkpoint(name, hint)
     if checkpoint is None:
         return _awaited(run)
-    return checkpoint.traced(_builtin(checkpoint, run))
+    return checkpoint.traced(lambda: _builtin(checkpoint, run))
 
 
 def builtin_step_naming(
@@ -307,7 +311,7 @@ def builtin_step_naming(
     if checkpoint is None:
         return _awaited(lambda: run(None))
     child_id = f"{checkpoint.state.workflow_id}-{checkpoint.step_id}"
-    return checkpoint.traced(_builtin(checkpoint, lambda: run(child_id)))
+    return checkpoint.traced(lambda: _builtin(checkpoint, lambda: run(child_id)))
 
 
 async def _awaited(run: Callable[[], Awaitable[T]]) -> T:
@@ -337,7 +341,7 @@ def durable_wait(
     checkpoint = next_checkpoint("DBOS.asyncio_wait", list[int])
     if checkpoint is None:
         return asyncio.wait(futures, timeout=wait_seconds, return_when=return_when)
-    return checkpoint.traced(_durable_wait(checkpoint, futures, wait_seconds, return_when))
+    return checkpoint.traced(lambda: _durable_wait(checkpoint, futures, wait_seconds, return_when))
 
 
 async def _durable_wait(

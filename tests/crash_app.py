@@ -103,15 +103,55 @@ def kill_after_transaction_commit() -> None:
     done, its checkpoint in the system database is not."""
     from dbos_async._runtime import get_runtime
 
-    journal = get_runtime().journal
-    original = journal.record_step
+    sysdb = get_runtime().sysdb
+    original = sysdb.write_batch
 
-    async def record_step(step: Any) -> Any:
-        if step.function_name == "crash_insert" and armed("transaction"):
+    async def write_batch(writes: Any, **kwargs: Any) -> Any:
+        names = {getattr(getattr(w, "step", None), "function_name", None) for w in writes}
+        if "crash_insert" in names and armed("transaction"):
             die()
-        return await original(step)
+        return await original(writes, **kwargs)
 
-    journal.record_step = record_step  # type: ignore[method-assign]
+    sysdb.write_batch = write_batch  # type: ignore[method-assign]
+
+
+# -- deferred: killed before a step's deferred row commits ----------------------------
+
+
+@DBOS.step()
+async def crash_deferred_one(x: int) -> int:
+    log("step1")
+    return x + 1
+
+
+@DBOS.step()
+async def crash_deferred_two(x: int) -> int:
+    log("step2")
+    return x * 10
+
+
+@DBOS.workflow()
+async def crash_deferred(x: int) -> int:
+    a = await crash_deferred_one(x)
+    log(f"between {a}")  # (the workflow went on before step 1's row committed)
+    return await crash_deferred_two(a)
+
+
+def kill_before_deferred_row() -> None:
+    """Die as step 1's row is about to be committed: its body ran and the workflow went
+    on with its output, but the row is not durable (nor anything after it)."""
+    from dbos_async._runtime import get_runtime
+
+    sysdb = get_runtime().sysdb
+    original = sysdb.write_batch
+
+    async def write_batch(writes: Any, **kwargs: Any) -> Any:
+        names = {getattr(getattr(w, "step", None), "function_name", None) for w in writes}
+        if any(str(n).endswith("crash_deferred_one") for n in names) and armed("deferred"):
+            die()
+        return await original(writes, **kwargs)
+
+    sysdb.write_batch = write_batch  # type: ignore[method-assign]
 
 
 # -- max_recovery: dies on every run ---------------------------------------------------
@@ -181,6 +221,7 @@ async def crash_changed(x: int) -> int:
 STARTS = {
     "three_steps": (crash_three_steps, (1,)),
     "transaction": (crash_transaction, ("once",)),
+    "deferred": (crash_deferred, (1,)),
     "max_recovery": (crash_every_time, (7,)),
     "sleep": (crash_sleeper, (float(os.environ.get("CRASH_SLEEP", "4")),)),
     "recv": (crash_waiter, ("recv", float(os.environ.get("CRASH_WAIT", "4")))),
@@ -198,6 +239,8 @@ async def main() -> None:
     async with DBOS(config):
         if SCENARIO == "transaction":
             kill_after_transaction_commit()
+        if SCENARIO == "deferred":
+            kill_before_deferred_row()
         if ROLE == "start":
             func, args = STARTS[SCENARIO]
             with SetWorkflowID(WORKFLOW_ID):

@@ -69,6 +69,31 @@ def test_crash__three_step_workflow_resumes_at_step_three(db_url: str, tmp_path:
     assert log_lines(tmp_path) == ["started", "step1", "step2", "step3", "step3"]
 
 
+def test_crash__step_whose_deferred_row_was_lost_runs_again_and_nothing_after_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A step's row is deferred: the workflow goes on with its output while the row
+    commits, and waits for it before its next effect. Killed before that row commits,
+    the recovered run runs the step again; the next step had not run before."""
+    arm(tmp_path, "deferred")
+    first = run("deferred", "start", db_url, tmp_path)
+    assert killed(first), first.stderr
+    assert log_lines(tmp_path) == ["started", "step1", "between 2"]
+
+    result = outcome(run("deferred", "recover", db_url, tmp_path))
+    assert result["result"] == 20
+    assert result["status"] == "SUCCESS"
+    assert result["recovery_attempts"] == 1
+    assert log_lines(tmp_path) == [
+        "started",
+        "step1",
+        "between 2",
+        "step1",
+        "between 2",
+        "step2",
+    ]
+
+
 def test_crash__committed_transaction_is_never_run_again(db_url: str, tmp_path: Path) -> None:
     arm(tmp_path, "transaction")
     first = run("transaction", "start", db_url, tmp_path)

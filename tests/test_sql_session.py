@@ -360,16 +360,17 @@ async def test_sql_session__output_commits_with_the_writes_once(
 ) -> None:
     """A crash after the transaction committed and before its step row: the recovered
     workflow adopts the committed output; the body does not run (or write) again."""
-    journal = get_runtime().journal
-    original = journal.record_step
+    sysdb = get_runtime().sysdb
+    original = sysdb.write_batch
 
-    async def record_step(step: Any) -> Any:
-        if step.function_name == "tx_note_once":
+    async def write_batch(writes: Any, **kwargs: Any) -> Any:
+        names = {getattr(getattr(w, "step", None), "function_name", None) for w in writes}
+        if "tx_note_once" in names:
             gate("committed").set()
             await asyncio.Event().wait()  # the "crash": never recorded in this run
-        return await original(step)
+        return await original(writes, **kwargs)
 
-    monkeypatch.setattr(journal, "record_step", record_step)
+    monkeypatch.setattr(sysdb, "write_batch", write_batch)
     try:
         with SetWorkflowID("sqls-once"):
             await DBOS.start_workflow(wf_note_once, "once")
