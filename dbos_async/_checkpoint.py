@@ -22,7 +22,7 @@ from ._runtime import Runtime
 from ._tracing import traced
 from .sysdb import StepRow
 
-__all__ = ["Checkpoint", "next_checkpoint", "settle_deferred"]
+__all__ = ["Checkpoint", "next_checkpoint", "settle_deferred", "wait_deferred"]
 
 T = TypeVar("T")
 
@@ -157,9 +157,9 @@ class Checkpoint:
         one commit. A crash before the row commits loses only work no one outside saw:
         recovery runs the step again.
 
-        The row counts as part of the step body until it commits (a cancel waits for it,
-        as for a body); ``settle_deferred`` hands out its error, or stops the run if
-        another run recorded this step first."""
+        A cancelled run waits for its deferred rows before it ends (``wait_deferred``),
+        as it waits for a running body; ``settle_deferred`` hands out a row's error, or
+        stops the run if another run recorded this step first."""
         self._defer(rt, self.row(output=output, started_ms=started_ms))
         return value
 
@@ -172,14 +172,11 @@ class Checkpoint:
         raise error
 
     def _defer(self, rt: Runtime, row: StepRow) -> None:
-        state = self.state
         future = rt.journal.defer_step(row)
         if CRASH_AFTER:
             # (Added first, so a crash hook fires before anyone awaiting the row goes on.)
             future.add_done_callback(lambda f: _durable_hook(f, row))
-        state.hold_body()
-        future.add_done_callback(lambda f: _released(f, state))
-        state.deferred.append((row, future))
+        self.state.deferred.append((row, future))
 
     async def record_error(
         self, rt: Runtime, error: Exception, started_ms: int | None = None
@@ -209,14 +206,6 @@ class Checkpoint:
         return self.replay(rt)
 
 
-def _released(future: asyncio.Future[Any], state: WorkflowState) -> None:
-    # (The error is read here so that a run that stops before awaiting the row, shut
-    # down or fenced, leaves no "exception was never retrieved" behind.)
-    if not future.cancelled():
-        future.exception()
-    state.release_body()
-
-
 def _durable_hook(future: asyncio.Future[Any], row: StepRow) -> None:
     if not future.cancelled() and future.exception() is None and future.result() is row:
         step_durable(row.workflow_id, row.function_id)
@@ -230,16 +219,23 @@ async def settle_deferred(state: WorkflowState) -> None:
     went on with its own outcome of that step, so it cannot go on: it stops as a
     fenced run does (``WorkflowOwnershipLost``), recording nothing more, and the run
     that recorded first (or a recovery) carries the workflow. Concurrent callers
-    (steps under ``asyncio.gather``) each wait for all rows deferred before them; a
-    cancelled caller does not cancel the writes."""
+    (steps under ``asyncio.gather``) each wait for all rows deferred before them.
+
+    The journal settles its futures in the order it commits them, so waiting for the
+    last one is waiting for all; the wait is on a future of its own, so a cancelled
+    caller (a ``wait_for`` around a step) cancels nothing the journal or another
+    caller waits on."""
+    if not state.deferred:
+        return
     entries = list(state.deferred)
-    for _row, future in entries:
-        if not future.done():
-            await asyncio.wait((future,))
-    for entry in entries:
-        with contextlib.suppress(ValueError):
-            state.deferred.remove(entry)
+    last = entries[-1][1]
+    if not last.done():
+        await _wait_done(last)
     for row, future in entries:
+        if not future.done():  # (settled out of order only by a retried batch)
+            await _wait_done(future)
+        with contextlib.suppress(ValueError):
+            state.deferred.remove((row, future))
         if future.cancelled():
             raise asyncio.CancelledError  # (the journal closed: the runtime is stopping)
         error = future.exception()
@@ -247,6 +243,31 @@ async def settle_deferred(state: WorkflowState) -> None:
             raise error
         if future.result() is not row:
             raise WorkflowOwnershipLost(state.workflow_id)
+
+
+async def wait_deferred(state: WorkflowState) -> None:
+    """Wait until the rows ``state``'s workflow deferred have committed or failed,
+    raising nothing (a cancelled run, before it ends: a resume must find them)."""
+    for _row, future in list(state.deferred):
+        if not future.done():
+            await _wait_done(future)
+        if not future.cancelled():
+            future.exception()  # (read: it is reported by whoever runs the workflow next)
+    state.deferred.clear()
+
+
+async def _wait_done(future: asyncio.Future[Any]) -> None:
+    waiter = asyncio.get_running_loop().create_future()
+
+    def wake(_: asyncio.Future[Any]) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    future.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        future.remove_done_callback(wake)
 
 
 async def _after_deferred(checkpoint: Checkpoint, make: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -117,14 +117,6 @@ class WorkflowState:
         if self.cancelled:
             raise DBOSWorkflowCancelledError(self.workflow_id)
 
-    def hold_body(self) -> None:
-        """Count a deferred step row as a running body until ``release_body``: a cancel
-        waits for it to commit, as it waits for a body and its checkpoint."""
-        self._enter()
-
-    def release_body(self) -> None:
-        self._leave()
-
     async def bodies_ended(self) -> None:
         """Wait until no body runs (a cancelled run waits for a step still running under
         ``asyncio.gather``, so a resume cannot start before that step is recorded)."""

@@ -72,7 +72,7 @@ class Journal:
         #: The error of each workflow's deferred step row that failed, until its outcome comes
         #: (``_refuse_outcomes``). A row fails only on an error that is not transient.
         self._failed_rows: dict[str, Exception] = {}
-        #: The futures of deferred step rows not yet settled.
+        #: The futures of deferred step rows not yet settled (each leaves once settled).
         self._deferred: set[asyncio.Future[WriteResult]] = set()
         #: Set while nothing is pending or committing.
         self._drained = asyncio.Event()
@@ -104,6 +104,7 @@ class Journal:
         for _, future in self._pending:
             future.cancel()
         self._pending.clear()
+        self._deferred.clear()
 
     async def insert_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
         result = await self._submit(InsertWorkflow(row))
@@ -129,7 +130,6 @@ class Journal:
         workflow is seen outside the workflow (``Checkpoint.defer``)."""
         future = self._enqueue(RecordStep(step))
         self._deferred.add(future)
-        future.add_done_callback(self._deferred.discard)
         return future
 
     async def _submit(self, write: Write) -> WriteResult:
@@ -203,7 +203,9 @@ class Journal:
         except Exception as exc:
             if len(batch) == 1:
                 write, future = batch[0]
-                if isinstance(write, RecordStep) and future in self._deferred:
+                if future in self._deferred:
+                    self._deferred.discard(future)
+                    assert isinstance(write, RecordStep)
                     self._failed_rows[write.step.workflow_id] = exc
                 _settle(future, error=exc)
                 return
@@ -217,7 +219,10 @@ class Journal:
             hit("after_flush")
         self.batches += 1
         self.writes += len(batch)
+        deferred = self._deferred
         for (_, future), result in zip(batch, results, strict=True):
+            if deferred:
+                deferred.discard(future)
             if isinstance(result, Fenced):
                 # Another process owns the workflow now: nothing of it was written.
                 _settle(future, error=WorkflowOwnershipLost(result.workflow_id))

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from ._checkpoint import settle_deferred
+from ._checkpoint import settle_deferred, wait_deferred
 from ._classes import split_receiver, stored_receiver
 from ._clock import now_ms
 from ._context import (
@@ -403,6 +403,7 @@ async def _execute(
                 # Cancelled by an operator or its deadline: CANCELLED is recorded. A step
                 # still running under asyncio.gather records before this run ends.
                 await state.bodies_ended()
+                await _rows_before_end(rt, state)
                 return
             raise
         except Exception as exc:
@@ -469,6 +470,26 @@ async def _execute(
         if not isinstance(exc, Exception):
             raise
         log.error("workflow %s could not record its outcome: %r", workflow_id, exc)
+    finally:
+        # (A run that stopped without waiting for its deferred rows, fenced or shut down,
+        # reads their errors, so none is reported as never retrieved.)
+        for _row, deferred in state.deferred:
+            if deferred.done() and not deferred.cancelled():
+                deferred.exception()
+
+
+async def _rows_before_end(rt: Runtime, state: WorkflowState) -> None:
+    """A cancelled run ends only once the rows it deferred have committed, so that a
+    resume (which waits for this run to end) finds them and never runs those steps
+    again. A repeated stop (the resume stops the run too) does not cut this short; the
+    runtime's shutdown does (the journal commits what is pending as it closes)."""
+    while True:
+        try:
+            await wait_deferred(state)
+            return
+        except asyncio.CancelledError:
+            if not rt.launched:
+                raise
 
 
 async def _finish(
