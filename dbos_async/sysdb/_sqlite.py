@@ -1,11 +1,13 @@
 """SQLite backend: the system and application databases, each on one ``SQLiteConnection``.
 
 The layers, each importing only those below: ``_queries`` (the statements,
-``sql/sqlite/queries``); ``_sqlite_connection`` (one aiosqlite connection, the per-file
-write lock and the rules that make sharing a file safe: read its docstring); the parts of
-the system database (``_sqlite_messaging``, ``_sqlite_management``, ``_sqlite_queues``,
-``_sqlite_leases``, ``_sqlite_versions``);
-and this module, which puts the system database together, and the application database.
+``sql/sqlite/queries``); ``_sqlite_thread`` (a read or a whole write transaction as one
+plain ``sqlite3`` function, run in one trip to the connection's thread);
+``_sqlite_connection`` (one aiosqlite connection, the per-file write lock and the rules
+that make sharing a file safe: read its docstring); the parts of the system database
+(``_sqlite_messaging``, ``_sqlite_management``, ``_sqlite_queues``, ``_sqlite_leases``,
+``_sqlite_versions``); and this module, which puts the system database together, and the
+application database.
 """
 
 from __future__ import annotations

@@ -11,9 +11,13 @@ connection) share one file. The rules that make that safe:
   is open, checkpoint writes of other workflows wait their turn on the loop, however long
   the body takes, instead of spinning in SQLite's busy handler until "database is
   locked". They never fail for it: a workflow whose step succeeded records it.
-- **Reads keep going.** The file is in WAL mode and reads take only their connection's
-  lock, so status reads, ``get_event``, stream reads and queue polls run while a
-  transaction is open.
+- **Reads keep going.** The file is in WAL mode and reads take no write lock, so status
+  reads, ``get_event``, stream reads and queue polls run while a transaction is open
+  (on another connection: the system connection's reads while an application
+  transaction body is open on the application connection).
+- **One trip per operation.** A system read, or a system write's whole ``BEGIN
+  IMMEDIATE`` ... ``COMMIT``, is one function handed to the connection's thread
+  (``_sqlite_thread``), not a trip per statement; many reads queue there at once.
 - **Other processes: wait, roll back, retry.** A write that still finds the file locked
   (another process's transaction, held past ``BUSY_TIMEOUT_SECONDS``) is rolled back and
   retried with backoff, without end: it is never surfaced to a workflow. Only a
@@ -120,8 +124,12 @@ _holding: ContextVar[_Hold | None] = ContextVar("dbos_async_sqlite_hold", defaul
 
 class SQLiteConnection:
     """One aiosqlite connection and the locks that order its use in this process: its
-    own lock (one operation at a time on the connection) and, for writes, its file's
-    lock, taken first (one ``BEGIN IMMEDIATE`` section at a time on the file)."""
+    file's lock for writes (one ``BEGIN IMMEDIATE`` section at a time on the file), and
+    its own lock, held by a transaction body (``transaction``) for as long as it is open.
+
+    The system database's reads and writes (``read``, ``write``) are plain ``sqlite3``
+    functions, each run in one trip to the connection's thread (``_sqlite_thread``);
+    they take the connection's lock only to wait for an open transaction body."""
 
     def __init__(self, url: str, *, create_missing: bool = True) -> None:
         self.url = url
@@ -194,9 +202,7 @@ class SQLiteConnection:
         holds the file, a "database is locked" failure is rolled back and, with
         ``retry_busy``, retried with backoff until it goes through; without, it is raised.
         """
-        return await self._write(
-            lambda: self._one_trip(lambda: run_write(self.conn, work)), retry_busy
-        )
+        return await self._write(lambda: self._one_trip(run_write, work), retry_busy)
 
     async def transaction(
         self, op: Callable[[aiosqlite.Connection], Awaitable[T]], *, retry_busy: bool = True
@@ -237,15 +243,17 @@ class SQLiteConnection:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX)
 
-    async def _one_trip(self, trip: Callable[[], Awaitable[T]]) -> T:
-        """Send a one-trip read or write to the thread. It needs no turn of the
-        connection's lock (the thread runs its queue in order, so a trip never lands in
-        the middle of another), except while a multi-trip ``transaction`` holds it:
+    async def _one_trip(
+        self, send: Callable[[aiosqlite.Connection, Work[T]], Awaitable[T]], work: Work[T]
+    ) -> T:
+        """Send ``work`` to the thread (``run_read`` or ``run_write``). It needs no turn of
+        the connection's lock (the thread runs its queue in order, so one trip never lands
+        in the middle of another), except while a multi-trip ``transaction`` holds it:
         then it waits for the end of that transaction."""
         if self.lock.locked():
             async with self.lock:
-                return await trip()
-        return await trip()
+                return await send(self.conn, work)
+        return await send(self.conn, work)
 
     async def _transaction(
         self, op: Callable[[aiosqlite.Connection], Awaitable[T]], file_lock: asyncio.Lock
@@ -275,9 +283,7 @@ class SQLiteConnection:
         hold = _holding.get()
         if hold is not None and hold.active and hold.conn is self:
             return await run_read(self.conn, work)
-        return await _retry_busy(
-            lambda: self._one_trip(lambda: run_read(self.conn, work)), self.path
-        )
+        return await _retry_busy(lambda: self._one_trip(run_read, work), self.path)
 
     async def migrate(self, component: str, *, from_migrations: bool = False) -> None:
         files = load_schema_files("sqlite", component)
