@@ -1,11 +1,13 @@
 """SQLite backend: the system and application databases, each on one ``SQLiteConnection``.
 
 The layers, each importing only those below: ``_queries`` (the statements,
-``sql/sqlite/queries``); ``_sqlite_connection`` (one aiosqlite connection, the per-file
-write lock and the rules that make sharing a file safe: read its docstring); the parts of
-the system database (``_sqlite_messaging``, ``_sqlite_management``, ``_sqlite_queues``,
-``_sqlite_leases``, ``_sqlite_versions``);
-and this module, which puts the system database together, and the application database.
+``sql/sqlite/queries``); ``_sqlite_thread`` (a read or a whole write transaction as one
+plain ``sqlite3`` function, run in one trip to the connection's thread);
+``_sqlite_connection`` (one aiosqlite connection, the per-file write lock and the rules
+that make sharing a file safe: read its docstring); the parts of the system database
+(``_sqlite_messaging``, ``_sqlite_management``, ``_sqlite_queues``, ``_sqlite_leases``,
+``_sqlite_versions``); and this module, which puts the system database together, and the
+application database.
 """
 
 from __future__ import annotations
@@ -52,37 +54,35 @@ T = TypeVar("T")
 Q = load_queries("sqlite")
 
 
-async def _write(
-    conn: aiosqlite.Connection, write: Write, retry: bool, owner: str | None
-) -> WriteResult:
+def _write(conn: sqlite3.Connection, write: Write, retry: bool, owner: str | None) -> WriteResult:
     """One write inside a batch's transaction; steps and finishes only for workflows
     ``owner`` owns (else ``Fenced``)."""
     if isinstance(write, InsertWorkflow):
         row = write.row
-        cur = await conn.execute(Q["insert_workflow"], workflow_params(row))
+        cur = conn.execute(Q["insert_workflow"], workflow_params(row))
         if cur.rowcount == 1:
             return None
-        cur = await conn.execute(Q["get_workflow"], (row.workflow_id,))
-        return insert_result(row, workflow_row_or_none(await cur.fetchone()), retry)
+        cur = conn.execute(Q["get_workflow"], (row.workflow_id,))
+        return insert_result(row, workflow_row_or_none(cur.fetchone()), retry)
     if isinstance(write, RecordStep):
         step = write.step
-        cur = await conn.execute(Q["insert_step"], (*step_params(step), owner))
+        cur = conn.execute(Q["insert_step"], (*step_params(step), owner))
         if cur.rowcount == 1:
             return step
-        cur = await conn.execute(Q["owner_of"], (step.workflow_id,))
-        found = await cur.fetchone()
+        cur = conn.execute(Q["owner_of"], (step.workflow_id,))
+        found = cur.fetchone()
         if found is None or found[0] != owner:
             return Fenced(step.workflow_id)
-        cur = await conn.execute(Q["get_step"], (step.workflow_id, step.function_id))
-        return step_result(step, step_row_or_none(await cur.fetchone()))
-    cur = await conn.execute(
+        cur = conn.execute(Q["get_step"], (step.workflow_id, step.function_id))
+        return step_result(step, step_row_or_none(cur.fetchone()))
+    cur = conn.execute(
         Q["finish_workflow"],
         (write.status, write.output, write.error, write.updated_at, write.workflow_id, owner),
     )
     if cur.rowcount == 1:
         return True
-    cur = await conn.execute(Q["get_workflow"], (write.workflow_id,))
-    return finish_result(write, workflow_row_or_none(await cur.fetchone()), retry, owner)
+    cur = conn.execute(Q["get_workflow"], (write.workflow_id,))
+    return finish_result(write, workflow_row_or_none(cur.fetchone()), retry, owner)
 
 
 class SQLiteSystemDatabase(
@@ -111,30 +111,30 @@ class SQLiteSystemDatabase(
     async def write_batch(
         self, writes: Sequence[Write], *, retry: bool = False
     ) -> list[WriteResult]:
-        async def op(conn: aiosqlite.Connection) -> list[WriteResult]:
-            return [await _write(conn, w, retry, self.owner) for w in writes]
+        def op(conn: sqlite3.Connection) -> list[WriteResult]:
+            return [_write(conn, w, retry, self.owner) for w in writes]
 
         return await self._db.write(op)
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
-        async def op(conn: aiosqlite.Connection) -> WorkflowRow | None:
-            cur = await conn.execute(Q["get_workflow"], (workflow_id,))
-            return workflow_row_or_none(await cur.fetchone())
+        def op(conn: sqlite3.Connection) -> WorkflowRow | None:
+            cur = conn.execute(Q["get_workflow"], (workflow_id,))
+            return workflow_row_or_none(cur.fetchone())
 
         return await self._db.read(op)
 
     async def load_steps(self, workflow_id: str) -> list[StepRow]:
-        async def op(conn: aiosqlite.Connection) -> list[StepRow]:
-            cur = await conn.execute(Q["load_steps"], (workflow_id,))
-            return [step_row(r) for r in await cur.fetchall()]
+        def op(conn: sqlite3.Connection) -> list[StepRow]:
+            cur = conn.execute(Q["load_steps"], (workflow_id,))
+            return [step_row(r) for r in cur.fetchall()]
 
         return await self._db.read(op)
 
     async def load_steps_many(self, workflow_ids: Sequence[str]) -> dict[str, list[StepRow]]:
-        async def op(conn: aiosqlite.Connection) -> dict[str, list[StepRow]]:
+        def op(conn: sqlite3.Connection) -> dict[str, list[StepRow]]:
             found: dict[str, list[StepRow]] = {wid: [] for wid in workflow_ids}
-            cur = await conn.execute(Q["load_steps_many"], (json.dumps(list(workflow_ids)),))
-            for r in await cur.fetchall():
+            cur = conn.execute(Q["load_steps_many"], (json.dumps(list(workflow_ids)),))
+            for r in cur.fetchall():
                 found[r[0]].append(step_row(r))
             return found
 
@@ -202,7 +202,7 @@ class SQLiteApplicationDatabase:
         try:
             # Not retried here: a lock failure (another process holds the file past the
             # busy timeout) is the engine's to retry, as any conflict.
-            return await self._db.write(op, retry_busy=False)
+            return await self._db.transaction(op, retry_busy=False)
         except Exception as exc:
             cause = driver_error(exc)  # (a DBOS.sql_session statement's: SQLAlchemy's)
             if is_busy(cause):
@@ -210,15 +210,15 @@ class SQLiteApplicationDatabase:
             raise
 
     async def get_transaction_output(self, workflow_id: str, function_id: int) -> str | None:
-        async def op(conn: aiosqlite.Connection) -> str | None:
-            cur = await conn.execute(Q["get_transaction_output"], (workflow_id, function_id))
-            r = await cur.fetchone()
+        def op(conn: sqlite3.Connection) -> str | None:
+            cur = conn.execute(Q["get_transaction_output"], (workflow_id, function_id))
+            r = cur.fetchone()
             return None if r is None else str(r[0])
 
         return await self._db.read(op)
 
     async def delete_transaction_outputs(self, workflow_ids: Sequence[str]) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(Q["delete_transaction_outputs"], (json.dumps(list(workflow_ids)),))
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(Q["delete_transaction_outputs"], (json.dumps(list(workflow_ids)),))
 
         await self._db.write(op)

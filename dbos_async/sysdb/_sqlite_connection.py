@@ -11,9 +11,13 @@ connection) share one file. The rules that make that safe:
   is open, checkpoint writes of other workflows wait their turn on the loop, however long
   the body takes, instead of spinning in SQLite's busy handler until "database is
   locked". They never fail for it: a workflow whose step succeeded records it.
-- **Reads keep going.** The file is in WAL mode and reads take only their connection's
-  lock, so status reads, ``get_event``, stream reads and queue polls run while a
-  transaction is open.
+- **Reads keep going.** The file is in WAL mode and reads take no write lock, so status
+  reads, ``get_event``, stream reads and queue polls run while a transaction is open
+  (on another connection: the system connection's reads while an application
+  transaction body is open on the application connection).
+- **One trip per operation.** A system read, or a system write's whole ``BEGIN
+  IMMEDIATE`` ... ``COMMIT``, is one function handed to the connection's thread
+  (``_sqlite_thread``), not a trip per statement; many reads queue there at once.
 - **Other processes: wait, roll back, retry.** A write that still finds the file locked
   (another process's transaction, held past ``BUSY_TIMEOUT_SECONDS``) is rolled back and
   retried with backoff, without end: it is never surfaced to a workflow. Only a
@@ -59,6 +63,7 @@ from .._errors import DBOSConnectionError, DBOSException
 from .._urls import sqlite_path
 from ._migrations import load_schema_files
 from ._queries import load_queries
+from ._sqlite_thread import Work, run_read, run_write
 
 __all__ = ["BUSY_TIMEOUT_SECONDS", "SQLiteConnection", "is_busy", "split_statements"]
 
@@ -119,8 +124,12 @@ _holding: ContextVar[_Hold | None] = ContextVar("dbos_async_sqlite_hold", defaul
 
 class SQLiteConnection:
     """One aiosqlite connection and the locks that order its use in this process: its
-    own lock (one operation at a time on the connection) and, for writes, its file's
-    lock, taken first (one ``BEGIN IMMEDIATE`` section at a time on the file)."""
+    file's lock for writes (one ``BEGIN IMMEDIATE`` section at a time on the file), and
+    its own lock, held by a transaction body (``transaction``) for as long as it is open.
+
+    The system database's reads and writes (``read``, ``write``) are plain ``sqlite3``
+    functions, each run in one trip to the connection's thread (``_sqlite_thread``);
+    they take the connection's lock only to wait for an open transaction body."""
 
     def __init__(self, url: str, *, create_missing: bool = True) -> None:
         self.url = url
@@ -184,16 +193,32 @@ class SQLiteConnection:
                 "transaction returns."
             )
 
-    async def write(
-        self, op: Callable[[aiosqlite.Connection], Awaitable[T]], *, retry_busy: bool = True
-    ) -> T:
-        """Run ``op`` in one ``BEGIN IMMEDIATE`` transaction; roll back on any failure.
+    async def write(self, work: Work[T], *, retry_busy: bool = True) -> T:
+        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction, in one trip to the
+        connection's thread (``_sqlite_thread``); roll back on any failure.
 
         Waits for the file's write lock of this process first (no timeout: a long
         transaction body delays, never fails, the writes behind it). If another process
         holds the file, a "database is locked" failure is rolled back and, with
         ``retry_busy``, retried with backoff until it goes through; without, it is raised.
         """
+        return await self._write(lambda: self._one_trip(run_write, work), retry_busy)
+
+    async def transaction(
+        self, op: Callable[[aiosqlite.Connection], Awaitable[T]], *, retry_busy: bool = True
+    ) -> T:
+        """Run ``op``, which awaits on the aiosqlite connection (a transaction body), in one
+        ``BEGIN IMMEDIATE`` transaction; roll back on any failure. Locks and retries as
+        ``write``; the connection runs nothing else until it ends."""
+        file_lock = _file_lock(self.file_key)
+
+        async def attempt() -> T:
+            async with self.lock:
+                return await self._transaction(op, file_lock)
+
+        return await self._write(attempt, retry_busy)
+
+    async def _write(self, attempt: Callable[[], Awaitable[T]], retry_busy: bool) -> T:
         file_lock = _file_lock(self.file_key)
         self._refuse_nested(file_lock)
         delay = _RETRY_FIRST
@@ -202,8 +227,7 @@ class SQLiteConnection:
         async with file_lock:
             while True:
                 try:
-                    async with self.lock:
-                        return await self._transaction(op, file_lock)
+                    return await attempt()
                 except sqlite3.OperationalError as exc:
                     if not retry_busy or not is_busy(exc):
                         raise
@@ -218,6 +242,18 @@ class SQLiteConnection:
                     )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX)
+
+    async def _one_trip(
+        self, send: Callable[[aiosqlite.Connection, Work[T]], Awaitable[T]], work: Work[T]
+    ) -> T:
+        """Send ``work`` to the thread (``run_read`` or ``run_write``). It needs no turn of
+        the connection's lock (the thread runs its queue in order, so one trip never lands
+        in the middle of another), except while a multi-trip ``transaction`` holds it:
+        then it waits for the end of that transaction."""
+        if self.lock.locked():
+            async with self.lock:
+                return await send(self.conn, work)
+        return await send(self.conn, work)
 
     async def _transaction(
         self, op: Callable[[aiosqlite.Connection], Awaitable[T]], file_lock: asyncio.Lock
@@ -239,26 +275,23 @@ class SQLiteConnection:
             _holding.reset(token)
         return result
 
-    async def read(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run ``op`` outside any write section (WAL: it does not wait for writers). From
-        inside a write section on this very connection (``:memory:``, where both roles
-        share one), it runs there, in that transaction."""
+    async def read(self, work: Work[T]) -> T:
+        """Run ``work`` (plain ``sqlite3`` calls) in one trip to the connection's thread,
+        outside any write section (WAL: it does not wait for writers). From inside a
+        write section on this very connection (``:memory:``, where both roles share one),
+        it runs there, in that transaction."""
         hold = _holding.get()
         if hold is not None and hold.active and hold.conn is self:
-            return await op(self.conn)
-        return await _retry_busy(lambda: self._read(op), self.path)
-
-    async def _read(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        async with self.lock:
-            return await op(self.conn)
+            return await run_read(self.conn, work)
+        return await _retry_busy(lambda: self._one_trip(run_read, work), self.path)
 
     async def migrate(self, component: str, *, from_migrations: bool = False) -> None:
         files = load_schema_files("sqlite", component)
 
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(Q["create_migrations_table"])
-            cur = await conn.execute(Q["applied_migrations"], (component,))
-            applied = {r[0] for r in await cur.fetchall()}
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(Q["create_migrations_table"])
+            cur = conn.execute(Q["applied_migrations"], (component,))
+            applied = {r[0] for r in cur.fetchall()}
             scripts: list[str] = []
             if not applied and not from_migrations:
                 scripts.append(files.schema)
@@ -268,9 +301,9 @@ class SQLiteConnection:
                 scripts.extend(m.sql for m in files.migrations if m.version in todo)
             for script in scripts:
                 for statement in split_statements(script):
-                    await conn.execute(statement)
+                    conn.execute(statement)
             now = int(time.time() * 1000)
-            await conn.executemany(Q["record_migration"], [(component, v, now) for v in todo])
+            conn.executemany(Q["record_migration"], [(component, v, now) for v in todo])
 
         await self.write(op)
 

@@ -8,9 +8,8 @@ transaction: of several processes taking over at once each workflow goes to exac
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
-
-import aiosqlite
 
 from .. import _clock
 from ._columns import workflow_row
@@ -33,10 +32,10 @@ class SQLiteLeases:
     owner: str | None
 
     async def register_lease(self, holder: LeaseHolder, lease_ms: int) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
+        def op(conn: sqlite3.Connection) -> None:
             now = _clock.now_ms()
-            await conn.execute(Q["forget_executors"], {"before": now - _FORGET_AFTER_MS})
-            await conn.execute(
+            conn.execute(Q["forget_executors"], {"before": now - _FORGET_AFTER_MS})
+            conn.execute(
                 Q["register_lease"],
                 {
                     "process": holder.process_id,
@@ -53,25 +52,25 @@ class SQLiteLeases:
         await self._db.write(op)
 
     async def renew_lease(self, process_id: str, lease_ms: int) -> bool:
-        async def op(conn: aiosqlite.Connection) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
             now = _clock.now_ms()
-            cur = await conn.execute(Q["renew_lease"], (now, now + lease_ms, process_id))
+            cur = conn.execute(Q["renew_lease"], (now, now + lease_ms, process_id))
             return cur.rowcount == 1
 
         return await self._db.write(op)
 
     async def end_lease(self, process_id: str) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(Q["end_lease"], (_clock.now_ms(), process_id))
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(Q["end_lease"], (_clock.now_ms(), process_id))
 
         await self._db.write(op)
 
     async def list_executors(self) -> list[ExecutorRow]:
-        async def op(conn: aiosqlite.Connection) -> list[ExecutorRow]:
-            cur = await conn.execute(Q["list_executors"], (_clock.now_ms(),))
+        def op(conn: sqlite3.Connection) -> list[ExecutorRow]:
+            cur = conn.execute(Q["list_executors"], (_clock.now_ms(),))
             return [
                 ExecutorRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10])
-                for r in await cur.fetchall()
+                for r in cur.fetchall()
             ]
 
         return await self._db.read(op)
@@ -84,8 +83,8 @@ class SQLiteLeases:
         running: Sequence[str],
         limit: int,
     ) -> list[WorkflowRow]:
-        async def op(conn: aiosqlite.Connection) -> list[WorkflowRow]:
-            cur = await conn.execute(
+        def op(conn: sqlite3.Connection) -> list[WorkflowRow]:
+            cur = conn.execute(
                 Q["orphaned_workflows"],
                 {
                     "version": app_version,
@@ -97,7 +96,7 @@ class SQLiteLeases:
                     "n": limit,
                 },
             )
-            return [workflow_row(r) for r in await cur.fetchall()]
+            return [workflow_row(r) for r in cur.fetchall()]
 
         return await self._db.read(op)
 
@@ -109,10 +108,10 @@ class SQLiteLeases:
         # it every process's renewal) is not taken from; the next round sees it renewed.
         clock = _clock.now_ms()
 
-        async def op(conn: aiosqlite.Connection) -> list[RecoveryClaim]:
+        def op(conn: sqlite3.Connection) -> list[RecoveryClaim]:
             won = []
             for r in requests:
-                cur = await conn.execute(
+                cur = conn.execute(
                     Q["take_over"],
                     {
                         "id": r.workflow_id,
@@ -125,7 +124,7 @@ class SQLiteLeases:
                         "clock": clock,
                     },
                 )
-                found = await cur.fetchone()
+                found = cur.fetchone()
                 if found is not None:
                     row = workflow_row(found)
                     exceeded = row.status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED"

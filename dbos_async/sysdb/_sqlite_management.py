@@ -6,8 +6,6 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-import aiosqlite
-
 from .._errors import DBOSConflictingWorkflowError
 from ._columns import workflow_params, workflow_row, workflow_row_or_none
 from ._queries import load_queries
@@ -41,70 +39,70 @@ class SQLiteManagement:
         }
         sql = Q["list_workflows_newest_first" if query.sort_desc else "list_workflows"]
 
-        async def op(conn: aiosqlite.Connection) -> list[WorkflowRow]:
-            cur = await conn.execute(sql, params)
-            return [workflow_row(r) for r in await cur.fetchall()]
+        def op(conn: sqlite3.Connection) -> list[WorkflowRow]:
+            cur = conn.execute(sql, params)
+            return [workflow_row(r) for r in cur.fetchall()]
 
         return await self._db.read(op)
 
     async def cancel_workflow(self, workflow_id: str, now_ms: int) -> WorkflowRow | None:
-        async def op(conn: aiosqlite.Connection) -> WorkflowRow | None:
-            await conn.execute(Q["cancel_workflow"], (now_ms, workflow_id))
-            cur = await conn.execute(Q["get_workflow"], (workflow_id,))
-            return workflow_row_or_none(await cur.fetchone())
+        def op(conn: sqlite3.Connection) -> WorkflowRow | None:
+            conn.execute(Q["cancel_workflow"], (now_ms, workflow_id))
+            cur = conn.execute(Q["get_workflow"], (workflow_id,))
+            return workflow_row_or_none(cur.fetchone())
 
         return await self._db.write(op)
 
     async def resume_workflow(
         self, workflow_id: str, executor_id: str, now_ms: int
     ) -> tuple[bool, WorkflowRow | None]:
-        async def op(conn: aiosqlite.Connection) -> tuple[bool, WorkflowRow | None]:
+        def op(conn: sqlite3.Connection) -> tuple[bool, WorkflowRow | None]:
             try:
-                cur = await conn.execute(
+                cur = conn.execute(
                     Q["resume_workflow"], (executor_id, self.owner, now_ms, workflow_id)
                 )
-                r = await cur.fetchone()
+                r = cur.fetchone()
             except sqlite3.IntegrityError:
                 # Its deduplication ID was taken by another workflow meanwhile.
-                cur = await conn.execute(Q["get_workflow"], (workflow_id,))
-                stored = await cur.fetchone()
+                cur = conn.execute(Q["get_workflow"], (workflow_id,))
+                stored = cur.fetchone()
                 raise deduplicated(workflow_row(stored)) from None
             if r is not None:
                 return True, workflow_row(r)
-            cur = await conn.execute(Q["get_workflow"], (workflow_id,))
-            return False, workflow_row_or_none(await cur.fetchone())
+            cur = conn.execute(Q["get_workflow"], (workflow_id,))
+            return False, workflow_row_or_none(cur.fetchone())
 
         return await self._db.write(op)
 
     async def fork_workflow(self, source_id: str, row: WorkflowRow, start_step: int) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            cur = await conn.execute(Q["insert_workflow"], workflow_params(row))
+        def op(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(Q["insert_workflow"], workflow_params(row))
             if cur.rowcount == 0:
-                cur = await conn.execute(Q["get_workflow"], (row.workflow_id,))
-                stored = workflow_row(await cur.fetchone())
+                cur = conn.execute(Q["get_workflow"], (row.workflow_id,))
+                stored = workflow_row(cur.fetchone())
                 raise DBOSConflictingWorkflowError(row.workflow_id, stored.name, row.name)
-            await conn.execute(Q["copy_steps"], (row.workflow_id, source_id, start_step))
+            conn.execute(Q["copy_steps"], (row.workflow_id, source_id, start_step))
 
         await self._db.write(op)
 
     async def delete_workflows(self, workflow_ids: Sequence[str]) -> list[str]:
-        async def op(conn: aiosqlite.Connection) -> list[str]:
-            cur = await conn.execute(Q["delete_workflows"], (json.dumps(list(workflow_ids)),))
-            return [str(r[0]) for r in await cur.fetchall()]
+        def op(conn: sqlite3.Connection) -> list[str]:
+            cur = conn.execute(Q["delete_workflows"], (json.dumps(list(workflow_ids)),))
+            return [str(r[0]) for r in cur.fetchall()]
 
         return await self._db.write(op)
 
     async def cancelled_among(self, workflow_ids: Sequence[str]) -> list[str]:
-        async def op(conn: aiosqlite.Connection) -> list[str]:
-            cur = await conn.execute(Q["cancelled_among"], (json.dumps(list(workflow_ids)),))
-            return [str(r[0]) for r in await cur.fetchall()]
+        def op(conn: sqlite3.Connection) -> list[str]:
+            cur = conn.execute(Q["cancelled_among"], (json.dumps(list(workflow_ids)),))
+            return [str(r[0]) for r in cur.fetchall()]
 
         return await self._db.read(op)
 
     async def not_owned_among(self, workflow_ids: Sequence[str]) -> list[str]:
-        async def op(conn: aiosqlite.Connection) -> list[str]:
+        def op(conn: sqlite3.Connection) -> list[str]:
             ids = json.dumps(list(workflow_ids))
-            cur = await conn.execute(Q["not_owned"], (ids, self.owner))
-            return [str(r[0]) for r in await cur.fetchall()]
+            cur = conn.execute(Q["not_owned"], (ids, self.owner))
+            return [str(r[0]) for r in cur.fetchall()]
 
         return await self._db.read(op)

@@ -3,9 +3,8 @@ processes poll (waiters in this process are woken by the engine directly)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
-
-import aiosqlite
 
 from .._errors import SEND_DESTINATION, DBOSNonExistentWorkflowError, WorkflowOwnershipLost
 from ._columns import step_row, stream_entry
@@ -18,9 +17,9 @@ __all__ = ["SQLiteMessaging"]
 Q = load_queries("sqlite")
 
 
-async def _insert_step(conn: aiosqlite.Connection, step: StepRow | None) -> None:
+def _insert_step(conn: sqlite3.Connection, step: StepRow | None) -> None:
     if step is not None:
-        await conn.execute(
+        conn.execute(
             Q["record_message_step"],
             (
                 step.workflow_id,
@@ -33,25 +32,23 @@ async def _insert_step(conn: aiosqlite.Connection, step: StepRow | None) -> None
         )
 
 
-async def _require_owner(
-    conn: aiosqlite.Connection, workflow_id: str | None, owner: str | None
-) -> None:
+def _require_owner(conn: sqlite3.Connection, workflow_id: str | None, owner: str | None) -> None:
     """A workflow's write commits only if ``owner`` owns the workflow (the check and the
     write are in one transaction: SQLite has one writer). Nothing to check without a
     workflow, or for a client (no owner)."""
     if workflow_id is None or owner is None:
         return
-    cur = await conn.execute(Q["owner_of"], (workflow_id,))
-    found = await cur.fetchone()
+    cur = conn.execute(Q["owner_of"], (workflow_id,))
+    found = cur.fetchone()
     if found is None or found[0] != owner:
         raise WorkflowOwnershipLost(workflow_id)
 
 
-async def _require_workflow(
-    conn: aiosqlite.Connection, workflow_id: str, destination: str = "target"
+def _require_workflow(
+    conn: sqlite3.Connection, workflow_id: str, destination: str = "target"
 ) -> None:
-    cur = await conn.execute(Q["workflow_exists"], (workflow_id,))
-    if await cur.fetchone() is None:
+    cur = conn.execute(Q["workflow_exists"], (workflow_id,))
+    if cur.fetchone() is None:
         raise DBOSNonExistentWorkflowError(workflow_id, destination)
 
 
@@ -62,10 +59,10 @@ class SQLiteMessaging:
     owner: str | None
 
     async def send_message(self, message: MessageRow, step: StepRow | None) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            await _require_owner(conn, step.workflow_id if step else None, self.owner)
-            await _require_workflow(conn, message.destination_id, SEND_DESTINATION)
-            await conn.execute(
+        def op(conn: sqlite3.Connection) -> None:
+            _require_owner(conn, step.workflow_id if step else None, self.owner)
+            _require_workflow(conn, message.destination_id, SEND_DESTINATION)
+            conn.execute(
                 Q["send_message"],
                 (
                     message.message_uuid,
@@ -75,16 +72,16 @@ class SQLiteMessaging:
                     message.created_at,
                 ),
             )
-            await _insert_step(conn, step)
+            _insert_step(conn, step)
 
         await self._db.write(op)
 
     async def send_messages(self, messages: Sequence[MessageRow], step: StepRow | None) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            await _require_owner(conn, step.workflow_id if step else None, self.owner)
+        def op(conn: sqlite3.Connection) -> None:
+            _require_owner(conn, step.workflow_id if step else None, self.owner)
             for message in messages:
-                await _require_workflow(conn, message.destination_id, SEND_DESTINATION)
-                await conn.execute(
+                _require_workflow(conn, message.destination_id, SEND_DESTINATION)
+                conn.execute(
                     Q["send_message"],
                     (
                         message.message_uuid,
@@ -94,15 +91,15 @@ class SQLiteMessaging:
                         message.created_at,
                     ),
                 )
-            await _insert_step(conn, step)
+            _insert_step(conn, step)
 
         await self._db.write(op)
 
     async def receive_message(self, workflow_id: str, topic: str, step: StepRow) -> StepRow | None:
-        async def anything(conn: aiosqlite.Connection) -> bool:
+        def anything(conn: sqlite3.Connection) -> bool:
             args = (workflow_id, step.function_id, workflow_id, topic)
-            cur = await conn.execute(Q["anything_to_receive"], args)
-            return await cur.fetchone() is not None
+            cur = conn.execute(Q["anything_to_receive"], args)
+            return cur.fetchone() is not None
 
         # A waiter's poll that finds nothing is a read: the file's write lock is taken only
         # to consume (a thousand idle waiters would otherwise queue every writer behind
@@ -110,67 +107,67 @@ class SQLiteMessaging:
         if not await self._db.read(anything):
             return None
 
-        async def op(conn: aiosqlite.Connection) -> StepRow | None:
+        def op(conn: sqlite3.Connection) -> StepRow | None:
             # Recorded already (by another run of this workflow): consume nothing more.
-            cur = await conn.execute(Q["get_step"], (workflow_id, step.function_id))
-            stored = await cur.fetchone()
+            cur = conn.execute(Q["get_step"], (workflow_id, step.function_id))
+            stored = cur.fetchone()
             if stored is not None:
-                await _require_owner(conn, workflow_id, self.owner)
+                _require_owner(conn, workflow_id, self.owner)
                 return step_row(stored)
-            cur = await conn.execute(Q["consume_message"], (workflow_id, topic))
-            row = await cur.fetchone()
+            cur = conn.execute(Q["consume_message"], (workflow_id, topic))
+            row = cur.fetchone()
             if row is None:
                 return None
-            await _require_owner(conn, workflow_id, self.owner)  # (else the consume rolls back)
+            _require_owner(conn, workflow_id, self.owner)  # (else the consume rolls back)
             step.output = str(row[0])
-            await _insert_step(conn, step)
+            _insert_step(conn, step)
             return step
 
         return await self._db.write(op)
 
     async def set_event(self, workflow_id: str, key: str, value: str, step: StepRow | None) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            await _require_owner(conn, workflow_id, self.owner)
-            await _require_workflow(conn, workflow_id)
-            await conn.execute(Q["set_event"], (workflow_id, key, value))
-            await _insert_step(conn, step)
+        def op(conn: sqlite3.Connection) -> None:
+            _require_owner(conn, workflow_id, self.owner)
+            _require_workflow(conn, workflow_id)
+            conn.execute(Q["set_event"], (workflow_id, key, value))
+            _insert_step(conn, step)
 
         await self._db.write(op)
 
     async def get_event(self, workflow_id: str, key: str) -> str | None:
-        async def op(conn: aiosqlite.Connection) -> str | None:
-            cur = await conn.execute(Q["get_event"], (workflow_id, key))
-            row = await cur.fetchone()
+        def op(conn: sqlite3.Connection) -> str | None:
+            cur = conn.execute(Q["get_event"], (workflow_id, key))
+            row = cur.fetchone()
             return None if row is None else str(row[0])
 
         return await self._db.read(op)
 
     async def get_all_events(self, workflow_id: str) -> dict[str, str]:
-        async def op(conn: aiosqlite.Connection) -> dict[str, str]:
-            cur = await conn.execute(Q["get_all_events"], (workflow_id,))
-            return {str(r[0]): str(r[1]) for r in await cur.fetchall()}
+        def op(conn: sqlite3.Connection) -> dict[str, str]:
+            cur = conn.execute(Q["get_all_events"], (workflow_id,))
+            return {str(r[0]): str(r[1]) for r in cur.fetchall()}
 
         return await self._db.read(op)
 
     async def write_stream(
         self, workflow_id: str, key: str, value: str | None, closed: bool, step: StepRow | None
     ) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            await _require_owner(conn, workflow_id, self.owner)
-            await _require_workflow(conn, workflow_id)
+        def op(conn: sqlite3.Connection) -> None:
+            _require_owner(conn, workflow_id, self.owner)
+            _require_workflow(conn, workflow_id)
             write_key = None if step is None else f"step-{step.function_id}"
-            await conn.execute(
+            conn.execute(
                 Q["write_stream"],
                 (workflow_id, key, value, int(closed), write_key, workflow_id, key),
             )
-            await _insert_step(conn, step)
+            _insert_step(conn, step)
 
         await self._db.write(op)
 
     async def read_stream(self, workflow_id: str, key: str, from_offset: int) -> list[StreamEntry]:
-        async def op(conn: aiosqlite.Connection) -> list[StreamEntry]:
-            cur = await conn.execute(Q["read_stream"], (workflow_id, key, from_offset))
-            return [stream_entry(r) for r in await cur.fetchall()]
+        def op(conn: sqlite3.Connection) -> list[StreamEntry]:
+            cur = conn.execute(Q["read_stream"], (workflow_id, key, from_offset))
+            return [stream_entry(r) for r in cur.fetchall()]
 
         return await self._db.read(op)
 

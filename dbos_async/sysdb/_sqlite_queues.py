@@ -8,10 +8,9 @@ limits hold. Enqueue order is the rowid.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
-
-import aiosqlite
 
 from .._errors import DBOSException
 from ._columns import queue_info, workflow_params, workflow_row
@@ -32,12 +31,12 @@ class SQLiteQueues:
     owner: str | None
 
     async def enqueue_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
-        async def op(conn: aiosqlite.Connection) -> WorkflowRow | None:
-            cur = await conn.execute(Q["enqueue_workflow"], workflow_params(row))
+        def op(conn: sqlite3.Connection) -> WorkflowRow | None:
+            cur = conn.execute(Q["enqueue_workflow"], workflow_params(row))
             if cur.rowcount == 1:
                 return None
-            cur = await conn.execute(Q["get_workflow"], (row.workflow_id,))
-            stored = await cur.fetchone()
+            cur = conn.execute(Q["get_workflow"], (row.workflow_id,))
+            stored = cur.fetchone()
             if stored is not None:
                 return insert_result(row, workflow_row(stored), False)
             if row.deduplication_id is None:
@@ -58,40 +57,40 @@ class SQLiteQueues:
             "owner": self.owner,
         }
 
-        async def count(conn: aiosqlite.Connection, sql: str) -> int:
-            cur = await conn.execute(sql, params)
-            r = await cur.fetchone()
+        def count(conn: sqlite3.Connection, sql: str) -> int:
+            cur = conn.execute(sql, params)
+            r = cur.fetchone()
             return int(r[0]) if r is not None else 0
 
-        async def any_ready(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(Q["any_ready"], params)
-            return await cur.fetchone() is not None
+        def any_ready(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(Q["any_ready"], params)
+            return cur.fetchone() is not None
 
         # An idle worker's poll is a read: the write lock is taken only for a claim.
         if not await self._db.read(any_ready):
             return []
 
-        async def op(conn: aiosqlite.Connection) -> list[WorkflowRow]:
+        def op(conn: sqlite3.Connection) -> list[WorkflowRow]:
             n = claim.max_count
             if claim.concurrency is not None:
-                n = min(n, claim.concurrency - await count(conn, Q["count_running_queue"]))
+                n = min(n, claim.concurrency - count(conn, Q["count_running_queue"]))
             if claim.limit is not None:
-                n = min(n, claim.limit - await count(conn, Q["count_started_queue"]))
+                n = min(n, claim.limit - count(conn, Q["count_started_queue"]))
             if claim.partition_concurrency is not None:
-                n = min(n, claim.partition_concurrency - await count(conn, Q["count_running"]))
+                n = min(n, claim.partition_concurrency - count(conn, Q["count_running"]))
             if claim.partition_limit is not None:
-                n = min(n, claim.partition_limit - await count(conn, Q["count_started"]))
+                n = min(n, claim.partition_limit - count(conn, Q["count_started"]))
             if n <= 0:
                 return []
-            cur = await conn.execute(Q["claim_queued"], {**params, "n": n})
-            return [workflow_row(r) for r in await cur.fetchall()]
+            cur = conn.execute(Q["claim_queued"], {**params, "n": n})
+            return [workflow_row(r) for r in cur.fetchall()]
 
         return await self._db.write(op)
 
     async def queue_partitions(self, queue_name: str) -> list[str]:
-        async def op(conn: aiosqlite.Connection) -> list[str]:
-            cur = await conn.execute(Q["queue_partitions"], (queue_name,))
-            return [str(r[0]) for r in await cur.fetchall()]
+        def op(conn: sqlite3.Connection) -> list[str]:
+            cur = conn.execute(Q["queue_partitions"], (queue_name,))
+            return [str(r[0]) for r in cur.fetchall()]
 
         return await self._db.read(op)
 
@@ -100,13 +99,13 @@ class SQLiteQueues:
     ) -> list[str]:
         params = (now_ms, now_ms, workflow_id, workflow_id, queue_name, queue_name)
 
-        async def any_expired(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(Q["any_expired_enqueued"], params[1:])
-            return await cur.fetchone() is not None
+        def any_expired(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(Q["any_expired_enqueued"], params[1:])
+            return cur.fetchone() is not None
 
-        async def op(conn: aiosqlite.Connection) -> list[str]:
-            cur = await conn.execute(Q["cancel_expired_enqueued"], params)
-            return [str(r[0]) for r in await cur.fetchall()]
+        def op(conn: sqlite3.Connection) -> list[str]:
+            cur = conn.execute(Q["cancel_expired_enqueued"], params)
+            return [str(r[0]) for r in cur.fetchall()]
 
         # Most sweeps find nothing: they only read, without taking the write lock.
         if not await self._db.read(any_expired):
@@ -114,32 +113,30 @@ class SQLiteQueues:
         return await self._db.write(op)
 
     async def register_queues(self, queues: Sequence[QueueInfo], now_ms: int) -> None:
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.executemany(
-                Q["register_queue"], [(*_queue_settings(q), now_ms) for q in queues]
-            )
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(Q["register_queue"], [(*_queue_settings(q), now_ms) for q in queues])
 
         if queues:
             await self._db.write(op)
 
     async def list_queues(self) -> list[QueueInfo]:
-        async def op(conn: aiosqlite.Connection) -> list[QueueInfo]:
-            cur = await conn.execute(Q["list_queues"])
-            return [queue_info(r) for r in await cur.fetchall()]
+        def op(conn: sqlite3.Connection) -> list[QueueInfo]:
+            cur = conn.execute(Q["list_queues"])
+            return [queue_info(r) for r in cur.fetchall()]
 
         return await self._db.read(op)
 
     async def get_queue(self, name: str) -> QueueInfo | None:
-        async def op(conn: aiosqlite.Connection) -> QueueInfo | None:
-            cur = await conn.execute(Q["get_queue"], (name,))
-            row = await cur.fetchone()
+        def op(conn: sqlite3.Connection) -> QueueInfo | None:
+            cur = conn.execute(Q["get_queue"], (name,))
+            row = cur.fetchone()
             return None if row is None else queue_info(row)
 
         return await self._db.read(op)
 
     async def upsert_queue(self, queue: QueueInfo, now_ms: int, *, update_existing: bool) -> bool:
-        async def op(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
                 Q["upsert_queue"], (*_queue_settings(queue), now_ms, int(update_existing))
             )
             return cur.rowcount > 0
@@ -149,8 +146,8 @@ class SQLiteQueues:
     async def update_queue(self, queue: QueueInfo, expected_updated_at: int, now_ms: int) -> bool:
         settings = _queue_settings(queue)
 
-        async def op(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
                 Q["update_queue"], (*settings[1:], now_ms, expected_updated_at, settings[0])
             )
             return cur.rowcount > 0
@@ -158,8 +155,8 @@ class SQLiteQueues:
         return await self._db.write(op)
 
     async def delete_queue(self, name: str) -> bool:
-        async def op(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(Q["delete_queue"], (name,))
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(Q["delete_queue"], (name,))
             return cur.rowcount > 0
 
         return await self._db.write(op)
@@ -167,9 +164,9 @@ class SQLiteQueues:
     async def deduplicated_workflow(
         self, queue_name: str, deduplication_id: str
     ) -> WorkflowRow | None:
-        async def op(conn: aiosqlite.Connection) -> WorkflowRow | None:
-            cur = await conn.execute(Q["deduplicated_workflow"], (queue_name, deduplication_id))
-            r = await cur.fetchone()
+        def op(conn: sqlite3.Connection) -> WorkflowRow | None:
+            cur = conn.execute(Q["deduplicated_workflow"], (queue_name, deduplication_id))
+            r = cur.fetchone()
             return workflow_row(r) if r is not None else None
 
         return await self._db.read(op)

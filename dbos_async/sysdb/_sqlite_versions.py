@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import aiosqlite
+import sqlite3
 
 from ._queries import load_queries
 from ._rows import VersionRow
@@ -26,23 +26,23 @@ class SQLiteVersions:
             "app": version.application_name,
         }
 
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(Q["register_version"], params)
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(Q["register_version"], params)
 
         await self._db.write(op)
 
     async def list_versions(self) -> list[VersionRow]:
-        async def op(conn: aiosqlite.Connection) -> list[VersionRow]:
-            cur = await conn.execute(Q["list_versions"])
-            return [VersionRow(*r) for r in await cur.fetchall()]
+        def op(conn: sqlite3.Connection) -> list[VersionRow]:
+            cur = conn.execute(Q["list_versions"])
+            return [VersionRow(*r) for r in cur.fetchall()]
 
         return await self._db.read(op)
 
     async def set_version_timestamp(self, version_name: str, timestamp_ms: int) -> bool:
-        async def op(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
                 Q["set_version_timestamp"], {"name": version_name, "ts": timestamp_ms}
             )
-            return await cur.fetchone() is not None
+            return cur.fetchone() is not None
 
         return await self._db.write(op)
