@@ -6,7 +6,8 @@ writes pending at that moment and commits them in one batch: one round trip, one
 A lone write under no load goes out at once, with no timer; under load, the writes that
 arrive while a batch is committing form the next batch.
 
-The ordering rule (rule 1 of docs/architecture.md, "Durable before visible"):
+The ordering rule (rule 1 of docs/architecture.md, "Durable before anything outside sees
+it"):
 
 - a write's caller is resumed only after the batch holding it has committed. The one
   exception is ``defer_step``: a step or transaction row handed over without waiting, so
@@ -16,10 +17,10 @@ The ordering rule (rule 1 of docs/architecture.md, "Durable before visible"):
   own writes are never reordered (a workflow has at most its deferred rows pending when
   it writes, and they arrived first);
 - if a batch fails, its writes are retried one by one, so only the write that caused the
-  failure fails (its caller gets the error) and the others commit; a workflow a step
-  row of which failed has its outcome refused (``DeferredRowFailed``), so it is not
-  recorded as if that step had its row. Writes are keyed and
-  idempotent, so retrying a batch whose outcome was unknown converges;
+  failure fails (its caller gets the error) and the others commit; a workflow whose
+  deferred step row failed has its outcome refused (``DeferredRowFailed``), so it is
+  never recorded as if that step had its row. Writes are keyed and idempotent, so
+  retrying a batch whose outcome was unknown converges;
 - a step or outcome of a workflow this process no longer owns is not written (fencing:
   see ``sysdb``); its caller gets ``WorkflowOwnershipLost`` and the rest commit.
 """
