@@ -114,7 +114,9 @@ async def crash_and_recover(
     """Run the workflow ``wf(*args, **kwargs)`` in a child process, kill that process with
     SIGKILL right after the checkpoint of step ``crash_after_step`` (1-based) commits, then
     recover the workflow in this process and return a ``CrashReport`` with its result and
-    recorded steps.
+    recorded steps. The last step's checkpoint commits together with the workflow's
+    outcome, so a crash after the last step finds the workflow already finished: nothing
+    is recovered (``status.recovery_attempts`` stays 0), and the report shows that.
 
     Needs a launched ``DBOS`` in this process; the child uses its database URLs, its
     serializer and its application version (so this process may take the workflow over),

@@ -140,7 +140,11 @@ async def test_crash_and_recover__no_step_before_the_crash_runs_again(
     ]
     assert report.step(3).child_workflow_id == f"{report.workflow_id}-3"
     assert report.status.status == "SUCCESS"
-    assert report.status.recovery_attempts >= 1
+    # (The last step's row commits with the outcome: killed after it, the workflow had
+    # finished, and there was nothing to recover.)
+    assert report.status.recovery_attempts >= (0 if step == 4 else 1)
+    if step == 4:
+        assert report.status.recovery_attempts == 0
     # Every body ran once; step 1 in the child, step 4 here unless the crash came after it.
     ran = [line.split() for line in lines(path)]
     assert [label for label, _ in ran] == ["a", "child", "b"]
