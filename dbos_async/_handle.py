@@ -91,6 +91,35 @@ def step_infos(runtime: Runtime, rows: list[StepRow]) -> list[StepInfo]:
     ]
 
 
+async def _shielded(outcome: asyncio.Future[Any]) -> Any:
+    """``await asyncio.shield(outcome)``: the outcome of a run here, without cancelling it
+    when the awaiter is cancelled (other handles await it too). Lighter than ``shield``,
+    which every handle of every workflow goes through: one future and one callback, and
+    none once the outcome is known."""
+    if outcome.done():
+        return outcome.result()
+    waiter = outcome.get_loop().create_future()
+
+    def relay(done: asyncio.Future[Any]) -> None:
+        if waiter.done():
+            return
+        if done.cancelled():
+            waiter.cancel()
+            return
+        error = done.exception()
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(done.result())
+
+    outcome.add_done_callback(relay)
+    try:
+        return await waiter
+    finally:
+        if not outcome.done():
+            outcome.remove_done_callback(relay)
+
+
 class WorkflowHandle(Generic[R]):
     """A started workflow. ``await handle`` (or ``get_result()``) gives its result or raises
     its error. A workflow running in this process resolves the handle directly; one running
@@ -116,7 +145,7 @@ class WorkflowHandle(Generic[R]):
         local = self._runtime.live.outcome(self.workflow_id)
         if local is not None:
             try:
-                result: R = await asyncio.shield(local)
+                result: R = await _shielded(local)
                 return result
             except WorkflowOwnershipLost:
                 pass  # another process runs it now: follow it in the status table
@@ -145,7 +174,7 @@ class WorkflowHandle(Generic[R]):
                 local = self._runtime.live.outcome(self.workflow_id)
                 if local is not None:
                     try:
-                        result = await asyncio.shield(local)
+                        result = await _shielded(local)
                         return result
                     except WorkflowOwnershipLost:
                         pass
