@@ -30,9 +30,11 @@ _SLOW_END_SECONDS = 5.0
 _UNWIND_SECONDS = 1.0
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class LiveRun:
-    """One run of a workflow in this process."""
+    """One run of a workflow in this process. Never changed once made (not ``frozen``,
+    though: a frozen dataclass's ``__init__`` costs four times as much, once per
+    workflow)."""
 
     state: WorkflowState
     task: asyncio.Task[None]
