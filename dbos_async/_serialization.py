@@ -131,20 +131,19 @@ def _to_jsonable(value: Any, path: str) -> Any:
     raise _Unserializable(path, value)
 
 
-def _plain_json(value: Any) -> Any:
-    """``_to_jsonable(value)`` on the common path: values of JSON's own exact types (str,
-    int, float, bool, None, lists, dicts with str keys and no tag key) pass through, in
-    fresh containers as there, without building a path for every element. Anything else
-    goes to ``_to_jsonable``. A failure raises ``_Unserializable`` with no useful path:
-    the caller runs ``_to_jsonable`` again for the error message."""
+def _is_plain(value: Any) -> bool:
+    """Whether ``value`` is made of JSON's own exact types only (str, int, float, bool,
+    None, lists, dicts with str keys and no tag key): then ``_to_jsonable`` would give
+    back an equal copy, so the value is encoded as it is, with no copy and no element
+    paths built. (The common case: most inputs and outputs.)"""
     t = type(value)
     if t is str or t is int or t is float or t is bool or value is None:
-        return value
+        return True
     if t is list:
-        return [_plain_json(v) for v in value]
-    if t is dict and _TAG not in value and all(type(k) is str for k in value):
-        return {k: _plain_json(v) for k, v in value.items()}
-    return _to_jsonable(value, "value")
+        return all(_is_plain(v) for v in value)
+    if t is dict:
+        return _TAG not in value and all(type(k) is str and _is_plain(v) for k, v in value.items())
+    return False
 
 
 #: One encoder for every call: ``json.dumps`` with ``separators`` builds a new one each
@@ -155,8 +154,9 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))
 def _c_encoder() -> Callable[[Any], str] | None:
     """``_ENCODER.encode`` without rebuilding the C encoder on every call (which
     ``encode`` does), or None where the C accelerator is missing or is not what this
-    expects. It skips the circular-reference check: what it encodes is always a tree that
-    ``_plain_json`` or ``_to_jsonable`` has just built, never a cycle."""
+    expects. It skips the circular-reference check: what it encodes is a tree that
+    ``_is_plain`` or ``_to_jsonable`` has walked through, which a cycle never gets past
+    (it recurses until ``RecursionError``, as ``_to_jsonable`` always did)."""
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
         return None
@@ -187,11 +187,7 @@ def _to_json(value: Any) -> str:
         return int.__repr__(value)  # what the encoder writes for an int
     if t is str:
         return _ENCODER.encode(value)
-    try:
-        plain = _plain_json(value)
-    except _Unserializable:
-        plain = _to_jsonable(value, "value")  # raises again, naming where
-    return _encode(plain)
+    return _encode(value if _is_plain(value) else _to_jsonable(value, "value"))
 
 
 def _from_json(data: str) -> Any:
