@@ -129,7 +129,9 @@ class WorkflowHandle(Generic[R]):
         self._runtime = runtime
         self.workflow_id = workflow_id
         self._task: asyncio.Task[R] | None = None
-        self._callbacks: dict[Callable[[Any], object], list[Callable[[object], None]]] = {}
+        #: Made on first use (a handle is made for every workflow; few get callbacks).
+        self._callbacks: dict[Callable[[Any], object], list[Callable[[object], None]]] | None
+        self._callbacks = None
 
     def __repr__(self) -> str:
         return f"WorkflowHandle({self.workflow_id!r})"
@@ -201,6 +203,8 @@ class WorkflowHandle(Generic[R]):
         def call(_: object) -> None:
             fn(self)
 
+        if self._callbacks is None:
+            self._callbacks = {}
         self._callbacks.setdefault(fn, []).append(call)
         self._result_task().add_done_callback(call, context=context)
 
@@ -208,7 +212,7 @@ class WorkflowHandle(Generic[R]):
         """Remove every registration of ``fn``; return how many were removed."""
         removed = 0
         task = self._result_task()
-        for call in self._callbacks.pop(fn, []):
+        for call in (self._callbacks or {}).pop(fn, []):
             removed += task.remove_done_callback(call)
         return removed
 
