@@ -125,6 +125,9 @@ class WorkflowHandle(Generic[R]):
     its error. A workflow running in this process resolves the handle directly; one running
     elsewhere is watched in the status table until it ends."""
 
+    # One per workflow started, often kept while it runs: no attribute dict.
+    __slots__ = ("_callbacks", "_runtime", "_task", "workflow_id")
+
     def __init__(self, runtime: Runtime, workflow_id: str) -> None:
         self._runtime = runtime
         self.workflow_id = workflow_id
