@@ -14,6 +14,7 @@ import asyncio
 import gc
 import json
 import os
+import resource
 import signal
 import statistics
 import sys
@@ -245,6 +246,11 @@ class Library(Protocol):
 
     async def list_outcomes(self, workflow_name: str) -> list[Outcome]: ...
 
+    def journal_commits(self) -> int | None:
+        """Commits the library's checkpoint journal has made so far in this process
+        (batches a workflow waits on), or None for a library without such a counter."""
+        ...
+
 
 async def step_one(x: int) -> int:
     return x + 1
@@ -347,10 +353,17 @@ async def start_in_batches(lib: Library, workflow: AsyncFn, n: int) -> None:
 # -- figures, as measured inside a worker ------------------------------------------------
 
 
+def process_cpu_s() -> float:
+    """User plus system CPU seconds of this whole process (every thread) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def measure_seq(lib: Library, wl: Workload, n: int) -> dict[str, float]:
     """``n`` workflows one after another: start, await the result, next."""
     latencies: list[float] = []
     results: list[Any] = []
+    commits_before = lib.journal_commits()
     begin = time.perf_counter()
     for i in range(n):
         start = time.perf_counter()
@@ -358,22 +371,30 @@ async def measure_seq(lib: Library, wl: Workload, n: int) -> dict[str, float]:
         results.append(await handle.get_result())
         latencies.append((time.perf_counter() - start) * 1000.0)
     elapsed = time.perf_counter() - begin
+    commits_after = lib.journal_commits()
     _check(results, 0)
-    return {
+    out = {
         "throughput": n / elapsed,
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
     }
+    if commits_before is not None and commits_after is not None:
+        # One workflow at a time: every journal commit of the run was awaited by it.
+        out["journal_commits_per_workflow"] = (commits_after - commits_before) / n
+    return out
 
 
 async def measure_conc(lib: Library, wl: Workload, n: int) -> dict[str, float]:
-    """``n`` workflows started at once, then all their results gathered."""
+    """``n`` workflows started at once, then all their results gathered; also the
+    process's CPU time (user + system, all threads) over that window, per workflow."""
+    cpu_before = process_cpu_s()
     begin = time.perf_counter()
     handles = await asyncio.gather(*(lib.start(wl.three_steps, i) for i in range(n)))
     results = await asyncio.gather(*(h.get_result() for h in handles))
     elapsed = time.perf_counter() - begin
+    cpu = process_cpu_s() - cpu_before
     _check(list(results), 0)
-    return {"throughput": n / elapsed}
+    return {"throughput": n / elapsed, "cpu_us_per_workflow": cpu / n * 1e6}
 
 
 async def measure_conc_with_commits(

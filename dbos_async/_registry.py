@@ -127,6 +127,9 @@ class FunctionInfo:
 
     @property
     def step_options(self) -> StepOptions:
+        options = self.options
+        if type(options) is StepOptions:  # (read twice per step call: no _options call)
+            return options
         return self._options(StepOptions)
 
     @property
@@ -167,7 +170,8 @@ class FunctionInfo:
 
     @property
     def return_hint(self) -> Any:
-        return self.hints.get("return", Any)
+        hints = self._hints if self._hints is not None else self.hints
+        return hints.get("return", Any)
 
     @property
     def origin(self) -> str:

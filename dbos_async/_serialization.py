@@ -131,6 +131,72 @@ def _to_jsonable(value: Any, path: str) -> Any:
     raise _Unserializable(path, value)
 
 
+def _is_plain(value: Any) -> bool:
+    """Whether ``value`` is made of JSON's own exact types only (str, int, float, bool,
+    None, lists, dicts with str keys and no tag key): then ``_to_jsonable`` would give
+    back an equal copy, so the value is encoded as it is, with no copy and no element
+    paths built. (The common case: most inputs and outputs.)"""
+    t = type(value)
+    if t is str or t is int or t is float or t is bool or value is None:
+        return True
+    if t is list:
+        return all(_is_plain(v) for v in value)
+    if t is dict:
+        return _TAG not in value and all(type(k) is str and _is_plain(v) for k, v in value.items())
+    return False
+
+
+#: One encoder for every call: ``json.dumps`` with ``separators`` builds a new one each
+#: time. Its other settings are ``json.dumps``'s defaults.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _c_encoder() -> Callable[[Any], str] | None:
+    """``_ENCODER.encode`` without rebuilding the C encoder on every call (which
+    ``encode`` does), or None where the C accelerator is missing or is not what this
+    expects. It skips the circular-reference check: what it encodes is a tree that
+    ``_is_plain`` or ``_to_jsonable`` has walked through, which a cycle never gets past
+    (it recurses until ``RecursionError``, as ``_to_jsonable`` always did)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    try:
+        iterencode = make(
+            None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":", ",",
+            False, False, True,
+        )  # fmt: skip
+        probe = {"a": [1, 2.5, None, True, "é"], "b": {}}
+
+        def encode(value: Any) -> str:
+            return "".join(iterencode(value, 0))
+
+        if encode(probe) != _ENCODER.encode(probe):
+            return None
+    except Exception:
+        return None
+    return encode
+
+
+_encode: Callable[[Any], str] = _c_encoder() or _ENCODER.encode
+
+
+def _to_json(value: Any) -> str:
+    """The JSON text of ``value`` (tagged where JSON has no type: see the module docstring)."""
+    t = type(value)
+    if t is int:
+        return int.__repr__(value)  # what the encoder writes for an int
+    if t is str:
+        return _ENCODER.encode(value)
+    return _encode(value if _is_plain(value) else _to_jsonable(value, "value"))
+
+
+def _from_json(data: str) -> Any:
+    """``json.loads(data, object_hook=_from_tagged)``, with one decoder for every call."""
+    if type(data) is not str or data.startswith("\ufeff"):
+        return json.loads(data, object_hook=_from_tagged)  # its own errors
+    return _DECODER.decode(data)
+
+
 def _rebuild_exception(type_name: str, message: str, args: list[Any] | None) -> BaseException:
     module_name, _, qualname = type_name.partition(":")
     target: Any = sys.modules.get(module_name)
@@ -188,14 +254,19 @@ def _from_tagged(obj: dict[str, Any]) -> Any:
     return decoder(v)
 
 
+#: One decoder for every call, likewise: ``json.loads`` with ``object_hook`` builds one
+#: each time.
+_DECODER = json.JSONDecoder(object_hook=_from_tagged)
+
+
 class JSONSerializer:
     """The default serializer: JSON text with tagged values (see the module docstring)."""
 
     def serialize(self, obj: Any) -> str:
-        return json.dumps(_to_jsonable(obj, "value"), separators=(",", ":"))
+        return _to_json(obj)
 
     def deserialize(self, data: str) -> Any:
-        return json.loads(data, object_hook=_from_tagged)
+        return _from_json(data)
 
 
 class PickleSerializer:
@@ -270,6 +341,37 @@ def conform(value: Any, annotation: Any) -> Any:
         return value
 
 
+#: Per signature (by identity, the signature kept alive beside its counts): how many
+#: positional arguments it takes at least and at most, or None when it has parameters
+#: other than plain positional ones (``*args``, keyword-only, ``**kwargs``).
+_POSITIONAL: dict[int, tuple[inspect.Signature, tuple[int, int] | None]] = {}
+
+
+def _positional_range(sig: inspect.Signature) -> tuple[int, int] | None:
+    entry = _POSITIONAL.get(id(sig))
+    if entry is not None and entry[0] is sig:
+        return entry[1]
+    params = list(sig.parameters.values())
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    counts = None
+    if all(p.kind in plain for p in params):
+        required = sum(1 for p in params if p.default is inspect.Parameter.empty)
+        counts = (required, len(params))
+    if len(_POSITIONAL) < 10_000:  # (signatures are few: those of registered functions)
+        _POSITIONAL[id(sig)] = (sig, counts)
+    return counts
+
+
+def _binds(sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """True when ``sig.bind(*args, **kwargs)`` is sure to succeed without running it: no
+    keyword arguments, and a count of positional ones that a signature of plain positional
+    parameters accepts. (``bind`` is the slow part of starting a workflow otherwise.)"""
+    if kwargs:
+        return False
+    counts = _positional_range(sig)
+    return counts is not None and counts[0] <= len(args) <= counts[1]
+
+
 class Codec:
     """Encodes what the runtime stores with the configured serializer.
 
@@ -324,16 +426,18 @@ class Codec:
         """Serialize a call's arguments, naming the argument that cannot be serialized.
         Without a signature (a client naming a workflow it does not have), arguments are
         named by position or keyword."""
-        if sig is not None:
+        if sig is not None and not _binds(sig, args, kwargs):
             try:
-                arguments = dict(sig.bind(*args, **kwargs).arguments)
+                sig.bind(*args, **kwargs)
             except TypeError as exc:
                 raise TypeError(f"{func_name}(): {exc}") from None
-        else:
-            arguments = {f"#{i}": value for i, value in enumerate(args)} | kwargs
         try:
             return self.serializer.serialize({"args": list(args), "kwargs": kwargs})
         except Exception as whole:
+            if sig is not None:
+                arguments = dict(sig.bind(*args, **kwargs).arguments)
+            else:
+                arguments = {f"#{i}": value for i, value in enumerate(args)} | kwargs
             for name, value in arguments.items():
                 try:
                     self.serializer.serialize(value)
@@ -375,7 +479,7 @@ class Codec:
         return tuple(args), kwargs
 
     def dump_error(self, exc: BaseException) -> str:
-        text = json.dumps(_to_jsonable(exc, "error"), separators=(",", ":"))
+        text = _encode(_to_jsonable(exc, "error"))
         return text if self._seal is None else self._seal(text)
 
     def load_error(self, data: str) -> BaseException:
@@ -390,7 +494,7 @@ class Codec:
                     f"cannot deserialize a stored error: {type(exc).__name__}: {exc}"
                 ) from exc
         try:
-            value = json.loads(data, object_hook=_from_tagged)
+            value = _from_json(data)
         except Exception as exc:
             raise DBOSSerializationError(f"cannot deserialize a stored error: {exc}") from exc
         if isinstance(value, BaseException):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -41,12 +42,25 @@ except ImportError:  # the otel extra is not installed: tracing is off, at no co
 
 _INSTRUMENTATION = "dbos_async"
 _cached: tuple[Any, Any] | None = None  # (provider, its tracer)
+#: OpenTelemetry makes its provider from this variable when none was set in code; read
+#: once, here, as an application sets it before it starts (``opentelemetry-instrument``).
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+_NOT_KNOWN = object()
+#: The span of a workflow when tracing is off (reusable, and nothing to build per call).
+_NO_SPAN: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
 
 
 def _tracer() -> Any | None:
-    """The tracer of the provider the application set, or None if it set none."""
+    """The tracer of the provider the application set, or None if it set none.
+
+    Called for every workflow and every step. With the API installed and no provider set
+    (tracing off), ``get_tracer_provider`` looks up an environment variable each time
+    (~1 us); OpenTelemetry's own global (None until a provider is set, as that function
+    reads it) answers first instead, where it exists."""
     global _cached
     if _trace is None:
+        return None
+    if getattr(_trace, "_TRACER_PROVIDER", _NOT_KNOWN) is None and not _PROVIDER_FROM_ENV:
         return None
     provider = _trace.get_tracer_provider()
     if isinstance(provider, _trace.ProxyTracerProvider):
@@ -74,7 +88,7 @@ def workflow_span(workflow_id: str, name: str) -> contextlib.AbstractContextMana
     """The span of one run of a workflow's body (a no-op context when tracing is off)."""
     tracer = _tracer()
     if tracer is None:
-        return contextlib.nullcontext()
+        return _NO_SPAN
     return _span(tracer, name, {"dbos.workflow_id": workflow_id, "dbos.workflow_name": name})
 
 
