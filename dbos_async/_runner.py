@@ -41,7 +41,7 @@ from ._errors import (
 )
 from ._failpoints import CRASH_AFTER, step_durable
 from ._handle import WorkflowHandle, outcome_of
-from ._live import LiveRun
+from ._live import LiveRun, fail
 from ._management import cancel_workflow
 from ._registry import FunctionInfo, registry
 from ._runtime import Runtime, get_runtime
@@ -363,9 +363,9 @@ def _launch(
         return  # closing: it stays PENDING, for a live process to take over
     if state.workflow_id in rt.live:
         return  # one run per workflow in a process: the one here goes on
+    # Nobody may await a workflow started in the background: its error is set with
+    # ``fail`` (marked retrieved), so asyncio does not warn about it.
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    # Nobody may await a workflow started in the background; don't warn about its error.
-    future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     def ended() -> None:  # (not a finally: a task cancelled before it starts runs none)
         rt.live.remove(run)
@@ -418,7 +418,7 @@ async def _execute(
                 exc,
             )
             if not future.done():
-                future.set_exception(exc.error)
+                fail(future, exc.error)
             return
         if not rt.launched:
             # The runtime began to close while the body ran: what it met may be that
@@ -455,7 +455,7 @@ async def _execute(
                     error = exc
         rt.notifier.notify(notification_key("end", workflow_id, ""))
         if error is not None:
-            future.set_exception(error)
+            fail(future, error)
         else:
             future.set_result(result)
     except asyncio.CancelledError:
@@ -466,7 +466,7 @@ async def _execute(
         raise
     except BaseException as exc:
         if not future.done():
-            future.set_exception(exc)
+            fail(future, exc)
         if not isinstance(exc, Exception):
             raise
         log.error("workflow %s could not record its outcome: %r", workflow_id, exc)
@@ -524,7 +524,7 @@ def _abandon(state: WorkflowState, future: asyncio.Future[Any]) -> None:
             state.workflow_id,
         )
     if not future.done():
-        future.set_exception(WorkflowOwnershipLost(state.workflow_id))
+        fail(future, WorkflowOwnershipLost(state.workflow_id))
 
 
 def launch_recorded(

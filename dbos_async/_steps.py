@@ -78,8 +78,11 @@ async def _as_body(state: WorkflowState, run: Coroutine[Any, Any, T]) -> T:
     if state.cancelled:
         run.close()
         raise DBOSWorkflowCancelledError(state.workflow_id)
-    with state.step_body():
+    state.enter_body()
+    try:
         return await run
+    finally:
+        state.leave_body()
 
 
 async def _preemptible(state: WorkflowState, run: Coroutine[Any, Any, T]) -> T:
@@ -141,7 +144,10 @@ async def _run_step(
     try:
         token = current_step.set(StepFrame(state.workflow_id, checkpoint.step_id))
         try:
-            value = await _attempts(state, info, args, kwargs)
+            if info.is_async and not info.step_options.retries_allowed:
+                value = await info.func(*args, **kwargs)  # (_attempts, two frames fewer)
+            else:
+                value = await _attempts(state, info, args, kwargs)
         finally:
             current_step.reset(token)
         if FAILPOINTS:

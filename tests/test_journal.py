@@ -148,7 +148,7 @@ async def test_journal__lone_write_goes_out_at_once(
         called.append(len(writes))
 
     wrap_write_batch(monkeypatch, before=stamp)
-    write = asyncio.create_task(
+    write = asyncio.ensure_future(
         get_runtime().journal.finish_workflow("nobody", "SUCCESS", None, None, 0)
     )
     for _ in range(10):
