@@ -89,11 +89,7 @@ WITH ins AS (
     SET status = f.status, output = f.output, error = f.error, updated_at = f.updated_at
     FROM unnest($33::text[], $34::text[], $35::text[], $36::text[], $37::bigint[])
         AS f(workflow_uuid, status, output, error, updated_at)
-    -- (Each finish is found by its key: the status and owner tests are kept out of the
-    -- indexes' reach. Planned with the owner's or the PENDING index, as a young
-    -- table's statistics invite, each batch scanned every row found there.)
-    WHERE w.workflow_uuid = f.workflow_uuid AND w.workflow_uuid = ANY($33::text[])
-        AND (w.status = 'PENDING' AND w.owner = $38) IS TRUE
+    WHERE w.workflow_uuid = f.workflow_uuid AND w.status = 'PENDING' AND w.owner = $38
     RETURNING w.workflow_uuid, w.queue_name
 ), woke AS (
     SELECT pg_notify({channel}, {queue_key:queue_name})
@@ -124,11 +120,7 @@ WITH steps AS (
     SET status = f.status, output = f.output, error = f.error, updated_at = f.updated_at
     FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[])
         AS f(workflow_uuid, status, output, error, updated_at)
-    -- (Each finish is found by its key: the status and owner tests are kept out of the
-    -- indexes' reach. Planned with the owner's or the PENDING index, as a young
-    -- table's statistics invite, each batch scanned every row found there.)
-    WHERE w.workflow_uuid = f.workflow_uuid AND w.workflow_uuid = ANY($9::text[])
-        AND (w.status = 'PENDING' AND w.owner = $14) IS TRUE
+    WHERE w.workflow_uuid = f.workflow_uuid AND w.status = 'PENDING' AND w.owner = $14
     RETURNING w.workflow_uuid, w.queue_name
 ), woke AS (
     SELECT pg_notify({channel}, {queue_key:queue_name})
