@@ -131,21 +131,13 @@ async def _write_many(
             inserts.append(w.row)
         else:
             finishes.append(w)
-    if inserts:
-        done = await conn.fetch(
-            Q["write_batch"],
-            *_arrays(map(workflow_params, inserts), len(WORKFLOW_FIELDS)),
-            *_arrays(map(step_params, steps), len(STEP_FIELDS)),
-            *_arrays(map(_finish_values, finishes), len(_FINISH_FIELDS)),
-            owner,
-        )
-    else:  # (no insert part: a leaner statement for the batches of running workflows)
-        done = await conn.fetch(
-            Q["write_steps_finishes"],
-            *_arrays(map(step_params, steps), len(STEP_FIELDS)),
-            *_arrays(map(_finish_values, finishes), len(_FINISH_FIELDS)),
-            owner,
-        )
+    done = await conn.fetch(
+        Q["write_batch"],
+        *_arrays(map(workflow_params, inserts), len(WORKFLOW_FIELDS)),
+        *_arrays(map(step_params, steps), len(STEP_FIELDS)),
+        *_arrays(map(_finish_values, finishes), len(_FINISH_FIELDS)),
+        owner,
+    )
     kinds = [r[0] for r in done]
     if (
         kinds.count(2) == len(steps)

@@ -100,36 +100,6 @@ UNION ALL SELECT 2, workflow_uuid, function_id FROM steps
 UNION ALL SELECT 3, workflow_uuid, NULL::int FROM fin
 UNION ALL SELECT 4, NULL::text, NULL::int FROM woke;
 
--- name: write_steps_finishes
--- write_batch for a batch with no workflow to insert (the usual batch of running
--- workflows: step rows, and finishes sharing a commit with their last step): the same
--- writes and answers, with $1-$8 the step arrays, $9-$13 the finish arrays and $14 the
--- owner. A leaner statement: no insert part to plan, bind and run.
-WITH steps AS (
-    INSERT INTO dbos_async.operation_outputs ({step_columns})
-    SELECT s.* FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],
-        $6::text[], $7::bigint[], $8::bigint[])
-        AS s(workflow_uuid, function_id, function_name, output, error, child_workflow_id,
-            started_at_epoch_ms, completed_at_epoch_ms)
-    WHERE EXISTS (
-        SELECT 1 FROM dbos_async.workflow_status AS o
-        WHERE o.workflow_uuid = s.workflow_uuid AND o.owner = $14 FOR SHARE)
-    ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING workflow_uuid, function_id
-), fin AS (
-    UPDATE dbos_async.workflow_status AS w
-    SET status = f.status, output = f.output, error = f.error, updated_at = f.updated_at
-    FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[])
-        AS f(workflow_uuid, status, output, error, updated_at)
-    WHERE w.workflow_uuid = f.workflow_uuid AND w.status = 'PENDING' AND w.owner = $14
-    RETURNING w.workflow_uuid, w.queue_name
-), woke AS (
-    SELECT pg_notify({channel}, {queue_key:queue_name})
-    FROM (SELECT DISTINCT queue_name FROM fin WHERE queue_name IS NOT NULL) AS q
-)
-SELECT 2, workflow_uuid, function_id FROM steps
-UNION ALL SELECT 3, workflow_uuid, NULL::int FROM fin
-UNION ALL SELECT 4, NULL::text, NULL::int FROM woke;
-
 -- name: load_steps
 -- Every step row of one workflow, by step ID.
 SELECT {step_columns} FROM dbos_async.operation_outputs
