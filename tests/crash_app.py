@@ -98,9 +98,9 @@ async def crash_transaction(value: str) -> str:
     return out
 
 
-def kill_after_transaction_commit() -> None:
-    """Die when the transaction's step row is about to be written: its own commit is
-    done, its checkpoint in the system database is not."""
+def die_before_row(step_name: str, marker: str) -> None:
+    """Die (once per ``marker``) when a batch holding the row of the step named
+    ``step_name`` is about to be committed: nothing of that batch is durable."""
     from dbos_async._runtime import get_runtime
 
     sysdb = get_runtime().sysdb
@@ -108,7 +108,7 @@ def kill_after_transaction_commit() -> None:
 
     async def write_batch(writes: Any, **kwargs: Any) -> Any:
         names = {getattr(getattr(w, "step", None), "function_name", None) for w in writes}
-        if "crash_insert" in names and armed("transaction"):
+        if any(str(n).endswith(step_name) for n in names) and armed(marker):
             die()
         return await original(writes, **kwargs)
 
@@ -135,23 +135,6 @@ async def crash_deferred(x: int) -> int:
     a = await crash_deferred_one(x)
     log(f"between {a}")  # (the workflow went on before step 1's row committed)
     return await crash_deferred_two(a)
-
-
-def kill_before_deferred_row() -> None:
-    """Die as step 1's row is about to be committed: its body ran and the workflow went
-    on with its output, but the row is not durable (nor anything after it)."""
-    from dbos_async._runtime import get_runtime
-
-    sysdb = get_runtime().sysdb
-    original = sysdb.write_batch
-
-    async def write_batch(writes: Any, **kwargs: Any) -> Any:
-        names = {getattr(getattr(w, "step", None), "function_name", None) for w in writes}
-        if any(str(n).endswith("crash_deferred_one") for n in names) and armed("deferred"):
-            die()
-        return await original(writes, **kwargs)
-
-    sysdb.write_batch = write_batch  # type: ignore[method-assign]
 
 
 # -- max_recovery: dies on every run ---------------------------------------------------
@@ -238,9 +221,12 @@ async def main() -> None:
     }
     async with DBOS(config):
         if SCENARIO == "transaction":
-            kill_after_transaction_commit()
+            # Its own commit done, its checkpoint in the system database not.
+            die_before_row("crash_insert", "transaction")
         if SCENARIO == "deferred":
-            kill_before_deferred_row()
+            # Step 1's body ran and the workflow went on with its output; its row (and
+            # anything after it) is not durable.
+            die_before_row("crash_deferred_one", "deferred")
         if ROLE == "start":
             func, args = STARTS[SCENARIO]
             with SetWorkflowID(WORKFLOW_ID):
