@@ -16,10 +16,11 @@ from dbos_async._urls import is_sqlite_url, redact_url, sqlite_path
 from dbos_async.sysdb import FinishWorkflow, QueueClaim, WorkflowRow, notification_key
 from dbos_async.sysdb._columns import QUEUE_COLUMNS, STEP_COLUMNS, WORKFLOW_COLUMNS
 from dbos_async.sysdb._keys import CHANNEL
+from dbos_async.sysdb._pg_batch import write_batch
 from dbos_async.sysdb._pg_pool import PostgresPool
 from dbos_async.sysdb._postgres import PostgresSystemDatabase
 from dbos_async.sysdb._queries import load_queries, parse_queries, sql_text
-from dbos_async.sysdb._rows import QueueInfo, StepRow
+from dbos_async.sysdb._rows import InsertWorkflow, QueueInfo, RecordStep, StepRow, Write
 from dbos_async.sysdb._sqlite_connection import SQLiteConnection
 
 BACKENDS = ("postgres", "sqlite")
@@ -182,6 +183,60 @@ async def test_queue_key__postgres_statements_wake_with_the_python_key(fresh_pg:
     finally:
         await listener.close()
         await sysdb.close()
+
+
+async def test_journal_session__every_statement_finds_rows_by_key(fresh_pg: str) -> None:
+    """On the journal's connection (``journal_session``) every statement of a batch,
+    single or combined, and the reads it falls back to, is planned to find each row by its
+    key: never a scan of the table or of an index of every PENDING row, which is what a
+    plan made on a young table's statistics chose before (and kept as the table grew).
+    The plans are read through auto_explain, sent to this client as notices."""
+    pool = PostgresPool(fresh_pg, 2, 5.0, reset_sessions=False)
+    sysdb = PostgresSystemDatabase(pool)
+    await sysdb.connect()  # (migrates)
+    await sysdb.close()
+    owner = "test-process"
+    plans: list[str] = []
+    conn = await asyncpg.connect(fresh_pg)
+    conn.add_log_listener(lambda _c, msg: plans.append(str(msg)))
+    try:
+        await conn.execute(load_queries("postgres")["journal_session"])
+        await conn.execute(
+            "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0;"
+            " SET auto_explain.log_level = notice; SET auto_explain.log_nested_statements = on"
+        )
+
+        def pending(wid: str) -> InsertWorkflow:
+            return InsertWorkflow(
+                WorkflowRow(wid, "PENDING", "wf", None, None, None, None, None, 1, 1, owner=owner)
+            )
+
+        def step(wid: str, n: int) -> RecordStep:
+            return RecordStep(StepRow(wid, n, "s", "1"))
+
+        def finish(wid: str) -> FinishWorkflow:
+            return FinishWorkflow(wid, "SUCCESS", "1", None, 2)
+
+        batches: list[list[Write]] = [
+            [pending("a")],  # one insert, one step, one finish: their own statements
+            [step("a", 1)],
+            [finish("a")],
+            [pending(f"w{i}") for i in range(30)],  # rows this process owns (PENDING)
+            [pending("b"), step("w1", 1), step("w2", 1), finish("w3"), finish("w4")],
+            [step("w1", 1), finish("w3"), step("nobody", 1)],  # stored, done, unowned
+            [step("w1", 1)],
+            [finish("w3")],
+            [step("nobody", 1)],
+        ]
+        for writes in batches:
+            await write_batch(conn, writes, False, owner)
+    finally:
+        await conn.close()
+    assert len(plans) >= len(batches) + 4, plans  # (every statement, fall-backs included)
+    for plan in plans:
+        assert "Seq Scan" not in plan, plan
+        assert "workflow_status_owner_idx" not in plan, plan
+        assert "workflow_status_pending_idx" not in plan, plan
 
 
 # -- URLs ------------------------------------------------------------------------------

@@ -239,7 +239,13 @@ class PostgresPool:
 
     async def _on_held(self, op: Callable[[Conn], Awaitable[T]]) -> T:
         if self._held is None or self._held.is_closed():
-            self._held = await asyncpg.connect(self.url, timeout=self.connect_timeout)
+            conn = await asyncpg.connect(self.url, timeout=self.connect_timeout)
+            try:
+                await conn.execute(Q["journal_session"])
+            except BaseException:
+                conn.terminate()
+                raise
+            self._held = conn
         conn = self._held
         try:
             return await op(conn)  # type: ignore[arg-type]
