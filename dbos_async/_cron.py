@@ -166,4 +166,3 @@ class CronSchedule:
     def local(self, slot: datetime) -> datetime:
         """``slot`` on this schedule's clock (aware; UTC for a UTC schedule)."""
         return slot.astimezone(self.timezone)
-

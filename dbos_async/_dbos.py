@@ -474,7 +474,7 @@ class DBOS(metaclass=_DBOSMeta):
             if await rt.sysdb.get_schedule(schedule) is None:
                 entry = registry.schedules.get(schedule)
                 if entry is not None:
-                    return await backfill(entry.info.func, start, end)
+                    return await _scheduler.backfill_entry(entry, start, end)
             return await _schedules.backfill_schedule(rt, schedule, start, end)
         return await backfill(schedule, start, end)
 

@@ -34,7 +34,14 @@ from ._runtime import Runtime
 from ._schedules import ACTIVE, check_schedule_signature, slot_workflow_id
 from .sysdb import ScheduleRow
 
-__all__ = ["POLL_INTERVAL_SECONDS", "Scheduler", "backfill", "scheduled", "slot_workflow_id"]
+__all__ = [
+    "POLL_INTERVAL_SECONDS",
+    "Scheduler",
+    "backfill",
+    "backfill_entry",
+    "scheduled",
+    "slot_workflow_id",
+]
 
 log = logging.getLogger("dbos_async")
 
@@ -98,9 +105,15 @@ async def backfill(
     entry = registry.schedules.get(info.name) if info is not None else None
     if entry is None:
         raise TypeError(
-            "backfill_schedule() needs a schedule name or a @DBOS.scheduled workflow, "
-            f"got {func!r}"
+            f"backfill_schedule() needs a schedule name or a @DBOS.scheduled workflow, got {func!r}"
         )
+    return await backfill_entry(entry, start, end)
+
+
+async def backfill_entry(
+    entry: ScheduledWorkflow, start: datetime, end: datetime
+) -> list[WorkflowHandle[Any]]:
+    """``backfill`` of a registered ``@DBOS.scheduled`` workflow (``registry.schedules``)."""
     return [await _fire(entry, slot) for slot in entry.schedule.slots_between(start, end)]
 
 

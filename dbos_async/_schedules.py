@@ -136,7 +136,9 @@ def _info(row: ScheduleRow, rt: Runtime) -> WorkflowSchedule:
         schedule=row.schedule,
         status=row.status,
         context=rt.codec.loads(row.context),
-        last_fired_at=None if last is None else datetime.fromtimestamp(last / 1000, UTC).isoformat(),
+        last_fired_at=None
+        if last is None
+        else datetime.fromtimestamp(last / 1000, UTC).isoformat(),
         automatic_backfill=row.automatic_backfill,
         cron_timezone=row.cron_timezone,
         queue_name=row.queue_name,
@@ -247,7 +249,9 @@ async def resume_schedule(rt: Runtime, schedule_name: str) -> None:
     await _set_status(rt, schedule_name, ACTIVE)
 
 
-async def fire(rt: Runtime, row: ScheduleRow, slot: datetime, workflow_id: str) -> WorkflowHandle[Any]:
+async def fire(
+    rt: Runtime, row: ScheduleRow, slot: datetime, workflow_id: str
+) -> WorkflowHandle[Any]:
     """Start (or enqueue) one run of a schedule for ``slot`` (aware UTC) under
     ``workflow_id``; a run already under that ID is not started again."""
     at = CronSchedule.parse(row.schedule, row.cron_timezone).local(slot)

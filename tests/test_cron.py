@@ -6,7 +6,6 @@ Tuesday (its Fridays are the 4th, 11th, 18th and 25th; the 13th is a Sunday).
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any

@@ -6,8 +6,8 @@ plain ``sqlite3`` function, run in one trip to the connection's thread);
 ``_sqlite_connection`` (one aiosqlite connection, the per-file write lock and the rules
 that make sharing a file safe: read its docstring); the parts of the system database
 (``_sqlite_messaging``, ``_sqlite_management``, ``_sqlite_queues``, ``_sqlite_leases``,
-``_sqlite_versions``, ``_sqlite_schedules``); and this module, which puts the system database together, and the
-application database.
+``_sqlite_versions``, ``_sqlite_schedules``); and this module, which puts the system
+database together, and the application database.
 """
 
 from __future__ import annotations
