@@ -127,7 +127,9 @@ async def _sleep_until(when: datetime, stop: asyncio.Event | None = None) -> boo
             await asyncio.sleep(wait)
         else:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
+                # (asyncio.timeout, not wait_for, which on 3.11 can swallow a cancel)
+                async with asyncio.timeout(wait):
+                    await stop.wait()
             if stop.is_set():
                 return True
         wait = (when - datetime.now(UTC)).total_seconds()
@@ -209,7 +211,8 @@ class Scheduler:
             else:
                 self._sync(rows)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), POLL_INTERVAL_SECONDS)
+                async with asyncio.timeout(POLL_INTERVAL_SECONDS):
+                    await self._changed.wait()
 
     def _sync(self, rows: list[ScheduleRow]) -> None:
         """Stop the loops of schedules gone, paused or ended; start those of new ones."""
