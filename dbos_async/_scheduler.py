@@ -136,10 +136,12 @@ async def _sleep_until(when: datetime, stop: asyncio.Event | None = None) -> boo
     return stop is not None and stop.is_set()
 
 
-def _next_slot(schedule: CronSchedule, slot: datetime) -> datetime:
+def _next_slot(schedule: CronSchedule, slot: datetime, *, catch_up: bool = False) -> datetime:
+    """The slot after ``slot``; unless ``catch_up``, a loop that fell behind by more than
+    ``_MAX_LAG`` skips to the present."""
     following = schedule.next_after(slot)
     now = datetime.now(UTC)
-    if following < now - _MAX_LAG:
+    if following < now - _MAX_LAG and not catch_up:
         following = schedule.next_after(now)
     return following
 
@@ -247,7 +249,7 @@ class Scheduler:
         while not await _sleep_until(slot, stop):
             if not await self._fire_stored(row, slot, stop):
                 return
-            slot = _next_slot(schedule, slot)
+            slot = _next_slot(schedule, slot, catch_up=row.automatic_backfill)
 
     async def _fire_stored(self, row: ScheduleRow, slot: datetime, stop: asyncio.Event) -> bool:
         """Start one slot if the schedule is still active as stored; False (and ``stop``
