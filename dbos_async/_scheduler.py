@@ -217,10 +217,12 @@ class Scheduler:
                     await self._changed.wait()
 
     def _sync(self, rows: list[ScheduleRow]) -> None:
-        """Stop the loops of schedules gone, paused or ended; start those of new ones."""
+        """Stop the loops of schedules gone or paused; start those of new ones, and again
+        those that stopped on finding their schedule paused (a loop that gave up, on a
+        time zone this machine lacks, is not started again)."""
         wanted = {row.schedule_id: row for row in rows if self._runs_here(row)}
         for schedule_id, running in list(self._stored.items()):
-            if schedule_id not in wanted or running.task.done():
+            if schedule_id not in wanted or (running.task.done() and running.stop.is_set()):
                 running.stop.set()
                 del self._stored[schedule_id]
         loop = asyncio.get_running_loop()

@@ -110,7 +110,7 @@ def once_each_consecutive(seen: list[datetime]) -> None:
     assert ordered == [ordered[0] + k * SECOND for k in range(len(ordered))], ordered
 
 
-async def test_schedule_processes__each_slot_once_pause_resume_trigger_delete(
+async def test_schedule_processes__each_slot_once_pause_trigger_backfill_resume_delete(
     processes: Processes, db_url: str
 ) -> None:
     processes.start("p1", "p2")
@@ -135,13 +135,25 @@ async def test_schedule_processes__each_slot_once_pause_resume_trigger_delete(
         await client.pause_schedule(name)
         paused_at = datetime.now(UTC)
         # Each process reads the row before its next slot: no slot after the pause starts.
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(1.5)
         assert max(processes.slots(name)) <= paused_at, "a paused schedule started a slot"
+        seen = processes.slots(name)
 
         handle = await client.trigger_schedule(name)
         assert datetime.fromisoformat(await handle.get_result()) <= datetime.now(UTC)
         triggered = [e for e in processes.events() if e["wf"] == handle.workflow_id]
         assert len(triggered) == 1
+
+        # backfill: the slots of the range that have not run, each once; seen[0] ran.
+        first = min(seen)
+        filled = await client.backfill_schedule(name, first - 2 * SECOND, first + SECOND)
+        assert [h.workflow_id for h in filled] == [
+            f"sched-{name}-{(first + k * SECOND).isoformat()}" for k in (-2, -1, 0)
+        ]
+        for h in filled:
+            await h.get_result()
+        counts = Counter(processes.slots(name))
+        assert [counts[first + k * SECOND] for k in (-2, -1, 0)] == [1, 1, 1]
 
         resumed_at = datetime.now(UTC)
         await client.resume_schedule(name)
@@ -155,7 +167,7 @@ async def test_schedule_processes__each_slot_once_pause_resume_trigger_delete(
 
         await client.delete_schedule(name)
         deleted_at = datetime.now(UTC)
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(1.5)
         assert max(processes.slots(name)) <= deleted_at, "a deleted schedule started a slot"
         assert [s for s, n in Counter(processes.slots(name)).items() if n > 1] == []
         assert await client.list_schedules() == []

@@ -165,7 +165,7 @@ async def test_pause_resume_trigger_delete(dbos: DBOS) -> None:
     info = await DBOS.get_schedule(name)
     assert info is not None and info["status"] == "PAUSED"
     # A slot is started only if the schedule was active when its time came: none after.
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(1.5)
     assert max(await started(name)) <= paused_at, "a paused schedule started a slot"
 
     # trigger runs it now, paused or not, under its own ID.
@@ -179,7 +179,7 @@ async def test_pause_resume_trigger_delete(dbos: DBOS) -> None:
     resumed_at = datetime.now(UTC)
     await DBOS.resume_schedule(name)
     await wait_until(
-        lambda: len([s for s in utc_slots(name) if s > resumed_at]) >= 3, "slots after the resume"
+        lambda: len([s for s in utc_slots(name) if s > resumed_at]) >= 2, "slots after the resume"
     )
     after = [s for s in await started(name) if s > paused_at]
     # From now on: none of the slots of the pause ran (no automatic_backfill).
@@ -190,7 +190,7 @@ async def test_pause_resume_trigger_delete(dbos: DBOS) -> None:
     deleted_at = datetime.now(UTC)
     assert await DBOS.get_schedule(name) is None
     assert await DBOS.list_schedules() == []
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(1.5)
     assert max(await started(name)) <= deleted_at, "a deleted schedule started a slot"
     # Its runs are kept; deleting again is nothing.
     assert await DBOS.get_workflow_status(handle.workflow_id) is not None
@@ -279,7 +279,7 @@ async def test_client__manages_schedules_a_process_runs(dbos: DBOS, db_url: str)
             context={"name": name},
             cron_timezone="America/New_York",
         )
-        await wait_until(lambda: len(slots(name)) >= 2, "slots started by the process")
+        await wait_until(lambda: len(slots(name)) >= 1, "a slot started by the process")
         [listed] = await client.list_schedules()
         assert listed["schedule_name"] == name and listed["cron_timezone"] == "America/New_York"
         assert await client.get_schedule(name) == await DBOS.get_schedule(name)
