@@ -65,6 +65,16 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _refuse_in_workflow(how: str) -> None:
+    """``DBOSException`` when called from a workflow's code, where a re-run would repeat
+    it: what it starts is not recorded as a step."""
+    if current_workflow.get() is not None:
+        raise DBOSException(
+            f"{how} cannot be called from a workflow; call it from outside, or start a "
+            "workflow for the schedule's slot yourself"
+        )
+
+
 class _DBOSMeta(type):
     """Class-level properties: ``DBOS.workflow_id``, ``DBOS.step_id``,
     ``DBOS.executor_id``, ``DBOS.sql_connection``, ``DBOS.sql_session``, ..."""
@@ -458,7 +468,8 @@ class DBOS(metaclass=_DBOSMeta):
     @staticmethod
     async def trigger_schedule(schedule_name: str) -> WorkflowHandle[Any]:
         """Run a stored schedule's workflow now, once, with ``scheduled_at`` now; returns
-        its handle."""
+        its handle. Not from a workflow's code (as in DBOS Transact)."""
+        _refuse_in_workflow("DBOS.trigger_schedule()")
         return await _schedules.trigger_schedule(get_runtime(), schedule_name)
 
     @staticmethod
@@ -468,7 +479,9 @@ class DBOS(metaclass=_DBOSMeta):
         """Run the slots of a schedule from ``start`` (inclusive) to ``end`` (exclusive)
         that have not run (those missed while no process ran): ``schedule`` is a stored
         schedule's name, or a ``@DBOS.scheduled`` workflow (or its name). A slot that
-        ran is not run again; returns the handles of every slot of the range."""
+        ran is not run again; returns the handles of every slot of the range. Not from a
+        workflow's code (as in DBOS Transact)."""
+        _refuse_in_workflow("DBOS.backfill_schedule()")
         rt = get_runtime()
         if isinstance(schedule, str):
             if await rt.sysdb.get_schedule(schedule) is None:

@@ -380,3 +380,25 @@ async def test_scheduled__cron_timezone(url: str) -> None:
 
     with pytest.raises(DBOSConfigError, match="'Nowhere/Town'"):
         DBOS.scheduled(EVERY_SECOND, cron_timezone="Nowhere/Town")
+
+
+@DBOS.workflow(name="sch_triggers_from_a_workflow")
+async def sch_triggers_from_a_workflow(name: str) -> str:
+    try:
+        await DBOS.trigger_schedule(name)
+    except DBOSException as exc:
+        trigger_error = str(exc)
+    now = datetime.now(UTC)
+    try:
+        await DBOS.backfill_schedule(name, now - SECOND, now)
+    except DBOSException as exc:
+        return f"{trigger_error} | {exc}"
+    return "ran"
+
+
+async def test_trigger_and_backfill__refused_in_a_workflow(dbos: DBOS) -> None:
+    await create("in-wf", schedule="0 0 1 1 *")
+    result = await sch_triggers_from_a_workflow("in-wf")
+    assert "DBOS.trigger_schedule() cannot be called from a workflow" in result
+    assert "DBOS.backfill_schedule() cannot be called from a workflow" in result
+    assert slots("in-wf") == []
