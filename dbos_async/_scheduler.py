@@ -162,6 +162,8 @@ class Scheduler:
         self._rt = rt
         self._tasks: list[asyncio.Task[None]] = []
         self._stored: dict[str, _Running] = {}  # by schedule_id
+        #: Loops told to stop that have not ended yet (they finish the slot they start).
+        self._ending: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
 
     async def start(self) -> None:
@@ -176,8 +178,9 @@ class Scheduler:
     async def stop(self) -> None:
         _schedules.on_change(self._rt, None)
         tasks, self._tasks = self._tasks, []
-        tasks += [running.task for running in self._stored.values()]
+        tasks += [running.task for running in self._stored.values()] + list(self._ending)
         self._stored.clear()
+        self._ending.clear()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -225,6 +228,9 @@ class Scheduler:
             if schedule_id not in wanted or (running.task.done() and running.stop.is_set()):
                 running.stop.set()
                 del self._stored[schedule_id]
+                if not running.task.done():
+                    self._ending.add(running.task)
+                    running.task.add_done_callback(self._ending.discard)
         loop = asyncio.get_running_loop()
         for schedule_id, row in wanted.items():
             if schedule_id not in self._stored:
