@@ -8,8 +8,8 @@ once however many processes share the database. Slots that passed while no proce
 are not run later, unless asked for with ``DBOS.backfill_schedule`` (or, for a stored
 schedule, ``automatic_backfill``: its loop first runs the slots since the latest one
 started). A stored schedule's loop reads its row before each slot, so a pause or a
-delete from any process stops it at its next slot; the table is polled about once a
-second for schedules created or resumed elsewhere.
+delete from any process stops it at its next slot. A change from another process is
+heard at once on Postgres (NOTIFY), and the table is polled about once a second.
 """
 
 from __future__ import annotations
@@ -173,10 +173,18 @@ class Scheduler:
                 loop.create_task(self._run(entry), name=f"dbos_async schedule {entry.info.name}")
             )
         _schedules.on_change(self._rt, self._changed.set)
+        self._rt.notifier.hooks["schedule"] = self._heard
         self._tasks.append(loop.create_task(self._poll(), name="dbos_async stored schedules"))
+
+    def _heard(self, _: str | None) -> None:
+        """Another process changed a schedule (or, with None, notifications may have been
+        missed): look at the table now."""
+        self._changed.set()
 
     async def stop(self) -> None:
         _schedules.on_change(self._rt, None)
+        if self._rt.notifier.hooks.get("schedule") == self._heard:
+            del self._rt.notifier.hooks["schedule"]
         tasks, self._tasks = self._tasks, []
         tasks += [running.task for running in self._stored.values()] + list(self._ending)
         self._stored.clear()

@@ -10,9 +10,10 @@ Every launched process runs every active schedule whose workflow it has register
 that names a ``queue_name``: it enqueues there) in ``_scheduler``; each slot's workflow
 ID is ``sched-{schedule_name}-{slot in UTC, ISO 8601}``, the same in every process, so a
 slot runs once however many processes start it. A process hears of a schedule created,
-paused, resumed or deleted elsewhere within about a second (it polls the table); its own
-changes it applies at once. A slot the runner starts directly runs in that process; with
-``queue_name`` it is enqueued on that queue; a client (``DBOSClient``), which runs
+paused, resumed or deleted elsewhere at once on Postgres (a NOTIFY), within about a
+second on SQLite (it polls the table); its own changes it applies at once. A slot the
+runner starts directly runs in that process; with ``queue_name`` it is enqueued on that
+queue; a client (``DBOSClient``), which runs
 nothing, enqueues a triggered or backfilled slot on the schedule's queue, else on the
 internal queue every process declares (``_dbos_internal_queue``), where a process of the
 latest application version that has the workflow runs it.
@@ -21,6 +22,7 @@ latest application version that has the workflow runs it.
 from __future__ import annotations
 
 import inspect
+import logging
 import uuid
 import weakref
 from collections.abc import Callable
@@ -38,10 +40,11 @@ from ._ids import check_text, check_workflow_id
 from ._registry import FunctionInfo, registry
 from ._runner import EnqueueRequest, enqueued_row, start_workflow
 from ._runtime import Runtime
-from .sysdb import ScheduleRow
+from .sysdb import ScheduleRow, notification_key
 
 __all__ = [
     "ACTIVE",
+    "CHANGED_KEY",
     "PAUSED",
     "WorkflowSchedule",
     "backfill_schedule",
@@ -58,6 +61,8 @@ __all__ = [
     "trigger_schedule",
     "workflow_of",
 ]
+
+log = logging.getLogger("dbos_async")
 
 ACTIVE = "ACTIVE"
 PAUSED = "PAUSED"
@@ -109,10 +114,19 @@ def on_change(rt: Runtime, listener: Callable[[], None] | None) -> None:
         _listeners[rt] = listener
 
 
-def _changed(rt: Runtime) -> None:
+#: What a change of any schedule announces to the other processes (Postgres NOTIFY), so
+#: their schedulers look at the table at once rather than at their next poll.
+CHANGED_KEY = notification_key("schedule", "", "")
+
+
+async def _changed(rt: Runtime) -> None:
     listener = _listeners.get(rt)
     if listener is not None:
         listener()
+    try:
+        await rt.sysdb.announce(CHANGED_KEY)
+    except Exception as exc:  # (the change is committed; the others' poll finds it)
+        log.debug("could not announce a schedule change: %r", exc)
 
 
 def check_schedule_signature(info: FunctionInfo, how: str, params: str) -> None:
@@ -185,7 +199,7 @@ async def create_schedule(
         raise DBOSException(
             f"schedule {schedule_name!r} already exists: delete it first, or pick another name"
         )
-    _changed(rt)
+    await _changed(rt)
 
 
 async def list_schedules(
@@ -228,14 +242,14 @@ async def delete_schedule(rt: Runtime, schedule_name: str) -> None:
     """Delete a schedule (nothing if there is none); its runs so far are kept."""
     check_workflow_id(schedule_name, "a schedule name")
     await rt.sysdb.delete_schedule(schedule_name)
-    _changed(rt)
+    await _changed(rt)
 
 
 async def _set_status(rt: Runtime, schedule_name: str, status: str) -> None:
     check_workflow_id(schedule_name, "a schedule name")
     if not await rt.sysdb.set_schedule_status(schedule_name, status, now_ms()):
         raise DBOSException(f"schedule {schedule_name!r} does not exist")
-    _changed(rt)
+    await _changed(rt)
 
 
 async def pause_schedule(rt: Runtime, schedule_name: str) -> None:

@@ -26,6 +26,7 @@ from dbos_async import (
     DBOSException,
     Queue,
     WorkflowStatusString,
+    _scheduler,
 )
 from dbos_async._registry import registry
 
@@ -304,6 +305,31 @@ async def test_client__manages_schedules_a_process_runs(dbos: DBOS, db_url: str)
         await client.resume_schedule(name)
         await client.delete_schedule(name)
         assert await DBOS.get_schedule(name) is None
+
+
+async def test_client__a_change_is_heard_at_once_on_postgres(
+    url: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Postgres a change from another process arrives by NOTIFY, not by the poll
+    (made a minute long here); on SQLite only the poll finds it."""
+    if backend != "postgres":
+        pytest.skip("SQLite has no NOTIFY: its processes poll")
+    monkeypatch.setattr(_scheduler, "POLL_INTERVAL_SECONDS", 60.0)
+    await launch(url)
+    name = "notified"
+    async with DBOSClient(url) as client:
+        await client.create_schedule(
+            schedule_name=name,
+            workflow_name="sch_tick",
+            schedule=EVERY_SECOND,
+            context={"name": name},
+        )
+        await wait_until(lambda: len(slots(name)) >= 1, "a slot", within=10)
+        await client.pause_schedule(name)
+        paused_at = datetime.now(UTC)
+        await client.resume_schedule(name)
+        await asyncio.sleep(1.5)
+        assert [s for s in utc_slots(name) if s > paused_at], "the resume was not heard"
 
 
 # -- listing and errors ----------------------------------------------------------------
