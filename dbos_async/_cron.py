@@ -119,10 +119,10 @@ class CronSchedule:
         minutes = " ".join(texts[1:])
         try:
             full = CronSim(" ".join(texts), datetime(2000, 1, 1, tzinfo=UTC))
-        except CronSimError as exc:  # every field is valid alone: the days never exist
+        except CronSimError:  # every field is valid alone: the days never exist
             raise ValueError(
-                f"invalid cron expression {expr!r}: it never fires (no month has the "
-                f"day-of-month {texts[3]!r} on the day-of-week {texts[5]!r}): {exc}"
+                f"invalid cron expression {expr!r}: it never fires (no month of the month "
+                f"field {texts[4]!r} has a day of the day-of-month field {texts[3]!r})"
             ) from None
         return cls(expr, zone, minutes, tuple(sorted(full.seconds)))
 
