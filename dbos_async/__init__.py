@@ -32,6 +32,7 @@ from ._errors import (
 from ._handle import WorkflowHandle, WorkflowHandleAsync
 from ._loop import run
 from ._queue import Queue, SetEnqueueOptions
+from ._schedules import WorkflowSchedule
 from ._send_bulk import SendMessage
 from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus, WorkflowStatusString
 from ._versions import VersionInfo
@@ -73,6 +74,7 @@ __all__ = [
     "VersionInfo",
     "WorkflowHandle",
     "WorkflowHandleAsync",
+    "WorkflowSchedule",
     "WorkflowStatus",
     "WorkflowStatusString",
     "run",

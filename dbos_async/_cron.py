@@ -1,150 +1,109 @@
-"""Cron expressions: parsing and next-fire-time calculation, all in UTC.
+"""Cron expressions, read by cronsim: a thin wrapper that keeps our syntax and errors.
 
 An expression has 5 fields (``minute hour day-of-month month day-of-week``; the second is 0)
 or 6 fields (``second minute hour day-of-month month day-of-week``), separated by whitespace.
 Their values: second 0-59, minute 0-59, hour 0-23, day-of-month 1-31, month 1-12 or JAN-DEC,
 day-of-week 0-7 or SUN-SAT, where 0 and 7 are both Sunday. Names are case-insensitive.
+Each field is a comma-separated list of ``*``, ``n``, ``a-b``, ``*/n``, ``a-b/n`` or ``a/n``
+(every ``n``-th value from ``a`` up to the field's maximum); ``?`` means ``*`` in
+day-of-month and day-of-week. cronsim's extensions work too: ``L`` (last day of the
+month), ``LW`` (its last weekday), ``FRI#2`` (its second Friday), ``5L`` (its last Friday).
 
-Each field is a comma-separated list of items, and each item is one of:
+As in Debian and Vixie cron, day-of-month and day-of-week combine with OR when both are
+restricted (neither starts with ``*``): ``0 0 13 * FRI`` fires on every 13th and on every
+Friday; when one starts with ``*`` only the other counts.
 
-* ``*`` -- every value (``?`` means the same, in day-of-month and day-of-week only);
-* ``n`` -- one value, a number or a name;
-* ``a-b`` -- every value from ``a`` to ``b`` inclusive (``MON-FRI``);
-* ``*/n``, ``a-b/n``, ``a/n`` -- every ``n``-th value of ``*``, of ``a-b``, or of ``a`` up to
-  the field's maximum.
+A schedule reads its fields on the clock of a time zone (UTC unless given an IANA name).
+Where daylight-saving time changes the clock, the rules are Debian cron's (cronsim's):
 
-As in standard cron, when day-of-month and day-of-week are both restricted (neither is
-exactly ``*`` or ``?``), a day matches if *either* matches; otherwise only the restricted one
-counts. So ``0 0 13 * FRI`` fires on every 13th and on every Friday.
+- a schedule at fixed times of day (its minute and hour fields do not start with ``*``):
+  a time in the skipped hour fires once, at the first moment after the jump (``30 2 * * *``
+  in Europe/Berlin fires at 03:00 CEST on the last Sunday of March); a time in the repeated
+  hour fires once, at its first occurrence (02:30 CEST, not again at 02:30 CET);
+- a schedule whose minute or hour field starts with ``*`` (``*/15 * * * *``,
+  ``0 * * * *``) follows the clock: none of its slots is in the skipped hour, and the
+  repeated hour has its slots twice (once per real hour).
+
+A 6-field expression behaves as its 5-field one, each of its minutes expanded by its
+seconds field (cronsim alone would read ``0 30 2 * * *`` and ``30 2 * * *`` differently
+across a change). Why cronsim (over croniter): it follows Debian cron on both changes,
+where croniter fires a daily ``30 2 * * *`` twice on the October change; it reads seconds
+first, as we do; it is small, typed, BSD-licensed and maintained by the author of
+Healthchecks, which runs it on every check.
 """
 
 from __future__ import annotations
 
-import calendar
-import re
-from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["CronSchedule"]
+from cronsim import CronSim, CronSimError
+from cronsim.cronsim import Field
 
-# The longest gap between two fire times of a valid expression is 8 years: February 29th
-# across a skipped century leap year (2096 -> 2104). Searching further means it never fires.
-_SEARCH_YEARS = 10
-_DIGITS = re.compile(r"[0-9]+")
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+__all__ = ["CronSchedule", "resolve_timezone"]
 
-
-class _Spec(NamedTuple):
-    name: str
-    lo: int
-    hi: int
-    names: Mapping[str, int]
-    kind: str = ""  # what a name in this field is called: "month" or "day"
-    question_ok: bool = False  # whether "?" is allowed
+_FIELDS = ("second", "minute", "hour", "day-of-month", "month", "day-of-week")
+_RANGES = ("0-59", "0-59", "0-23", "1-31", "1-12 or JAN-DEC", "0-7 or SUN-SAT")
+_SECOND = timedelta(seconds=1)
 
 
-_SECOND = _Spec("second", 0, 59, {})
-_MINUTE = _Spec("minute", 0, 59, {})
-_HOUR = _Spec("hour", 0, 23, {})
-_DOM = _Spec("day-of-month", 1, 31, {}, question_ok=True)
-_MONTH = _Spec("month", 1, 12, {name: i for i, name in enumerate(_MONTHS, 1)}, "month")
-_DOW = _Spec("day-of-week", 0, 7, {name: i for i, name in enumerate(_DAYS)}, "day", True)
-
-
-class _FieldError(Exception):
-    """A problem with ``token`` (part of a field's text), phrased as a predicate."""
-
-    def __init__(self, token: str, problem: str) -> None:
-        super().__init__(problem)
-        self.token = token
-        self.problem = problem
-
-
-def _value(spec: _Spec, token: str, item: str) -> int:
-    if not token:
-        raise _FieldError(item, "has a missing value")
-    if _DIGITS.fullmatch(token):
-        number = int(token)
-        if not spec.lo <= number <= spec.hi:
-            raise _FieldError(token, f"is out of range {spec.lo}-{spec.hi}")
-        return number
-    if token.upper() in spec.names:
-        return spec.names[token.upper()]
-    if spec.names and token.isalpha():
-        names = list(spec.names)
-        raise _FieldError(token, f"is not a known {spec.kind} name ({names[0]}-{names[-1]})")
-    what = f"a number or {spec.kind} name" if spec.names else "a number"
-    raise _FieldError(token, f"is not {what}")
-
-
-def _item(spec: _Spec, item: str) -> range:
-    base, slash, step_text = item.partition("/")
-    step = 1
-    if slash:
-        if not _DIGITS.fullmatch(step_text):
-            raise _FieldError(item, f"has a non-numeric step {step_text!r}")
-        step = int(step_text)
-        if step == 0:
-            raise _FieldError(item, "has step 0 (the step must be at least 1)")
-    if base in ("*", "?"):
-        if base == "?" and not spec.question_ok:
-            raise _FieldError(item, "uses '?', which only day-of-month and day-of-week allow")
-        lo, hi = spec.lo, spec.hi
-    elif "-" in base:
-        start, _, end = base.partition("-")
-        lo, hi = _value(spec, start, item), _value(spec, end, item)
-        if lo > hi:
-            raise _FieldError(item, f"is a reversed range ({lo} > {hi})")
-    else:
-        lo = _value(spec, base, item)
-        hi = spec.hi if slash else lo
-    return range(lo, hi + 1, step)
-
-
-def _field(spec: _Spec, text: str) -> tuple[int, ...]:
-    values: set[int] = set()
-    for item in text.split(","):
-        if not item:
-            raise _FieldError(text, "has an empty list item")
-        values.update(_item(spec, item))
-    if spec is _DOW and 7 in values:
-        values = (values - {7}) | {0}
-    return tuple(sorted(values))
-
-
-def _ceil(values: tuple[int, ...], current: int) -> int | None:
-    """The smallest of ``values`` (sorted) that is >= ``current``, if any."""
-    i = bisect_left(values, current)
-    return values[i] if i < len(values) else None
+def resolve_timezone(name: str | None) -> tzinfo:
+    """The time zone of an IANA name (``"Europe/Berlin"``), UTC for None; ``ValueError``
+    naming an unknown one."""
+    if name is None:
+        return UTC
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"cron_timezone must be an IANA time zone name, got {name!r}")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"cron_timezone {name!r} is not a known IANA time zone name "
+            "(like 'Europe/Berlin' or 'America/New_York')"
+        ) from None
 
 
 def _utc(when: datetime) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
+def _check_field(index: int, text: str, expr: str) -> None:
+    """Raise ``ValueError`` naming the field (and the item of a list) cronsim refuses."""
+    where = f"invalid cron expression {expr!r}: {_FIELDS[index]} field {text!r}"
+    if "?" in text:
+        if index in (3, 5) and text == "?":
+            return
+        raise ValueError(f"{where} uses '?', which only day-of-month and day-of-week allow")
+    items = text.upper().split(",")
+    for item in items:
+        try:
+            Field(index).parse(item)
+        except (CronSimError, ValueError, IndexError):
+            bad = f": {item!r}" if len(items) > 1 else ""
+            raise ValueError(
+                f"{where}{bad} is not valid (values {_RANGES[index]}; items are n, a-b, *, "
+                "*/n, a-b/n or a/n, with n at least 1)"
+            ) from None
+
+
 @dataclass(frozen=True)
 class CronSchedule:
-    """A parsed cron expression. Build one with :meth:`parse`."""
+    """A parsed cron expression on a time zone's clock. Build one with :meth:`parse`."""
 
     expr: str
-    seconds: tuple[int, ...] = field(repr=False)
-    minutes: tuple[int, ...] = field(repr=False)
-    hours: tuple[int, ...] = field(repr=False)
-    days: tuple[int, ...] = field(repr=False)
-    months: tuple[int, ...] = field(repr=False)
-    weekdays: tuple[int, ...] = field(repr=False)  # 0 = Sunday ... 6 = Saturday
-    days_restricted: bool = field(repr=False)
-    weekdays_restricted: bool = field(repr=False)
+    timezone: tzinfo = field(default=UTC)
+    _minutes: str = field(default="", repr=False)  # the 5-field expression cronsim reads
+    _seconds: tuple[int, ...] = field(default=(0,), repr=False)
 
     @classmethod
-    def parse(cls, expr: str) -> CronSchedule:
-        """Parse ``expr``; raise ``ValueError`` naming the bad field if it is invalid."""
+    def parse(cls, expr: str, timezone: str | None = None) -> CronSchedule:
+        """Parse ``expr`` (on the clock of the IANA zone ``timezone``, UTC if None);
+        ``ValueError`` naming the bad field or zone if it is invalid."""
         if not isinstance(expr, str):
             raise TypeError(f"cron expression must be a str, not {type(expr).__name__}")
+        zone = resolve_timezone(timezone)
         texts = expr.split()
         if not texts:
             raise ValueError(f"invalid cron expression {expr!r}: it is empty")
@@ -154,107 +113,56 @@ class CronSchedule:
             )
         if len(texts) == 5:
             texts = ["0", *texts]
-        specs = (_SECOND, _MINUTE, _HOUR, _DOM, _MONTH, _DOW)
-        fields: list[tuple[int, ...]] = []
-        for spec, text in zip(specs, texts, strict=True):
-            try:
-                fields.append(_field(spec, text))
-            except _FieldError as e:
-                where = f"{spec.name} field {text!r}"
-                if e.token != text:
-                    where += f": {e.token!r}"
-                raise ValueError(f"invalid cron expression {expr!r}: {where} {e.problem}") from None
-        seconds, minutes, hours, days, months, weekdays = fields
-        any_day = ("*", "?")
-        return cls(
-            expr,
-            seconds,
-            minutes,
-            hours,
-            days,
-            months,
-            weekdays,
-            days_restricted=texts[3] not in any_day,
-            weekdays_restricted=texts[5] not in any_day,
-        )
+        for index, text in enumerate(texts):
+            _check_field(index, text, expr)
+        texts = ["*" if t == "?" else t for t in texts]
+        minutes = " ".join(texts[1:])
+        try:
+            full = CronSim(" ".join(texts), datetime(2000, 1, 1, tzinfo=UTC))
+        except CronSimError:  # every field is valid alone: the days never exist
+            raise ValueError(
+                f"invalid cron expression {expr!r}: it never fires (no month of the month "
+                f"field {texts[4]!r} has a day of the day-of-month field {texts[3]!r})"
+            ) from None
+        return cls(expr, zone, minutes, tuple(sorted(full.seconds)))
 
     def next_after(self, when: datetime) -> datetime:
         """The first fire time strictly after ``when`` (naive means UTC), as aware UTC."""
-        start = _utc(when).replace(microsecond=0)
-        try:
-            found = self._search(start + timedelta(seconds=1), start.year + _SEARCH_YEARS)
-        except OverflowError:  # ``when`` is the last second datetime can represent
-            found = None
-        if found is None:
-            raise ValueError(
-                f"cron expression {self.expr!r} has no fire time within "
-                f"{_SEARCH_YEARS} years after {start.isoformat()}"
-            )
-        return found
+        after = _utc(when).replace(microsecond=0)
+        for slot in self._slots_after(after):
+            return slot
+        raise ValueError(
+            f"cron expression {self.expr!r} has no fire time within 50 years after "
+            f"{after.isoformat()}"
+        )
 
     def slots_between(self, start: datetime, end: datetime) -> Iterator[datetime]:
         """Every fire time ``t`` with ``start <= t < end``, in order (naive means UTC)."""
         end = _utc(end)
-        slot = _utc(start)
-        if slot.microsecond:
-            slot = slot.replace(microsecond=0) + timedelta(seconds=1)
-        while slot < end:
-            found = self._search(slot, end.year)
-            if found is None or found >= end:
+        first = _utc(start)
+        if first.microsecond:
+            first = first.replace(microsecond=0) + _SECOND
+        for slot in self._slots_after(first - _SECOND):
+            if slot >= end:
                 return
-            yield found
-            slot = found + timedelta(seconds=1)
+            yield slot
 
-    def _day_matches(self, dom: int, dow: int) -> bool:
-        if not self.weekdays_restricted:
-            return dom in self.days
-        if not self.days_restricted:
-            return dow in self.weekdays
-        return dom in self.days or dow in self.weekdays
+    def _slots_after(self, after: datetime) -> Iterator[datetime]:
+        """The fire times strictly after ``after`` (aware UTC, whole seconds), in order,
+        for up to 50 years: the minutes cronsim yields from the one holding ``after``
+        (it yields those strictly after its start), each expanded by the seconds field.
+        Fixed-time minutes come on the local clock, so a slot of the repeated hour may
+        come before ``after``: those are passed over."""
+        start = after.replace(second=0) - _SECOND
+        try:
+            for minute in CronSim(self._minutes, start.astimezone(self.timezone)):
+                for second in self._seconds:
+                    slot = _utc(minute) + timedelta(seconds=second)  # (UTC keeps the fold)
+                    if slot > after:
+                        yield slot
+        except OverflowError:  # past the last datetime there is
+            return
 
-    def _next_day(self, year: int, month: int, day: int) -> int | None:
-        """The first matching day of this month on or after ``day``, if any."""
-        first_weekday, month_days = calendar.monthrange(year, month)  # Monday = 0
-        for dom in range(day, month_days + 1):
-            if self._day_matches(dom, (first_weekday + dom) % 7):  # cron: Sunday = 0
-                return dom
-        return None
-
-    def _search(self, start: datetime, last_year: int) -> datetime | None:
-        """The first fire time at or after ``start`` (whole seconds, UTC), up to the end of
-        ``last_year``. Each field that cannot match skips ahead to the next candidate value
-        and resets the smaller fields, so a yearly schedule takes a few dozen steps."""
-        year, month, day = start.year, start.month, start.day
-        hour, minute, second = start.hour, start.minute, start.second
-        last_year = min(last_year, datetime.max.year)
-        while year <= last_year:
-            next_month = _ceil(self.months, month)
-            if next_month is None:
-                year, month, day, hour, minute, second = year + 1, 1, 1, 0, 0, 0
-                continue
-            if next_month != month:
-                month, day, hour, minute, second = next_month, 1, 0, 0, 0
-            next_day = self._next_day(year, month, day)
-            if next_day is None:
-                month, day, hour, minute, second = month + 1, 1, 0, 0, 0
-                continue
-            if next_day != day:
-                day, hour, minute, second = next_day, 0, 0, 0
-            next_hour = _ceil(self.hours, hour)
-            if next_hour is None:
-                day, hour, minute, second = day + 1, 0, 0, 0
-                continue
-            if next_hour != hour:
-                hour, minute, second = next_hour, 0, 0
-            next_minute = _ceil(self.minutes, minute)
-            if next_minute is None:
-                hour, minute, second = hour + 1, 0, 0
-                continue
-            if next_minute != minute:
-                minute, second = next_minute, 0
-            next_second = _ceil(self.seconds, second)
-            if next_second is None:
-                minute, second = minute + 1, 0
-                continue
-            return datetime(year, month, day, hour, minute, next_second, tzinfo=UTC)
-        return None
+    def local(self, slot: datetime) -> datetime:
+        """``slot`` on this schedule's clock (aware; UTC for a UTC schedule)."""
+        return slot.astimezone(self.timezone)

@@ -32,6 +32,7 @@ from . import (
     _queue_admin,
     _run_step,
     _scheduler,
+    _schedules,
     _send_bulk,
     _versions,
 )
@@ -49,6 +50,7 @@ from ._run_step import as_workflow
 from ._runner import start_workflow
 from ._runtime import Runtime, current_runtime, get_runtime, set_runtime
 from ._scheduler import backfill
+from ._schedules import WorkflowSchedule
 from ._send_bulk import SendMessage
 from ._status import ExecutorInfo, StepInfo, StepStatus, WorkflowStatus
 from ._steps import builtin_step, durable_sleep, durable_wait, transaction_session
@@ -61,6 +63,16 @@ __all__ = ["DBOS"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _refuse_in_workflow(how: str) -> None:
+    """``DBOSException`` when called from a workflow's code, where a re-run would repeat
+    it: what it starts is not recorded as a step."""
+    if current_workflow.get() is not None:
+        raise DBOSException(
+            f"{how} cannot be called from a workflow; call it from outside, or start a "
+            "workflow for the schedule's slot yourself"
+        )
 
 
 class _DBOSMeta(type):
@@ -380,16 +392,112 @@ class DBOS(metaclass=_DBOSMeta):
 
     sleep_async = sleep
 
+    # -- schedules (issue 17; ``_schedules``) ------------------------------------------
+
+    @staticmethod
+    async def create_schedule(
+        *,
+        schedule_name: str,
+        workflow_fn: Callable[..., Coroutine[Any, Any, Any]],
+        schedule: str,
+        context: Any = None,
+        automatic_backfill: bool = False,
+        cron_timezone: str | None = None,
+        queue_name: str | None = None,
+    ) -> None:
+        """Store a schedule that runs ``workflow_fn(scheduled_at, context)`` at every slot
+        of the cron expression ``schedule`` (5 fields, or 6 with seconds first), read on
+        the clock of the IANA zone ``cron_timezone`` (UTC if None), once per slot across
+        all processes. Every launched process that has the workflow runs it (with
+        ``queue_name``: enqueues it there). ``automatic_backfill``: a process that starts
+        the schedule first runs the slots missed since the latest one started.
+        ``DBOSException`` if a schedule of that name exists; ``ValueError`` for a bad
+        expression or zone."""
+        info = _schedules.workflow_of(workflow_fn, "DBOS.create_schedule()")
+        refuse_in_transaction("DBOS.create_schedule()")
+        await _schedules.create_schedule(
+            get_runtime(),
+            schedule_name=schedule_name,
+            workflow_name=info.name,
+            schedule=schedule,
+            context=context,
+            automatic_backfill=automatic_backfill,
+            cron_timezone=cron_timezone,
+            queue_name=queue_name,
+        )
+
+    @staticmethod
+    async def list_schedules(
+        *,
+        status: str | None = None,
+        workflow_name: str | None = None,
+        schedule_name_prefix: str | None = None,
+    ) -> list[WorkflowSchedule]:
+        """The stored schedules (not ``@DBOS.scheduled`` ones) by name, filtered by
+        status (``"ACTIVE"``, ``"PAUSED"``), workflow name and name prefix."""
+        return await _schedules.list_schedules(
+            get_runtime(),
+            status=status,
+            workflow_name=workflow_name,
+            schedule_name_prefix=schedule_name_prefix,
+        )
+
+    @staticmethod
+    async def get_schedule(schedule_name: str) -> WorkflowSchedule | None:
+        """The stored schedule of that name, or None."""
+        return await _schedules.get_schedule(get_runtime(), schedule_name)
+
+    @staticmethod
+    async def delete_schedule(schedule_name: str) -> None:
+        """Delete a stored schedule (nothing if there is none): no process starts its
+        slots any more; its runs so far are kept."""
+        await _schedules.delete_schedule(get_runtime(), schedule_name)
+
+    @staticmethod
+    async def pause_schedule(schedule_name: str) -> None:
+        """Stop starting a stored schedule's slots in every process, until resumed.
+        ``DBOSException`` if there is none."""
+        await _schedules.pause_schedule(get_runtime(), schedule_name)
+
+    @staticmethod
+    async def resume_schedule(schedule_name: str) -> None:
+        """Start a paused schedule's slots again from now on (with
+        ``automatic_backfill``, first those missed since the latest one started)."""
+        await _schedules.resume_schedule(get_runtime(), schedule_name)
+
+    @staticmethod
+    async def trigger_schedule(schedule_name: str) -> WorkflowHandle[Any]:
+        """Run a stored schedule's workflow now, once, with ``scheduled_at`` now; returns
+        its handle. Not from a workflow's code (as in DBOS Transact)."""
+        _refuse_in_workflow("DBOS.trigger_schedule()")
+        return await _schedules.trigger_schedule(get_runtime(), schedule_name)
+
     @staticmethod
     async def backfill_schedule(
-        func: Callable[..., Any], start: datetime, end: datetime
+        schedule: str | Callable[..., Any], start: datetime, end: datetime
     ) -> list[WorkflowHandle[Any]]:
-        """Run the slots of a ``@DBOS.scheduled`` workflow from ``start`` (inclusive) to
-        ``end`` (exclusive) that have not run: those missed while no process ran. A slot
-        that ran is not run again."""
-        get_runtime()
-        return await backfill(func, start, end)
+        """Run the slots of a schedule from ``start`` (inclusive) to ``end`` (exclusive)
+        that have not run (those missed while no process ran): ``schedule`` is a stored
+        schedule's name, or a ``@DBOS.scheduled`` workflow (or its name). A slot that
+        ran is not run again; returns the handles of every slot of the range. Not from a
+        workflow's code (as in DBOS Transact)."""
+        _refuse_in_workflow("DBOS.backfill_schedule()")
+        rt = get_runtime()
+        if isinstance(schedule, str):
+            if await rt.sysdb.get_schedule(schedule) is None:
+                entry = registry.schedules.get(schedule)
+                if entry is not None:
+                    return await _scheduler.backfill_entry(entry, start, end)
+            return await _schedules.backfill_schedule(rt, schedule, start, end)
+        return await backfill(schedule, start, end)
 
+    create_schedule_async = create_schedule
+    list_schedules_async = list_schedules
+    get_schedule_async = get_schedule
+    delete_schedule_async = delete_schedule
+    pause_schedule_async = pause_schedule
+    resume_schedule_async = resume_schedule
+    trigger_schedule_async = trigger_schedule
     backfill_schedule_async = backfill_schedule
 
     # -- introspection ---------------------------------------------------------------

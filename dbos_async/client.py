@@ -8,16 +8,18 @@ has no owner: the first live process of its application version takes it over an
 it (at once on Postgres, within a second on SQLite); a resumed workflow of a queue goes
 back to that queue. A workflow it enqueues is run by the processes that declare the
 queue. It can also register queues at run time and change their limits
-(``register_queue``, ``retrieve_queue``, ``list_queues``, ``delete_queue``), as DBOS does.
+(``register_queue``, ``retrieve_queue``, ``list_queues``, ``delete_queue``), as DBOS does,
+and manage schedules stored as data (``create_schedule`` and the rest, as on ``DBOS``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Required, TypedDict
 
-from . import _bulk_management, _management, _messaging, _send_bulk, _versions
+from . import _bulk_management, _management, _messaging, _schedules, _send_bulk, _versions
 from ._config import resolve_config
 from ._context import new_workflow_id, timeout_to_ms
 from ._errors import (
@@ -39,6 +41,7 @@ from ._queue_admin import (
 )
 from ._runner import enqueued_row
 from ._runtime import Runtime
+from ._schedules import WorkflowSchedule
 from ._send_bulk import SendMessage
 from ._status import ExecutorInfo, StepInfo, WorkflowStatus, WorkflowStatusString
 from ._versions import VersionInfo
@@ -421,6 +424,79 @@ class DBOSClient:
         (``DBOS.set_latest_application_version``)."""
         await _versions.set_latest_application_version(await self._rt(), version_name)
 
+    # -- schedules stored as data (issue 17; ``_schedules``) -----------------------------
+
+    async def create_schedule(
+        self,
+        *,
+        schedule_name: str,
+        workflow_name: str,
+        schedule: str,
+        context: Any = None,
+        automatic_backfill: bool = False,
+        cron_timezone: str | None = None,
+        queue_name: str | None = None,
+    ) -> None:
+        """``DBOS.create_schedule`` by the workflow's registered name: the launched
+        processes that have the workflow run it (or, with ``queue_name``, enqueue it
+        there)."""
+        await _schedules.create_schedule(
+            await self._rt(),
+            schedule_name=schedule_name,
+            workflow_name=workflow_name,
+            schedule=schedule,
+            context=context,
+            automatic_backfill=automatic_backfill,
+            cron_timezone=cron_timezone,
+            queue_name=queue_name,
+        )
+
+    async def list_schedules(
+        self,
+        *,
+        status: str | None = None,
+        workflow_name: str | None = None,
+        schedule_name_prefix: str | None = None,
+    ) -> list[WorkflowSchedule]:
+        """``DBOS.list_schedules``: the stored schedules by name, filtered."""
+        return await _schedules.list_schedules(
+            await self._rt(),
+            status=status,
+            workflow_name=workflow_name,
+            schedule_name_prefix=schedule_name_prefix,
+        )
+
+    async def get_schedule(self, schedule_name: str) -> WorkflowSchedule | None:
+        """``DBOS.get_schedule``: the stored schedule of that name, or None."""
+        return await _schedules.get_schedule(await self._rt(), schedule_name)
+
+    async def delete_schedule(self, schedule_name: str) -> None:
+        """``DBOS.delete_schedule``: delete it (nothing if there is none)."""
+        await _schedules.delete_schedule(await self._rt(), schedule_name)
+
+    async def pause_schedule(self, schedule_name: str) -> None:
+        """``DBOS.pause_schedule``: no process starts its slots until it is resumed."""
+        await _schedules.pause_schedule(await self._rt(), schedule_name)
+
+    async def resume_schedule(self, schedule_name: str) -> None:
+        """``DBOS.resume_schedule``: its slots start again from now on."""
+        await _schedules.resume_schedule(await self._rt(), schedule_name)
+
+    async def trigger_schedule(self, schedule_name: str) -> WorkflowHandle[Any]:
+        """``DBOS.trigger_schedule``: run it now, once. A client runs nothing: the run is
+        enqueued on the schedule's queue, else on the internal queue every process
+        declares, where a process of the latest application version that has the
+        workflow runs it."""
+        return await _schedules.trigger_schedule(await self._rt(), schedule_name)
+
+    async def backfill_schedule(
+        self, schedule_name: str, start: datetime, end: datetime
+    ) -> list[WorkflowHandle[Any]]:
+        """``DBOS.backfill_schedule`` for a stored schedule: each slot from ``start``
+        (inclusive) to ``end`` (exclusive) that has not run is enqueued as
+        ``trigger_schedule``'s run is."""
+        return await _schedules.backfill_schedule(await self._rt(), schedule_name, start, end)
+
     # -- bulk operations and send_bulk (issue 14) -----------------------------------------
 
     async def send_bulk(self, messages: Sequence[SendMessage]) -> None:
@@ -489,3 +565,12 @@ class DBOSClient:
     resume_workflows_async = resume_workflows
     delete_workflows_async = delete_workflows
     delete_workflow_async = delete_workflow
+
+    create_schedule_async = create_schedule
+    list_schedules_async = list_schedules
+    get_schedule_async = get_schedule
+    delete_schedule_async = delete_schedule
+    pause_schedule_async = pause_schedule
+    resume_schedule_async = resume_schedule
+    trigger_schedule_async = trigger_schedule
+    backfill_schedule_async = backfill_schedule

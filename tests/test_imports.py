@@ -211,6 +211,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "features",
         {"_decorators", "_queue", "_queue_admin", "_queue_worker", "_scheduler", "_recovery"}
+        | {"_schedules"}
         | {"_watcher"}
         | {"_messaging", "_leases", "_debouncer"}
         | {"_send_bulk", "_run_step", "_bulk_management", "_management_steps"},

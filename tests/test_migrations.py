@@ -157,6 +157,7 @@ async def test_migrations__postgres_migrated_equals_fresh(postgres_template: str
             "queues",
             "executors",
             "application_versions",
+            "schedules",
         }
         assert [f[0] for f in fresh["functions"]] == [
             "assert_owner",

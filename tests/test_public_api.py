@@ -47,6 +47,7 @@ DBOS_COMPAT_NAMES = [
     "SendMessage",
     "VersionInfo",
     "WorkflowHandleAsync",
+    "WorkflowSchedule",
 ]
 
 #: API.md section 8, plus DBOSConnectionError (what an unreachable database raises) and

@@ -12,6 +12,8 @@ Commands::
     dbos-async workflow fork ID [--step N] [--application-version V]
     dbos-async queue list [--queue Q] [...the filters of workflow list]
     dbos-async executor list
+    dbos-async schedule list [--status ACTIVE|PAUSED] [--workflow NAME] [--prefix TEXT]
+    dbos-async schedule pause|resume|trigger|delete NAME
     dbos-async migrate
 
 Global options (before or after the command): ``--database-url URL`` (else the

@@ -12,6 +12,7 @@ from typing import NoReturn
 from .._management import to_epoch_ms
 from .._status import WorkflowStatusString
 from . import _commands
+from ._schedule_commands import add_schedule_commands
 
 __all__ = ["build_parser"]
 
@@ -177,6 +178,7 @@ def build_parser() -> Parser:
     _add_workflow_commands(commands, common)
     _add_queue_commands(commands, common)
     _add_executor_commands(commands, common)
+    add_schedule_commands(commands, common)
     migrate = commands.add_parser(
         "migrate", parents=[common], help="create or upgrade the database schema"
     )

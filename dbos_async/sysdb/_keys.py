@@ -19,9 +19,9 @@ SEPARATOR = "\x1f"
 def notification_key(kind: str, workflow_id: str, key: str) -> str:
     """What waiters wait on: ``f"{kind}<US>{workflow_id}<US>{key}"`` (US is U+001F).
     ``kind`` is "msg" (key: the topic), "event" or "stream" (key: the event or stream
-    key), "end", "cancel" or "run" (no key), or "queue" (a queue name in the workflow ID's
-    place, no key; Postgres statements build that one in SQL, from this function: see the
-    module docstring).
+    key), "end", "cancel" or "run" (no key), "schedule" (a schedule changed: no workflow
+    ID, no key), or "queue" (a queue name in the workflow ID's place, no key; Postgres
+    statements build that one in SQL, from this function: see the module docstring).
 
     Unambiguous: kinds are fixed words and workflow IDs and queue names have no control
     characters (``dbos_async._ids``), so the first two separators are always these two,

@@ -4,8 +4,9 @@ Tables live in the ``dbos_async`` schema. The layers, each importing only those 
 ``_pg_errors`` and ``_queries`` (the statements, ``sql/postgres/queries``); ``_pg_pool``
 (connecting, migrating, retrying through connection loss); the parts of the system
 database (``_pg_batch``: checkpoints, ``_pg_messaging`` with ``_pg_listener``,
-``_pg_management``, ``_pg_queues``, ``_pg_leases``, ``_pg_versions``) and the application
-database (``_pg_app``); and this module, which puts the system database together.
+``_pg_management``, ``_pg_queues``, ``_pg_leases``, ``_pg_versions``,
+``_pg_schedules``) and the application database (``_pg_app``); and this module, which
+puts the system database together.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ._pg_management import PostgresManagement
 from ._pg_messaging import PostgresMessaging
 from ._pg_pool import PostgresPool
 from ._pg_queues import PostgresQueues
+from ._pg_schedules import PostgresSchedules
 from ._pg_versions import PostgresVersions
 from ._queries import load_queries
 from ._rows import StepRow, WorkflowRow, Write, WriteResult
@@ -35,7 +37,12 @@ Q = load_queries("postgres")
 
 
 class PostgresSystemDatabase(
-    PostgresMessaging, PostgresManagement, PostgresQueues, PostgresLeases, PostgresVersions
+    PostgresMessaging,
+    PostgresManagement,
+    PostgresQueues,
+    PostgresLeases,
+    PostgresVersions,
+    PostgresSchedules,
 ):
     """The system database on Postgres."""
 

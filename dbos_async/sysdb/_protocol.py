@@ -32,6 +32,7 @@ from ._rows import (
     QueueInfo,
     RecoveryClaim,
     RecoveryRequest,
+    ScheduleRow,
     StepRow,
     StreamEntry,
     VersionRow,
@@ -47,6 +48,7 @@ __all__ = [
     "ManagementDatabase",
     "MessagingDatabase",
     "QueueDatabase",
+    "ScheduleDatabase",
     "SystemDatabase",
     "TransactionConflict",
     "VersionDatabase",
@@ -267,12 +269,35 @@ class VersionDatabase(Protocol):
         the highest). False, and nothing changed, if no version has that name."""
 
 
+class ScheduleDatabase(Protocol):
+    """Schedules stored as data (``DBOS.create_schedule``), by unique name."""
+
+    async def insert_schedule(self, schedule: ScheduleRow) -> bool:
+        """Store a new schedule; False, and nothing changed, if its name is taken."""
+
+    async def get_schedule(self, schedule_name: str) -> ScheduleRow | None: ...
+
+    async def list_schedules(self) -> list[ScheduleRow]:
+        """Every schedule, by name."""
+
+    async def delete_schedule(self, schedule_name: str) -> bool:
+        """Delete a schedule; False if there was none."""
+
+    async def set_schedule_status(self, schedule_name: str, status: str, now: int) -> bool:
+        """Set a schedule's status (``"ACTIVE"``, ``"PAUSED"``); False if there is none."""
+
+    async def record_schedule_fired(self, schedule_id: str, fired_at: int) -> None:
+        """A slot of the schedule (by ID) was started: ``last_fired_at`` becomes it,
+        unless a later one is recorded. Safe to repeat; nothing if there is none."""
+
+
 class SystemDatabase(
     MessagingDatabase,
     ManagementDatabase,
     QueueDatabase,
     LeaseDatabase,
     VersionDatabase,
+    ScheduleDatabase,
     Protocol,
 ):
     """The runtime's own tables: workflow status, step outputs, messaging, queues, leases."""

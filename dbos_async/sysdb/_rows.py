@@ -22,6 +22,7 @@ __all__ = [
     "RecordStep",
     "RecoveryClaim",
     "RecoveryRequest",
+    "ScheduleRow",
     "StepRow",
     "StreamEntry",
     "WorkflowQuery",
@@ -278,3 +279,27 @@ class VersionRow:
     created_at: int
     #: The ``name`` of the application that registered it.
     application_name: str | None
+
+
+@dataclass
+class ScheduleRow:
+    """A schedule stored as data (``DBOS.create_schedule``). Times are epoch ms."""
+
+    schedule_id: str
+    schedule_name: str
+    #: The registered name of the workflow it runs.
+    workflow_name: str
+    #: The cron expression, read on ``cron_timezone``'s clock (UTC if None).
+    schedule: str
+    #: ``"ACTIVE"`` or ``"PAUSED"``.
+    status: str
+    #: The serialized context every run gets.
+    context: str | None
+    automatic_backfill: bool
+    cron_timezone: str | None
+    #: The queue its runs are enqueued on; None: started directly.
+    queue_name: str | None
+    #: The latest slot started, if any.
+    last_fired_at: int | None
+    created_at: int
+    updated_at: int

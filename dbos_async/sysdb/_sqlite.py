@@ -6,8 +6,8 @@ plain ``sqlite3`` function, run in one trip to the connection's thread);
 ``_sqlite_connection`` (one aiosqlite connection, the per-file write lock and the rules
 that make sharing a file safe: read its docstring); the parts of the system database
 (``_sqlite_messaging``, ``_sqlite_management``, ``_sqlite_queues``, ``_sqlite_leases``,
-``_sqlite_versions``); and this module, which puts the system database together, and the
-application database.
+``_sqlite_versions``, ``_sqlite_schedules``); and this module, which puts the system
+database together, and the application database.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from ._sqlite_leases import SQLiteLeases
 from ._sqlite_management import SQLiteManagement
 from ._sqlite_messaging import SQLiteMessaging
 from ._sqlite_queues import SQLiteQueues
+from ._sqlite_schedules import SQLiteSchedules
 from ._sqlite_versions import SQLiteVersions
 
 __all__ = ["SQLiteApplicationDatabase", "SQLiteConnection", "SQLiteSystemDatabase"]
@@ -86,7 +87,12 @@ def _write(conn: sqlite3.Connection, write: Write, retry: bool, owner: str | Non
 
 
 class SQLiteSystemDatabase(
-    SQLiteMessaging, SQLiteManagement, SQLiteQueues, SQLiteLeases, SQLiteVersions
+    SQLiteMessaging,
+    SQLiteManagement,
+    SQLiteQueues,
+    SQLiteLeases,
+    SQLiteVersions,
+    SQLiteSchedules,
 ):
     """The system database on SQLite."""
 
