@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ._columns import step_row, workflow_row_or_none
 from ._pg_app import PostgresApplicationDatabase
 from ._pg_batch import write_batch
+from ._pg_dashboard import PostgresDashboardReads
 from ._pg_leases import PostgresLeases
 from ._pg_listener import PostgresListener
 from ._pg_management import PostgresManagement
@@ -35,7 +36,12 @@ Q = load_queries("postgres")
 
 
 class PostgresSystemDatabase(
-    PostgresMessaging, PostgresManagement, PostgresQueues, PostgresLeases, PostgresVersions
+    PostgresMessaging,
+    PostgresManagement,
+    PostgresQueues,
+    PostgresLeases,
+    PostgresVersions,
+    PostgresDashboardReads,
 ):
     """The system database on Postgres."""
 
