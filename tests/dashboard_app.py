@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
+import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from dbos_async import DBOS, Queue, SetWorkflowID, WorkflowHandle, WorkflowStatusString
+
+ENV_TOKEN = "DBOS_DASHBOARD_TOKEN"
 
 #: A workflow ID and an output that are HTML: the pages must show them as text.
 SCRIPT_ID = "<script>alert('id')</script>"
@@ -130,3 +136,41 @@ async def wait_for_steps(workflow_id: str, count: int, within: float = 15.0) -> 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{workflow_id} did not record {count} steps")
         await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def dashboard_process(
+    db_url: str, *args: str, token: str | None = None
+) -> AsyncIterator[str]:
+    """``dbos-async dashboard --port 0`` on ``db_url`` in a subprocess; yields its base URL
+    (read from the line it prints) and stops it after."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DBOS_DATABASE_URL", ENV_TOKEN)}
+    if token is not None:
+        env[ENV_TOKEN] = token
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dbos_async.cli",
+        "dashboard",
+        "--database-url",
+        db_url,
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        if not line:
+            err = (await proc.stderr.read()).decode()
+            raise AssertionError(f"the dashboard did not start: {err}")
+        match = re.search(r"http://\S+/", line)
+        assert match is not None, line
+        yield match.group(0).rstrip("/")
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)

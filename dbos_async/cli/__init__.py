@@ -12,6 +12,7 @@ Commands::
     dbos-async workflow fork ID [--step N] [--application-version V]
     dbos-async queue list [--queue Q] [...the filters of workflow list]
     dbos-async executor list
+    dbos-async dashboard [--host H] [--port N] [--token T] [--show-values] [--refresh S]
     dbos-async migrate
 
 Global options (before or after the command): ``--database-url URL`` (else the

@@ -342,4 +342,5 @@ def dashboard_app(
         ],
     )
     app.add_middleware(_SecurityHeaders)
+    app.state.can_act = guard.enabled
     return app

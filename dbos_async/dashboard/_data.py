@@ -211,7 +211,9 @@ async def workflow_detail(rt: Runtime, workflow_id: str, show_values: bool) -> D
         if row.status == WorkflowStatusString.SUCCESS:
             detail.output = decoded(rt, row.output)
         for step in steps:
-            if step.error is None and step.child_workflow_id is None:
+            # (Steps that return nothing, such as set_event or a stream write, show none.)
+            returned = step.output not in (None, "null")
+            if step.error is None and step.child_workflow_id is None and returned:
                 detail.step_outputs[step.function_id] = decoded(rt, step.output)
         detail.event_values = {k: decoded(rt, v) for k, v in detail.events.items()}
         detail.stream_values = {

@@ -37,6 +37,8 @@ class Bar:
     end: int
     child_id: str | None = None
     note: str = ""
+    #: A sleep's recorded wake-up time.
+    wake_ms: int | None = None
 
 
 @dataclass
@@ -91,6 +93,7 @@ def build_timeline(
         end = step.completed_at_epoch_ms or start
         kind = _kind(step)
         note = ""
+        wake: int | None = None
         if kind == "wait" and step.started_at_epoch_ms == step.completed_at_epoch_ms:
             # A wait's row is written when it ends: it waited since the step before.
             start = min(start, cursor)
@@ -115,6 +118,7 @@ def build_timeline(
                 max(end, start),
                 step.child_workflow_id,
                 note,
+                wake,
             )
         )
         cursor = max(cursor, end if kind != "sleep" else start)
@@ -170,8 +174,11 @@ def render_timeline(timeline: Timeline, workflow_url: Callable[[str], str]) -> M
     for i, bar in enumerate(timeline.bars):
         y = _TOP + i * _ROW
         width = max(x(bar.end) - x(bar.start), 2.0)
-        label = html("{} {}", bar.step_id, bar.name)
+        label = html(
+            '<text class="tl-label" x="4" y="{}">{} {}</text>', y + 16, bar.step_id, bar.name
+        )
         if bar.child_id is not None:
+            # (The link wraps the text: an <a> inside an SVG <text> takes no clicks.)
             label = html('<a href="{}" class="tl-link">{}</a>', workflow_url(bar.child_id), label)
         title = html(
             "step {} {} ({}): +{}, {}{}",
@@ -185,13 +192,12 @@ def render_timeline(timeline: Timeline, workflow_url: Callable[[str], str]) -> M
         rows.append(
             html(
                 '<g class="tl-row" data-step="{id}" data-kind="{kind}"><title>{title}</title>'
-                '<text class="tl-label" x="4" y="{ty}">{label}</text>'
+                "{label}"
                 '<rect class="tl-bar kind-{kind}" x="{x}" y="{by}" width="{w}" height="16" '
                 'rx="3"></rect></g>',
                 id=bar.step_id,
                 kind=bar.kind,
                 title=title,
-                ty=y + 16,
                 label=label,
                 x=f"{x(bar.start):.1f}",
                 by=y + 4,

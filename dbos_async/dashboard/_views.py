@@ -336,6 +336,8 @@ def workflow_page(frame: Frame, detail: Detail) -> str:
             result = html('<span class="error">{}</span>', detail.step_errors[bar.step_id])
         elif bar.child_id is not None:
             result = html("child {}", _link(frame, bar.child_id))
+        elif bar.kind == "sleep" and bar.wake_ms is not None:
+            result = html("until {} UTC", time_text(bar.wake_ms))
         elif frame.show_values:
             result = html("<pre>{}</pre>", detail.step_outputs.get(bar.step_id, ""))
         else:
@@ -353,12 +355,19 @@ def workflow_page(frame: Frame, detail: Detail) -> str:
                 result=result,
             )
         )
+    legend = join(
+        html('<span class="key"><span class="swatch kind-{k}"></span>{k}</span>', k=kind)
+        for kind in ("step", "sleep", "wait", "child", "message", "stream", "error")
+        if any(bar.kind == kind for bar in timeline.bars)
+    )
     steps_table = (
         html(
-            '{svg}<table class="steps"><thead><tr><th>Step</th><th>Name</th><th>Kind</th>'
+            '{svg}<p class="legend">{legend}</p>'
+            '<table class="steps"><thead><tr><th>Step</th><th>Name</th><th>Kind</th>'
             "<th>Started</th><th>Took</th><th>Output or error</th></tr></thead>"
             "<tbody>{rows}</tbody></table>",
             svg=render_timeline(timeline, frame.workflow_url),
+            legend=legend,
             rows=join(steps),
         )
         if steps
