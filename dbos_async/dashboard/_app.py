@@ -42,6 +42,7 @@ from ._views import Frame
 __all__ = ["ENV_TOKEN", "dashboard_app"]
 
 ENV_TOKEN = "DBOS_DASHBOARD_TOKEN"
+"""The environment variable ``dashboard_app`` reads the token from when given none."""
 STATIC = Path(__file__).parent / "static"
 #: The queue page's chart: starts per minute over the last 15 minutes.
 PERIOD_S = 60
