@@ -11,7 +11,14 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from dbos_async import DBOS, Queue, SetWorkflowID, WorkflowHandle, WorkflowStatusString
+from dbos_async import (
+    DBOS,
+    DBOSMaxStepRetriesExceeded,
+    Queue,
+    SetWorkflowID,
+    WorkflowHandle,
+    WorkflowStatusString,
+)
 
 ENV_TOKEN = "DBOS_DASHBOARD_TOKEN"
 
@@ -30,7 +37,7 @@ async def dash_add(x: int) -> int:
     return x + 1
 
 
-@DBOS.step()
+@DBOS.step(retries_allowed=True, max_attempts=2, interval_seconds=0.01)
 async def dash_explode(message: str) -> None:
     raise ValueError(message)
 
@@ -112,7 +119,7 @@ async def populate() -> Populated:
         orders.append(f"order-{i}")
     with SetWorkflowID("job-fails"):
         handle: WorkflowHandle[None] = await DBOS.start_workflow(dash_fails, "<b>broken</b>")
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(DBOSMaxStepRetriesExceeded):
         await handle.get_result()
     with SetWorkflowID(SCRIPT_ID):
         await dash_html()

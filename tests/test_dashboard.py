@@ -186,6 +186,7 @@ async def test_workflow__error_and_unknown_id(data: Populated) -> None:
         unknown = await client.get("/workflow", params={"id": "no-such"})
         bad = await client.get("/workflow", params={"id": ""})
     assert 'data-kind="error"' in failed and "ValueError" in failed
+    assert "DBOSMaxStepRetriesExceeded: step &#x27;dash_explode&#x27; failed 2 times" in failed
     assert unknown.status_code == 404 and "no-such" in unknown.text
     assert bad.status_code == 400 and "id must be" in bad.text
 

@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 
-from dbos_async import DBOS, WorkflowStatusString
+from dbos_async import DBOS, SetWorkflowID, WorkflowStatusString
 from tests.conftest import IN_CI
 from tests.dashboard_app import (
     SCRIPT_ID,
     Populated,
+    dash_quick,
     dashboard_process,
     populate,
     wait_status,
@@ -85,7 +86,7 @@ async def test_browser__list_filter_timeline_escaping_and_actions(
     browser: Any, data: Populated, db_url: str, backend: str
 ) -> None:
     dialogs: list[str] = []
-    async with dashboard_process(db_url, "--show-values", token=TOKEN) as base:
+    async with dashboard_process(db_url, "--show-values", "--refresh", "0.5", token=TOKEN) as base:
         context = await browser.new_context(viewport={"width": 1280, "height": 860})
         page = await context.new_page()
         page.on("dialog", lambda dialog: dialogs.append(dialog.message))
@@ -99,6 +100,13 @@ async def test_browser__list_filter_timeline_escaping_and_actions(
         if backend == "sqlite":
             DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
             await page.screenshot(path=str(DOCS_IMAGES / "dashboard-list.png"))
+
+        # Live: a workflow started now appears without a reload; then live is switched
+        # off (remembered), so nothing moves under the clicks below.
+        with SetWorkflowID("live-1"):
+            await dash_quick(7)
+        await page.wait_for_selector('tr.wf-row[data-workflow-id="live-1"]', timeout=10_000)
+        await page.uncheck("#live")
 
         # A filter narrows it: the ERROR box, then an ID prefix.
         await page.check("input[name=status][value=ERROR]")

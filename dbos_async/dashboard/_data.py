@@ -110,16 +110,13 @@ def decoded(rt: Runtime, text: str | None) -> str:
 
 
 def decoded_error(rt: Runtime, text: str) -> str:
-    """A stored error as ``Type: message`` (how many attempts, for a step out of retries)."""
+    """A stored error as ``Type: message`` (a step out of retries says how many times it
+    failed, and why)."""
     try:
         error = rt.codec.load_error(text)
     except Exception as exc:
         return f"(cannot decode the error: {type(exc).__name__}: {exc})"
-    shown = f"{type(error).__name__}: {error}"
-    attempts = getattr(error, "errors", None)
-    if isinstance(attempts, list) and attempts:
-        shown += f" ({len(attempts)} attempts)"
-    return shown
+    return f"{type(error).__name__}: {error}"
 
 
 # -- the workflow list -------------------------------------------------------------------

@@ -12,7 +12,7 @@
     if (!box || !box.checked || !region || document.hidden) {
       return;
     }
-    fetch(window.location.href, { credentials: "same-origin", headers: { "X-Refresh": "1" } })
+    fetch(window.location.href, { credentials: "same-origin" })
       .then(function (response) {
         return response.ok ? response.text() : null;
       })
