@@ -8,7 +8,7 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from dbos_async import (
@@ -19,6 +19,7 @@ from dbos_async import (
     WorkflowHandle,
     WorkflowStatusString,
 )
+from dbos_async._registry import registry
 
 ENV_TOKEN = "DBOS_DASHBOARD_TOKEN"
 
@@ -29,6 +30,17 @@ SCRIPT_OUTPUT = '<img src=x onerror="alert(1)">'
 #: The queue the queued workflows run on.
 QUEUE = "dash_queue"
 dash_queue = Queue(QUEUE, concurrency=4, polling_interval_sec=0.1)
+registry.queues.pop(QUEUE, None)  # declared for the dashboard's tests only: queue_declared()
+
+
+@contextlib.contextmanager
+def queue_declared() -> Iterator[None]:
+    """Declare the dashboard tests' queue (before DBOS launches), and forget it after."""
+    registry.queues[QUEUE] = dash_queue
+    try:
+        yield
+    finally:
+        registry.queues.pop(QUEUE, None)
 
 
 @DBOS.step()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -19,10 +19,23 @@ from dbos_async import DBOS, DBOSClient, WorkflowStatusString
 from dbos_async.dashboard import dashboard_app
 from dbos_async.dashboard._html import Markup, escape
 from dbos_async.dashboard._html import html as render
-from tests.dashboard_app import SCRIPT_ID, SCRIPT_OUTPUT, Populated, populate, wait_status
+from tests.dashboard_app import (
+    SCRIPT_ID,
+    SCRIPT_OUTPUT,
+    Populated,
+    populate,
+    queue_declared,
+    wait_status,
+)
 
 TOKEN = "test-token-0123456789"
 BASE = "http://dash.test"
+
+
+@pytest.fixture(autouse=True)
+def _queue() -> Iterator[None]:
+    with queue_declared():
+        yield
 
 
 @pytest.fixture
@@ -378,3 +391,11 @@ async def test_list_workflows__id_prefix(data: Populated) -> None:
     assert await DBOS.list_workflows(workflow_id_prefix="%") == []  # no pattern matching
     with pytest.raises(TypeError, match="workflow_id_prefix"):
         await DBOS.list_workflows(workflow_id_prefix=3)  # type: ignore[arg-type]
+
+
+async def test_mounted__without_a_launched_dbos_says_so() -> None:
+    await DBOS.destroy()
+    async with _http(dashboard_app()) as client:
+        response = await client.get("/")
+    assert response.status_code == 503
+    assert "no DBOS instance" in response.text

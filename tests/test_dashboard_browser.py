@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from tests.dashboard_app import (
     dash_quick,
     dashboard_process,
     populate,
+    queue_declared,
     wait_status,
 )
 
@@ -68,6 +69,12 @@ async def browser() -> AsyncIterator[Any]:
             yield instance
         finally:
             await instance.close()
+
+
+@pytest.fixture(autouse=True)
+def _queue() -> Iterator[None]:
+    with queue_declared():
+        yield
 
 
 @pytest.fixture

@@ -173,6 +173,13 @@ class _Dashboard:
             message=message if message is not None else request.query_params.get("msg"),
         )
 
+    async def unavailable(self, request: Request, exc: Exception) -> Response:
+        """A page that cannot be read (no DBOS launched here, a value that cannot be
+        read): what went wrong, as a page (503)."""
+        message = exc.message if isinstance(exc, DBOSException) else str(exc)
+        page = _views.error_page(self.frame(request, ""), "Unavailable", message)
+        return HTMLResponse(page, 503)
+
     # -- pages -------------------------------------------------------------------------
 
     async def workflows(self, request: Request) -> Response:
@@ -341,6 +348,7 @@ def dashboard_app(
             Route("/actions/{action}", board.action, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
+        exception_handlers={DBOSException: board.unavailable},
     )
     app.add_middleware(_SecurityHeaders)
     app.state.can_act = guard.enabled
