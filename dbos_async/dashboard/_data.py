@@ -181,15 +181,13 @@ async def workflow_detail(rt: Runtime, workflow_id: str, show_values: bool) -> D
     if row is None:
         return None
     steps = await rt.sysdb.load_steps(workflow_id)
-    children_rows = await rt.sysdb.list_workflows(
-        _management.workflow_query(parent_workflow_id=workflow_id)
-    )
-    children = {c.workflow_id: c for c in children_rows}
-    missing = [s.child_workflow_id for s in steps if s.child_workflow_id not in (None, *children)]
-    if missing:
-        ids = [m for m in missing if m is not None]
-        for child in await rt.sysdb.list_workflows(_management.workflow_query(workflow_ids=ids)):
-            children[child.workflow_id] = child
+    # The children are the workflows its steps started (found by ID: the status table has
+    # no index on the parent, and a page that refreshes itself must not scan it).
+    child_ids = [s.child_workflow_id for s in steps if s.child_workflow_id is not None]
+    children: dict[str, WorkflowRow] = {}
+    if child_ids:
+        query = _management.workflow_query(workflow_ids=child_ids)
+        children = {c.workflow_id: c for c in await rt.sysdb.list_workflows(query)}
     detail = Detail(
         row=row,
         steps=steps,

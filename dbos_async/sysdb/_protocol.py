@@ -152,9 +152,10 @@ class ManagementDatabase(Protocol):
     async def queue_activity(
         self, since_ms: int, period_ms: int, periods: int
     ) -> list[QueueActivity]:
-        """For each queue that holds ENQUEUED or PENDING workflows or started one since
-        ``since_ms``: how many it holds of each, and how many it started in each of the
-        ``periods`` periods of ``period_ms`` from ``since_ms`` on; by queue name."""
+        """For each queue that holds ENQUEUED or PENDING workflows, or is registered and
+        started one since ``since_ms``: how many it holds of each, and how many it started
+        in each of the ``periods`` periods of ``period_ms`` from ``since_ms`` on (counted
+        for registered queues only); by queue name."""
 
     async def workflow_streams(self, workflow_id: str, limit: int) -> dict[str, list[StreamEntry]]:
         """The values of every stream of a workflow (at most ``limit`` in all), by key."""

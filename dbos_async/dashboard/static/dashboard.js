@@ -1,4 +1,4 @@
-// dbos_async dashboard: live refresh of the page's #live-region, nothing else.
+// dbos_async dashboard: live refresh of the page's #live-region, and tidy filter URLs.
 // While the "live" box is ticked, the page is fetched again every data-refresh ms and
 // its #live-region replaced by the fresh one (HTML the server escaped). The choice is
 // remembered per browser. No dependency, no build step.
@@ -32,6 +32,23 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    // The filter form sends only the fields that are filled in: shorter, readable URLs.
+    var filters = document.getElementById("filters");
+    if (filters) {
+      filters.addEventListener("submit", function () {
+        Array.prototype.forEach.call(filters.querySelectorAll("input"), function (input) {
+          if (input.type !== "checkbox" && input.value === "") {
+            input.disabled = true;
+          }
+        });
+      });
+      // (Coming back to this page from the browser's history shows the form usable.)
+      window.addEventListener("pageshow", function () {
+        Array.prototype.forEach.call(filters.querySelectorAll("input"), function (input) {
+          input.disabled = false;
+        });
+      });
+    }
     var box = document.getElementById("live");
     var every = parseInt(document.body.getAttribute("data-refresh"), 10) || 5000;
     if (box) {
