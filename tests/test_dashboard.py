@@ -399,3 +399,12 @@ async def test_mounted__without_a_launched_dbos_says_so() -> None:
         response = await client.get("/")
     assert response.status_code == 503
     assert "no DBOS instance" in response.text
+
+
+async def test_messages__only_the_apps_own(data: Populated) -> None:
+    async with _http(dashboard_app()) as client:
+        done = await client.get("/workflow", params={"id": "order-1", "done": "cancel"})
+        other = await client.get("/workflow", params={"id": "order-1", "done": "Enter your token"})
+        msg = await client.get("/workflow", params={"id": "order-1", "msg": "Enter your token"})
+    assert "Cancelled." in done.text
+    assert "Enter your token" not in other.text and "Enter your token" not in msg.text

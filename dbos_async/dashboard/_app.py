@@ -47,6 +47,12 @@ STATIC = Path(__file__).parent / "static"
 #: The queue page's chart: starts per minute over the last 15 minutes.
 PERIOD_S = 60
 PERIODS = 15
+#: What the page says after an action (the redirect names it by code).
+DONE = {
+    "cancel": "Cancelled.",
+    "resume": "Resumed.",
+    "fork": "Forked: this is the new workflow (its source is under 'Forked from').",
+}
 #: The largest form body an action accepts.
 MAX_FORM = 16 * 1024
 
@@ -170,7 +176,10 @@ class _Dashboard:
             show_values=self.show_values,
             refresh_seconds=self.refresh,
             now_ms=now_ms(),
-            message=message if message is not None else request.query_params.get("msg"),
+            # (Only the app's own messages, by code: a link cannot put words on the page.)
+            message=message
+            if message is not None
+            else DONE.get(request.query_params.get("done", "")),
         )
 
     async def unavailable(self, request: Request, exc: Exception) -> Response:
@@ -282,16 +291,16 @@ class _Dashboard:
             check_workflow_id(workflow_id, "id")
             if action == "cancel":
                 await self.source.cancel(workflow_id)
-                target, done = workflow_id, "Cancelled."
+                target, done = workflow_id, "cancel"
             elif action == "resume":
                 await self.source.resume(workflow_id)
-                target, done = workflow_id, "Resumed."
+                target, done = workflow_id, "resume"
             elif action == "fork":
                 step_text = form.get("step", "1").strip() or "1"
                 if not step_text.isdigit() or int(step_text) < 1:
                     raise ValueError(f"the fork's step must be a number from 1, got {step_text!r}")
                 target = await self.source.fork(workflow_id, int(step_text))
-                done = f"Forked from {workflow_id} at step {step_text}."
+                done = "fork"
             else:
                 text = f"No action {action!r} (cancel, resume or fork)."
                 return HTMLResponse(_views.error_page(frame, "Unknown action", text), 404)
@@ -299,7 +308,7 @@ class _Dashboard:
             message = exc.message if isinstance(exc, DBOSException) else str(exc)
             return HTMLResponse(_views.error_page(frame, f"Cannot {action}", message), 400)
         return RedirectResponse(
-            frame.url("/workflow", ("id", target), ("msg", done)), status_code=303
+            frame.url("/workflow", ("id", target), ("done", done)), status_code=303
         )
 
 
