@@ -19,6 +19,8 @@ from dbos_async import DBOS, DBOSClient, WorkflowStatusString
 from dbos_async.dashboard import dashboard_app
 from dbos_async.dashboard._html import Markup, escape
 from dbos_async.dashboard._html import html as render
+from dbos_async.dashboard._timeline import build_timeline, render_timeline
+from dbos_async.sysdb import StepRow, WorkflowRow
 from tests.dashboard_app import (
     SCRIPT_ID,
     SCRIPT_OUTPUT,
@@ -408,3 +410,44 @@ async def test_messages__only_the_apps_own(data: Populated) -> None:
         msg = await client.get("/workflow", params={"id": "order-1", "msg": "Enter your token"})
     assert "Cancelled." in done.text
     assert "Enter your token" not in other.text and "Enter your token" not in msg.text
+
+
+# -- the timeline, on rows made by hand ---------------------------------------------------
+
+
+def _row(status: str, created: int, updated: int) -> WorkflowRow:
+    return WorkflowRow("w", status, "f", None, None, None, "local", "v", created, updated)
+
+
+def test_timeline__a_sleep_runs_to_its_wake_up_or_to_now() -> None:
+    steps = [
+        StepRow("w", 1, "f_step", "1", None, None, 1_000, 1_200),
+        StepRow("w", 2, "DBOS.sleep", "30.0", None, None, 1_300, 1_300),  # wakes at 30 s
+    ]
+    running = build_timeline(_row("PENDING", 1_000, 1_300), steps, {}, now_ms=5_000)
+    assert [(b.kind, b.start, b.end) for b in running.bars] == [
+        ("step", 1_000, 1_200),
+        ("sleep", 1_300, 5_000),  # still asleep: up to now
+    ]
+    assert running.bars[1].wake_ms == 30_000 and running.end == 5_000
+    woke = build_timeline(_row("SUCCESS", 1_000, 31_000), steps, {}, now_ms=90_000)
+    assert (woke.bars[1].start, woke.bars[1].end) == (1_300, 30_000)
+    assert woke.end == 31_000  # a finished workflow's span ends at its last update
+
+
+def test_timeline__waits_children_errors_and_missing_times() -> None:
+    child = WorkflowRow("w-2", "PENDING", "c", None, None, None, "l", "v", 2_100, 2_100)
+    steps = [
+        StepRow("w", 1, "f_step", None, '{"t": "E"}', None, 1_000, 2_000),
+        StepRow("w", 2, "c", None, None, "w-2", 2_100, 2_100),
+        StepRow("w", 3, "DBOS.recv", "null", None, None, 4_000, 4_000),  # recorded at its end
+        StepRow("w", 4, "old_step", "1", None, None, None, None),  # recorded before times
+    ]
+    tl = build_timeline(_row("PENDING", 1_000, 4_000), steps, {"w-2": child}, now_ms=6_000)
+    assert [b.kind for b in tl.bars] == ["error", "child", "wait", "step"]
+    assert (tl.bars[1].start, tl.bars[1].end) == (2_100, 6_000)  # the child runs: to now
+    # The wait ran from when the step before returned (the child's start, not its end).
+    assert (tl.bars[2].start, tl.bars[2].end) == (2_100, 4_000)
+    assert tl.bars[3].start == tl.bars[3].end == 4_000  # no times: follows the one before
+    svg = render_timeline(tl, lambda i: f"/workflow?id={i}")
+    assert svg.count('class="tl-row"') == 4 and 'href="/workflow?id=w-2"' in svg

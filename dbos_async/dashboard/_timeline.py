@@ -102,11 +102,13 @@ def build_timeline(
             if wake is not None:
                 end = max(end, min(wake, now_ms) if running else min(wake, row.updated_at))
                 note = "asleep" if running and wake > now_ms else "slept"
+        # The workflow went on once this step returned (a sleep: once it woke); a child
+        # started here may run on long after, beside the steps that follow.
+        returned = end
         child = children.get(step.child_workflow_id or "")
         if child is not None:
-            child_end = (
-                now_ms if not WorkflowStatusString(child.status).is_terminal else (child.updated_at)
-            )
+            child_running = not WorkflowStatusString(child.status).is_terminal
+            child_end = now_ms if child_running else child.updated_at
             end = max(end, child_end)
             note = f"child {child.status}"
         bars.append(
@@ -121,7 +123,7 @@ def build_timeline(
                 wake,
             )
         )
-        cursor = max(cursor, end if kind != "sleep" else start)
+        cursor = max(cursor, returned)
     last = max([b.end for b in bars], default=row.created_at)
     end = max(now_ms if running else row.updated_at, last, row.created_at + 1)
     start = min([b.start for b in bars], default=row.created_at)
