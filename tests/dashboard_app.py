@@ -93,6 +93,12 @@ async def dash_blocks() -> str:
 
 
 @DBOS.workflow()
+async def dash_long() -> None:
+    for i in range(5):
+        await dash_add(i)
+
+
+@DBOS.workflow()
 async def dash_quick(i: int) -> int:
     return i
 

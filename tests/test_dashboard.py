@@ -451,3 +451,17 @@ def test_timeline__waits_children_errors_and_missing_times() -> None:
     assert tl.bars[3].start == tl.bars[3].end == 4_000  # no times: follows the one before
     svg = render_timeline(tl, lambda i: f"/workflow?id={i}")
     assert svg.count('class="tl-row"') == 4 and 'href="/workflow?id=w-2"' in svg
+
+
+async def test_workflow__a_long_one_draws_its_first_steps(
+    dbos: DBOS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbos_async.dashboard import _views
+    from tests.dashboard_app import dash_long
+
+    monkeypatch.setattr(_views, "MAX_STEPS_SHOWN", 3)
+    handle = await DBOS.start_workflow(dash_long)
+    await handle.get_result()
+    async with _http(dashboard_app()) as client:
+        page = (await client.get("/workflow", params={"id": handle.workflow_id})).text
+    assert page.count('class="tl-row"') == 3 and "The first 3 of 5 steps." in page

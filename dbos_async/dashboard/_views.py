@@ -14,7 +14,7 @@ from .._status import ExecutorInfo, WorkflowStatusString
 from ..sysdb import QueueInfo, WorkflowRow
 from ._data import Detail, ListFilters, QueueView
 from ._html import Markup, escape, html, join, query_url
-from ._timeline import build_timeline, duration_text, render_timeline
+from ._timeline import Timeline, build_timeline, duration_text, render_timeline
 
 __all__ = [
     "Frame",
@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 STATUSES = [s.value for s in WorkflowStatusString]
+#: A workflow page draws at most this many steps (a page stays light to load and refresh).
+MAX_STEPS_SHOWN = 500
 _CANCELLABLE = {"PENDING", "ENQUEUED"}
 _RESUMABLE = {"CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"}
 
@@ -330,6 +332,9 @@ def workflow_page(frame: Frame, detail: Detail) -> str:
         ]
     )
     timeline = build_timeline(row, detail.steps, detail.children, frame.now_ms)
+    recorded = len(timeline.bars)
+    if recorded > MAX_STEPS_SHOWN:  # (the span still covers them all)
+        timeline = Timeline(timeline.start, timeline.end, timeline.bars[:MAX_STEPS_SHOWN])
     steps = []
     for bar in timeline.bars:
         if bar.step_id in detail.step_errors:
@@ -362,11 +367,14 @@ def workflow_page(frame: Frame, detail: Detail) -> str:
     )
     steps_table = (
         html(
-            '{svg}<p class="legend">{legend}</p>'
+            '{svg}<p class="legend">{legend}</p>{more}'
             '<table class="steps"><thead><tr><th>Step</th><th>Name</th><th>Kind</th>'
             "<th>Started</th><th>Took</th><th>Output or error</th></tr></thead>"
             "<tbody>{rows}</tbody></table>",
             svg=render_timeline(timeline, frame.workflow_url),
+            more=html('<p class="muted">The first {} of {} steps.</p>', MAX_STEPS_SHOWN, recorded)
+            if recorded > MAX_STEPS_SHOWN
+            else "",
             legend=legend,
             rows=join(steps),
         )
