@@ -456,10 +456,10 @@ def test_timeline__waits_children_errors_and_missing_times() -> None:
 async def test_workflow__a_long_one_draws_its_first_steps(
     dbos: DBOS, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dbos_async.dashboard import _views
+    from dbos_async.dashboard import _workflow_view
     from tests.dashboard_app import dash_long
 
-    monkeypatch.setattr(_views, "MAX_STEPS_SHOWN", 3)
+    monkeypatch.setattr(_workflow_view, "MAX_STEPS_SHOWN", 3)
     handle = await DBOS.start_workflow(dash_long)
     await handle.get_result()
     async with _http(dashboard_app()) as client:

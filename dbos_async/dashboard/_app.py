@@ -26,18 +26,20 @@ from .._errors import DBOSException
 from .._ids import check_text, check_workflow_id
 from .._management import to_epoch_ms
 from ..client import DBOSClient
-from . import _views
 from ._data import (
     ClientSource,
     ListFilters,
     ProcessSource,
     Source,
-    list_page,
+    list_rows,
     queue_views,
     workflow_detail,
 )
+from ._fleet_views import executors_page, queues_page
+from ._layout import Frame, error_page, login_page
+from ._list_view import STATUSES, list_page
 from ._security import COOKIE, Guard, same_origin
-from ._views import Frame
+from ._workflow_view import workflow_page
 
 __all__ = ["ENV_TOKEN", "dashboard_app"]
 
@@ -122,8 +124,8 @@ def parse_filters(request: Request, page_size: int) -> ListFilters:
     """The list page's filters from the query string; ``BadFilter`` names a bad one."""
     statuses = request.query_params.getlist("status")
     for status in statuses:
-        if status not in _views.STATUSES:
-            raise BadFilter(f"unknown status {status!r}; one of {', '.join(_views.STATUSES)}")
+        if status not in STATUSES:
+            raise BadFilter(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
     page_text = request.query_params.get("page", "0").strip() or "0"
     if not page_text.isdigit():
         raise BadFilter(f"page must be a non-negative integer, got {page_text!r}")
@@ -186,7 +188,7 @@ class _Dashboard:
         """A page that cannot be read (no DBOS launched here, a value that cannot be
         read): what went wrong, as a page (503)."""
         message = exc.message if isinstance(exc, DBOSException) else str(exc)
-        page = _views.error_page(self.frame(request, ""), "Unavailable", message)
+        page = error_page(self.frame(request, ""), "Unavailable", message)
         return HTMLResponse(page, 503)
 
     # -- pages -------------------------------------------------------------------------
@@ -196,9 +198,9 @@ class _Dashboard:
             filters = parse_filters(request, self.page_size)
         except BadFilter as exc:
             frame = self.frame(request, f"Bad filter: {exc}")
-            return HTMLResponse(_views.list_page(frame, ListFilters(), [], False), 400)
-        rows, has_next = await list_page(await self.source.runtime(), filters)
-        return HTMLResponse(_views.list_page(self.frame(request), filters, rows, has_next))
+            return HTMLResponse(list_page(frame, ListFilters(), [], False), 400)
+        rows, has_next = await list_rows(await self.source.runtime(), filters)
+        return HTMLResponse(list_page(self.frame(request), filters, rows, has_next))
 
     async def workflow(self, request: Request) -> Response:
         workflow_id = request.query_params.get("id", "")
@@ -206,25 +208,23 @@ class _Dashboard:
         try:
             check_workflow_id(workflow_id, "id")
         except (TypeError, ValueError) as exc:
-            return HTMLResponse(_views.error_page(frame, "Bad workflow ID", str(exc)), 400)
+            return HTMLResponse(error_page(frame, "Bad workflow ID", str(exc)), 400)
         rt = await self.source.runtime()
         detail = await workflow_detail(rt, workflow_id, self.show_values)
         if detail is None:
             text = f"No workflow has the ID {workflow_id!r}."
-            return HTMLResponse(_views.error_page(frame, "Unknown workflow", text), 404)
-        return HTMLResponse(_views.workflow_page(frame, detail))
+            return HTMLResponse(error_page(frame, "Unknown workflow", text), 404)
+        return HTMLResponse(workflow_page(frame, detail))
 
     async def queues(self, request: Request) -> Response:
         frame = self.frame(request)
         views = await queue_views(
             await self.source.runtime(), frame.now_ms, PERIOD_S * 1000, PERIODS
         )
-        return HTMLResponse(_views.queues_page(frame, views, PERIOD_S))
+        return HTMLResponse(queues_page(frame, views, PERIOD_S))
 
     async def executors(self, request: Request) -> Response:
-        return HTMLResponse(
-            _views.executors_page(self.frame(request), await self.source.executors())
-        )
+        return HTMLResponse(executors_page(self.frame(request), await self.source.executors()))
 
     # -- login -------------------------------------------------------------------------
 
@@ -239,22 +239,22 @@ class _Dashboard:
         frame = self.frame(request)
         if not self.guard.enabled:
             text = "This dashboard is read-only: it was started without a token."
-            return HTMLResponse(_views.error_page(frame, "Read-only", text), 404)
+            return HTMLResponse(error_page(frame, "Read-only", text), 404)
         next_url = self._next(request, request.query_params.get("next", ""))
-        return HTMLResponse(_views.login_page(frame, next_url, failed=False))
+        return HTMLResponse(login_page(frame, next_url, failed=False))
 
     async def login(self, request: Request) -> Response:
         frame = self.frame(request)
         if not self.guard.enabled:
             text = "This dashboard is read-only: it was started without a token."
-            return HTMLResponse(_views.error_page(frame, "Read-only", text), 403)
+            return HTMLResponse(error_page(frame, "Read-only", text), 403)
         if not same_origin(request):
             text = "The login form was posted from another site."
-            return HTMLResponse(_views.error_page(frame, "Refused", text), 403)
+            return HTMLResponse(error_page(frame, "Refused", text), 403)
         form = await _form(request)
         next_url = self._next(request, form.get("next", ""))
         if not self.guard.token_matches(form.get("token", "")):
-            return HTMLResponse(_views.login_page(frame, next_url, failed=True), 403)
+            return HTMLResponse(login_page(frame, next_url, failed=True), 403)
         response = RedirectResponse(next_url, 303)
         response.set_cookie(
             COOKIE,
@@ -271,7 +271,7 @@ class _Dashboard:
         refusal = self.guard.check_action(request, form.get("csrf"))
         if refusal is not None:
             frame = self.frame(request)
-            return HTMLResponse(_views.error_page(frame, "Refused", refusal), 403)
+            return HTMLResponse(error_page(frame, "Refused", refusal), 403)
         frame = self.frame(request)
         response = RedirectResponse(f"{frame.base}/", 303)
         response.delete_cookie(COOKIE, path=f"{frame.base}/")
@@ -285,7 +285,7 @@ class _Dashboard:
         frame = self.frame(request)
         refusal = self.guard.check_action(request, form.get("csrf"))
         if refusal is not None:
-            return HTMLResponse(_views.error_page(frame, "Refused", refusal), 403)
+            return HTMLResponse(error_page(frame, "Refused", refusal), 403)
         workflow_id = form.get("id", "")
         try:
             check_workflow_id(workflow_id, "id")
@@ -303,10 +303,10 @@ class _Dashboard:
                 done = "fork"
             else:
                 text = f"No action {action!r} (cancel, resume or fork)."
-                return HTMLResponse(_views.error_page(frame, "Unknown action", text), 404)
+                return HTMLResponse(error_page(frame, "Unknown action", text), 404)
         except (TypeError, ValueError, DBOSException) as exc:
             message = exc.message if isinstance(exc, DBOSException) else str(exc)
-            return HTMLResponse(_views.error_page(frame, f"Cannot {action}", message), 400)
+            return HTMLResponse(error_page(frame, f"Cannot {action}", message), 400)
         return RedirectResponse(
             frame.url("/workflow", ("id", target), ("done", done)), status_code=303
         )

@@ -26,7 +26,7 @@ __all__ = [
     "ProcessSource",
     "QueueView",
     "Source",
-    "list_page",
+    "list_rows",
     "queue_views",
     "workflow_detail",
 ]
@@ -136,7 +136,7 @@ class ListFilters:
     page_size: int = 50
 
 
-async def list_page(rt: Runtime, filters: ListFilters) -> tuple[list[WorkflowRow], bool]:
+async def list_rows(rt: Runtime, filters: ListFilters) -> tuple[list[WorkflowRow], bool]:
     """One page of workflows, newest first, and whether another page follows."""
     query = _management.workflow_query(
         status=filters.statuses,
