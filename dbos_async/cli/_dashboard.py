@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import socket
+from typing import Any
 
 from ..client import DBOSClient
 from ._output import Result
 
-__all__ = ["serve_dashboard"]
+__all__ = ["add_dashboard_command", "serve_dashboard"]
 
 EXTRA_HINT = "the dashboard needs the 'dashboard' extra: pip install 'dbos_async[dashboard]'"
 
@@ -55,3 +56,53 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.close()
         raise ValueError(f"the dashboard cannot listen on {host}:{port}: {exc}") from None
     return sock
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535; 0: any free one)")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0.5:
+        raise argparse.ArgumentTypeError(f"{text!r} is under 0.5 s")
+    return value
+
+
+def add_dashboard_command(
+    commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser
+) -> None:
+    """The ``dashboard`` command and its options."""
+    dashboard = commands.add_parser(
+        "dashboard",
+        parents=[common],
+        help="serve the web dashboard (needs the 'dashboard' extra)",
+    )
+    dashboard.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    dashboard.add_argument(
+        "--port", type=_port, default=8000, help="port (default 8000; 0: any free one)"
+    )
+    dashboard.add_argument(
+        "--token",
+        help="enable cancel, resume and fork for whoever logs in with this token "
+        "(default: $DBOS_DASHBOARD_TOKEN, which keeps it out of the process list; "
+        "without one the dashboard is read-only)",
+    )
+    dashboard.add_argument(
+        "--show-values",
+        action="store_true",
+        help="show inputs, outputs, event and stream values (hidden by default)",
+    )
+    dashboard.add_argument(
+        "--refresh",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often live pages refresh (default 5)",
+    )
+    dashboard.set_defaults(handler=serve_dashboard, uses_client=True)

@@ -11,7 +11,8 @@ from typing import NoReturn
 
 from .._management import to_epoch_ms
 from .._status import WorkflowStatusString
-from . import _commands, _dashboard
+from . import _commands
+from ._dashboard import add_dashboard_command
 
 __all__ = ["build_parser"]
 
@@ -165,53 +166,6 @@ def _add_executor_commands(commands: argparse._SubParsersAction[Parser], common:
     list_.set_defaults(handler=_commands.list_executors, uses_client=True)
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535; 0: any free one)")
-    return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0.5:
-        raise argparse.ArgumentTypeError(f"{text!r} is under 0.5 s")
-    return value
-
-
-def _add_dashboard_command(commands: argparse._SubParsersAction[Parser], common: Parser) -> None:
-    dashboard = commands.add_parser(
-        "dashboard",
-        parents=[common],
-        help="serve the web dashboard (needs the 'dashboard' extra)",
-    )
-    dashboard.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    dashboard.add_argument(
-        "--port", type=_port, default=8000, help="port (default 8000; 0: any free one)"
-    )
-    dashboard.add_argument(
-        "--token",
-        help="enable cancel, resume and fork for whoever logs in with this token "
-        "(default: $DBOS_DASHBOARD_TOKEN, which keeps it out of the process list; "
-        "without one the dashboard is read-only)",
-    )
-    dashboard.add_argument(
-        "--show-values",
-        action="store_true",
-        help="show inputs, outputs, event and stream values (hidden by default)",
-    )
-    dashboard.add_argument(
-        "--refresh",
-        type=_seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help="how often live pages refresh (default 5)",
-    )
-    dashboard.set_defaults(handler=_dashboard.serve_dashboard, uses_client=True)
-
-
 def build_parser() -> Parser:
     """The ``dbos-async`` parser."""
     parser = Parser(
@@ -224,9 +178,9 @@ def build_parser() -> Parser:
     _add_workflow_commands(commands, common)
     _add_queue_commands(commands, common)
     _add_executor_commands(commands, common)
-    _add_dashboard_command(commands, common)
     migrate = commands.add_parser(
         "migrate", parents=[common], help="create or upgrade the database schema"
     )
     migrate.set_defaults(handler=_commands.migrate, uses_client=False)
+    add_dashboard_command(commands, common)
     return parser
