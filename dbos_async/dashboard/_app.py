@@ -158,14 +158,21 @@ class _Dashboard:
     """The app's state: where data comes from, the guard, and the display options."""
 
     def __init__(
-        self, source: Source, guard: Guard, show_values: bool, refresh: float, title: str
+        self,
+        source: Source,
+        guard: Guard,
+        *,
+        show_values: bool,
+        refresh: float,
+        page_size: int,
+        title: str,
     ) -> None:
         self.source = source
         self.guard = guard
         self.show_values = show_values
         self.refresh = refresh
+        self.page_size = page_size
         self.title = title
-        self.page_size = 50
 
     def frame(self, request: Request, message: str | None = None) -> Frame:
         nonce = self.guard.session_nonce(request)
@@ -343,8 +350,14 @@ def dashboard_app(
         raise ValueError(f"page_size must be a positive integer, got {page_size!r}")
     check_text(title, "title")
     source: Source = ClientSource(client) if client is not None else ProcessSource()
-    board = _Dashboard(source, guard, bool(show_values), float(refresh_seconds), title)
-    board.page_size = page_size
+    board = _Dashboard(
+        source,
+        guard,
+        show_values=bool(show_values),
+        refresh=float(refresh_seconds),
+        page_size=page_size,
+        title=title,
+    )
     app = Starlette(
         routes=[
             Route("/", board.workflows, methods=["GET"]),
