@@ -9,6 +9,7 @@ escaping could not run.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
@@ -55,6 +56,8 @@ DONE = {
     "resume": "Resumed.",
     "fork": "Forked: this is the new workflow (its source is under 'Forked from').",
 }
+#: How long a failed login waits before it answers (seconds).
+FAILED_LOGIN_PAUSE = 0.5
 #: The largest form body an action accepts.
 MAX_FORM = 16 * 1024
 
@@ -261,6 +264,7 @@ class _Dashboard:
         form = await _form(request)
         next_url = self._next(request, form.get("next", ""))
         if not self.guard.token_matches(form.get("token", "")):
+            await asyncio.sleep(FAILED_LOGIN_PAUSE)  # guessing tokens through the form is slow
             return HTMLResponse(login_page(frame, next_url, failed=True), 403)
         response = RedirectResponse(next_url, 303)
         response.set_cookie(

@@ -21,8 +21,8 @@ __all__ = ["Bar", "Timeline", "build_timeline", "duration_text", "render_timelin
 
 #: Built-in steps by what they do on the timeline.
 _SLEEPS = {"DBOS.sleep"}
-_WAITS = {"DBOS.recv", "DBOS.getEvent", "DBOS.get_event", "DBOS.getResult", "DBOS.wait_first"}
-_EVENTS = {"DBOS.setEvent", "DBOS.send"}
+_WAITS = {"DBOS.recv", "DBOS.getEvent", "DBOS.getResult", "DBOS.waitFirst", "DBOS.asyncio_wait"}
+_EVENTS = {"DBOS.setEvent", "DBOS.send", "DBOS.send_bulk"}
 _STREAMS = {"DBOS.writeStream", "DBOS.closeStream"}
 
 
