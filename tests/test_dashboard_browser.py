@@ -62,7 +62,7 @@ async def browser() -> AsyncIterator[Any]:
     except ImportError:
         _unavailable("the playwright package (pip install -e '.[dev]')")
     if not CHROMIUM_FOUND:
-        _unavailable("Chromium at /usr/bin/chromium (apt-get install chromium)")
+        _unavailable(f"Chromium at {CHROMIUM} (apt-get install chromium, or DBOS_TEST_CHROMIUM)")
     async with async_playwright() as p:
         instance = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
