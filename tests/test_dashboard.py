@@ -465,3 +465,19 @@ async def test_workflow__a_long_one_draws_its_first_steps(
     async with _http(dashboard_app()) as client:
         page = (await client.get("/workflow", params={"id": handle.workflow_id})).text
     assert page.count('class="tl-row"') == 3 and "The first 3 of 5 steps." in page
+
+
+async def test_logout__ends_the_session(data: Populated) -> None:
+    async with _http(dashboard_app(token=TOKEN)) as client:
+        await login(client)
+        csrf = csrf_of((await client.get("/")).text)  # the log-out form's field
+        refused = await client.post("/logout", data={}, headers={"Origin": BASE})
+        assert refused.status_code == 403  # without the CSRF field
+        response = await client.post("/logout", data={"csrf": csrf}, headers={"Origin": BASE})
+        assert response.status_code == 303
+        page = (await client.get("/workflow", params={"id": data.blocked})).text
+        assert 'title="log in to act"' in page
+        after = await client.post(
+            "/actions/cancel", data={"id": data.blocked, "csrf": csrf}, headers={"Origin": BASE}
+        )
+        assert after.status_code == 403
