@@ -546,9 +546,11 @@ class DBOS(metaclass=_DBOSMeta):
         sort_desc: bool = False,
         load_input: bool = True,
         load_output: bool = True,
+        workflow_id_prefix: str | None = None,
     ) -> Coroutine[Any, Any, list[WorkflowStatus]]:
         """Workflows matching every filter given, oldest first (``sort_desc``: newest).
-        Times filter on creation: ISO 8601 strings, datetimes, or epoch ms. From a
+        Times filter on creation: ISO 8601 strings, datetimes, or epoch ms;
+        ``workflow_id_prefix`` keeps the workflows whose ID starts with it. From a
         workflow's own code it is a step (``DBOS.listWorkflows``): a re-run gets the
         recorded list back, whatever changed since."""
         check_workflow_filters(
@@ -557,6 +559,7 @@ class DBOS(metaclass=_DBOSMeta):
                 "parent_workflow_id": parent_workflow_id,
                 "name": name,
                 "queue_name": queue_name,
+                "workflow_id_prefix": workflow_id_prefix,
             }
         )
         query = _management.workflow_query(
@@ -570,6 +573,7 @@ class DBOS(metaclass=_DBOSMeta):
             limit=limit,
             offset=offset,
             sort_desc=sort_desc,
+            workflow_id_prefix=workflow_id_prefix,
         )
         return _management_steps.list_workflows(
             "DBOS.listWorkflows", query, load_input=load_input, load_output=load_output

@@ -120,13 +120,13 @@ def check_text(
 
 def check_workflow_filters(filters: Mapping[str, Any]) -> None:
     """The identifier filters of ``list_workflows`` / ``list_queued_workflows``:
-    ``workflow_ids`` and ``parent_workflow_id`` are workflow IDs, ``name`` and
-    ``queue_name`` text (None, or absent, means no filter)."""
+    ``workflow_ids`` and ``parent_workflow_id`` are workflow IDs, ``name``,
+    ``queue_name`` and ``workflow_id_prefix`` text (None, or absent, means no filter)."""
     ids = filters.get("workflow_ids")
     if ids is not None:
         check_workflow_ids(ids)
     parent = filters.get("parent_workflow_id")
     if parent is not None:
         check_workflow_id(parent, "parent_workflow_id")
-    for what in ("name", "queue_name"):
+    for what in ("name", "queue_name", "workflow_id_prefix"):
         check_text(filters.get(what), what, optional=True)

@@ -84,6 +84,7 @@ def workflow_query(
     offset: int | None = None,
     sort_desc: bool = False,
     queued_only: bool = False,
+    workflow_id_prefix: str | None = None,
 ) -> WorkflowQuery:
     """The query of ``list_workflows``' filters; a bad filter raises here, before any read."""
     return WorkflowQuery(
@@ -98,6 +99,7 @@ def workflow_query(
         limit=_non_negative(limit, "limit"),
         offset=_non_negative(offset, "offset"),
         sort_desc=sort_desc,
+        workflow_id_prefix=workflow_id_prefix,
     )
 
 
@@ -132,6 +134,7 @@ async def list_workflows(
     load_input: bool = True,
     load_output: bool = True,
     queued_only: bool = False,
+    workflow_id_prefix: str | None = None,
 ) -> list[WorkflowStatus]:
     """The workflows matching every filter given (see ``workflow_query``)."""
     query = workflow_query(
@@ -146,6 +149,7 @@ async def list_workflows(
         offset=offset,
         sort_desc=sort_desc,
         queued_only=queued_only,
+        workflow_id_prefix=workflow_id_prefix,
     )
     rows = await list_workflow_rows(rt, query, load_input=load_input, load_output=load_output)
     return [status_of(rt, row) for row in rows]

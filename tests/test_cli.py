@@ -514,3 +514,22 @@ async def test_cli__missing_sqlite_file_and_usage_errors(tmp_path: Path) -> None
     assert not (tmp_path / "typo.sqlite").exists()
     usage = await cli("workflow", "list", "--status", "BOGUS", url=missing)
     assert_error(usage, 2, "BOGUS")
+
+
+async def test_cli__dashboard_serves_the_database(dbos: DBOS, db_url: str) -> None:
+    import httpx
+
+    from tests.dashboard_app import dashboard_process
+
+    await run_three("dash-cli-1")
+    async with dashboard_process(db_url) as base, httpx.AsyncClient() as http:
+        page = await http.get(f"{base}/")
+        assert page.status_code == 200 and 'data-workflow-id="dash-cli-1"' in page.text
+        steps = await http.get(f"{base}/workflow", params={"id": "dash-cli-1"})
+        assert steps.text.count('class="tl-row"') == 3
+        refused = await http.post(f"{base}/actions/cancel", data={"id": "dash-cli-1"})
+        assert refused.status_code == 403  # no token: read-only
+    bad_port = await cli("dashboard", "--port", "99999", url=db_url)
+    assert_error(bad_port, 2, "--port", "99999")
+    bad = await cli("dashboard", "--refresh", "0", url=db_url)
+    assert_error(bad, 2, "--refresh")

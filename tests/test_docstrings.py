@@ -30,6 +30,7 @@ PUBLIC_MODULES = [
     "dbos_async.asgi",
     "dbos_async.testing",
     "dbos_async.encryption",
+    "dbos_async.dashboard",
 ]
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference"

@@ -217,7 +217,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         | {"_send_bulk", "_run_step", "_bulk_management", "_management_steps"},
     ),
     ("lifecycle", {"_lifecycle"}),
-    ("facade", {"", "_dbos", "client", "cli", "_debouncer_client"}),
+    ("facade", {"", "_dbos", "client", "cli", "_debouncer_client", "dashboard"}),
     # Optional integrations, each on the public API only.
     ("integrations", {"asgi", "testing", "_pytest_plugin", "encryption", "_crash_child"}),
 ]

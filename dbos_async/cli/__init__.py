@@ -14,6 +14,7 @@ Commands::
     dbos-async executor list
     dbos-async schedule list [--status ACTIVE|PAUSED] [--workflow NAME] [--prefix TEXT]
     dbos-async schedule pause|resume|trigger|delete NAME
+    dbos-async dashboard [--host H] [--port N] [--token T] [--show-values] [--refresh S]
     dbos-async migrate
 
 Global options (before or after the command): ``--database-url URL`` (else the

@@ -12,6 +12,7 @@ from typing import NoReturn
 from .._management import to_epoch_ms
 from .._status import WorkflowStatusString
 from . import _commands
+from ._dashboard import add_dashboard_command
 from ._schedule_commands import add_schedule_commands
 
 __all__ = ["build_parser"]
@@ -183,4 +184,5 @@ def build_parser() -> Parser:
         "migrate", parents=[common], help="create or upgrade the database schema"
     )
     migrate.set_defaults(handler=_commands.migrate, uses_client=False)
+    add_dashboard_command(commands, common)
     return parser

@@ -14,7 +14,7 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import Any
 
-from ._rows import QueueInfo, StepRow, StreamEntry, WorkflowRow
+from ._rows import QueueActivity, QueueInfo, StepRow, StreamEntry, WorkflowRow
 
 __all__ = [
     "QUEUE_COLUMNS",
@@ -23,6 +23,7 @@ __all__ = [
     "WORKFLOW_COLUMNS",
     "WORKFLOW_FIELDS",
     "column_list",
+    "queue_activity",
     "queue_info",
     "step_params",
     "step_row",
@@ -31,6 +32,7 @@ __all__ = [
     "workflow_params",
     "workflow_row",
     "workflow_row_or_none",
+    "workflow_streams",
 ]
 
 #: The workflow status table's columns, in the order of ``WorkflowRow``'s fields.
@@ -120,3 +122,32 @@ def queue_info(r: Any) -> QueueInfo:
 def stream_entry(r: Any) -> StreamEntry:
     """A ``StreamEntry`` from ``"offset", value, closed`` (SQLite: closed is 0 or 1)."""
     return StreamEntry(r[0], r[1], bool(r[2]))
+
+
+def queue_activity(counts: Any, starts: Any, periods: int) -> list[QueueActivity]:
+    """``QueueActivity`` rows from the ``queue_counts`` rows ``(queue, status, count)``
+    and the ``queue_starts`` rows ``(queue, period index, count)``, by queue name."""
+    found: dict[str, QueueActivity] = {}
+
+    def of(name: str) -> QueueActivity:
+        if name not in found:
+            found[name] = QueueActivity(name, 0, 0, [0] * periods)
+        return found[name]
+
+    for name, status, count in counts:
+        if status == "ENQUEUED":
+            of(name).enqueued = int(count)
+        else:
+            of(name).running = int(count)
+    for name, index, count in starts:
+        if 0 <= int(index) < periods:
+            of(name).started[int(index)] += int(count)
+    return [found[name] for name in sorted(found)]
+
+
+def workflow_streams(rows: Any) -> dict[str, list[StreamEntry]]:
+    """Stream values by key, from ``(key, "offset", value, closed)`` rows."""
+    streams: dict[str, list[StreamEntry]] = {}
+    for r in rows:
+        streams.setdefault(str(r[0]), []).append(StreamEntry(r[1], r[2], bool(r[3])))
+    return streams

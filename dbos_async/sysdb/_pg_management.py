@@ -43,6 +43,7 @@ class PostgresManagement:
                 query.queued_only,
                 query.limit,
                 query.offset,
+                query.workflow_id_prefix,
             )
             return [workflow_row(r) for r in rows]
 

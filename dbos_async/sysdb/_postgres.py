@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ._columns import step_row, workflow_row_or_none
 from ._pg_app import PostgresApplicationDatabase
 from ._pg_batch import write_batch
+from ._pg_dashboard import PostgresDashboardReads
 from ._pg_leases import PostgresLeases
 from ._pg_listener import PostgresListener
 from ._pg_management import PostgresManagement
@@ -43,6 +44,7 @@ class PostgresSystemDatabase(
     PostgresLeases,
     PostgresVersions,
     PostgresSchedules,
+    PostgresDashboardReads,
 ):
     """The system database on Postgres."""
 

@@ -28,6 +28,7 @@ from ._rows import (
     ExecutorRow,
     LeaseHolder,
     MessageRow,
+    QueueActivity,
     QueueClaim,
     QueueInfo,
     RecoveryClaim,
@@ -149,6 +150,17 @@ class ManagementDatabase(Protocol):
 
     async def not_owned_among(self, workflow_ids: Sequence[str]) -> list[str]:
         """Which of these workflows ``owner`` does not own (any more), or no longer exist."""
+
+    async def queue_activity(
+        self, since_ms: int, period_ms: int, periods: int
+    ) -> list[QueueActivity]:
+        """For each queue that holds ENQUEUED or PENDING workflows, or is registered and
+        started one since ``since_ms``: how many it holds of each, and how many it started
+        in each of the ``periods`` periods of ``period_ms`` from ``since_ms`` on (counted
+        for registered queues only); by queue name."""
+
+    async def workflow_streams(self, workflow_id: str, limit: int) -> dict[str, list[StreamEntry]]:
+        """The values of every stream of a workflow (at most ``limit`` in all), by key."""
 
 
 class QueueDatabase(Protocol):

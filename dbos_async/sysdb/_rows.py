@@ -17,6 +17,7 @@ __all__ = [
     "InsertWorkflow",
     "LeaseHolder",
     "MessageRow",
+    "QueueActivity",
     "QueueClaim",
     "QueueInfo",
     "RecordStep",
@@ -119,6 +120,19 @@ class WorkflowQuery:
     limit: int | None = None
     offset: int | None = None
     sort_desc: bool = False
+    #: Only workflows whose ID starts with this.
+    workflow_id_prefix: str | None = None
+
+
+@dataclass
+class QueueActivity:
+    """What a queue holds now and how many workflows it started lately (the dashboard's
+    queue page): ``started[i]`` counts the starts of the i-th period asked for."""
+
+    queue_name: str
+    enqueued: int
+    running: int
+    started: list[int]
 
 
 @dataclass

@@ -42,6 +42,7 @@ from ._rows import (
 )
 from ._sessions import Sessions, driver_error
 from ._sqlite_connection import SQLiteConnection, is_busy
+from ._sqlite_dashboard import SQLiteDashboardReads
 from ._sqlite_leases import SQLiteLeases
 from ._sqlite_management import SQLiteManagement
 from ._sqlite_messaging import SQLiteMessaging
@@ -93,6 +94,7 @@ class SQLiteSystemDatabase(
     SQLiteLeases,
     SQLiteVersions,
     SQLiteSchedules,
+    SQLiteDashboardReads,
 ):
     """The system database on SQLite."""
 

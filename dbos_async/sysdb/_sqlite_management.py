@@ -36,6 +36,7 @@ class SQLiteManagement:
             "queued_only": int(query.queued_only),
             "limit": -1 if query.limit is None else query.limit,
             "offset": query.offset or 0,
+            "prefix": query.workflow_id_prefix,
         }
         sql = Q["list_workflows_newest_first" if query.sort_desc else "list_workflows"]
 

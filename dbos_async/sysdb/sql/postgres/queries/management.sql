@@ -3,7 +3,7 @@
 -- name: list_workflows
 -- Workflows matching every filter given (a NULL filter matches all), oldest first: $1 IDs,
 -- $2 statuses, $3 name, $4 created at or after, $5 created at or before, $6 queue,
--- $7 parent, $8 only those of a queue; $9 limit, $10 offset.
+-- $7 parent, $8 only those of a queue; $9 limit, $10 offset; $11 IDs starting with this.
 SELECT {workflow_columns} FROM dbos_async.workflow_status
 WHERE ($1::text[] IS NULL OR workflow_uuid = ANY($1::text[]))
     AND ($2::text[] IS NULL OR status = ANY($2::text[]))
@@ -13,6 +13,7 @@ WHERE ($1::text[] IS NULL OR workflow_uuid = ANY($1::text[]))
     AND ($6::text IS NULL OR queue_name = $6)
     AND ($7::text IS NULL OR parent_workflow_id = $7)
     AND (NOT $8::bool OR queue_name IS NOT NULL)
+    AND ($11::text IS NULL OR starts_with(workflow_uuid, $11))
 ORDER BY created_at ASC, workflow_uuid ASC LIMIT $9 OFFSET $10;
 
 -- name: list_workflows_newest_first
@@ -26,6 +27,7 @@ WHERE ($1::text[] IS NULL OR workflow_uuid = ANY($1::text[]))
     AND ($6::text IS NULL OR queue_name = $6)
     AND ($7::text IS NULL OR parent_workflow_id = $7)
     AND (NOT $8::bool OR queue_name IS NOT NULL)
+    AND ($11::text IS NULL OR starts_with(workflow_uuid, $11))
 ORDER BY created_at DESC, workflow_uuid DESC LIMIT $9 OFFSET $10;
 
 -- name: cancel_workflow

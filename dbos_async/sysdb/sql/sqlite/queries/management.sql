@@ -12,6 +12,7 @@ WHERE (:ids IS NULL OR workflow_uuid IN (SELECT value FROM json_each(:ids)))
     AND (:queue IS NULL OR queue_name = :queue)
     AND (:parent IS NULL OR parent_workflow_id = :parent)
     AND (NOT :queued_only OR queue_name IS NOT NULL)
+    AND (:prefix IS NULL OR substr(workflow_uuid, 1, length(:prefix)) = :prefix)
 ORDER BY created_at ASC, workflow_uuid ASC LIMIT :limit OFFSET :offset;
 
 -- name: list_workflows_newest_first
@@ -25,6 +26,7 @@ WHERE (:ids IS NULL OR workflow_uuid IN (SELECT value FROM json_each(:ids)))
     AND (:queue IS NULL OR queue_name = :queue)
     AND (:parent IS NULL OR parent_workflow_id = :parent)
     AND (NOT :queued_only OR queue_name IS NOT NULL)
+    AND (:prefix IS NULL OR substr(workflow_uuid, 1, length(:prefix)) = :prefix)
 ORDER BY created_at DESC, workflow_uuid DESC LIMIT :limit OFFSET :offset;
 
 -- name: cancel_workflow
