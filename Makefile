@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint docs docs-serve bench faults chaos constraints clean
+.PHONY: install run test lint docs docs-serve bench faults chaos constraints clean screenshots
 
 # The dev tools and every dependency at the versions pinned in constraints.txt.
 $(STAMP): pyproject.toml constraints.txt
@@ -23,6 +23,10 @@ run: $(STAMP)
 ## test: the whole suite, on SQLite and on Postgres (127.0.0.1:5432, skipped if down unless CI=true)
 test: $(STAMP)
 	$(PY) -m pytest
+
+## screenshots: the dashboard's browser tests, saving their screenshots over docs/images/
+screenshots: $(STAMP)
+	DBOS_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_dashboard_browser.py
 
 ## faults: the connection-cut and lost-reply tests 20 times in a row (they are probabilistic)
 FAULT_TESTS := tests/test_faults.py tests/test_lost_replies.py \

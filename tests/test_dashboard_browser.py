@@ -5,8 +5,10 @@ real workflows, on both backends.
 It checks what a person sees and does: the list shows the workflows, a filter narrows
 it, the timeline draws every step, cancel and resume work once logged in with the token
 and are refused without it (a cross-site form included), and an ID holding ``<script>``
-shows as text (and runs nothing). The SQLite run saves the screenshots the docs show
-(docs/images/dashboard-list.png and dashboard-workflow.png).
+shows as text (and runs nothing). The SQLite run takes the screenshots the docs show;
+with ``DBOS_UPDATE_SCREENSHOTS=1`` (``make screenshots``) it saves them over
+docs/images/dashboard-list.png and dashboard-workflow.png, else in a temporary directory
+(so a plain test run leaves the working tree as it was).
 
 Without Chromium or Playwright these tests skip, except under ``CI=true``, where they
 fail: CI installs both.
@@ -36,6 +38,7 @@ from tests.dashboard_app import (
 
 TOKEN = "browser-token-0123456789"
 DOCS_IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+UPDATE_SCREENSHOTS = os.environ.get("DBOS_UPDATE_SCREENSHOTS") == "1"
 CHROMIUM = os.environ.get("DBOS_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FOUND = os.path.exists(CHROMIUM)
 CHROMIUM_ARGS = [
@@ -90,8 +93,9 @@ async def listed(page: Any) -> list[str]:
 
 
 async def test_browser__list_filter_timeline_escaping_and_actions(
-    browser: Any, data: Populated, db_url: str, backend: str
+    browser: Any, data: Populated, db_url: str, backend: str, tmp_path: Path
 ) -> None:
+    shots = DOCS_IMAGES if UPDATE_SCREENSHOTS else tmp_path
     dialogs: list[str] = []
     async with dashboard_process(db_url, "--show-values", "--refresh", "0.5", token=TOKEN) as base:
         context = await browser.new_context(viewport={"width": 1280, "height": 860})
@@ -105,8 +109,9 @@ async def test_browser__list_filter_timeline_escaping_and_actions(
             assert workflow_id in shown
         assert SCRIPT_ID in shown  # as text, in the table
         if backend == "sqlite":
-            DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(DOCS_IMAGES / "dashboard-list.png"))
+            shots.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(shots / "dashboard-list.png"))
+            assert (shots / "dashboard-list.png").read_bytes().startswith(b"\x89PNG")
 
         # Live: a workflow started now appears without a reload; then live is switched
         # off (remembered), so nothing moves under the clicks below.
@@ -138,7 +143,8 @@ async def test_browser__list_filter_timeline_escaping_and_actions(
             box = await rows.nth(i).locator("rect.tl-bar").bounding_box()
             assert box is not None and box["width"] > 0 and box["height"] > 0
         if backend == "sqlite":
-            await page.screenshot(path=str(DOCS_IMAGES / "dashboard-workflow.png"), full_page=True)
+            await page.screenshot(path=str(shots / "dashboard-workflow.png"), full_page=True)
+            assert (shots / "dashboard-workflow.png").read_bytes().startswith(b"\x89PNG")
         # The child workflow's row links to it.
         await page.click("svg.timeline a.tl-link")
         assert (await page.text_content("#workflow-id")) == "order-1-6"
