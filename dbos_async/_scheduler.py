@@ -9,7 +9,8 @@ are not run later, unless asked for with ``DBOS.backfill_schedule`` (or, for a s
 schedule, ``automatic_backfill``: its loop first runs the slots since the latest one
 started). A stored schedule's loop reads its row before each slot, so a pause or a
 delete from any process stops it at its next slot. A change from another process is
-heard at once on Postgres (NOTIFY), and the table is polled about once a second.
+heard at once on Postgres (NOTIFY; the table is read again every 10 s in case an
+announcement was lost) and within about a second on SQLite (a poll).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .sysdb import ScheduleRow
 
 __all__ = [
     "POLL_INTERVAL_SECONDS",
+    "PUSHED_POLL_INTERVAL_SECONDS",
     "Scheduler",
     "backfill",
     "backfill_entry",
@@ -50,8 +52,12 @@ F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
 #: A loop that fell further behind than this (a suspended machine) skips to the present
 #: instead of running every slot it slept through.
 _MAX_LAG = timedelta(seconds=60)
-#: How often a process looks for schedules created, resumed or deleted elsewhere.
+#: How often a process looks for schedules created, resumed or deleted elsewhere...
 POLL_INTERVAL_SECONDS = 1.0
+#: ...and how often when changes are pushed to it (Postgres NOTIFY): only a safety net
+#: for an announcement lost (its sender died between the change and the NOTIFY), so an
+#: idle fleet does not read the table once a second per process.
+PUSHED_POLL_INTERVAL_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -223,8 +229,11 @@ class Scheduler:
                 log.warning("could not read the stored schedules: %r", exc)
             else:
                 self._sync(rows)
+            interval = (
+                PUSHED_POLL_INTERVAL_SECONDS if self._rt.notifier.push else POLL_INTERVAL_SECONDS
+            )
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(POLL_INTERVAL_SECONDS):
+                async with asyncio.timeout(interval):
                     await self._changed.wait()
 
     def _sync(self, rows: list[ScheduleRow]) -> None:

@@ -307,6 +307,32 @@ async def test_client__manages_schedules_a_process_runs(dbos: DBOS, db_url: str)
         assert await DBOS.get_schedule(name) is None
 
 
+async def test_poll__once_a_second_on_sqlite_rarely_where_changes_are_pushed(
+    url: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table is read every second where nothing announces a change (SQLite), and
+    only every ``PUSHED_POLL_INTERVAL_SECONDS`` (a safety net) on Postgres, where a
+    change is announced: an idle fleet does not read it once a second per process."""
+    from dbos_async._runtime import get_runtime
+
+    await launch(url)
+    sysdb = get_runtime().sysdb
+    reads = 0
+    original = sysdb.list_schedules
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(sysdb, "list_schedules", counted)
+    await asyncio.sleep(3.2)
+    if backend == "postgres":
+        assert _scheduler.PUSHED_POLL_INTERVAL_SECONDS >= 5 and reads == 0
+    else:
+        assert reads >= 2
+
+
 async def test_client__a_change_is_heard_at_once_on_postgres(
     url: str, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -315,6 +341,7 @@ async def test_client__a_change_is_heard_at_once_on_postgres(
     if backend != "postgres":
         pytest.skip("SQLite has no NOTIFY: its processes poll")
     monkeypatch.setattr(_scheduler, "POLL_INTERVAL_SECONDS", 60.0)
+    monkeypatch.setattr(_scheduler, "PUSHED_POLL_INTERVAL_SECONDS", 60.0)
     await launch(url)
     name = "notified"
     async with DBOSClient(url) as client:
