@@ -327,8 +327,9 @@ async def test_poll__once_a_second_on_sqlite_rarely_where_changes_are_pushed(
 
     monkeypatch.setattr(sysdb, "list_schedules", counted)
     await asyncio.sleep(3.2)
+    # (at most 1 on Postgres: the first read, at launch, may start after the patch)
     if backend == "postgres":
-        assert _scheduler.PUSHED_POLL_INTERVAL_SECONDS >= 5 and reads == 0
+        assert _scheduler.PUSHED_POLL_INTERVAL_SECONDS >= 5 and reads <= 1
     else:
         assert reads >= 2
 
