@@ -16,11 +16,19 @@ from dbos_async._urls import is_sqlite_url, redact_url, sqlite_path
 from dbos_async.sysdb import FinishWorkflow, QueueClaim, WorkflowRow, notification_key
 from dbos_async.sysdb._columns import QUEUE_COLUMNS, STEP_COLUMNS, WORKFLOW_COLUMNS
 from dbos_async.sysdb._keys import CHANNEL
-from dbos_async.sysdb._pg_batch import write_batch
+from dbos_async.sysdb._pg_batch import _write_many, write_batch
 from dbos_async.sysdb._pg_pool import PostgresPool
 from dbos_async.sysdb._postgres import PostgresSystemDatabase
 from dbos_async.sysdb._queries import load_queries, parse_queries, sql_text
-from dbos_async.sysdb._rows import InsertWorkflow, QueueInfo, RecordStep, StepRow, Write
+from dbos_async.sysdb._rows import (
+    Fenced,
+    InsertWorkflow,
+    QueueInfo,
+    RecordStep,
+    StepRow,
+    Write,
+    WriteResult,
+)
 from dbos_async.sysdb._sqlite_connection import SQLiteConnection
 
 BACKENDS = ("postgres", "sqlite")
@@ -227,6 +235,8 @@ async def test_journal_session__every_statement_finds_rows_by_key(fresh_pg: str)
             [step("w1", 1)],
             [finish("w3")],
             [step("nobody", 1)],
+            [step("w5", 1), finish("w5")],  # a last step with its outcome: its own statement
+            [step("w5", 2), finish("w5")],  # (finished already: falls back to reads)
         ]
         for writes in batches:
             await write_batch(conn, writes, False, owner)
@@ -237,6 +247,118 @@ async def test_journal_session__every_statement_finds_rows_by_key(fresh_pg: str)
         assert "Seq Scan" not in plan, plan
         assert "workflow_status_owner_idx" not in plan, plan
         assert "workflow_status_pending_idx" not in plan, plan
+
+
+#: (state of the step's workflow, state of the finished one, step row stored at the ID)
+#: for the pair batch [step, finish]: "ours" is PENDING and owned by the writer, "other"
+#: owned by another process, "done" finished by this write before (a retry), "cancelled"
+#: finished by someone else, "none" no row.
+PAIR_CASES = [
+    ("ours", "same", None),  # the usual case: both written
+    ("ours", "same", "equal"),  # a retry whose first commit went through
+    ("ours", "same", "different"),  # another run recorded the step first
+    ("other", "same", None),  # taken over: both fenced
+    ("done", "same", "equal"),  # a retry: outcome and row both already there
+    ("cancelled", "same", None),  # someone else decided the outcome
+    ("none", "same", None),  # the workflow is gone
+    ("ours", "ours", None),  # two workflows
+    ("ours", "other", None),
+    ("other", "ours", "different"),
+]
+
+
+async def _pair_state(
+    conn: asyncpg.Connection, owner: str, prefix: str, case: tuple[str, str, str | None]
+) -> tuple[RecordStep, FinishWorkflow]:
+    step_state, finish_state, stored = case
+    step_wf = f"{prefix}-a"
+    finish_wf = step_wf if finish_state == "same" else f"{prefix}-b"
+    states = (
+        {step_wf: step_state}
+        if finish_state == "same"
+        else {
+            step_wf: step_state,
+            finish_wf: finish_state,
+        }
+    )
+    for wid, state in states.items():
+        if state == "none":
+            continue
+        status = {"done": "SUCCESS", "cancelled": "CANCELLED"}.get(state, "PENDING")
+        row = WorkflowRow(
+            wid,
+            status,
+            "wf",
+            None,
+            "9" if state == "done" else None,
+            None,
+            None,
+            None,
+            1,
+            1,
+            owner="someone-else" if state == "other" else owner,
+        )
+        assert await write_batch(conn, [InsertWorkflow(row)], False, owner) == [None]
+    step = StepRow(step_wf, 1, "s", "1")
+    if stored is not None:
+        there = step if stored == "equal" else StepRow(step_wf, 1, "s", "2")
+        await conn.execute(
+            "INSERT INTO dbos_async.operation_outputs (workflow_uuid, function_id,"
+            " function_name, output) VALUES ($1, $2, $3, $4)",
+            there.workflow_id,
+            there.function_id,
+            there.function_name,
+            there.output,
+        )
+    return RecordStep(step), FinishWorkflow(finish_wf, "SUCCESS", "9", None, 2)
+
+
+def _renamed(results: list[WriteResult], prefix: str) -> list[object]:
+    """Results with the workflow IDs' prefix taken out, to compare two runs."""
+    out: list[object] = []
+    for r in results:
+        if isinstance(r, StepRow):
+            out.append(("step", r.workflow_id.removeprefix(prefix), r.output))
+        elif isinstance(r, Fenced):
+            out.append(("fenced", r.workflow_id.removeprefix(prefix)))
+        else:
+            out.append(r)
+    return out
+
+
+@pytest.mark.parametrize("case", PAIR_CASES, ids=lambda c: "-".join(map(str, c)))
+async def test_pair_batch__answers_as_the_general_batch_statement(
+    fresh_pg: str, case: tuple[str, str, str | None]
+) -> None:
+    """A batch of [step, finish] (a sequential workflow's last step row with its outcome)
+    runs its own statement, ``record_step_and_finish``: in every state of the two
+    workflows it writes and answers exactly as the general ``write_batch`` statement does
+    for the same two writes, fencing included, and stores the same rows."""
+    owner = "test-process"
+    conn = await asyncpg.connect(fresh_pg)
+    try:
+        await conn.execute(load_queries("postgres")["journal_session"])
+        answers = []
+        for prefix, run in (("pair", write_batch), ("many", _write_many)):
+            step, finish = await _pair_state(conn, owner, prefix, case)
+            retry = case[2] == "equal"
+            results = await run(conn, [step, finish], retry, owner)
+            stored = await conn.fetch(
+                "SELECT w.workflow_uuid, w.status, w.output, o.function_id, o.output"
+                " FROM dbos_async.workflow_status AS w LEFT JOIN dbos_async.operation_outputs"
+                " AS o USING (workflow_uuid) WHERE w.workflow_uuid LIKE $1 || '-%'"
+                " ORDER BY 1",
+                prefix,
+            )
+            rows = [(r[0].removeprefix(prefix), *tuple(r)[1:]) for r in stored]
+            answers.append((_renamed(results, prefix), rows))
+    finally:
+        await conn.close()
+    assert answers[0] == answers[1]
+    if case == PAIR_CASES[0]:
+        assert answers[0][0] == [("step", "-a", "1"), True]
+    if case[0] == "other" and case[1] == "same":
+        assert answers[0][0] == [("fenced", "-a"), ("fenced", "-a")]
 
 
 # -- URLs ------------------------------------------------------------------------------

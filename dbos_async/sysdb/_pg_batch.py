@@ -1,7 +1,10 @@
 """Postgres: the journal's checkpoint batches, each in one statement.
 
-A batch of one write runs that write's own statement; a larger batch runs ``write_batch``,
-one statement for every insert, step and finish of the batch (arrays, one per column).
+A batch of one write runs that write's own statement; a step followed by a finish (the
+last batch of a workflow run alone: its last step row commits with its outcome) runs
+``record_step_and_finish``, the two in one statement with plain parameters; any other
+batch runs ``write_batch``, one statement for every insert, step and finish of the batch
+(arrays, one per column).
 A write that finds a row already there reads what is stored, and ``_results`` decides
 whether it is this write's own (after a retry) or another writer's.
 
@@ -47,6 +50,7 @@ __all__ = ["write_batch"]
 Q = load_queries("postgres")
 
 _FINISH_FIELDS = ("workflow_id", "status", "output", "error", "updated_at")
+_finish_values = attrgetter(*_FINISH_FIELDS)
 
 
 async def write_batch(
@@ -56,6 +60,10 @@ async def write_batch(
     steps and finishes only for workflows ``owner`` owns."""
     if len(writes) == 1:
         return [await _write_one(conn, writes[0], retry, owner)]
+    if len(writes) == 2:
+        step, finish = writes
+        if isinstance(step, RecordStep) and isinstance(finish, FinishWorkflow):
+            return await _write_step_and_finish(conn, step.step, finish, retry, owner)
     return await _write_many(conn, writes, retry, owner)
 
 
@@ -70,23 +78,36 @@ async def _write_one(conn: Conn, write: Write, retry: bool, owner: str | None) -
     if isinstance(write, RecordStep):
         step = write.step
         inserted = await conn.fetchval(Q["insert_step"], *step_params(step), owner)
-        if inserted is not None:
-            return step
-        if await conn.fetch(Q["not_owned"], [step.workflow_id], owner):
-            return Fenced(step.workflow_id)
-        r = await conn.fetchrow(Q["get_step"], step.workflow_id, step.function_id)
-        return _step_result(step, step_row_or_none(r))
-    updated = await conn.fetchval(
-        Q["finish_workflow"],
-        write.workflow_id,
-        write.status,
-        write.output,
-        write.error,
-        write.updated_at,
-        owner,
+        return step if inserted is not None else await _step_not_inserted(conn, step, owner)
+    updated = await conn.fetchval(Q["finish_workflow"], *_finish_values(write), owner)
+    return True if updated == 1 else await _not_finished(conn, write, retry, owner)
+
+
+async def _write_step_and_finish(
+    conn: Conn, step: StepRow, finish: FinishWorkflow, retry: bool, owner: str | None
+) -> list[WriteResult]:
+    r = await conn.fetchrow(
+        Q["record_step_and_finish"], *step_params(step), *_finish_values(finish), owner
     )
-    if updated == 1:
-        return True
+    assert r is not None
+    return [
+        step if r[0] == 1 else await _step_not_inserted(conn, step, owner),
+        True if r[1] == 1 else await _not_finished(conn, finish, retry, owner),
+    ]
+
+
+async def _step_not_inserted(conn: Conn, step: StepRow, owner: str | None) -> StepRow | Fenced:
+    """What a step that was not inserted gets: ``Fenced`` if this process does not own
+    its workflow, else the row stored at its ID."""
+    if await conn.fetch(Q["not_owned"], [step.workflow_id], owner):
+        return Fenced(step.workflow_id)
+    r = await conn.fetchrow(Q["get_step"], step.workflow_id, step.function_id)
+    return _step_result(step, step_row_or_none(r))
+
+
+async def _not_finished(
+    conn: Conn, write: FinishWorkflow, retry: bool, owner: str | None
+) -> bool | Fenced:
     r = await conn.fetchrow(Q["get_workflow"], write.workflow_id)
     return finish_result(write, workflow_row_or_none(r), retry, owner)
 
@@ -100,9 +121,6 @@ def _step_result(step: StepRow, stored: StepRow | None) -> StepRow | Fenced:
 
 def _by_column(rows: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
     return [[getattr(r, n) for r in rows] for n in names]
-
-
-_finish_values = attrgetter(*_FINISH_FIELDS)
 
 
 def _arrays(rows: Iterable[tuple[Any, ...]], width: int) -> list[list[Any]]:

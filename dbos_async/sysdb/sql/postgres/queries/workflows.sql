@@ -42,6 +42,30 @@ WHERE EXISTS (
     WHERE workflow_uuid = $1 AND owner = $9 FOR SHARE)
 ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING 1;
 
+-- name: record_step_and_finish
+-- One step row ($1-$8) and one PENDING workflow to finish ($9-$13), fenced on process
+-- $14 as insert_step and finish_workflow are, in one statement: a sequential workflow's
+-- last step row commits with its outcome, and write_batch's arrays cost this batch 0.1 ms
+-- more. The step is inserted before the finish runs (the main query reads s first), so
+-- the FOR SHARE finds the workflow's row as it was. Returns (steps inserted, workflows
+-- finished).
+WITH s AS (
+    INSERT INTO dbos_async.operation_outputs ({step_columns})
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8
+    WHERE EXISTS (
+        SELECT 1 FROM dbos_async.workflow_status
+        WHERE workflow_uuid = $1 AND owner = $14 FOR SHARE)
+    ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING 1
+), f AS (
+    UPDATE dbos_async.workflow_status
+    SET status = $10, output = $11, error = $12, updated_at = $13
+    WHERE workflow_uuid = $9 AND (status = 'PENDING' AND owner = $14) IS TRUE -- (by key)
+    RETURNING queue_name
+), woke AS (
+    SELECT pg_notify({channel}, {queue_key:queue_name}) FROM f WHERE queue_name IS NOT NULL
+)
+SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM f), (SELECT count(*) FROM woke);
+
 -- name: not_owned
 -- Which of these workflows ($1) process $2 does not own (any more), or no longer exist.
 SELECT k.id FROM unnest($1::text[]) AS k(id)
