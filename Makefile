@@ -20,9 +20,15 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) examples/guestbook.py
 
-## test: the whole suite, on SQLite and on Postgres (127.0.0.1:5432, skipped if down unless CI=true)
+## test: the whole suite, on SQLite and on Postgres (127.0.0.1:5432, skipped if down unless CI=true):
+## on TEST_WORKERS pytest-xdist workers (each test file on one worker), then the tests
+## marked serial (they restart Postgres) alone; both parts run, and it fails if either does
+## (a serial part that selects nothing, exit status 5, is not a failure)
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial"; parallel=$$?; \
+	$(PY) -m pytest -m serial; serial=$$?; \
+	test $$parallel -eq 0 && { test $$serial -eq 0 || test $$serial -eq 5; }
 
 ## screenshots: the dashboard's browser tests, saving their screenshots over docs/images/
 screenshots: $(STAMP)

@@ -24,6 +24,24 @@ PG_SERVER = os.environ.get("DBOS_TEST_POSTGRES", "postgresql://postgres@127.0.0.
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def stable_id(value: object) -> str:
+    """A parametrized test's ID that is the same in every process: ``make test`` runs the
+    suite on pytest-xdist workers, which collect the tests separately and must agree on
+    every ID. It is ``repr``, except that a set's items are sorted (their order follows
+    the per-process hash seed) and an object whose repr shows its address is shown by its
+    type's name."""
+    if isinstance(value, (set, frozenset)):
+        items = ", ".join(sorted(stable_id(v) for v in value))
+        return f"{type(value).__name__}({{{items}}})" if value else f"{type(value).__name__}()"
+    if isinstance(value, (list, tuple)):
+        items = ", ".join(stable_id(v) for v in value)
+        return f"[{items}]" if isinstance(value, list) else f"({items})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{stable_id(k)}: {stable_id(v)}" for k, v in value.items()) + "}"
+    text = repr(value)
+    return type(value).__name__ if " at 0x" in text else text
+
+
 def pg_url(database: str) -> str:
     return f"{PG_SERVER}/{database}"
 

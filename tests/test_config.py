@@ -27,6 +27,8 @@ from dbos_async._config import resolve_config
 from dbos_async._registry import registry
 from dbos_async._serialization import JSONSerializer
 
+from .conftest import stable_id
+
 PG_SERVER = os.environ.get("DBOS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 ENV_VARS = ("DBOS_DATABASE_URL", "DBOS__VMID", "DBOS__APPVERSION")
 
@@ -203,7 +205,7 @@ def test_config__bad_connect_timeout_raises_config_error(value: Any) -> None:
         DBOS({"database_url": "sqlite:///:memory:", "connect_timeout": value})
 
 
-@pytest.mark.parametrize("value", ["yaml", "", 42, object(), str, ["json"]], ids=repr)
+@pytest.mark.parametrize("value", ["yaml", "", 42, object(), str, ["json"]], ids=stable_id)
 def test_config__bad_serializer_raises_config_error(value: Any) -> None:
     with pytest.raises(DBOSConfigError, match="serializer"):
         DBOS({"database_url": "sqlite:///:memory:", "serializer": value})

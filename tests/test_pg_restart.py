@@ -22,7 +22,8 @@ from dbos_async._notifier import Notifier
 
 from .conftest import IN_CI, PG_SERVER
 
-pytestmark = pytest.mark.postgres
+# serial: it restarts the server every other test talks to (make test runs it alone).
+pytestmark = [pytest.mark.postgres, pytest.mark.serial]
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 LOCAL_PORT = 5432

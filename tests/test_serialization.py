@@ -40,6 +40,8 @@ from dbos_async import (
 )
 from dbos_async._serialization import Codec, JSONSerializer, PickleSerializer, make_serializer
 
+from .conftest import stable_id
+
 # --------------------------------------------------------------------------------------
 # Types used by the tests (module level: pickle, get_type_hints and exception rebuilding
 # all need to find them by name).
@@ -259,7 +261,7 @@ TAGGED: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize("value", TAGGED, ids=repr)
+@pytest.mark.parametrize("value", TAGGED, ids=stable_id)
 def test_json_codec__roundtrips_non_json_types_as_their_type(codec: Codec, value: Any) -> None:
     assert_same(json_roundtrip(codec, value), value)
 
@@ -474,7 +476,7 @@ def test_json_codec__value_it_accepts_can_be_read_back_without_annotation(codec:
         (SerModel | None, None),
         (list[SerPoint] | None, [SerPoint(9, 9.0)]),
     ],
-    ids=str,
+    ids=["list", "dict", "tuple", "optional-model", "optional-none", "optional-list"],
 )
 def test_json_codec__containers_of_models_come_back_typed(
     codec: Codec, annotation: Any, value: Any
@@ -838,7 +840,7 @@ def test_make_serializer__accepts_names_and_objects() -> None:
     assert make_serializer(custom) is custom
 
 
-@pytest.mark.parametrize("spec", ["yaml", "JSON ", 3, object(), SerPickleOnly], ids=repr)
+@pytest.mark.parametrize("spec", ["yaml", "JSON ", 3, object(), SerPickleOnly], ids=stable_id)
 def test_make_serializer__rejects_anything_else(spec: Any) -> None:
     from dbos_async import DBOSConfigError
 

@@ -107,6 +107,7 @@ def pg_restarts() -> str:
 
 
 @pytest.mark.postgres
+@pytest.mark.serial  # (it restarts the server: make test runs it alone)
 @pytest.mark.timeout(HARNESS_TIMEOUT + 90)
 def test_chaos__postgres(postgres_template: str, capsys: pytest.CaptureFixture[str]) -> None:
     # postgres_template: skips when Postgres is down, fails instead under CI=true.
