@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from dbos_async import DBOS, DBOSClient, WorkflowStatusString
-from dbos_async.dashboard import dashboard_app
+from dbos_async.dashboard import _security, dashboard_app
 from dbos_async.dashboard._html import Markup, escape
 from dbos_async.dashboard._html import html as render
 from dbos_async.dashboard._timeline import build_timeline, render_timeline
@@ -465,6 +465,65 @@ async def test_workflow__a_long_one_draws_its_first_steps(
     async with _http(dashboard_app()) as client:
         page = (await client.get("/workflow", params={"id": handle.workflow_id})).text
     assert page.count('class="tl-row"') == 3 and "The first 3 of 5 steps." in page
+
+
+async def test_session__expires_after_its_lifetime(
+    data: Populated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A login lasts ``SESSION_SECONDS`` (the cookie says so too); after that the same
+    cookie and CSRF field are refused, and a cookie whose expiry was edited fails its
+    signature."""
+    now = [1_000_000.0]
+    monkeypatch.setattr(_security, "_now", lambda: now[0])
+    async with _http(dashboard_app(token=TOKEN)) as client:
+        response = await client.post("/login", data={"token": TOKEN}, headers={"Origin": BASE})
+        assert f"Max-Age={_security.SESSION_SECONDS}" in response.headers["set-cookie"]
+        csrf = csrf_of((await client.get("/workflow", params={"id": data.blocked})).text)
+        cookie = client.cookies[_security.COOKIE]
+        now[0] += _security.SESSION_SECONDS - 1
+        assert (
+            'title="log in to act"'
+            not in (await client.get("/workflow", params={"id": data.blocked})).text
+        )
+        now[0] += 1
+        assert (
+            'title="log in to act"'
+            in (await client.get("/workflow", params={"id": data.blocked})).text
+        )
+        refused = await client.post(
+            "/actions/cancel", data={"id": data.blocked, "csrf": csrf}, headers={"Origin": BASE}
+        )
+        assert refused.status_code == 403
+        nonce, expiry, signature = cookie.split(".")
+        client.cookies.set(_security.COOKIE, f"{nonce}.{int(expiry) + 3600}.{signature}")
+        assert (
+            'title="log in to act"'
+            in (await client.get("/workflow", params={"id": data.blocked})).text
+        )
+    assert (await DBOS.get_workflow_status(data.blocked)).status == "PENDING"  # type: ignore[union-attr]
+
+
+async def test_logout__a_copy_of_the_cookie_is_refused_after_it(data: Populated) -> None:
+    """Logging out ends the session itself, not just the browser's copy: a cookie saved
+    before the logout (a stolen one) no longer acts."""
+    app = dashboard_app(token=TOKEN)
+    async with _http(app) as client:
+        await login(client)
+        csrf = csrf_of((await client.get("/workflow", params={"id": data.blocked})).text)
+        saved = client.cookies[_security.COOKIE]
+        response = await client.post("/logout", data={"csrf": csrf}, headers={"Origin": BASE})
+        assert response.status_code == 303
+    async with _http(app) as thief:
+        thief.cookies.set(_security.COOKIE, saved)
+        assert (
+            'title="log in to act"'
+            in (await thief.get("/workflow", params={"id": data.blocked})).text
+        )
+        response = await thief.post(
+            "/actions/cancel", data={"id": data.blocked, "csrf": csrf}, headers={"Origin": BASE}
+        )
+        assert response.status_code == 403
+    assert (await DBOS.get_workflow_status(data.blocked)).status == "PENDING"  # type: ignore[union-attr]
 
 
 async def test_logout__ends_the_session(data: Populated) -> None:

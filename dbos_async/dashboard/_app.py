@@ -39,7 +39,7 @@ from ._data import (
 from ._fleet_views import executors_page, queues_page
 from ._layout import Frame, error_page, login_page
 from ._list_view import STATUSES, list_page
-from ._security import COOKIE, Guard, same_origin
+from ._security import COOKIE, SESSION_SECONDS, Guard, same_origin
 from ._workflow_view import workflow_page
 
 __all__ = ["ENV_TOKEN", "dashboard_app"]
@@ -270,6 +270,7 @@ class _Dashboard:
         response.set_cookie(
             COOKIE,
             self.guard.new_session(),
+            max_age=SESSION_SECONDS,
             path=f"{frame.base}/",
             httponly=True,
             samesite="strict",
@@ -283,6 +284,7 @@ class _Dashboard:
         if refusal is not None:
             frame = self.frame(request)
             return HTMLResponse(error_page(frame, "Refused", refusal), 403)
+        self.guard.end_session(request)
         frame = self.frame(request)
         response = RedirectResponse(f"{frame.base}/", 303)
         response.delete_cookie(COOKIE, path=f"{frame.base}/")

@@ -9,9 +9,12 @@ an action (a POST) is allowed for a request that carries either
   value derived from the session, unknown to another site) and, when the browser says
   where the request comes from (``Sec-Fetch-Site``, ``Origin``), the same origin.
 
-The session cookie holds a random nonce signed with a key derived from the token
-(HMAC-SHA256), never the token itself; it is ``HttpOnly`` and ``SameSite=Strict``.
-Changing the token ends every session.
+The session cookie holds a random nonce and its expiry (``SESSION_SECONDS`` after the
+login), signed with a key derived from the token (HMAC-SHA256), never the token itself;
+it is ``HttpOnly`` and ``SameSite=Strict``. A session ends when it expires, when the
+token changes (every session), or at logout: the process that served the logout refuses
+that session's cookie from then on, even a copy of it (other processes serving the same
+dashboard refuse it when it expires).
 """
 
 from __future__ import annotations
@@ -19,13 +22,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-__all__ = ["COOKIE", "Guard"]
+__all__ = ["COOKIE", "SESSION_SECONDS", "Guard"]
 
 COOKIE = "dbos_dashboard_session"
+#: How long a login lasts.
+SESSION_SECONDS = 12 * 3600
+
+
+def _now() -> float:
+    """The time sessions are stamped and checked with (epoch seconds)."""
+    return time.time()
 
 
 class Guard:
@@ -44,6 +55,8 @@ class Guard:
             if token is not None
             else b""
         )
+        #: Sessions logged out here, each until it would have expired.
+        self._ended: dict[str, float] = {}
 
     @property
     def enabled(self) -> bool:
@@ -61,19 +74,32 @@ class Guard:
         return hmac.compare_digest(given.encode(), self._token.encode())
 
     def new_session(self) -> str:
-        """A session cookie value: ``nonce.signature``."""
+        """A session cookie value: ``nonce.expiry.signature`` (expiry in epoch seconds)."""
         nonce = secrets.token_urlsafe(16)
-        return f"{nonce}.{self._sign('session', nonce)}"
+        session = f"{nonce}.{int(_now()) + SESSION_SECONDS}"
+        return f"{session}.{self._sign('session', session)}"
 
     def session_nonce(self, request: Request) -> str | None:
-        """The nonce of the request's valid session cookie, or None."""
+        """The nonce of the request's session cookie if it is valid (signed with this
+        token, not expired, not logged out here), else None."""
         if not self.enabled:
             return None
-        value = request.cookies.get(COOKIE, "")
-        nonce, _, signature = value.partition(".")
-        if not nonce or not hmac.compare_digest(signature, self._sign("session", nonce)):
+        session, _, signature = request.cookies.get(COOKIE, "").rpartition(".")
+        nonce, _, expiry = session.partition(".")
+        if not nonce or not hmac.compare_digest(signature, self._sign("session", session)):
+            return None
+        if not expiry.isdigit() or int(expiry) <= _now() or nonce in self._ended:
             return None
         return nonce
+
+    def end_session(self, request: Request) -> None:
+        """Refuse the request's session from now on in this process (logout)."""
+        nonce = self.session_nonce(request)
+        if nonce is None:
+            return
+        now = _now()
+        self._ended = {n: t for n, t in self._ended.items() if t > now}  # (forget expired)
+        self._ended[nonce] = now + SESSION_SECONDS
 
     def csrf_token(self, nonce: str) -> str:
         """The CSRF field value of a session."""
