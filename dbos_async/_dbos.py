@@ -411,10 +411,17 @@ class DBOS(metaclass=_DBOSMeta):
         all processes. Every launched process that has the workflow runs it (with
         ``queue_name``: enqueues it there). ``automatic_backfill``: a process that starts
         the schedule first runs the slots missed since the latest one started.
-        ``DBOSException`` if a schedule of that name exists; ``ValueError`` for a bad
-        expression or zone."""
+        ``DBOSException`` if a schedule of that name exists, or if a ``@DBOS.scheduled``
+        workflow has that name (their slots would share workflow IDs); ``ValueError`` for
+        a bad expression or zone."""
         info = _schedules.workflow_of(workflow_fn, "DBOS.create_schedule()")
         refuse_in_transaction("DBOS.create_schedule()")
+        if schedule_name in registry.schedules:
+            raise DBOSException(
+                f"schedule name {schedule_name!r} is the name of a @DBOS.scheduled workflow: "
+                "the runs of both would share workflow IDs (sched-<name>-<slot>) and "
+                "backfill_schedule could not tell them apart; pick another name"
+            )
         await _schedules.create_schedule(
             get_runtime(),
             schedule_name=schedule_name,

@@ -427,6 +427,10 @@ async def test_scheduled__cron_timezone(url: str) -> None:
         base = datetime.now(UTC).replace(microsecond=0) - 10 * SECOND
         [handle] = await DBOS.backfill_schedule(name, base, base + SECOND)
         assert handle.workflow_id == slot_id(name, base)
+        # A stored schedule of that name would share its slots' workflow IDs: refused.
+        with pytest.raises(DBOSException, match=f"{name!r} is the name of a @DBOS.scheduled"):
+            await create(name)
+        assert await DBOS.list_schedules() == []
     finally:
         await DBOS.destroy()
         registry.schedules.pop(name, None)
