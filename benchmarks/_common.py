@@ -423,11 +423,15 @@ async def idle_commit_rate(monitor: asyncpg.Connection, database: str) -> dict[s
 
 def attribute_commits(result: dict[str, Any], n: int) -> None:
     """Per run: the commits of the window, less the idle background rate over the window,
-    per workflow (``commits_per_workflow``); the raw figure stays beside it."""
+    per workflow (``commits_per_workflow``), floored at 0; the raw figure stays beside it.
+    (A library with background commits of its own but few workflow commits makes fewer
+    background commits during a burst than its idle rate predicts: its pollers wait
+    behind the burst. Subtracting the idle rate then gave a small negative count.)"""
     rate = result["idle_commits_per_s"]
     for run in [result["warmup"], *result["runs"]]:
         run["commits_raw_per_workflow"] = run["commits_delta"] / n
-        run["commits_per_workflow"] = (run["commits_delta"] - rate * run["window_s"]) / n
+        background = rate * run["window_s"]
+        run["commits_per_workflow"] = max(0.0, run["commits_delta"] - background) / n
 
 
 @dataclass(frozen=True)
