@@ -554,8 +554,10 @@ def ratio(row: Row, ours: list[float] | None, theirs: list[float] | None) -> str
     if row.higher_is_better is None or not ours or not theirs:
         return "-" if row.higher_is_better is None else "n/a"
     a, b = Summary.of(ours).median, Summary.of(theirs).median
-    value = a / b if row.higher_is_better else b / a
-    return f"{value:.2f}"
+    top, bottom = (a, b) if row.higher_is_better else (b, a)
+    if bottom == 0:
+        return "n/a (a zero median)"
+    return f"{top / bottom:.2f}"
 
 
 def render_table(cfg: Config, results: Results) -> str:
