@@ -48,7 +48,7 @@ ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING 1;
 -- last step row commits with its outcome, and write_batch's arrays cost this batch 0.1 ms
 -- more. The step is inserted before the finish runs (the main query reads s first), so
 -- the FOR SHARE finds the workflow's row as it was. Returns (steps inserted, workflows
--- finished).
+-- finished, notifications sent).
 WITH s AS (
     INSERT INTO dbos_async.operation_outputs ({step_columns})
     SELECT $1, $2, $3, $4, $5, $6, $7, $8
