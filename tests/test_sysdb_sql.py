@@ -273,14 +273,9 @@ async def _pair_state(
     step_state, finish_state, stored = case
     step_wf = f"{prefix}-a"
     finish_wf = step_wf if finish_state == "same" else f"{prefix}-b"
-    states = (
-        {step_wf: step_state}
-        if finish_state == "same"
-        else {
-            step_wf: step_state,
-            finish_wf: finish_state,
-        }
-    )
+    states = {step_wf: step_state}
+    if finish_state != "same":
+        states[finish_wf] = finish_state
     for wid, state in states.items():
         if state == "none":
             continue
