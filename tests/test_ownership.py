@@ -28,7 +28,7 @@ async def execute(db_url: str, sql: str, *args: Any) -> None:
     process would). ``$1``-style placeholders; tables named without schema prefix."""
     if is_sqlite_url(db_url):
         lite = sql.replace("TABLE ", "TABLE dbos_").replace("$1", "?").replace("$2", "?")
-        for table in ("workflow_status", "operation_outputs"):
+        for table in ("workflow_status", "operation_outputs", "executors"):
             lite = lite.replace(f" {table}", f" dbos_{table}")
         conn = sqlite3.connect(sqlite_path(db_url), timeout=10)
         try:
@@ -39,7 +39,7 @@ async def execute(db_url: str, sql: str, *args: Any) -> None:
         return
     pg = await asyncpg.connect(db_url)
     try:
-        for table in ("workflow_status", "operation_outputs"):
+        for table in ("workflow_status", "operation_outputs", "executors"):
             sql = sql.replace(f" {table}", f" dbos_async.{table}")
         await pg.execute(sql, *args)
     finally:
@@ -47,7 +47,17 @@ async def execute(db_url: str, sql: str, *args: Any) -> None:
 
 
 async def take_away(db_url: str, workflow_id: str) -> None:
-    """Make another process the owner of a workflow (what a takeover does)."""
+    """Make another process the owner of a workflow (what a takeover does). That process
+    holds a live lease: with none, this process's recovery would see the workflow as
+    orphaned and take it back within a second (a new run under the same ID)."""
+    await execute(
+        db_url,
+        "INSERT INTO executors (process_id, executor_id, hostname, pid, application_version,"
+        " started_at, last_heartbeat_at, lease_expires_at)"
+        " VALUES ($1, 'other', 'elsewhere', 1, 'test', 0, 0, 99999999999999)"
+        " ON CONFLICT (process_id) DO NOTHING",
+        OTHER,
+    )
     await execute(db_url, "UPDATE workflow_status SET owner = $1 WHERE workflow_uuid = $2", OTHER,
                   workflow_id)  # fmt: skip
 
