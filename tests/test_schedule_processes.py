@@ -103,6 +103,20 @@ async def wait_until(predicate: Callable[[], bool], what: str, within: float = 2
         await asyncio.sleep(0.05)
 
 
+async def ends_in_success(client: DBOSClient, workflow_id: str, within: float = 20.0) -> None:
+    """The workflow exists and ends SUCCESS. A slot's workflow notes its run in its body,
+    before its outcome commits, so a slot seen may still be PENDING for a moment."""
+    deadline = time.monotonic() + within
+    while True:
+        st = await client.get_workflow_status(workflow_id)
+        assert st is not None, workflow_id
+        if st.status != WorkflowStatusString.PENDING:
+            break
+        assert time.monotonic() < deadline, f"{workflow_id} still PENDING"
+        await asyncio.sleep(0.05)
+    assert st.status == WorkflowStatusString.SUCCESS, st
+
+
 def once_each_consecutive(seen: list[datetime]) -> None:
     counts = Counter(seen)
     assert [s for s, n in counts.items() if n > 1] == [], "a slot ran twice"
@@ -129,8 +143,7 @@ async def test_schedule_processes__each_slot_once_pause_trigger_backfill_resume_
         assert {json.dumps(e["context"]) for e in processes.events()} == {'{"k": [1, 2]}'}
         # Each slot is one SUCCESS workflow under its derived ID.
         for slot in seen:
-            st = await client.get_workflow_status(f"sched-{name}-{slot.isoformat()}")
-            assert st is not None and st.status == WorkflowStatusString.SUCCESS
+            await ends_in_success(client, f"sched-{name}-{slot.isoformat()}")
 
         await client.pause_schedule(name)
         paused_at = datetime.now(UTC)
